@@ -1,0 +1,184 @@
+// xformer_bench: throughput of xformer's own code paths on synthetic data, for
+// scripts/bench/. Prints one JSON line per measurement on stdout.
+//
+//   xformer_bench train  [shape options]   training updates through train::Trainer
+//   xformer_bench decode [shape options] --mode greedy|beam --beam K --cache on|off
+#include <CLI/CLI.hpp>
+#include <spdlog/spdlog.h>
+#include <torch/version.h>
+
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+
+#include "xformer/core/logging.h"
+#include "xformer/core/registry.h"
+#include "xformer/core/runtime.h"
+#include "xformer/decode/search.h"
+#include "xformer/models/transformer.h"
+#include "xformer/tasks/translation.h"
+#include "xformer/train/run_dir.h"
+#include "xformer/train/trainer.h"
+
+namespace fs = std::filesystem;
+using namespace xformer;
+
+namespace {
+
+struct Shape {
+  int64_t d_model = 256, heads = 4, ffn = 1024, layers = 3, vocab = 8000;
+  int64_t batch = 64, src_len = 32, tgt_len = 32;
+  int64_t steps = 30, warmup = 5, threads = 0, blas_threads = 0;
+  double dropout = 0.1;
+};
+
+models::Transformer make_model(const Shape& s) {
+  models::TransformerOptions o;
+  o.src_vocab = o.tgt_vocab = s.vocab;
+  o.pad_id = 0;
+  o.d_model = s.d_model, o.heads = s.heads, o.ffn_dim = s.ffn;
+  o.encoder_layers = o.decoder_layers = s.layers;
+  o.dropout = s.dropout;
+  o.max_positions = std::max<int64_t>(256, std::max(s.src_len, s.tgt_len) + 2);
+  return models::Transformer(o);
+}
+
+// Fixed-shape random batches (ids 4..V-1, no padding), the same every epoch.
+class SyntheticTask : public Task {
+ public:
+  explicit SyntheticTask(const Shape& s) : shape_(s), model_(make_model(s)) {
+    for (int i = 0; i < 4; ++i) {
+      Batch b;
+      b.tensors["source"] = torch::randint(4, s.vocab, {s.batch, s.src_len}, torch::kLong);
+      b.tensors["prev_target"] = torch::randint(4, s.vocab, {s.batch, s.tgt_len}, torch::kLong);
+      b.tensors["target"] = torch::randint(4, s.vocab, {s.batch, s.tgt_len}, torch::kLong);
+      b.n_items = s.batch;
+      b.n_tokens = s.batch * s.tgt_len;
+      pool_.push_back(b);
+    }
+  }
+  std::shared_ptr<torch::nn::Module> model() override { return model_.ptr(); }
+  void begin_epoch(int64_t) override { position_ = 0; }
+  std::optional<Batch> next_batch() override {
+    if (position_ >= 1000000) return std::nullopt;
+    return pool_[position_++ % pool_.size()];
+  }
+  json state() const override { return {{"position", position_}}; }
+  void load_state(const json& s) override { position_ = s.at("position"); }
+  LossOut loss(const Batch& b) override { return tasks::transformer_loss(model_, b, 0.1, 0); }
+  Metrics evaluate(Split, const std::string&) override {  // the loss of one batch
+    return {{"loss", loss(pool_[0]).loss.item<double>() / pool_[0].n_tokens}};
+  }
+  void sample(const SampleOptions&) override {}
+
+ private:
+  Shape shape_;
+  models::Transformer model_;
+  std::vector<Batch> pool_;
+  int64_t position_ = 0;
+};
+
+int bench_train(const Shape& s) {
+  const std::string run = (fs::temp_directory_path() / ("xformer_bench_" + std::to_string(getpid()))).string();
+  train::prepare_run_dir(run, false, true);
+  RawConfig raw;
+  raw.value = {{"optim", {{"lr", 5e-4}, {"schedule", "constant"}, {"warmup_steps", 0}}},
+               {"train", {{"max_steps", s.warmup + s.steps}, {"log_every", s.warmup},
+                          {"eval_every", 0}, {"save_every", 0}}}};
+  auto config = resolve(raw);
+  SyntheticTask task(s);
+  train::Trainer trainer(config, task, {run, false});
+  trainer.run();
+  // Log lines every `warmup` steps: the first covers the warm-up, the rest the timed steps.
+  double seconds = 0, tokens = 0;
+  std::ifstream in(run + "/metrics.jsonl");
+  int line_no = 0;
+  for (std::string line; std::getline(in, line);) {
+    auto j = json::parse(line);
+    if (j["split"] != "train" || line_no++ == 0) continue;
+    const double t = s.warmup * s.batch * s.tgt_len;
+    tokens += t;
+    seconds += t / j["tokens_per_s"].get<double>();
+  }
+  fs::remove_all(run);
+  int64_t params = 0;
+  for (const auto& p : task.model()->parameters()) params += p.numel();
+  std::cout << json{{"impl", "xformer"},   {"libtorch", TORCH_VERSION},
+                    {"threads", torch::get_num_threads()}, {"steps", s.steps},
+                    {"seconds", seconds},  {"tgt_tokens_per_s", tokens / seconds},
+                    {"step_ms", 1000 * seconds / s.steps}, {"params", params}}
+                   .dump()
+            << std::endl;
+  return 0;
+}
+
+int bench_decode(const Shape& s, const std::string& mode, int beam, bool cache) {
+  auto model = make_model(s);
+  model->eval();
+  torch::NoGradGuard no_grad;
+  auto src = torch::randint(4, s.vocab, {s.batch, s.src_len}, torch::kLong);
+  decode::SearchOptions o;
+  o.max_len.assign(s.batch, s.tgt_len);
+  o.beam = beam;
+  o.eos = 3;  // a random model rarely emits it: every row decodes tgt_len tokens
+  auto run_once = [&] {
+    models::TransformerStepper stepper(model, model->encode(src), cache);
+    return mode == "beam" ? decode::beam_search(stepper, s.batch, o) : decode::greedy(stepper, s.batch, o);
+  };
+  run_once();  // warm-up
+  auto start = std::chrono::steady_clock::now();
+  int64_t tokens = 0;
+  for (const auto& h : run_once()) tokens += h.tokens.size() + 1;
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::cout << json{{"impl", "xformer"}, {"mode", mode}, {"beam", mode == "beam" ? beam : 1},
+                    {"cache", cache}, {"sentences", s.batch}, {"seconds", secs},
+                    {"sentences_per_s", s.batch / secs}, {"tokens_per_s", tokens / secs}}
+                   .dump()
+            << std::endl;
+  return 0;
+}
+
+void add_shape(CLI::App* cmd, Shape& s) {
+  cmd->add_option("--d-model", s.d_model);
+  cmd->add_option("--heads", s.heads);
+  cmd->add_option("--ffn", s.ffn);
+  cmd->add_option("--layers", s.layers);
+  cmd->add_option("--vocab", s.vocab);
+  cmd->add_option("--batch", s.batch);
+  cmd->add_option("--src-len", s.src_len);
+  cmd->add_option("--tgt-len", s.tgt_len);
+  cmd->add_option("--steps", s.steps);
+  cmd->add_option("--warmup", s.warmup);
+  cmd->add_option("--threads", s.threads, "LibTorch threads (0 = xformer's default)");
+  cmd->add_option("--blas-threads", s.blas_threads, "OpenBLAS threads (0 = xformer's default)");
+  cmd->add_option("--dropout", s.dropout);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  init_logging();
+  spdlog::set_level(spdlog::level::warn);
+  register_builtins();
+  CLI::App app{"xformer_bench: throughput of xformer code paths on synthetic data"};
+  app.require_subcommand(1);
+  Shape s;
+  std::string mode = "greedy";
+  int beam = 4;
+  std::string cache = "on";
+  auto* train = app.add_subcommand("train", "Training updates per second");
+  add_shape(train, s);
+  auto* dec = app.add_subcommand("decode", "Decoding sentences per second");
+  add_shape(dec, s);
+  dec->add_option("--mode", mode)->check(CLI::IsMember({"greedy", "beam"}));
+  dec->add_option("--beam", beam);
+  dec->add_option("--cache", cache)->check(CLI::IsMember({"on", "off"}));
+  CLI11_PARSE(app, argc, argv);
+  torch::manual_seed(1);
+  std::cerr << configure_threads(s.threads, s.blas_threads) << std::endl;
+  if (train->parsed()) return bench_train(s);
+  return bench_decode(s, mode, beam, cache == "on");
+}

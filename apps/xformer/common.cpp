@@ -1,0 +1,46 @@
+#include <spdlog/spdlog.h>
+
+#include "verbs.h"
+#include "xformer/core/registry.h"
+#include "xformer/core/runtime.h"
+#include "xformer/train/checkpoint.h"
+#include "xformer/train/run_dir.h"
+
+namespace xformer::app {
+
+json load_resolved_config(const std::string& file, const std::vector<std::string>& sets) {
+  RawConfig raw = load_config_file(file);
+  for (const auto& s : sets) apply_override(raw, s);
+  return resolve(raw);
+}
+
+torch::Device setup_runtime(const json& config) {
+  const auto& t = config.at("train");
+  spdlog::info("{}", configure_threads(t.at("threads"), t.at("blas_threads")));
+  return resolve_device(t.at("device"));
+}
+
+std::unique_ptr<Task> make_task(const json& config, const RunContext& ctx) {
+  return Registry::get().task(config.at("task").at("name")).create(config, ctx);
+}
+
+LoadedRun load_run(const std::string& run_dir, const std::string& checkpoint) {
+  LoadedRun run;
+  RawConfig raw;
+  raw.value = train::read_run_config(run_dir);
+  raw.file = run_dir + "/config.json";
+  run.config = resolve(raw);
+  RunContext ctx;
+  ctx.run_dir = run_dir;
+  ctx.device = setup_runtime(run.config);
+  ctx.for_training = false;
+  run.checkpoint_path = train::resolve_checkpoint(run_dir, checkpoint);
+  run.task = make_task(run.config, ctx);
+  run.checkpoint_meta = train::load_checkpoint(run.checkpoint_path, *run.task->model(), nullptr,
+                                               /*restore_rng=*/false);
+  run.task->model()->eval();
+  spdlog::info("loaded {} (step {})", run.checkpoint_path, run.checkpoint_meta.value("step", 0));
+  return run;
+}
+
+}  // namespace xformer::app

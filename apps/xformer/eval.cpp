@@ -1,0 +1,49 @@
+// xformer eval --run DIR [--split valid|test] [--checkpoint last|best|PATH]
+#include <spdlog/spdlog.h>
+
+#include <filesystem>
+#include <iostream>
+
+#include "verbs.h"
+#include "xformer/core/logging.h"
+#include "xformer/train/run_dir.h"
+
+namespace fs = std::filesystem;
+
+namespace xformer::app {
+
+namespace {
+struct EvalArgs {
+  std::string run_dir, split = "test", checkpoint = "best";
+};
+
+int evaluate(const EvalArgs& a) {
+  const Split split = parse_split(a.split);
+  log_to_file((fs::path(a.run_dir) / "train.log").string());
+  auto run = load_run(a.run_dir, a.checkpoint);
+  Metrics m;
+  {
+    torch::NoGradGuard no_grad;
+    m = run.task->evaluate(split, (fs::path(a.run_dir) / "samples" / a.split).string());
+  }
+  json record = {{"step", run.checkpoint_meta.value("step", 0)},
+                 {"split", a.split},
+                 {"checkpoint", run.checkpoint_path}};
+  for (const auto& [k, v] : m) record[k] = v;
+  train::append_metrics(a.run_dir, record);
+  std::cout << record.dump() << std::endl;
+  return 0;
+}
+}  // namespace
+
+void add_eval(CLI::App& app, Action& run) {
+  auto args = std::make_shared<EvalArgs>();
+  auto* cmd = app.add_subcommand("eval", "Evaluate a trained run on a split");
+  cmd->add_option("--run", args->run_dir, "Run directory")->required();
+  cmd->add_option("--split", args->split, "valid or test")->capture_default_str();
+  cmd->add_option("--checkpoint", args->checkpoint, "last, best, or a checkpoint path")
+      ->capture_default_str();
+  cmd->callback([args, &run] { run = [args] { return evaluate(*args); }; });
+}
+
+}  // namespace xformer::app

@@ -1,0 +1,86 @@
+// xformer info [--config FILE [--set KEY=VALUE]...] [--config-doc]
+#include <torch/version.h>
+
+#include <iostream>
+#include <thread>
+
+#include "verbs.h"
+#include "xformer/core/registry.h"
+
+namespace xformer::app {
+
+namespace {
+struct InfoArgs {
+  std::string config;
+  std::vector<std::string> sets;
+  bool config_doc = false;
+};
+
+// Markdown table of every key: the trainer's, then each task's and architecture's.
+void print_config_doc() {
+  auto table = [](const Schema& s, const std::string& prefix) {
+    std::cout << "| key | type | default | meaning |\n|---|---|---|---|\n";
+    for (const auto& k : s.keys()) {
+      if (k.path.rfind(prefix, 0) != 0) continue;
+      std::string doc = k.doc;
+      if (!k.choices.empty()) {
+        std::string c;
+        for (const auto& x : k.choices) c += (c.empty() ? "" : ", ") + x;
+        doc += " One of: " + c + ".";
+      }
+      std::cout << "| `" << k.path << "` | " << key_type_name(k.type) << " | `"
+                << k.default_value.dump() << "` | " << doc << " |\n";
+    }
+    std::cout << "\n";
+  };
+  Schema trainer;
+  declare_trainer_keys(trainer);
+  std::cout << "## Trainer keys (every task)\n\n";
+  table(trainer, "");
+  for (const auto& t : Registry::get().tasks()) {
+    Schema s;
+    t.declare_keys(s);
+    std::cout << "## Task `" << t.name << "`: " << t.description << "\n\n";
+    table(s, "task.");
+  }
+  for (const auto& a : Registry::get().archs()) {
+    Schema s;
+    a.declare_keys(s);
+    std::cout << "## Architecture `" << a.name << "`: " << a.description << "\n\n";
+    table(s, "model.");
+  }
+}
+
+int info(const InfoArgs& a) {
+  if (a.config_doc) {
+    print_config_doc();
+    return 0;
+  }
+  if (!a.config.empty()) {
+    std::cout << load_resolved_config(a.config, a.sets).dump(2) << std::endl;
+    return 0;
+  }
+  std::cout << "xformer " << XFORMER_VERSION << "\n"
+            << "LibTorch " << TORCH_VERSION << "\n"
+            << "CUDA available: " << (torch::cuda::is_available() ? "yes" : "no");
+  if (torch::cuda::is_available()) std::cout << " (" << torch::cuda::device_count() << " devices)";
+  std::cout << "\nCPU cores: " << std::thread::hardware_concurrency()
+            << ", LibTorch threads: " << torch::get_num_threads() << "\n\nTasks:\n";
+  for (const auto& t : Registry::get().tasks()) std::cout << "  " << t.name << "  " << t.description << "\n";
+  std::cout << "Architectures:\n";
+  for (const auto& m : Registry::get().archs())
+    std::cout << "  " << m.name << "  " << m.description << " (task " << m.task << ")\n";
+  return 0;
+}
+}  // namespace
+
+void add_info(CLI::App& app, Action& run) {
+  auto args = std::make_shared<InfoArgs>();
+  auto* cmd = app.add_subcommand("info", "Versions, device, tasks; or a resolved config");
+  cmd->add_option("-c,--config", args->config, "Print this config resolved, defaults filled in");
+  cmd->add_option("-s,--set", args->sets, "Override a config key: KEY=VALUE (repeatable)");
+  cmd->add_flag("--config-doc", args->config_doc, "Print every config key with default and meaning");
+  cmd->callback([args, &run] { run = [args] { return info(*args); }; });
+}
+
+}  // namespace xformer::app

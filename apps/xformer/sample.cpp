@@ -1,0 +1,52 @@
+// xformer sample --run DIR [--input FILE|-] [--beam N --lenpen A | --temperature T [--top-k K]
+//                [--top-p P]] [--num N] [--seed S] [--out FILE]
+#include "verbs.h"
+#include "xformer/core/error.h"
+
+namespace xformer::app {
+
+namespace {
+struct SampleArgs {
+  std::string run_dir, checkpoint = "best";
+  SampleOptions options;
+  double temperature = 0;
+};
+
+int sample(SampleArgs a) {
+  if (a.temperature != 0) {
+    if (a.temperature < 0) throw ConfigError("usage error: --temperature must be > 0");
+    a.options.temperature = a.temperature;
+  }
+  if (a.options.top_p <= 0 || a.options.top_p > 1)
+    throw ConfigError("usage error: --top-p must be in (0, 1]");
+  if (a.options.num < 1) throw ConfigError("usage error: --num must be >= 1");
+  auto run = load_run(a.run_dir, a.checkpoint);
+  torch::NoGradGuard no_grad;
+  run.task->sample(a.options);
+  return 0;
+}
+}  // namespace
+
+void add_sample(CLI::App& app, Action& run) {
+  auto args = std::make_shared<SampleArgs>();
+  auto& o = args->options;
+  auto* cmd = app.add_subcommand("sample", "Generate with a trained run (translate, sample, ...)");
+  cmd->add_option("--run", args->run_dir, "Run directory")->required();
+  cmd->add_option("--checkpoint", args->checkpoint, "last, best, or a checkpoint path")
+      ->capture_default_str();
+  cmd->add_option("-i,--input", o.input, "Input file, or - for stdin (default stdin)");
+  auto* beam = cmd->add_option("--beam", o.beam, "Beam search with this width");
+  cmd->add_option("--lenpen", o.lenpen, "GNMT length penalty alpha for beam search")
+      ->capture_default_str()->needs(beam);
+  auto* temp = cmd->add_option("-t,--temperature", args->temperature,
+                               "Sample from softmax(logits / T) instead of searching");
+  cmd->add_option("--top-k", o.top_k, "Sample among the K most likely tokens")->needs(temp);
+  cmd->add_option("--top-p", o.top_p, "Sample from the smallest set with mass >= P")->needs(temp);
+  cmd->add_option("-n,--num", o.num, "Samples per input")->capture_default_str();
+  cmd->add_option("--seed", o.seed, "Random seed for sampling")->capture_default_str();
+  cmd->add_option("-o,--out", o.out, "Output file (default stdout)");
+  beam->excludes(temp);
+  cmd->callback([args, &run] { run = [args] { return sample(*args); }; });
+}
+
+}  // namespace xformer::app

@@ -1,0 +1,43 @@
+// The verbs of the xformer binary. Each add_* declares its options on a CLI11 subcommand and
+// sets `run` to the function that executes it (returning the exit code).
+#pragma once
+#include <CLI/CLI.hpp>
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "xformer/core/config.h"
+#include "xformer/tasks/task.h"
+
+namespace xformer::app {
+
+using Action = std::function<int()>;
+
+void add_train(CLI::App& app, Action& run);
+void add_eval(CLI::App& app, Action& run);
+void add_sample(CLI::App& app, Action& run);
+void add_info(CLI::App& app, Action& run);
+
+// Shared by the verbs -----------------------------------------------------------------------
+
+// Reads FILE (with "extends"), applies KEY=VALUE overrides, validates: the resolved config.
+json load_resolved_config(const std::string& file, const std::vector<std::string>& sets);
+
+// Applies the runtime part of a config (threads) and returns the device it asks for.
+torch::Device setup_runtime(const json& config);
+
+// Builds the config's task (which builds its model) for a run directory.
+std::unique_ptr<Task> make_task(const json& config, const RunContext& ctx);
+
+// Loads a run's config and its checkpoint into a freshly built task (eval/sample).
+struct LoadedRun {
+  json config;
+  std::unique_ptr<Task> task;
+  json checkpoint_meta;
+  std::string checkpoint_path;
+};
+LoadedRun load_run(const std::string& run_dir, const std::string& checkpoint);
+
+}  // namespace xformer::app

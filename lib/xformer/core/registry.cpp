@@ -1,0 +1,113 @@
+#include "xformer/core/registry.h"
+
+#include "xformer/core/error.h"
+
+namespace xformer {
+
+Registry& Registry::get() {
+  static Registry registry;
+  return registry;
+}
+
+void Registry::add_task(TaskEntry entry) {
+  for (const auto& t : tasks_)
+    if (t.name == entry.name) return;
+  tasks_.push_back(std::move(entry));
+}
+
+void Registry::add_arch(ArchEntry entry) {
+  for (const auto& a : archs_)
+    if (a.name == entry.name) return;
+  archs_.push_back(std::move(entry));
+}
+
+namespace {
+template <typename Entry>
+const Entry& find_entry(const std::vector<Entry>& entries, const std::string& name,
+                        const std::string& what) {
+  std::vector<std::string> names;
+  for (const auto& e : entries) {
+    if (e.name == name) return e;
+    names.push_back(e.name);
+  }
+  std::string hint = closest_match(name, names);
+  std::string all;
+  for (const auto& n : names) all += (all.empty() ? "" : ", ") + n;
+  throw ConfigError("config error: unknown " + what + " '" + name + "'" +
+                    (hint.empty() ? "" : " (did you mean '" + hint + "'?)") + "; known: " + all);
+}
+}  // namespace
+
+const TaskEntry& Registry::task(const std::string& name) const {
+  return find_entry(tasks_, name, "task.name");
+}
+
+const ArchEntry& Registry::arch(const std::string& name) const {
+  return find_entry(archs_, name, "model.arch");
+}
+
+void declare_trainer_keys(Schema& s) {
+  s.add("task.name", KeyType::String, "translation", "Task plugin to run (see `xformer info`).");
+  s.add("model.arch", KeyType::String, "transformer", "Model architecture (see `xformer info`).");
+
+  s.add("optim.name", KeyType::String, "adam", "Optimizer.", {"adam", "adamw"});
+  s.add("optim.lr", KeyType::Float, 5e-4, "Peak learning rate (reached at the end of warmup).");
+  s.add("optim.betas", KeyType::FloatList, json::array({0.9, 0.98}), "Adam beta1, beta2.");
+  s.add("optim.eps", KeyType::Float, 1e-9, "Adam epsilon.");
+  s.add("optim.weight_decay", KeyType::Float, 0.0,
+        "Weight decay (L2 for adam, decoupled for adamw).");
+  s.add("optim.clip_norm", KeyType::Float, 0.0, "Clip gradients to this global L2 norm; 0 = off.");
+  s.add("optim.schedule", KeyType::String, "inverse_sqrt", "Learning-rate schedule.",
+        {"inverse_sqrt", "cosine", "constant"});
+  s.add("optim.warmup_steps", KeyType::Int, 4000, "Linear warmup from warmup_init_lr to lr.");
+  s.add("optim.warmup_init_lr", KeyType::Float, 0.0, "Learning rate at step 0 of the warmup.");
+  s.add("optim.min_lr", KeyType::Float, 0.0, "Final learning rate of the cosine schedule.");
+
+  s.add("train.max_steps", KeyType::Int, 0, "Stop after this many updates; 0 = no limit.");
+  s.add("train.max_epochs", KeyType::Int, 0, "Stop after this many epochs; 0 = no limit.");
+  s.add("train.seed", KeyType::Int, 1, "Seed of every random choice (init, dropout, shuffling).");
+  s.add("train.update_freq", KeyType::Int, 1,
+        "Accumulate gradients over this many batches per update.");
+  s.add("train.log_every", KeyType::Int, 50, "Log training statistics every N updates.");
+  s.add("train.eval_every", KeyType::Int, 1000, "Evaluate on the valid split every N updates.");
+  s.add("train.save_every", KeyType::Int, 1000, "Write a checkpoint every N updates.");
+  s.add("train.keep_last", KeyType::Int, 3, "Keep the last K step checkpoints (plus last/best).");
+  s.add("train.best_metric", KeyType::String, "loss", "Valid metric that selects checkpoints/best.");
+  s.add("train.best_mode", KeyType::String, "min", "Whether a lower or higher best_metric is better.",
+        {"min", "max"});
+  s.add("train.patience", KeyType::Int, 0,
+        "Stop after this many evaluations without a new best; 0 = never.");
+  s.add("train.max_nonfinite", KeyType::Int, 5,
+        "Stop when this many updates in a row have a NaN/Inf loss (each one is skipped).");
+  s.add("train.device", KeyType::String, "auto", "Where to train.", {"auto", "cpu", "cuda"});
+  s.add("train.threads", KeyType::Int, 0,
+        "LibTorch intra-op threads; 0 = one per core (see docs/performance.md).");
+  s.add("train.blas_threads", KeyType::Int, 0,
+        "OpenBLAS threads; 0 = one per core (see docs/performance.md).");
+}
+
+Schema schema_for(const RawConfig& raw) {
+  Schema schema;
+  declare_trainer_keys(schema);
+  auto name_of = [&](const char* group, const char* key, const char* fallback) {
+    const json& v = raw.value;
+    if (v.contains(group) && v[group].is_object() && v[group].contains(key)) {
+      if (!v[group][key].is_string())
+        throw ConfigError(std::string("config error: '") + group + "." + key + "' must be a string");
+      return v[group][key].get<std::string>();
+    }
+    return std::string(fallback);
+  };
+  const auto& task = Registry::get().task(name_of("task", "name", "translation"));
+  const auto& arch = Registry::get().arch(name_of("model", "arch", "transformer"));
+  if (arch.task != task.name)
+    throw ConfigError("config error: model.arch '" + arch.name + "' is for task '" + arch.task +
+                      "', not '" + task.name + "'");
+  task.declare_keys(schema);
+  arch.declare_keys(schema);
+  return schema;
+}
+
+json resolve(const RawConfig& raw) { return resolve_config(raw, schema_for(raw)); }
+
+}  // namespace xformer

@@ -1,0 +1,58 @@
+// The registry of tasks and model architectures, filled once at start-up by
+// register_builtins() (an explicit list: self-registering statics get dropped by the linker
+// when they live in a static library). Every verb looks tasks up here by name.
+#pragma once
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "xformer/core/config.h"
+
+namespace xformer {
+
+class Task;
+struct RunContext;
+
+struct TaskEntry {
+  std::string name;
+  std::string description;
+  std::function<void(Schema&)> declare_keys;  // task.* keys
+  std::function<std::unique_ptr<Task>(const json& config, const RunContext& ctx)> create;
+};
+
+struct ArchEntry {
+  std::string name;
+  std::string description;
+  std::string task;  // the task whose models it builds
+  std::function<void(Schema&)> declare_keys;  // model.* keys
+};
+
+class Registry {
+ public:
+  static Registry& get();
+  void add_task(TaskEntry entry);
+  void add_arch(ArchEntry entry);
+  const TaskEntry& task(const std::string& name) const;  // ConfigError with a hint if unknown
+  const ArchEntry& arch(const std::string& name) const;
+  const std::vector<TaskEntry>& tasks() const { return tasks_; }
+  const std::vector<ArchEntry>& archs() const { return archs_; }
+
+ private:
+  std::vector<TaskEntry> tasks_;
+  std::vector<ArchEntry> archs_;
+};
+
+// Registers every built-in task and architecture (idempotent).
+void register_builtins();
+
+// The trainer's own keys: task.name, model.arch, optim.*, train.*.
+void declare_trainer_keys(Schema& schema);
+
+// Schema for a raw config: trainer keys + its task's keys + its architecture's keys.
+Schema schema_for(const RawConfig& raw);
+
+// load + overrides + validation in one call, as every verb does it.
+json resolve(const RawConfig& raw);
+
+}  // namespace xformer

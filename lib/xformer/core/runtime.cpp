@@ -1,0 +1,62 @@
+#include "xformer/core/runtime.h"
+
+#include <dlfcn.h>
+
+#include <atomic>
+#include <csignal>
+#include <thread>
+#include <unistd.h>
+
+#include "xformer/core/error.h"
+
+namespace xformer {
+
+torch::Device resolve_device(const std::string& name) {
+  const bool cuda = torch::cuda::is_available();
+  if (name == "cuda" && !cuda)
+    throw ConfigError("config error: train.device is 'cuda' but no CUDA device is available");
+  if (name == "cuda" || (name == "auto" && cuda)) return torch::Device(torch::kCUDA);
+  return torch::Device(torch::kCPU);
+}
+
+namespace {
+// OpenBLAS is whatever libblas LibTorch loaded; reach its thread setter without linking it.
+bool set_blas_threads(int n) {
+  using SetFn = void (*)(int);
+  auto fn = reinterpret_cast<SetFn>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
+  if (!fn) return false;
+  fn(n);
+  return true;
+}
+}  // namespace
+
+std::string configure_threads(int64_t torch_threads, int64_t blas_threads) {
+  const int64_t cores = std::max<unsigned>(1, std::thread::hardware_concurrency());
+  const int64_t t = torch_threads > 0 ? torch_threads : cores;
+  const int64_t b = blas_threads > 0 ? blas_threads : cores;
+  torch::set_num_threads(t);
+  bool blas = set_blas_threads(static_cast<int>(b));
+  return "threads: torch " + std::to_string(t) + ", blas " +
+         (blas ? std::to_string(b) : std::string("n/a (not OpenBLAS)")) + " (" +
+         std::to_string(cores) + " cores)";
+}
+
+namespace {
+std::atomic<int> g_signals{0};
+extern "C" void on_signal(int) {
+  if (g_signals.fetch_add(1) >= 1) _exit(kExitInterrupted);  // second signal: leave now
+}
+}  // namespace
+
+void install_interrupt_handler() {
+  struct sigaction sa {};
+  sa.sa_handler = on_signal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+}
+
+bool interrupt_requested() { return g_signals.load() > 0; }
+void reset_interrupt() { g_signals.store(0); }
+
+}  // namespace xformer

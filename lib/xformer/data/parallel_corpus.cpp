@@ -1,0 +1,106 @@
+#include "xformer/data/parallel_corpus.h"
+
+#include <fstream>
+#include <iostream>
+
+#include "xformer/core/error.h"
+
+namespace xformer::data {
+
+bool is_valid_utf8(const std::string& s) {
+  for (size_t i = 0; i < s.size();) {
+    const unsigned char c = s[i];
+    const int extra = c < 0x80 ? 0 : (c & 0xE0) == 0xC0 ? 1 : (c & 0xF0) == 0xE0 ? 2 : (c & 0xF8) == 0xF0 ? 3 : -1;
+    if (extra < 0) return false;
+    uint32_t cp = extra == 0 ? c : c & (0x3F >> extra);
+    for (int k = 1; k <= extra; ++k) {
+      if (i + k >= s.size() || (static_cast<unsigned char>(s[i + k]) & 0xC0) != 0x80) return false;
+      cp = (cp << 6) | (static_cast<unsigned char>(s[i + k]) & 0x3F);
+    }
+    // Overlong forms, UTF-16 surrogates and code points past U+10FFFF are not UTF-8 (RFC 3629).
+    static const uint32_t kMin[] = {0, 0x80, 0x800, 0x10000};
+    if (cp < kMin[extra] || (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF) return false;
+    i += extra + 1;
+  }
+  return true;
+}
+
+namespace {
+void strip_cr(std::string& line) {
+  if (!line.empty() && line.back() == '\r') line.pop_back();
+}
+
+std::string trim(const std::string& s) {
+  const char* ws = " \t\r\n";
+  auto b = s.find_first_not_of(ws);
+  if (b == std::string::npos) return "";
+  return s.substr(b, s.find_last_not_of(ws) - b + 1);
+}
+
+std::ifstream open_or_throw(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw DataError("cannot open corpus file '" + path + "'");
+  return in;
+}
+}  // namespace
+
+std::vector<std::string> read_lines(const std::string& path) {
+  std::vector<std::string> lines;
+  std::string line;
+  if (path == "-") {
+    while (std::getline(std::cin, line)) strip_cr(line), lines.push_back(line);
+    return lines;
+  }
+  std::ifstream in(path);
+  if (!in) throw DataError("cannot open input file '" + path + "'");
+  while (std::getline(in, line)) strip_cr(line), lines.push_back(line);
+  return lines;
+}
+
+ParallelCorpus read_parallel_corpus(const nlohmann::json& spec) {
+  ParallelCorpus c;
+  auto add = [&](std::string src, std::string tgt) {
+    src = trim(src), tgt = trim(tgt);
+    if (src.empty() || tgt.empty()) ++c.skipped_empty;
+    else c.source.push_back(std::move(src)), c.target.push_back(std::move(tgt));
+  };
+  std::string line;
+  if (spec.is_string()) {
+    const std::string path = spec.get<std::string>();
+    c.description = path;
+    auto in = open_or_throw(path);
+    for (int64_t n = 1; std::getline(in, line); ++n) {
+      strip_cr(line);
+      if (line.empty()) continue;
+      auto tab = line.find('\t');
+      if (tab == std::string::npos || line.find('\t', tab + 1) != std::string::npos)
+        throw DataError(path + ":" + std::to_string(n) + ": expected 'source<TAB>target' (" +
+                        (tab == std::string::npos ? "no TAB" : "more than one TAB") + ")");
+      if (!is_valid_utf8(line))
+        throw DataError(path + ":" + std::to_string(n) + ": not valid UTF-8");
+      add(line.substr(0, tab), line.substr(tab + 1));
+    }
+    return c;
+  }
+  const auto paths = spec.get<std::vector<std::string>>();
+  c.description = paths.at(0) + " + " + paths.at(1);
+  auto src = open_or_throw(paths[0]);
+  auto tgt = open_or_throw(paths[1]);
+  std::string other;
+  for (int64_t n = 1;; ++n) {
+    bool a = static_cast<bool>(std::getline(src, line));
+    bool b = static_cast<bool>(std::getline(tgt, other));
+    if (!a && !b) break;
+    if (a != b)
+      throw DataError(paths[a ? 1 : 0] + ": ends at line " + std::to_string(n - 1) + " but '" +
+                      paths[a ? 0 : 1] + "' goes on: the files must be line-aligned");
+    strip_cr(line), strip_cr(other);
+    for (const auto* s : {&line, &other})
+      if (!is_valid_utf8(*s))
+        throw DataError(paths[s == &line ? 0 : 1] + ":" + std::to_string(n) + ": not valid UTF-8");
+    add(line, other);
+  }
+  return c;
+}
+
+}  // namespace xformer::data

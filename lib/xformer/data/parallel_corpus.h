@@ -1,0 +1,26 @@
+// Reading a parallel corpus: a TSV file of `source<TAB>target` lines, or two line-aligned files.
+// A malformed line (no TAB, several TABs, invalid UTF-8) is an error naming file and line;
+// pairs with an empty side are skipped and counted.
+#pragma once
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+namespace xformer::data {
+
+struct ParallelCorpus {
+  std::vector<std::string> source, target;
+  int64_t skipped_empty = 0;
+  std::string description;  // "file.tsv" or "a.en + a.de", for messages
+  size_t size() const { return source.size(); }
+};
+
+// `spec` is a path (TSV) or a list of two paths. DataError on a missing or malformed file.
+ParallelCorpus read_parallel_corpus(const nlohmann::json& spec);
+
+// Lines of a text file, or of stdin for "-". DataError naming the file if unreadable.
+std::vector<std::string> read_lines(const std::string& path);
+
+bool is_valid_utf8(const std::string& s);
+
+}  // namespace xformer::data

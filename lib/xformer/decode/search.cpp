@@ -1,0 +1,171 @@
+#include "xformer/decode/search.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+namespace xformer::decode {
+
+namespace {
+constexpr double kNegInf = -std::numeric_limits<double>::infinity();
+
+int64_t longest(const SearchOptions& o, int64_t batch) {
+  TORCH_CHECK(static_cast<int64_t>(o.max_len.size()) == batch, "max_len needs one entry per row");
+  return *std::max_element(o.max_len.begin(), o.max_len.end());
+}
+
+// Shared loop of greedy and sampling: pick one token per row until EOS or max_len.
+template <typename Pick>
+std::vector<Hypothesis> one_path(IncrementalDecoder& decoder, int64_t batch,
+                                 const SearchOptions& o, Pick&& pick) {
+  std::vector<Hypothesis> hyps(batch);
+  std::vector<bool> done(batch, false);
+  auto tokens = torch::full({batch}, o.bos, torch::kLong);
+  const int64_t steps = longest(o, batch);
+  for (int64_t t = 0; t < steps; ++t) {
+    auto logp = torch::log_softmax(decoder.step(tokens).to(torch::kCPU, torch::kFloat), -1);
+    torch::Tensor next = pick(logp);  // (N) long, CPU
+    auto next_a = next.accessor<int64_t, 1>();
+    auto logp_a = logp.accessor<float, 2>();
+    bool all_done = true;
+    for (int64_t b = 0; b < batch; ++b) {
+      if (done[b]) continue;
+      int64_t tok = t + 1 >= o.max_len[b] ? o.eos : next_a[b];  // the last slot is EOS
+      hyps[b].score += logp_a[b][tok];
+      if (tok == o.eos) done[b] = true;
+      else hyps[b].tokens.push_back(tok);
+      next_a[b] = tok;
+      all_done = all_done && done[b];
+    }
+    if (all_done) break;
+    tokens = next;
+  }
+  for (auto& h : hyps) h.normalized = h.score;
+  return hyps;
+}
+}  // namespace
+
+double gnmt_length_penalty(int64_t length, double alpha) {
+  return std::pow((5.0 + static_cast<double>(length)) / 6.0, alpha);
+}
+
+std::vector<Hypothesis> greedy(IncrementalDecoder& decoder, int64_t batch, const SearchOptions& o) {
+  return one_path(decoder, batch, o, [](const torch::Tensor& logp) { return logp.argmax(-1); });
+}
+
+torch::Tensor top_k_filter(const torch::Tensor& logits, int64_t k) {
+  if (k <= 0 || k >= logits.size(-1)) return logits;
+  auto kth = std::get<0>(logits.topk(k, -1)).narrow(-1, k - 1, 1);  // (N, 1)
+  return logits.masked_fill(logits < kth, -std::numeric_limits<float>::infinity());
+}
+
+torch::Tensor top_p_filter(const torch::Tensor& logits, double p) {
+  if (p >= 1.0) return logits;
+  auto sorted = logits.sort(-1, /*descending=*/true);
+  auto values = std::get<0>(sorted), order = std::get<1>(sorted);
+  auto cum = values.softmax(-1).cumsum(-1);
+  // Drop a token when the mass before it already reaches p; the first token always stays.
+  auto drop_sorted = (cum - values.softmax(-1)) >= p;
+  auto drop = torch::zeros_like(drop_sorted).scatter(-1, order, drop_sorted);
+  return logits.masked_fill(drop, -std::numeric_limits<float>::infinity());
+}
+
+std::vector<Hypothesis> sample(IncrementalDecoder& decoder, int64_t batch, const SearchOptions& o) {
+  TORCH_CHECK(o.temperature > 0, "temperature must be > 0");
+  auto gen = at::detail::createCPUGenerator(o.seed);
+  return one_path(decoder, batch, o, [&](const torch::Tensor& logp) {
+    auto logits = top_p_filter(top_k_filter(logp / o.temperature, o.top_k), o.top_p);
+    return torch::multinomial(logits.softmax(-1), 1, false, gen).squeeze(1);
+  });
+}
+
+std::vector<Hypothesis> beam_search(IncrementalDecoder& decoder, int64_t batch,
+                                    const SearchOptions& o) {
+  const int64_t K = o.beam;
+  TORCH_CHECK(K >= 1, "beam must be >= 1");
+  const int64_t N = batch * K;
+  const int64_t steps = longest(o, batch);
+  decoder.reorder(torch::arange(batch).repeat_interleave(K));
+
+  // Live beams of each row: their tokens and summed log-probabilities. Only beam 0 starts
+  // alive so the first step does not pick K copies of the same token.
+  std::vector<std::vector<int64_t>> seqs(N);
+  std::vector<double> scores(N, kNegInf);
+  for (int64_t b = 0; b < batch; ++b) scores[b * K] = 0;
+  std::vector<std::vector<Hypothesis>> finished(batch);
+  std::vector<bool> done(batch, false);
+  auto tokens = torch::full({N}, o.bos, torch::kLong);
+
+  for (int64_t t = 0; t < steps; ++t) {
+    auto logp = torch::log_softmax(decoder.step(tokens).to(torch::kCPU, torch::kFloat), -1);
+    const int64_t V = logp.size(1);
+    // Candidates: every (beam, token) of a row, by accumulated score; 2K of them suffice to
+    // find K that do not end in EOS.
+    auto total = logp + torch::tensor(scores, torch::kDouble).to(torch::kFloat).unsqueeze(1);
+    auto top = total.view({batch, K * V}).topk(std::min<int64_t>(2 * K, K * V), -1);
+    auto top_scores = std::get<0>(top).accessor<float, 2>();
+    auto top_ids = std::get<1>(top).accessor<int64_t, 2>();
+    auto logp_a = logp.accessor<float, 2>();
+
+    std::vector<int64_t> source(N, 0), next(N, o.eos);
+    std::vector<std::vector<int64_t>> new_seqs(N);
+    std::vector<double> new_scores(N, kNegInf);
+    bool all_done = true;
+    for (int64_t b = 0; b < batch; ++b) {
+      int64_t filled = 0;
+      if (!done[b]) {
+        const bool last = t + 1 >= o.max_len[b];
+        if (last) {
+          // Out of room: every live beam ends here with EOS.
+          for (int64_t k = 0; k < K; ++k) {
+            int64_t row = b * K + k;
+            if (scores[row] == kNegInf) continue;
+            double s = scores[row] + logp_a[row][o.eos];
+            finished[b].push_back({seqs[row], s, s / gnmt_length_penalty(seqs[row].size() + 1, o.lenpen)});
+          }
+          done[b] = true;
+        } else {
+          for (int64_t c = 0; c < top_ids.size(1) && filled < K; ++c) {
+            double s = top_scores[b][c];
+            if (s == kNegInf) break;
+            int64_t row = b * K + top_ids[b][c] / V, tok = top_ids[b][c] % V;
+            if (tok == o.eos) {
+              if (static_cast<int64_t>(finished[b].size()) < K)
+                finished[b].push_back({seqs[row], s, s / gnmt_length_penalty(seqs[row].size() + 1, o.lenpen)});
+              continue;
+            }
+            int64_t dst = b * K + filled++;
+            source[dst] = row, next[dst] = tok, new_scores[dst] = s;
+            new_seqs[dst] = seqs[row];
+            new_seqs[dst].push_back(tok);
+          }
+          if (static_cast<int64_t>(finished[b].size()) >= K || filled == 0) done[b] = true;
+        }
+      }
+      if (done[b]) {  // keep the rows in place (cheap); their scores stay -inf
+        for (int64_t k = 0; k < K; ++k) source[b * K + k] = b * K + k;
+      }
+      all_done = all_done && done[b];
+    }
+    if (all_done) break;
+    seqs = std::move(new_seqs);
+    scores = std::move(new_scores);
+    auto index = torch::tensor(source, torch::kLong);
+    decoder.reorder(index);
+    tokens = torch::tensor(next, torch::kLong);
+  }
+
+  std::vector<Hypothesis> best(batch);
+  for (int64_t b = 0; b < batch; ++b) {
+    auto& f = finished[b];
+    if (f.empty()) continue;
+    best[b] = *std::max_element(f.begin(), f.end(), [](const Hypothesis& x, const Hypothesis& y) {
+      return x.normalized < y.normalized;
+    });
+  }
+  return best;
+}
+
+}  // namespace xformer::decode

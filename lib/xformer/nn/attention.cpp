@@ -1,0 +1,100 @@
+#include "xformer/nn/attention.h"
+
+#include <torch/version.h>
+
+#include <cmath>
+
+namespace xformer::nn {
+
+namespace F = torch::nn::functional;
+
+void KVCache::reorder(const torch::Tensor& index) {
+  if (k.defined()) k = k.index_select(0, index);
+  if (v.defined()) v = v.index_select(0, index);
+}
+
+MultiheadAttentionImpl::MultiheadAttentionImpl(int64_t dim, int64_t heads, double dropout)
+    : dim_(dim), heads_(heads), head_dim_(dim / heads), dropout_(dropout) {
+  TORCH_CHECK(dim % heads == 0, "attention width ", dim, " is not divisible by ", heads, " heads");
+  in_proj_weight = register_parameter("in_proj_weight", torch::empty({3 * dim, dim}));
+  in_proj_bias = register_parameter("in_proj_bias", torch::zeros({3 * dim}));
+  out_proj = register_module("out_proj", torch::nn::Linear(dim, dim));
+  torch::nn::init::xavier_uniform_(in_proj_weight);
+  torch::nn::init::xavier_uniform_(out_proj->weight);
+  torch::nn::init::zeros_(out_proj->bias);
+}
+
+torch::Tensor MultiheadAttentionImpl::split_heads(const torch::Tensor& x) const {
+  return x.view({x.size(0), x.size(1), heads_, head_dim_}).transpose(1, 2);
+}
+
+torch::Tensor MultiheadAttentionImpl::forward(const torch::Tensor& query,
+                                              const torch::Tensor& memory,
+                                              const AttentionMask& mask, KVCache* cache,
+                                              bool static_kv, torch::Tensor* weights) {
+  const int64_t B = query.size(0), Tq = query.size(1), D = dim_;
+  torch::Tensor q, k, v;
+  const bool self_attention = query.is_same(memory);
+  if (self_attention) {
+    auto qkv = F::linear(query, in_proj_weight, in_proj_bias).chunk(3, -1);
+    q = qkv[0], k = split_heads(qkv[1]), v = split_heads(qkv[2]);
+  } else {
+    q = F::linear(query, in_proj_weight.narrow(0, 0, D), in_proj_bias.narrow(0, 0, D));
+    if (!(static_kv && cache && cache->k.defined())) {
+      auto kv = F::linear(memory, in_proj_weight.narrow(0, D, 2 * D),
+                          in_proj_bias.narrow(0, D, 2 * D))
+                    .chunk(2, -1);
+      k = split_heads(kv[0]), v = split_heads(kv[1]);
+    }
+  }
+  q = split_heads(q);
+  if (cache) {
+    if (static_kv) {
+      if (cache->k.defined()) k = cache->k, v = cache->v;
+      else cache->k = k, cache->v = v;
+    } else {
+      if (cache->k.defined()) k = torch::cat({cache->k, k}, 2), v = torch::cat({cache->v, v}, 2);
+      cache->k = k, cache->v = v;
+    }
+  }
+  auto out = attend(q, k, v, mask, dropout_, is_training(), weights);  // (B, H, Tq, Dh)
+  out = out.transpose(1, 2).reshape({B, Tq, D});
+  return out_proj(out);
+}
+
+torch::Tensor attend(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                     const AttentionMask& mask, double dropout, bool training,
+                     torch::Tensor* weights) {
+  const int64_t Tq = q.size(2), Tk = k.size(2);
+  // A causal step with a single query at the end of the cache sees every key: no mask needed.
+  const bool causal = mask.causal && !(Tq == 1);
+#if TORCH_VERSION_MAJOR >= 2
+  // LibTorch 2.x: the fused kernel (flash / memory-efficient on CUDA) when no weights are asked.
+  if (!weights) {
+    torch::Tensor attn_mask;
+    if (mask.key_padding.defined())
+      attn_mask = mask.key_padding.logical_not().view({q.size(0), 1, 1, Tk});
+    if (causal) {
+      auto c = torch::ones({Tq, Tk}, q.options().dtype(torch::kBool)).tril(Tk - Tq);
+      attn_mask = attn_mask.defined() ? attn_mask.logical_and(c) : c;
+    }
+    return at::scaled_dot_product_attention(q, k, v, attn_mask, training ? dropout : 0.0,
+                                            /*is_causal=*/false);
+  }
+#endif
+  const double scale = 1.0 / std::sqrt(static_cast<double>(q.size(-1)));
+  auto scores = torch::matmul(q * scale, k.transpose(-2, -1));  // (B, H, Tq, Tk)
+  if (mask.key_padding.defined())
+    scores = scores.masked_fill(mask.key_padding.view({q.size(0), 1, 1, Tk}),
+                                -std::numeric_limits<float>::infinity());
+  if (causal) {
+    auto future = torch::ones({Tq, Tk}, q.options().dtype(torch::kBool)).triu(Tk - Tq + 1);
+    scores = scores.masked_fill(future, -std::numeric_limits<float>::infinity());
+  }
+  auto probs = torch::softmax(scores, -1);
+  if (weights) *weights = probs;
+  if (training && dropout > 0) probs = F::dropout(probs, F::DropoutFuncOptions().p(dropout).training(true));
+  return torch::matmul(probs, v);
+}
+
+}  // namespace xformer::nn

@@ -1,0 +1,30 @@
+#include "xformer/tasks/task.h"
+
+#include "xformer/core/error.h"
+#include "xformer/core/registry.h"
+#include "xformer/tasks/translation.h"
+
+namespace xformer {
+
+std::string split_name(Split split) {
+  switch (split) {
+    case Split::Train: return "train";
+    case Split::Valid: return "valid";
+    case Split::Test: return "test";
+  }
+  return "?";
+}
+
+Split parse_split(const std::string& name) {
+  if (name == "train") return Split::Train;
+  if (name == "valid") return Split::Valid;
+  if (name == "test") return Split::Test;
+  throw ConfigError("usage error: --split must be train, valid or test, got '" + name + "'");
+}
+
+void register_builtins() {
+  auto& r = Registry::get();
+  tasks::register_translation(r);
+}
+
+}  // namespace xformer

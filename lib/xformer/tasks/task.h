@@ -1,0 +1,76 @@
+// The task plugin interface. A task owns its data, builds its model from config.model, and
+// knows how to turn a batch into a loss, how to evaluate, and how to sample. The trainer and the
+// verbs (train/eval/sample) only ever talk to this interface.
+#pragma once
+#include <torch/torch.h>
+
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "xformer/core/config.h"
+
+namespace xformer {
+
+enum class Split { Train, Valid, Test };
+std::string split_name(Split split);
+Split parse_split(const std::string& name);  // ConfigError on anything but train|valid|test
+
+// Named tensors of one batch, already on the task's device.
+struct Batch {
+  std::map<std::string, torch::Tensor> tensors;
+  int64_t n_items = 0;   // sentences, images, pieces
+  int64_t n_tokens = 0;  // target tokens (the unit of sample_size for sequence tasks)
+};
+
+struct LossOut {
+  torch::Tensor loss;                   // scalar, SUMMED over the batch (not averaged)
+  double sample_size = 0;               // what the summed loss is normalised by (e.g. tokens)
+  std::map<std::string, double> sums;   // extra statistics summed over the batch (e.g. "nll")
+};
+
+using Metrics = std::map<std::string, double>;
+
+struct SampleOptions {
+  std::string input;         // file, "-" for stdin, "" for the task's default
+  std::string out;           // file or folder, "" for stdout / the run's samples/
+  int beam = 0;              // > 0: beam search
+  double lenpen = 1.0;       // GNMT length-penalty alpha for beam search
+  std::optional<double> temperature;  // set: sampling
+  int top_k = 0;
+  double top_p = 1.0;
+  int num = 1;               // samples per input
+  uint64_t seed = 1;
+};
+
+// What a task needs to know about the run it is part of.
+struct RunContext {
+  std::string run_dir;     // where the task may write (tokenizer model, hypotheses, samples)
+  torch::Device device = torch::kCPU;
+  bool for_training = true;  // false for eval/sample: no training data needed
+};
+
+class Task {
+ public:
+  virtual ~Task() = default;
+
+  virtual std::shared_ptr<torch::nn::Module> model() = 0;
+
+  // Training data: begin_epoch builds the epoch's batch order from (seed, epoch); next_batch
+  // walks it and returns nullopt at its end. state()/load_state() save and restore the position.
+  virtual void begin_epoch(int64_t epoch) = 0;
+  virtual std::optional<Batch> next_batch() = 0;
+  virtual json state() const = 0;
+  virtual void load_state(const json& state) = 0;
+
+  virtual LossOut loss(const Batch& batch) = 0;
+
+  // Metrics on a split (the model in eval mode). `out_prefix`, when not empty, is where the task
+  // may write what it produced (e.g. hypotheses) as out_prefix + ".<ext>".
+  virtual Metrics evaluate(Split split, const std::string& out_prefix) = 0;
+
+  virtual void sample(const SampleOptions& options) = 0;
+};
+
+}  // namespace xformer

@@ -1,0 +1,365 @@
+#include "xformer/tasks/translation.h"
+
+#include <spdlog/spdlog.h>
+
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <iostream>
+
+#include "xformer/core/error.h"
+#include "xformer/data/batching.h"
+#include "xformer/data/parallel_corpus.h"
+#include "xformer/data/tokenizer.h"
+#include "xformer/decode/search.h"
+#include "xformer/metrics/bleu.h"
+#include "xformer/models/transformer.h"
+#include "xformer/nn/loss.h"
+#include "xformer/tasks/task.h"
+
+namespace fs = std::filesystem;
+
+namespace xformer::tasks {
+
+namespace {
+
+void declare_keys(Schema& s) {
+  s.add("task.train", KeyType::PathOrPair, "data/translation/en-de/train.tsv",
+        "Training corpus: a TSV of source<TAB>target, or [source_file, target_file].");
+  s.add("task.valid", KeyType::PathOrPair, "data/translation/en-de/valid.tsv", "Validation corpus.");
+  s.add("task.test", KeyType::PathOrPair, "data/translation/en-de/test.tsv", "Test corpus.");
+  s.add("task.spm_model", KeyType::String, "",
+        "A SentencePiece .model to use; empty = train one on the training split.");
+  s.add("task.vocab_size", KeyType::Int, 8000, "Joint vocabulary size of a trained SentencePiece model.");
+  s.add("task.spm_type", KeyType::String, "unigram", "SentencePiece model type.",
+        {"unigram", "bpe", "char", "word"});
+  s.add("task.spm_cache", KeyType::String, ".cache/xformer/spm",
+        "Folder where trained SentencePiece models are cached (keyed by data and options).");
+  s.add("task.max_tokens", KeyType::Int, 4096,
+        "Batch size in tokens: sentences x longest sentence (padding included).");
+  s.add("task.max_sentences", KeyType::Int, 0, "Cap on sentences per batch; 0 = none.");
+  s.add("task.label_smoothing", KeyType::Float, 0.1, "Label smoothing epsilon.");
+  s.add("task.beam", KeyType::Int, 4, "Beam width for evaluation.");
+  s.add("task.lenpen", KeyType::Float, 0.6, "GNMT length penalty alpha for evaluation.");
+  s.add("task.max_len_a", KeyType::Float, 1.2, "Longest output: max_len_a * source tokens + max_len_b.");
+  s.add("task.max_len_b", KeyType::Int, 10, "See max_len_a.");
+  s.add("task.eval_bleu", KeyType::Bool, true, "Decode the split and report BLEU when evaluating.");
+  s.add("task.eval_bleu_sentences", KeyType::Int, 0,
+        "While training, decode at most this many valid sentences for BLEU (0 = all); "
+        "`xformer eval` always decodes the whole split.");
+  s.add("task.decode_batch", KeyType::Int, 64, "Sentences decoded together.");
+}
+
+// One training/eval example as token ids, without BOS/EOS.
+struct Example {
+  std::vector<int32_t> source, target;
+};
+
+class TranslationTask : public Task {
+ public:
+  TranslationTask(const json& config, const RunContext& ctx)
+      : config_(config), t_(config.at("task")), ctx_(ctx),
+        seed_(config.at("train").at("seed").get<uint64_t>()) {
+    tokenizer_ = std::make_unique<data::Tokenizer>(load_tokenizer());
+    auto o = models::TransformerOptions::from_config(config.at("model"));
+    o.src_vocab = o.tgt_vocab = tokenizer_->vocab_size();
+    o.pad_id = tokenizer_->pad_id();
+    max_len_ = o.max_positions;
+    torch::manual_seed(seed_);
+    model_ = models::Transformer(o);
+    model_->to(ctx_.device);
+    if (ctx_.for_training) {
+      train_ = encode_split(Split::Train, /*skip_long=*/true);
+      lengths_.reserve(train_.size());
+      for (const auto& e : train_)
+        lengths_.push_back({static_cast<int64_t>(e.source.size()) + 1,
+                            static_cast<int64_t>(e.target.size()) + 1});
+    }
+  }
+
+  std::shared_ptr<torch::nn::Module> model() override { return model_.ptr(); }
+
+  void begin_epoch(int64_t epoch) override {
+    epoch_ = epoch;
+    position_ = 0;
+    batches_ = data::make_batches(lengths_, t_.at("max_tokens"), t_.at("max_sentences"),
+                                  /*shuffle=*/true, seed_, epoch);
+  }
+
+  std::optional<Batch> next_batch() override {
+    if (position_ >= static_cast<int64_t>(batches_.size())) return std::nullopt;
+    return collate(train_, batches_[position_++]);
+  }
+
+  json state() const override { return {{"epoch", epoch_}, {"position", position_}}; }
+
+  void load_state(const json& s) override {
+    begin_epoch(s.at("epoch"));
+    position_ = s.at("position");
+  }
+
+  LossOut loss(const Batch& batch) override {
+    return transformer_loss(model_, batch, t_.at("label_smoothing"), tokenizer_->pad_id());
+  }
+
+  Metrics evaluate(Split split, const std::string& out_prefix) override {
+    auto examples = encode_split(split, /*skip_long=*/false);
+    std::vector<data::LengthPair> lengths;
+    for (const auto& e : examples)
+      lengths.push_back({static_cast<int64_t>(e.source.size()) + 1, static_cast<int64_t>(e.target.size()) + 1});
+    double loss = 0, nll = 0, tokens = 0;
+    for (const auto& idx : data::make_batches(lengths, t_.at("max_tokens"), t_.at("max_sentences"), false, 0, 0)) {
+      auto batch = collate(examples, idx);
+      auto out = this->loss(batch);
+      loss += out.loss.item<double>();
+      nll += out.sums["nll"];
+      tokens += out.sample_size;
+    }
+    Metrics m;
+    m["loss"] = loss / std::max(tokens, 1.0);
+    m["nll"] = nll / std::max(tokens, 1.0);
+    m["ppl"] = std::exp(m["nll"]);
+    if (t_.at("eval_bleu").get<bool>()) {
+      int64_t n = static_cast<int64_t>(raw_.source.size());
+      const int64_t cap = t_.at("eval_bleu_sentences");  // a quicker look while training
+      if (cap > 0 && ctx_.for_training) n = std::min(n, cap);
+      std::vector<std::string> sources(raw_.source.begin(), raw_.source.begin() + n);
+      std::vector<std::string> refs(raw_.target.begin(), raw_.target.begin() + n);
+      decode::SearchOptions o = search_options();
+      o.beam = t_.at("beam");
+      o.lenpen = t_.at("lenpen");
+      auto hyps = translate(sources, o);
+      auto bleu = metrics::corpus_bleu(hyps, refs);
+      m["bleu"] = bleu.score;
+      spdlog::info("{} BLEU on {} sentences: {}", split_name(split), n, bleu.to_string());
+      if (!out_prefix.empty()) {
+        fs::create_directories(fs::path(out_prefix).parent_path());
+        std::ofstream out(out_prefix + ".hyp");
+        for (const auto& h : hyps) out << h << "\n";
+      }
+    }
+    return m;
+  }
+
+  void sample(const SampleOptions& opts) override {
+    auto lines = data::read_lines(opts.input.empty() ? "-" : opts.input);
+    decode::SearchOptions o = search_options();
+    o.beam = opts.beam > 0 ? opts.beam : 1;
+    o.lenpen = opts.lenpen;
+    std::vector<std::string> inputs;
+    for (const auto& l : lines)
+      for (int i = 0; i < (opts.temperature ? opts.num : 1); ++i) inputs.push_back(l);
+    if (opts.temperature) {
+      o.temperature = *opts.temperature;
+      o.top_k = opts.top_k;
+      o.top_p = opts.top_p;
+      o.seed = opts.seed;
+    }
+    auto outputs = translate(inputs, o, /*sampling=*/opts.temperature.has_value());
+    std::ofstream file;
+    if (!opts.out.empty()) {
+      file.open(opts.out);
+      if (!file) throw DataError("cannot write '" + opts.out + "'");
+    }
+    std::ostream& out = opts.out.empty() ? std::cout : file;
+    for (const auto& s : outputs) out << s << "\n";
+  }
+
+ private:
+  data::Tokenizer load_tokenizer() {
+    const fs::path in_run = fs::path(ctx_.run_dir) / "tokenizer.model";
+    if (!ctx_.run_dir.empty() && fs::exists(in_run)) return data::Tokenizer::load(in_run.string());
+    if (!ctx_.for_training)
+      throw DataError("run directory '" + ctx_.run_dir + "' has no tokenizer.model");
+    std::string model_path = t_.at("spm_model");
+    if (model_path.empty()) model_path = train_tokenizer();
+    auto tok = data::Tokenizer::load(model_path);
+    if (!ctx_.run_dir.empty()) fs::copy_file(model_path, in_run, fs::copy_options::overwrite_existing);
+    return tok;
+  }
+
+  // Trains a joint model on both sides of the training split, cached under a key made of the
+  // corpus content and the options, so that runs over the same data share it.
+  std::string train_tokenizer() {
+    auto corpus = data::read_parallel_corpus(t_.at("train"));
+    std::string text;
+    for (size_t i = 0; i < corpus.size(); ++i) text += corpus.source[i] + "\n" + corpus.target[i] + "\n";
+    const std::string key = std::to_string(std::hash<std::string>{}(
+        text + "|" + t_.at("spm_type").get<std::string>() + "|" + t_.at("vocab_size").dump()));
+    const fs::path dir = fs::path(t_.at("spm_cache").get<std::string>()) / key;
+    const fs::path model = dir / "spm.model";
+    if (fs::exists(model)) {
+      spdlog::info("tokenizer: cached {}", model.string());
+      return model.string();
+    }
+    fs::create_directories(dir);
+    const fs::path input = dir / "input.txt";
+    { std::ofstream(input) << text; }
+    spdlog::info("tokenizer: training a {} SentencePiece model, vocabulary {}, on {} pairs",
+                 t_.at("spm_type").get<std::string>(), t_.at("vocab_size").get<int64_t>(), corpus.size());
+    data::TokenizerTrainOptions o;
+    o.input_files = {input.string()};
+    o.model_prefix = (dir / "tmp").string();
+    o.vocab_size = t_.at("vocab_size");
+    o.model_type = t_.at("spm_type");
+    data::Tokenizer::train(o);
+    fs::rename(dir / "tmp.vocab", dir / "spm.vocab");
+    fs::rename(dir / "tmp.model", model);  // last: its presence marks a complete cache entry
+    fs::remove(input);
+    return model.string();
+  }
+
+  std::vector<Example> encode_split(Split split, bool skip_long) {
+    const char* key = split == Split::Train ? "train" : split == Split::Valid ? "valid" : "test";
+    auto corpus = data::read_parallel_corpus(t_.at(key));
+    if (corpus.size() == 0) throw DataError("corpus '" + corpus.description + "' holds no sentence pairs");
+    std::vector<Example> out;
+    int64_t too_long = 0;
+    raw_ = data::ParallelCorpus();
+    for (size_t i = 0; i < corpus.size(); ++i) {
+      Example e{tokenizer_->encode(corpus.source[i]), tokenizer_->encode(corpus.target[i])};
+      // +1 for EOS (source, target) / BOS (decoder input).
+      const bool fits = static_cast<int64_t>(std::max(e.source.size(), e.target.size())) + 1 <= max_len_;
+      if (!fits && skip_long) {
+        ++too_long;
+        continue;
+      }
+      if (!fits) {  // evaluation keeps every sentence, truncated to what the model can read
+        e.source.resize(std::min<size_t>(e.source.size(), max_len_ - 1));
+        e.target.resize(std::min<size_t>(e.target.size(), max_len_ - 1));
+      }
+      out.push_back(std::move(e));
+      raw_.source.push_back(corpus.source[i]);
+      raw_.target.push_back(corpus.target[i]);
+    }
+    spdlog::info("{}: {} pairs from {}{}{}", key, out.size(), corpus.description,
+                 corpus.skipped_empty ? ", skipped " + std::to_string(corpus.skipped_empty) + " with an empty side" : "",
+                 too_long ? ", skipped " + std::to_string(too_long) + " longer than model.max_positions" : "");
+    if (out.empty()) throw DataError("no usable sentence pairs in '" + corpus.description + "'");
+    return out;
+  }
+
+  // source (B, S) = tokens + EOS; prev_target (B, T) = BOS + tokens; target = tokens + EOS.
+  Batch collate(const std::vector<Example>& examples, const std::vector<int64_t>& idx) const {
+    int64_t S = 0, T = 0;
+    for (auto i : idx) {
+      S = std::max<int64_t>(S, examples[i].source.size() + 1);
+      T = std::max<int64_t>(T, examples[i].target.size() + 1);
+    }
+    const int64_t B = idx.size(), pad = tokenizer_->pad_id();
+    auto src = torch::full({B, S}, pad, torch::kLong);
+    auto prev = torch::full({B, T}, pad, torch::kLong);
+    auto tgt = torch::full({B, T}, pad, torch::kLong);
+    auto sa = src.accessor<int64_t, 2>(), pa = prev.accessor<int64_t, 2>(), ta = tgt.accessor<int64_t, 2>();
+    int64_t n_tokens = 0;
+    for (int64_t b = 0; b < B; ++b) {
+      const auto& e = examples[idx[b]];
+      for (size_t j = 0; j < e.source.size(); ++j) sa[b][j] = e.source[j];
+      sa[b][e.source.size()] = tokenizer_->eos_id();
+      pa[b][0] = tokenizer_->bos_id();
+      for (size_t j = 0; j < e.target.size(); ++j) pa[b][j + 1] = ta[b][j] = e.target[j];
+      ta[b][e.target.size()] = tokenizer_->eos_id();
+      n_tokens += e.target.size() + 1;
+    }
+    Batch batch;
+    batch.tensors["source"] = src.to(ctx_.device);
+    batch.tensors["prev_target"] = prev.to(ctx_.device);
+    batch.tensors["target"] = tgt.to(ctx_.device);
+    batch.n_items = B;
+    batch.n_tokens = n_tokens;
+    return batch;
+  }
+
+  decode::SearchOptions search_options() const {
+    decode::SearchOptions o;
+    o.bos = tokenizer_->bos_id();
+    o.eos = tokenizer_->eos_id();
+    return o;
+  }
+
+  // Translates raw sentences in batches of similar length; returns detokenized outputs in the
+  // input order.
+  std::vector<std::string> translate(const std::vector<std::string>& sentences,
+                                     decode::SearchOptions o, bool sampling = false) {
+    model_->eval();
+    torch::NoGradGuard no_grad;
+    std::vector<std::vector<int32_t>> encoded;
+    std::vector<data::LengthPair> lengths;
+    for (const auto& s : sentences) {
+      auto ids = tokenizer_->encode(s);
+      ids.resize(std::min<size_t>(ids.size(), max_len_ - 1));
+      lengths.push_back({static_cast<int64_t>(ids.size()) + 1, 0});
+      encoded.push_back(std::move(ids));
+    }
+    std::vector<std::string> out(sentences.size());
+    const int64_t per_batch = t_.at("decode_batch");
+    const double a = t_.at("max_len_a");
+    const int64_t b = t_.at("max_len_b");
+    uint64_t batch_no = 0;
+    for (const auto& idx : data::make_batches(lengths, per_batch * max_len_, per_batch, false, 0, 0)) {
+      const int64_t B = idx.size();
+      int64_t S = 0;
+      for (auto i : idx) S = std::max<int64_t>(S, encoded[i].size() + 1);
+      auto src = torch::full({B, S}, static_cast<int64_t>(tokenizer_->pad_id()), torch::kLong);
+      o.max_len.clear();
+      for (int64_t r = 0; r < B; ++r) {
+        const auto& ids = encoded[idx[r]];
+        for (size_t j = 0; j < ids.size(); ++j) src[r][j] = ids[j];
+        src[r][ids.size()] = tokenizer_->eos_id();
+        o.max_len.push_back(std::min<int64_t>(max_len_ - 1, static_cast<int64_t>(a * (ids.size() + 1)) + b));
+      }
+      models::TransformerStepper stepper(model_, model_->encode(src.to(ctx_.device)));
+      std::vector<decode::Hypothesis> hyps;
+      if (sampling) {
+        decode::SearchOptions per_batch_options = o;
+        per_batch_options.seed = o.seed + batch_no++;
+        hyps = decode::sample(stepper, B, per_batch_options);
+      } else {
+        hyps = o.beam > 1 ? decode::beam_search(stepper, B, o) : decode::greedy(stepper, B, o);
+      }
+      for (int64_t r = 0; r < B; ++r)
+        out[idx[r]] = tokenizer_->decode(std::vector<int32_t>(hyps[r].tokens.begin(), hyps[r].tokens.end()));
+    }
+    return out;
+  }
+
+  json config_;
+  json t_;
+  RunContext ctx_;
+  uint64_t seed_;
+  std::unique_ptr<data::Tokenizer> tokenizer_;
+  models::Transformer model_{nullptr};
+  int64_t max_len_ = 0;
+  std::vector<Example> train_;
+  std::vector<data::LengthPair> lengths_;
+  data::ParallelCorpus raw_;  // raw text of the last split encoded (references for BLEU)
+  std::vector<std::vector<int64_t>> batches_;
+  int64_t epoch_ = 1, position_ = 0;
+};
+
+}  // namespace
+
+LossOut transformer_loss(models::Transformer& model, const Batch& batch, double label_smoothing,
+                         int64_t pad_id) {
+  auto logits = model->forward(batch.tensors.at("source"), batch.tensors.at("prev_target"));
+  auto target = batch.tensors.at("target");
+  auto l = nn::label_smoothed_cross_entropy(logits.view({-1, logits.size(-1)}), target.view(-1),
+                                            label_smoothing, pad_id);
+  LossOut out;
+  out.loss = l.loss;
+  out.sample_size = static_cast<double>(batch.n_tokens);
+  out.sums["nll"] = l.nll.item<double>();
+  return out;
+}
+
+void register_translation(Registry& registry) {
+  registry.add_task({"translation", "Text-to-text translation (parallel corpus, SentencePiece, BLEU)",
+                     declare_keys,
+                     [](const json& config, const RunContext& ctx) -> std::unique_ptr<Task> {
+                       return std::make_unique<TranslationTask>(config, ctx);
+                     }});
+  registry.add_arch({"transformer", "Encoder-decoder Transformer (Vaswani et al. 2017)",
+                     "translation", models::declare_transformer_keys});
+}
+
+}  // namespace xformer::tasks

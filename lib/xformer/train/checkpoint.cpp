@@ -1,0 +1,113 @@
+#include "xformer/train/checkpoint.h"
+
+#include <torch/version.h>
+#include <unistd.h>
+
+#include <filesystem>
+
+#include "xformer/core/error.h"
+
+namespace fs = std::filesystem;
+
+namespace xformer::train {
+
+void save_checkpoint(const std::string& path, const torch::nn::Module& model,
+                     const torch::optim::Optimizer* optimizer, const nlohmann::json& meta) {
+  torch::serialize::OutputArchive archive;
+  torch::serialize::OutputArchive model_archive;
+  model.save(model_archive);
+  archive.write("model", model_archive);
+  if (optimizer) {
+    torch::serialize::OutputArchive optim_archive;
+    optimizer->save(optim_archive);
+    archive.write("optimizer", optim_archive);
+  }
+  nlohmann::json full = meta;
+  full["format"] = kCheckpointFormat;
+  full["libtorch"] = TORCH_VERSION;
+  archive.write("meta", c10::IValue(full.dump()));
+  archive.write("rng_cpu", at::detail::getDefaultCPUGenerator().get_state());
+
+  const std::string tmp = path + ".tmp" + std::to_string(getpid());
+  try {
+    archive.save_to(tmp);
+    fs::rename(tmp, path);
+  } catch (const std::exception& e) {
+    std::error_code ignored;
+    fs::remove(tmp, ignored);
+    throw DataError("cannot write checkpoint '" + path + "': " + e.what());
+  }
+}
+
+namespace {
+torch::serialize::InputArchive open_archive(const std::string& path) {
+  if (!fs::exists(path)) throw DataError("checkpoint '" + path + "' does not exist");
+  torch::serialize::InputArchive archive;
+  try {
+    archive.load_from(path);
+  } catch (const std::exception&) {
+    throw DataError("checkpoint '" + path + "' is unreadable or corrupt");
+  }
+  return archive;
+}
+
+nlohmann::json meta_of(torch::serialize::InputArchive& archive, const std::string& path) {
+  c10::IValue value;
+  if (!archive.try_read("meta", value) || !value.isString())
+    throw DataError("'" + path + "' is not an xformer checkpoint (no meta record)");
+  auto meta = nlohmann::json::parse(value.toStringRef());
+  if (meta.value("format", 0) != kCheckpointFormat)
+    throw DataError("checkpoint '" + path + "' has format " + std::to_string(meta.value("format", 0)) +
+                    ", this xformer reads format " + std::to_string(kCheckpointFormat));
+  return meta;
+}
+}  // namespace
+
+nlohmann::json load_checkpoint(const std::string& path, torch::nn::Module& model,
+                               torch::optim::Optimizer* optimizer, bool restore_rng) {
+  auto archive = open_archive(path);
+  auto meta = meta_of(archive, path);
+  try {
+    torch::serialize::InputArchive model_archive;
+    archive.read("model", model_archive);
+    model.load(model_archive);
+    if (optimizer) {
+      torch::serialize::InputArchive optim_archive;
+      archive.read("optimizer", optim_archive);
+      optimizer->load(optim_archive);
+    }
+    if (restore_rng) {
+      torch::Tensor state;
+      archive.read("rng_cpu", state);
+      at::Generator generator = at::detail::getDefaultCPUGenerator();  // a handle
+      generator.set_state(state);
+    }
+  } catch (const c10::Error& e) {
+    throw DataError("checkpoint '" + path + "' does not fit this model/optimizer: " +
+                    std::string(e.what_without_backtrace()).substr(0, 200));
+  }
+  return meta;
+}
+
+nlohmann::json read_checkpoint_meta(const std::string& path) {
+  auto archive = open_archive(path);
+  return meta_of(archive, path);
+}
+
+std::string resolve_checkpoint(const std::string& run_dir, const std::string& which) {
+  std::string path = which;
+  if (which == "last" || which == "best") path = (fs::path(run_dir) / "checkpoints" / (which + ".pt")).string();
+  if (!fs::exists(path)) throw DataError("checkpoint '" + path + "' does not exist");
+  return path;
+}
+
+void replace_with_link(const std::string& target, const std::string& link) {
+  const std::string tmp = link + ".tmp" + std::to_string(getpid());
+  std::error_code ec;
+  fs::remove(tmp, ec);
+  fs::create_hard_link(target, tmp, ec);
+  if (ec) fs::copy_file(target, tmp, fs::copy_options::overwrite_existing);
+  fs::rename(tmp, link);
+}
+
+}  // namespace xformer::train

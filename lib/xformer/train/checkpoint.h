@@ -1,0 +1,39 @@
+// Checkpoints: one file per checkpoint holding the model, the optimizer, the CPU RNG state and
+// a JSON "meta" record (format version, LibTorch version, step, epoch, data position, trainer
+// counters, the resolved config). Written to a temporary file and renamed, so a crash never
+// leaves a half-written checkpoint under a real name.
+//
+// Layout of a run's checkpoints/: step_00001000.pt ... (the last train.keep_last), and
+// last.pt / best.pt as hard links to the newest / best of them.
+#pragma once
+#include <torch/torch.h>
+
+#include <nlohmann/json.hpp>
+#include <string>
+
+namespace xformer::train {
+
+constexpr int kCheckpointFormat = 1;
+
+struct CheckpointMeta {
+  nlohmann::json value;  // see checkpoint.cpp for the fields
+};
+
+void save_checkpoint(const std::string& path, const torch::nn::Module& model,
+                     const torch::optim::Optimizer* optimizer, const nlohmann::json& meta);
+
+// Loads into `model` (and `optimizer` when given) and restores the RNG state; returns meta.
+// DataError naming the path if missing, unreadable or of another format.
+nlohmann::json load_checkpoint(const std::string& path, torch::nn::Module& model,
+                               torch::optim::Optimizer* optimizer, bool restore_rng);
+
+// Reads only the meta record.
+nlohmann::json read_checkpoint_meta(const std::string& path);
+
+// "last" | "best" | a path -> the file to load (DataError if absent).
+std::string resolve_checkpoint(const std::string& run_dir, const std::string& which);
+
+// Points `link` at `target` atomically (hard link, or copy where links are impossible).
+void replace_with_link(const std::string& target, const std::string& link);
+
+}  // namespace xformer::train

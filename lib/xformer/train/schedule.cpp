@@ -1,0 +1,28 @@
+#include "xformer/train/schedule.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "xformer/core/error.h"
+
+namespace xformer::train {
+
+double learning_rate(const nlohmann::json& config, int64_t step) {
+  const auto& o = config.at("optim");
+  const double lr = o.at("lr"), init = o.at("warmup_init_lr");
+  const int64_t warmup = o.at("warmup_steps");
+  const std::string kind = o.at("schedule");
+  if (step < warmup) return init + (lr - init) * static_cast<double>(step) / warmup;
+  if (kind == "constant") return lr;
+  if (kind == "inverse_sqrt")
+    return lr * std::sqrt(static_cast<double>(std::max<int64_t>(warmup, 1)) / static_cast<double>(step));
+  // cosine
+  const int64_t max_steps = config.at("train").at("max_steps");
+  if (max_steps <= warmup)
+    throw ConfigError("config error: optim.schedule 'cosine' needs train.max_steps > optim.warmup_steps");
+  const double min_lr = o.at("min_lr");
+  const double progress = std::min(1.0, static_cast<double>(step - warmup) / (max_steps - warmup));
+  return min_lr + 0.5 * (lr - min_lr) * (1.0 + std::cos(M_PI * progress));
+}
+
+}  // namespace xformer::train

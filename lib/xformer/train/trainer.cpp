@@ -1,0 +1,282 @@
+#include "xformer/train/trainer.h"
+
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <iomanip>
+#include <sstream>
+
+#include "xformer/core/error.h"
+#include "xformer/core/progress.h"
+#include "xformer/core/runtime.h"
+#include "xformer/train/checkpoint.h"
+#include "xformer/train/run_dir.h"
+#include "xformer/train/schedule.h"
+
+namespace fs = std::filesystem;
+
+namespace xformer::train {
+
+namespace {
+
+std::unique_ptr<torch::optim::Optimizer> make_optimizer(const json& o,
+                                                        const std::vector<torch::Tensor>& params) {
+  const double lr = o.at("lr"), eps = o.at("eps"), wd = o.at("weight_decay");
+  const auto betas = o.at("betas").get<std::vector<double>>();
+  if (betas.size() != 2) throw ConfigError("config error: optim.betas must hold two numbers");
+  if (o.at("name") == "adamw")
+    return std::make_unique<torch::optim::AdamW>(
+        params, torch::optim::AdamWOptions(lr).betas({betas[0], betas[1]}).eps(eps).weight_decay(wd));
+  return std::make_unique<torch::optim::Adam>(
+      params, torch::optim::AdamOptions(lr).betas({betas[0], betas[1]}).eps(eps).weight_decay(wd));
+}
+
+std::string step_file(int64_t step) {
+  std::ostringstream s;
+  s << "step_" << std::setw(8) << std::setfill('0') << step << ".pt";
+  return s.str();
+}
+
+std::string format_metrics(const Metrics& m) {
+  std::ostringstream s;
+  s << std::setprecision(4);
+  for (const auto& [k, v] : m) s << (s.tellp() > 0 ? " | " : "") << k << " " << v;
+  return s.str();
+}
+
+}  // namespace
+
+// Statistics gathered between two log lines.
+struct Trainer::UpdateStats {
+  double loss = 0, sample_size = 0, tokens = 0, items = 0, gnorm = 0;
+  int64_t updates = 0;
+  std::map<std::string, double> sums;
+  std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
+};
+
+Trainer::Trainer(const json& config, Task& task, TrainerOptions options)
+    : config_(config), task_(task), options_(std::move(options)), model_(task.model()) {
+  params_ = model_->parameters();
+  optimizer_ = make_optimizer(config_.at("optim"), params_);
+}
+
+json Trainer::meta() const {
+  json m;
+  m["step"] = step_;
+  m["epoch"] = epoch_;
+  m["task_state"] = task_.state();
+  m["nonfinite_in_row"] = nonfinite_in_row_;
+  m["nonfinite_total"] = nonfinite_total_;
+  m["evals_since_best"] = evals_since_best_;
+  m["best"] = best_ ? json(*best_) : json(nullptr);
+  m["config"] = config_;
+  m["xformer"] = XFORMER_VERSION;
+  return m;
+}
+
+void Trainer::save(bool also_step_file) {
+  const fs::path dir = fs::path(options_.run_dir) / "checkpoints";
+  const std::string path = (dir / step_file(step_)).string();
+  save_checkpoint(path, *model_, optimizer_.get(), meta());
+  replace_with_link(path, (dir / "last.pt").string());
+  // Prune old step files beyond keep_last (last.pt/best.pt are links and keep their data).
+  std::vector<fs::path> steps;
+  for (const auto& e : fs::directory_iterator(dir))
+    if (e.path().filename().string().rfind("step_", 0) == 0 && e.path().extension() == ".pt")
+      steps.push_back(e.path());
+  std::sort(steps.begin(), steps.end());
+  const int64_t keep = std::max<int64_t>(1, config_["train"]["keep_last"].get<int64_t>());
+  for (size_t i = 0; i + keep < steps.size(); ++i) fs::remove(steps[i]);
+  (void)also_step_file;
+}
+
+void Trainer::restore() {
+  const std::string path = (fs::path(options_.run_dir) / "checkpoints" / "last.pt").string();
+  auto m = load_checkpoint(path, *model_, optimizer_.get(), /*restore_rng=*/true);
+  step_ = m.at("step");
+  epoch_ = m.at("epoch");
+  nonfinite_in_row_ = m.at("nonfinite_in_row");
+  nonfinite_total_ = m.at("nonfinite_total");
+  evals_since_best_ = m.at("evals_since_best");
+  if (!m.at("best").is_null()) best_ = m.at("best").get<double>();
+  task_.load_state(m.at("task_state"));
+  spdlog::info("resumed from {} at step {} (epoch {})", path, step_, epoch_);
+}
+
+bool Trainer::update(UpdateStats& stats) {
+  const auto& t = config_.at("train");
+  const int64_t update_freq = t.at("update_freq"), max_epochs = t.at("max_epochs");
+  optimizer_->zero_grad();
+  double loss_sum = 0, sample_size = 0;
+  std::map<std::string, double> sums;
+  double tokens = 0, items = 0;
+  model_->train();
+  for (int64_t i = 0; i < update_freq; ++i) {
+    auto batch = task_.next_batch();
+    if (!batch) {
+      if (max_epochs > 0 && epoch_ >= max_epochs) {
+        if (i == 0) return false;
+        break;  // use what this update accumulated
+      }
+      task_.begin_epoch(++epoch_);
+      batch = task_.next_batch();
+      if (!batch) throw DataError("the training split yields no batches");
+    }
+    auto out = task_.loss(*batch);
+    out.loss.backward();
+    loss_sum += out.loss.item<double>();
+    sample_size += out.sample_size;
+    for (const auto& [k, v] : out.sums) sums[k] += v;
+    tokens += batch->n_tokens;
+    items += batch->n_items;
+  }
+  if (!std::isfinite(loss_sum)) {
+    ++nonfinite_in_row_, ++nonfinite_total_;
+    spdlog::warn("step {}: loss is {}, update skipped ({} in a row, {} in total)", step_ + 1,
+                 loss_sum, nonfinite_in_row_, nonfinite_total_);
+    if (nonfinite_in_row_ >= config_["train"]["max_nonfinite"].get<int64_t>())
+      throw Error("stopping: " + std::to_string(nonfinite_in_row_) +
+                  " updates in a row had a NaN/Inf loss (lower optim.lr, or set optim.clip_norm)");
+    return true;
+  }
+  nonfinite_in_row_ = 0;
+  // Gradients of summed losses -> gradients of the mean over the whole update.
+  {
+    torch::NoGradGuard no_grad;
+    const double scale = 1.0 / std::max(sample_size, 1.0);
+    for (auto& p : params_)
+      if (p.grad().defined()) p.grad().mul_(scale);
+  }
+  const double clip = config_["optim"]["clip_norm"];
+  double gnorm;
+  if (clip > 0) {
+    gnorm = torch::nn::utils::clip_grad_norm_(params_, clip);
+  } else {
+    torch::NoGradGuard no_grad;
+    std::vector<torch::Tensor> norms;
+    for (auto& p : params_)
+      if (p.grad().defined()) norms.push_back(p.grad().norm());
+    gnorm = torch::stack(norms).norm().item<double>();
+  }
+  const double lr = learning_rate(config_, step_ + 1);
+  for (auto& group : optimizer_->param_groups()) group.options().set_lr(lr);
+  optimizer_->step();
+  ++step_;
+
+  stats.loss += loss_sum, stats.sample_size += sample_size, stats.tokens += tokens;
+  stats.items += items, stats.gnorm += gnorm, ++stats.updates;
+  for (const auto& [k, v] : sums) stats.sums[k] += v;
+  return true;
+}
+
+void Trainer::evaluate_and_track() {
+  const auto& t = config_.at("train");
+  model_->eval();
+  Metrics m;
+  {
+    torch::NoGradGuard no_grad;
+    m = task_.evaluate(Split::Valid, (fs::path(options_.run_dir) / "samples" /
+                                      ("valid_step" + std::to_string(step_))).string());
+  }
+  json record = {{"step", step_}, {"split", "valid"}};
+  for (const auto& [k, v] : m) record[k] = v;
+  append_metrics(options_.run_dir, record);
+
+  const std::string metric = t.at("best_metric");
+  auto it = m.find(metric);
+  if (it == m.end()) {
+    std::string known;
+    for (const auto& [k, v] : m) known += (known.empty() ? "" : ", ") + k;
+    throw ConfigError("config error: train.best_metric '" + metric +
+                      "' is not reported by this task's evaluation (it reports: " + known + ")");
+  }
+  const bool higher = t.at("best_mode") == "max";
+  const bool improved = !best_ || (higher ? it->second > *best_ : it->second < *best_);
+  spdlog::info("valid | step {} | {}{}", step_, format_metrics(m), improved ? " | new best" : "");
+  save(true);
+  if (improved) {
+    best_ = it->second;
+    evals_since_best_ = 0;
+    const fs::path dir = fs::path(options_.run_dir) / "checkpoints";
+    replace_with_link((dir / "last.pt").string(), (dir / "best.pt").string());
+  } else {
+    const int64_t patience = t.at("patience");
+    if (patience > 0 && ++evals_since_best_ >= patience) {
+      spdlog::info("early stop: no better {} in {} evaluations", metric, patience);
+      stop_early_ = true;
+    }
+  }
+}
+
+int Trainer::run() {
+  const auto& t = config_.at("train");
+  const int64_t max_steps = t.at("max_steps"), log_every = t.at("log_every");
+  const int64_t eval_every = t.at("eval_every"), save_every = t.at("save_every");
+  if (max_steps <= 0 && t.at("max_epochs").get<int64_t>() <= 0)
+    throw ConfigError("config error: set train.max_steps or train.max_epochs (both are 0)");
+
+  if (options_.resume) {
+    restore();
+    if (max_steps > 0 && step_ >= max_steps) {
+      spdlog::info("nothing to do: step {} >= train.max_steps {}", step_, max_steps);
+      return kExitOk;
+    }
+  } else {
+    task_.begin_epoch(epoch_);
+  }
+  install_interrupt_handler();
+  ProgressBar bar(max_steps);
+  UpdateStats stats;
+  bool evaluated_now = false;
+  while ((max_steps <= 0 || step_ < max_steps) && !stop_early_) {
+    if (!update(stats)) break;
+    evaluated_now = false;
+    if (stats.updates > 0 && (step_ % log_every == 0 || step_ == max_steps)) {
+      const double secs =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - stats.start).count();
+      const double ss = std::max(stats.sample_size, 1.0);
+      json record = {{"step", step_},
+                     {"split", "train"},
+                     {"epoch", epoch_},
+                     {"loss", stats.loss / ss},
+                     {"lr", learning_rate(config_, step_)},
+                     {"gnorm", stats.gnorm / stats.updates},
+                     {"tokens_per_s", stats.tokens / secs},
+                     {"items_per_s", stats.items / secs},
+                     {"nonfinite_total", nonfinite_total_}};
+      for (const auto& [k, v] : stats.sums) record[k] = v / ss;
+      if (stats.sums.count("nll")) record["ppl"] = std::exp(stats.sums["nll"] / ss);
+      append_metrics(options_.run_dir, record);
+      bar.clear();
+      std::string line = fmt::format("train | epoch {} | step {} | loss {:.4f}", epoch_, step_,
+                                     record["loss"].get<double>());
+      if (record.contains("ppl")) line += fmt::format(" | ppl {:.2f}", record["ppl"].get<double>());
+      spdlog::info("{} | lr {:.3g} | gnorm {:.3f} | {:.0f} tok/s", line, record["lr"].get<double>(),
+                   record["gnorm"].get<double>(), record["tokens_per_s"].get<double>());
+      stats = UpdateStats();
+    }
+    bar.update(step_, "loss " + std::to_string(stats.updates ? stats.loss / std::max(stats.sample_size, 1.0) : 0.0).substr(0, 6));
+    if (eval_every > 0 && step_ % eval_every == 0) {
+      bar.clear();
+      evaluate_and_track();
+      evaluated_now = true;
+    } else if (save_every > 0 && step_ % save_every == 0) {
+      save(true);
+    }
+    if (interrupt_requested()) {
+      bar.clear();
+      save(true);
+      spdlog::warn("interrupted: checkpoint saved at step {}; continue with --resume", step_);
+      return kExitInterrupted;
+    }
+  }
+  bar.clear();
+  if (!evaluated_now && step_ > 0) evaluate_and_track();
+  spdlog::info("done: {} updates, {} epochs; best valid {} = {}", step_, epoch_,
+               t.at("best_metric").get<std::string>(), best_ ? *best_ : NAN);
+  return kExitOk;
+}
+
+}  // namespace xformer::train

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Configures and builds xformer in build/ (Release, Ninja, ccache when present).
+# Extra arguments are ninja targets, e.g. `scripts/build.sh xformer` builds only the binary.
+# To build against another LibTorch (official zip, or the one inside PyTorch 2.x):
+#   XFORMER_TORCH_PREFIX=$(python3 -c 'import torch;print(torch.utils.cmake_prefix_path)') scripts/build.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+args=(-S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release)
+if [[ -n "${XFORMER_TORCH_PREFIX:-}" ]]; then args+=("-DCMAKE_PREFIX_PATH=${XFORMER_TORCH_PREFIX}"); fi
+if [[ ! -f build/build.ninja ]]; then cmake "${args[@]}"; fi
+ninja -C build "$@"

@@ -1,0 +1,46 @@
+#include "cli/cli_helpers.h"
+
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+#include <fstream>
+
+#include "test_support.h"
+
+namespace xformer::testing {
+
+CommandResult run_shell(const std::string& command) {
+  CommandResult r;
+  const std::string full = "cd '" + std::string(XFORMER_SOURCE_DIR) + "' && " + command + " 2>&1";
+  FILE* pipe = popen(full.c_str(), "r");
+  REQUIRE(pipe != nullptr);
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), pipe)) > 0) r.output.append(buf.data(), n);
+  int status = pclose(pipe);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return r;
+}
+
+CommandResult run_xformer(const std::string& args) {
+  return run_shell("'" + std::string(XFORMER_BINARY) + "' " + args);
+}
+
+std::vector<nlohmann::json> read_metrics(const std::string& run_dir, const std::string& split) {
+  std::vector<nlohmann::json> out;
+  std::ifstream in(run_dir + "/metrics.jsonl");
+  std::string line;
+  while (std::getline(in, line)) {
+    auto j = nlohmann::json::parse(line);
+    if (j.value("split", "") == split) out.push_back(j);
+  }
+  return out;
+}
+
+std::string tiny_args(const std::string& run_dir, const std::string& spm_cache) {
+  return "--config configs/translation/tiny.json --run-dir '" + run_dir +
+         "' --set task.spm_cache='" + spm_cache + "' --set train.threads=1 --set train.blas_threads=1";
+}
+
+}  // namespace xformer::testing

@@ -1,0 +1,189 @@
+// End-to-end tests of the xformer binary on the tiny translation config: the verbs, the run
+// directory, exact resume, interruption, and the errors a user can make.
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "cli/cli_helpers.h"
+#include "test_support.h"
+
+namespace fs = std::filesystem;
+using namespace xformer::testing;
+
+TEST_CASE("every verb has --help", "[cli]") {
+  for (const char* verb : {"train", "eval", "sample", "info"}) {
+    auto r = run_xformer(std::string(verb) + " --help");
+    INFO(r.output);
+    CHECK(r.exit_code == 0);
+    CHECK(r.output.find("--") != std::string::npos);
+  }
+  auto r = run_xformer("--help");
+  CHECK(r.exit_code == 0);
+  CHECK(r.output.find("train") != std::string::npos);
+}
+
+TEST_CASE("usage and config errors exit 2 with a one-line reason", "[cli]") {
+  TempDir tmp("cli_errors");
+  struct Case {
+    std::string args, expected;
+  };
+  const std::vector<Case> cases = {
+      {"info --config configs/translation/tiny.json --set train.max_stepz=3",
+       "unknown key 'train.max_stepz' in --set train.max_stepz (did you mean 'train.max_steps'?)"},
+      {"info --config configs/translation/tiny.json --set optim.lr=fast",
+       "'optim.lr' in --set optim.lr must be a number, got \"fast\""},
+      {"info --config configs/translation/tiny.json --set optim.lr", "--set expects KEY=VALUE"},
+      {"info --config configs/translation/nope.json", "cannot open config file 'configs/translation/nope.json'"},
+      {"info --config configs/translation/tiny.json --set task.name=translaton",
+       "unknown task.name 'translaton' (did you mean 'translation'?)"},
+      {"info --config configs/translation/tiny.json --set model.norm=middle",
+       "'model.norm' in --set model.norm must be one of post|pre"},
+      {"train", "train needs --config"},
+      {"sample --run " + tmp.str() + " --beam 2 --temperature 0.5", "excludes"},
+      {"eval --run " + tmp.str(), "is not a run directory"},
+      {"frobnicate", ""},
+  };
+  for (const auto& c : cases) {
+    auto r = run_xformer(c.args);
+    INFO(c.args << "\n" << r.output);
+    CHECK(r.exit_code == 2);
+    CHECK(r.output.find(c.expected) != std::string::npos);
+  }
+  // A config file with an unknown key names the file.
+  std::ofstream(tmp.str("bad.json")) << R"({"extends": ")" << source_path("configs/translation/tiny.json")
+                                     << R"(", "optim": {"learning_rate": 0.1}})";
+  auto r = run_xformer("info --config " + tmp.str("bad.json"));
+  INFO(r.output);
+  CHECK(r.exit_code == 2);
+  CHECK(r.output.find("unknown key 'optim.learning_rate' in '" + tmp.str("bad.json") + "'") != std::string::npos);
+}
+
+TEST_CASE("data errors name the file and line", "[cli]") {
+  TempDir tmp("cli_data");
+  auto r = run_xformer("train " + tiny_args(tmp.str("run"), tmp.str("spm")) +
+                       " --set task.train=tests/data/translation/corrupt.tsv");
+  INFO(r.output);
+  CHECK(r.exit_code == 1);
+  CHECK(r.output.find("tests/data/translation/corrupt.tsv:3: expected 'source<TAB>target'") != std::string::npos);
+
+  r = run_xformer("train " + tiny_args(tmp.str("run2"), tmp.str("spm")) + " --set task.valid=missing.tsv");
+  INFO(r.output);
+  CHECK(r.exit_code == 1);
+  CHECK(r.output.find("cannot open corpus file 'missing.tsv'") != std::string::npos);
+}
+
+TEST_CASE("train, eval and sample the tiny config end to end", "[cli][e2e]") {
+  TempDir tmp("cli_e2e");
+  const std::string run = tmp.str("run");
+  auto r = run_xformer("train " + tiny_args(run, tmp.str("spm")) + " --set train.max_steps=60");
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+
+  for (const char* f : {"config.json", "train.log", "metrics.jsonl", "tokenizer.model",
+                        "checkpoints/last.pt", "checkpoints/best.pt", "samples"})
+    CHECK(fs::exists(fs::path(run) / f));
+  // keep_last = 2 step checkpoints (60 steps, saved every 20).
+  int step_files = 0;
+  for (const auto& e : fs::directory_iterator(fs::path(run) / "checkpoints"))
+    step_files += e.path().filename().string().rfind("step_", 0) == 0;
+  CHECK(step_files == 2);
+
+  auto train = read_metrics(run, "train");
+  REQUIRE(train.size() == 6);  // log_every 10
+  CHECK(train.back()["loss"].get<double>() < 0.85 * train.front()["loss"].get<double>());
+  auto valid = read_metrics(run, "valid");
+  REQUIRE(valid.size() == 3);
+  CHECK(valid.back()["loss"].get<double>() < valid.front()["loss"].get<double>());
+  CHECK(valid.back().contains("bleu"));
+
+  // A non-empty run directory is never silently reused.
+  r = run_xformer("train " + tiny_args(run, tmp.str("spm")));
+  CHECK(r.exit_code == 2);
+  CHECK(r.output.find("--resume") != std::string::npos);
+
+  r = run_xformer("eval --run '" + run + "' --split test --checkpoint last");
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  // The metrics are the last line of stdout, one JSON object.
+  std::string last_line;
+  std::istringstream lines(r.output);
+  for (std::string l; std::getline(lines, l);)
+    if (!l.empty() && l[0] == '{') last_line = l;
+  auto record = nlohmann::json::parse(last_line);
+  CHECK(record["split"] == "test");
+  CHECK(record["step"] == 60);
+  CHECK(record["bleu"].get<double>() >= 0.0);
+  CHECK(record["loss"].get<double>() > 0.0);
+  CHECK(read_metrics(run, "test").size() == 1);
+  CHECK(fs::exists(fs::path(run) / "samples" / "test.hyp"));
+
+  std::ofstream(tmp.str("in.txt")) << "Where is the station?\nI like it.\nThank you.\n";
+  r = run_xformer("sample --run '" + run + "' --input " + tmp.str("in.txt") + " --beam 2 --out " + tmp.str("beam.txt"));
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  auto count_lines = [](const std::string& path) {
+    std::ifstream in(path);
+    int n = 0;
+    for (std::string l; std::getline(in, l);) ++n;
+    return n;
+  };
+  CHECK(count_lines(tmp.str("beam.txt")) == 3);
+
+  const std::string sample_args = "sample --run '" + run + "' --input " + tmp.str("in.txt") +
+                                  " --temperature 0.9 --top-k 20 --num 2 --seed 7 --out ";
+  REQUIRE(run_xformer(sample_args + tmp.str("s1.txt")).exit_code == 0);
+  REQUIRE(run_xformer(sample_args + tmp.str("s2.txt")).exit_code == 0);
+  CHECK(count_lines(tmp.str("s1.txt")) == 6);
+  std::ifstream a(tmp.str("s1.txt")), b(tmp.str("s2.txt"));
+  CHECK(std::string(std::istreambuf_iterator<char>(a), {}) == std::string(std::istreambuf_iterator<char>(b), {}));
+
+  // stdin works too.
+  r = run_shell("echo 'Good morning.' | '" + std::string(XFORMER_BINARY) + "' sample --run '" + run + "' --input - 2>/dev/null");
+  CHECK(r.exit_code == 0);
+  CHECK(!r.output.empty());
+}
+
+TEST_CASE("resume reproduces the same losses as an uninterrupted run", "[cli][resume]") {
+  TempDir tmp("cli_resume");
+  // Dropout on, so the restored RNG state matters; log every step to compare every loss.
+  const std::string common = " --set model.dropout=0.1 --set train.log_every=1 --set train.eval_every=0"
+                             " --set train.save_every=7 --set task.eval_bleu=false";
+  auto full = run_xformer("train " + tiny_args(tmp.str("full"), tmp.str("spm")) + common + " --set train.max_steps=16");
+  INFO(full.output);
+  REQUIRE(full.exit_code == 0);
+  auto half = run_xformer("train " + tiny_args(tmp.str("split"), tmp.str("spm")) + common + " --set train.max_steps=9");
+  REQUIRE(half.exit_code == 0);
+  auto rest = run_xformer("train --resume --run-dir '" + tmp.str("split") + "' --set train.max_steps=16");
+  INFO(rest.output);
+  REQUIRE(rest.exit_code == 0);
+
+  auto a = read_metrics(tmp.str("full"), "train");
+  auto b = read_metrics(tmp.str("split"), "train");
+  REQUIRE(a.size() == 16);
+  REQUIRE(b.size() == 16);
+  for (size_t i = 0; i < a.size(); ++i) {
+    INFO("step " << i + 1);
+    CHECK(b[i]["step"] == a[i]["step"]);
+    CHECK(b[i]["loss"].get<double>() == a[i]["loss"].get<double>());  // exact, on the CPU
+    CHECK(b[i]["lr"].get<double>() == a[i]["lr"].get<double>());
+  }
+}
+
+TEST_CASE("SIGINT saves a checkpoint and exits 130", "[cli][signal]") {
+  TempDir tmp("cli_sigint");
+  const std::string run = tmp.str("run");
+  // Start a long run, wait for its first log line, interrupt it.
+  auto r = run_shell("'" + std::string(XFORMER_BINARY) + "' train " + tiny_args(run, tmp.str("spm")) +
+                     " --set train.max_steps=100000 --set train.log_every=1 --set train.eval_every=0"
+                     " > " + tmp.str("log.txt") + " 2>&1 & pid=$!; "
+                     "for i in $(seq 600); do [ -s '" + run + "/metrics.jsonl' ] && break; sleep 0.1; done; "
+                     "kill -INT $pid; wait $pid; echo exit=$?");
+  INFO(r.output);
+  CHECK(r.output.find("exit=130") != std::string::npos);
+  CHECK(fs::exists(fs::path(run) / "checkpoints" / "last.pt"));
+  // And the run continues from there.
+  auto resumed = run_xformer("train --resume --run-dir '" + run + "' --set train.max_steps=" +
+                             std::to_string(read_metrics(run, "train").back()["step"].get<int>() + 2));
+  INFO(resumed.output);
+  CHECK(resumed.exit_code == 0);
+}

@@ -1,0 +1,38 @@
+// Shared by the tests: LibTorch before Catch2 (Debian's LibTorch pulls in glog, whose CHECK
+// macro would otherwise replace Catch2's), paths of the source tree and the binary, temp dirs.
+#pragma once
+#include <torch/torch.h>
+#undef CHECK
+#include <catch2/catch.hpp>
+
+#include <filesystem>
+#include <string>
+
+#include "test_paths.h"
+
+namespace xformer::testing {
+
+inline std::string source_path(const std::string& relative) {
+  return std::string(XFORMER_SOURCE_DIR) + "/" + relative;
+}
+
+// A fresh empty directory under the system temp dir, removed when the object dies.
+class TempDir {
+ public:
+  explicit TempDir(const std::string& name);
+  ~TempDir();
+  const std::filesystem::path& path() const { return path_; }
+  std::string str(const std::string& child = "") const {
+    return child.empty() ? path_.string() : (path_ / child).string();
+  }
+
+ private:
+  std::filesystem::path path_;
+};
+
+// Max |a - b|, for parity checks.
+inline double max_abs_diff(const torch::Tensor& a, const torch::Tensor& b) {
+  return (a - b).abs().max().item<double>();
+}
+
+}  // namespace xformer::testing

@@ -1,0 +1,262 @@
+// Tests of configuration loading ("extends" chains), command-line overrides and validation
+// against the schema (unknown keys, wrong types, choices, defaults).
+#include "test_support.h"
+
+#include <fstream>
+#include <string>
+
+#include "xformer/core/config.h"
+#include "xformer/core/error.h"
+#include "xformer/core/registry.h"
+
+namespace {
+
+using xformer::json;
+using xformer::RawConfig;
+using xformer::testing::TempDir;
+
+void write(const std::string& path, const std::string& text) {
+  std::filesystem::create_directories(std::filesystem::path(path).parent_path());
+  std::ofstream(path) << text;
+}
+
+// Runs `fn`, which must throw xformer::Error; returns it.
+template <typename Fn>
+xformer::Error error_of(Fn&& fn) {
+  try {
+    fn();
+  } catch (const xformer::Error& e) {
+    return e;
+  }
+  FAIL("expected an xformer::Error");
+  return xformer::Error("unreachable");
+}
+
+bool contains(const std::string& text, const std::string& part) {
+  return text.find(part) != std::string::npos;
+}
+
+RawConfig raw_of(json value, std::string file = "") {
+  RawConfig raw;
+  raw.value = std::move(value);
+  raw.file = std::move(file);
+  return raw;
+}
+
+}  // namespace
+
+TEST_CASE("extends chains merge parent and child", "[core][config]") {
+  TempDir dir("config_extends");
+  // base.json <- presets/child.json <- presets/deep/grandchild.json; each "extends" is relative
+  // to the file that contains it, not to the working directory.
+  write(dir.str("base.json"),
+        R"({"optim": {"lr": 0.001, "warmup_steps": 100}, "train": {"max_steps": 10, "seed": 7}})");
+  write(dir.str("presets/child.json"),
+        R"({"extends": "../base.json", "optim": {"lr": 0.002}, "model": {"d_model": 64}})");
+  write(dir.str("presets/deep/grandchild.json"),
+        R"({"extends": "../child.json", "train": {"max_steps": 20}})");
+
+  auto child = xformer::load_config_file(dir.str("presets/child.json"));
+  CHECK(child.file == dir.str("presets/child.json"));
+  CHECK(child.value["optim"]["lr"] == 0.002);         // child overrides parent
+  CHECK(child.value["optim"]["warmup_steps"] == 100);  // sibling keys of the parent survive
+  CHECK(child.value["train"]["max_steps"] == 10);
+  CHECK(child.value["model"]["d_model"] == 64);
+  CHECK(!child.value.contains("extends"));  // not a config key
+
+  auto grand = xformer::load_config_file(dir.str("presets/deep/grandchild.json"));
+  CHECK(grand.value["optim"]["lr"] == 0.002);
+  CHECK(grand.value["optim"]["warmup_steps"] == 100);
+  CHECK(grand.value["train"]["max_steps"] == 20);
+  CHECK(grand.value["train"]["seed"] == 7);
+  CHECK(!grand.value.contains("extends"));
+}
+
+TEST_CASE("extends errors: cycles, missing files, invalid JSON", "[core][config]") {
+  TempDir dir("config_errors");
+  write(dir.str("a.json"), R"({"extends": "sub/b.json", "optim": {"lr": 1}})");
+  write(dir.str("sub/b.json"), R"({"extends": "../a.json"})");
+  write(dir.str("self.json"), R"({"extends": "./self.json"})");
+  write(dir.str("missing_parent.json"), R"({"extends": "nowhere.json"})");
+  write(dir.str("broken.json"), R"({"optim": {"lr": })");
+  write(dir.str("list.json"), R"([1, 2])");
+
+  auto cycle = error_of([&] { xformer::load_config_file(dir.str("a.json")); });
+  CHECK(cycle.exit_code() == xformer::kExitUsage);
+  CHECK(contains(cycle.what(), "cycle"));
+  CHECK(contains(error_of([&] { xformer::load_config_file(dir.str("self.json")); }).what(), "cycle"));
+
+  auto missing = error_of([&] { xformer::load_config_file(dir.str("missing_parent.json")); });
+  CHECK(missing.exit_code() == 2);
+  CHECK(contains(missing.what(), "nowhere.json"));
+  CHECK(contains(error_of([&] { xformer::load_config_file(dir.str("none.json")); }).what(),
+                 "none.json"));
+  auto broken = error_of([&] { xformer::load_config_file(dir.str("broken.json")); });
+  CHECK(broken.exit_code() == 2);
+  CHECK(contains(broken.what(), "broken.json"));
+  CHECK(contains(error_of([&] { xformer::load_config_file(dir.str("list.json")); }).what(),
+                 "list.json"));
+}
+
+TEST_CASE("apply_override parses numbers, booleans, lists and strings", "[core][config]") {
+  RawConfig raw;
+  xformer::apply_override(raw, "optim.lr=5e-4");
+  xformer::apply_override(raw, "train.max_steps=100");
+  xformer::apply_override(raw, "task.train=foo.tsv");
+  xformer::apply_override(raw, "optim.betas=[0.9,0.99]");
+  xformer::apply_override(raw, "task.eval_bleu=false");
+  xformer::apply_override(raw, "task.spm_model=\"quoted\"");
+  xformer::apply_override(raw, "task.valid=[\"a.en\",\"a.de\"]");
+  xformer::apply_override(raw, "task.spm_cache=");  // empty value: the empty string
+
+  const json& v = raw.value;
+  CHECK(v["optim"]["lr"].is_number_float());
+  CHECK(v["optim"]["lr"].get<double>() == Approx(5e-4));
+  CHECK(v["train"]["max_steps"].is_number_integer());
+  CHECK(v["train"]["max_steps"] == 100);
+  CHECK(v["task"]["train"] == "foo.tsv");  // not JSON: kept as a plain string
+  CHECK(v["optim"]["betas"] == json::array({0.9, 0.99}));
+  CHECK(v["task"]["eval_bleu"] == false);
+  CHECK(v["task"]["spm_model"] == "quoted");
+  CHECK(v["task"]["valid"] == json::array({"a.en", "a.de"}));
+  CHECK(v["task"]["spm_cache"] == "");
+  CHECK(raw.overridden.count("optim.lr") == 1);
+  CHECK(raw.overridden.count("task.train") == 1);
+
+  // A later override of the same key wins; its siblings stay.
+  xformer::apply_override(raw, "optim.lr=1e-3");
+  CHECK(v["optim"]["lr"].get<double>() == Approx(1e-3));
+  CHECK(v["optim"]["betas"].size() == 2);
+
+  // Overrides validate like file values: the resolved config holds them.
+  auto resolved = xformer::resolve(raw);
+  CHECK(resolved["optim"]["lr"].get<double>() == Approx(1e-3));
+  CHECK(resolved["task"]["train"] == "foo.tsv");
+  CHECK(resolved["task"]["valid"] == json::array({"a.en", "a.de"}));
+}
+
+TEST_CASE("malformed overrides are usage errors", "[core][config]") {
+  RawConfig raw;
+  for (const std::string bad : {"optim.lr", "=5", "optim..lr=1", ".lr=1"}) {
+    CAPTURE(bad);
+    auto e = error_of([&] { xformer::apply_override(raw, bad); });
+    CHECK(e.exit_code() == xformer::kExitUsage);
+    CHECK(e.exit_code() == 2);
+  }
+  CHECK(contains(error_of([&] { xformer::apply_override(raw, "optim.lr"); }).what(), "optim.lr"));
+}
+
+TEST_CASE("unknown keys name the key, the origin and a hint", "[core][config]") {
+  SECTION("from a file, with a typo") {
+    auto e = error_of([] { xformer::resolve(raw_of({{"optim", {{"lrr", 0.1}}}}, "my_config.json")); });
+    CHECK(e.exit_code() == 2);
+    const std::string m = e.what();
+    CHECK(contains(m, "optim.lrr"));
+    CHECK(contains(m, "my_config.json"));
+    CHECK(contains(m, "did you mean 'optim.lr'"));
+  }
+  SECTION("from --set") {
+    RawConfig raw;
+    xformer::apply_override(raw, "train.max_step=5");
+    const std::string m = error_of([&] { xformer::resolve(raw); }).what();
+    CHECK(contains(m, "train.max_step"));
+    CHECK(contains(m, "--set train.max_step"));
+    CHECK(contains(m, "did you mean 'train.max_steps'"));
+  }
+  SECTION("right key in the wrong group") {
+    const std::string m = error_of([] { xformer::resolve(raw_of({{"train", {{"lr", 0.1}}}})); }).what();
+    CHECK(contains(m, "train.lr"));
+    CHECK(contains(m, "did you mean 'optim.lr'"));
+  }
+  SECTION("nothing close: no hint") {
+    const std::string m =
+        error_of([] { xformer::resolve(raw_of({{"optim", {{"completely_unrelated_key", 1}}}})); }).what();
+    CHECK(contains(m, "optim.completely_unrelated_key"));
+    CHECK(!contains(m, "did you mean"));
+  }
+}
+
+TEST_CASE("wrong types name the key and the expected type", "[core][config]") {
+  struct Case {
+    json value;
+    std::string key, expected;
+  };
+  for (const auto& c : {Case{{{"optim", {{"warmup_steps", "many"}}}}, "optim.warmup_steps", "an integer"},
+                        Case{{{"optim", {{"warmup_steps", 1.5}}}}, "optim.warmup_steps", "an integer"},
+                        Case{{{"optim", {{"lr", "fast"}}}}, "optim.lr", "a number"},
+                        Case{{{"task", {{"eval_bleu", 1}}}}, "task.eval_bleu", "true or false"},
+                        Case{{{"optim", {{"betas", {0.9, "x"}}}}}, "optim.betas", "a list of numbers"},
+                        Case{{{"task", {{"train", {"a", "b", "c"}}}}}, "task.train",
+                             "a path or a list of two paths"},
+                        Case{{{"model", {{"activation", 3}}}}, "model.activation", "a string"}}) {
+    CAPTURE(c.value.dump());
+    auto e = error_of([&] { xformer::resolve(raw_of(c.value, "cfg.json")); });
+    CHECK(e.exit_code() == 2);
+    CHECK(contains(e.what(), "'" + c.key + "'"));
+    CHECK(contains(e.what(), c.expected));
+  }
+}
+
+TEST_CASE("string keys with choices reject other values", "[core][config]") {
+  auto e = error_of([] { xformer::resolve(raw_of({{"optim", {{"schedule", "linear"}}}})); });
+  CHECK(e.exit_code() == 2);
+  const std::string m = e.what();
+  CHECK(contains(m, "optim.schedule"));
+  CHECK(contains(m, "inverse_sqrt|cosine|constant"));
+  CHECK(contains(m, "linear"));
+  // A listed value passes.
+  CHECK(xformer::resolve(raw_of({{"optim", {{"schedule", "cosine"}}}}))["optim"]["schedule"] == "cosine");
+}
+
+TEST_CASE("resolve fills in defaults and converts ints for float keys", "[core][config]") {
+  auto resolved = xformer::resolve(raw_of({{"task", {{"name", "translation"}}}}));
+  // Defaults from the trainer, the task and the architecture.
+  CHECK(resolved["model"]["arch"] == "transformer");
+  CHECK(resolved["optim"]["lr"].get<double>() == Approx(5e-4));
+  CHECK(resolved["optim"]["betas"] == json::array({0.9, 0.98}));
+  CHECK(resolved["optim"]["schedule"] == "inverse_sqrt");
+  CHECK(resolved["train"]["seed"] == 1);
+  CHECK(resolved["task"]["beam"] == 4);
+  CHECK(resolved["model"]["d_model"] == 512);
+  CHECK(resolved["model"]["norm"] == "post");
+  // Every declared key is present in the result.
+  for (const auto& path : xformer::schema_for(raw_of({})).paths()) {
+    CAPTURE(path);
+    CHECK_NOTHROW(xformer::at_path(resolved, path));
+  }
+
+  // "lr": 1 is a valid float and is stored as one; an explicit null means the default.
+  auto ints = xformer::resolve(raw_of({{"optim", {{"lr", 1}, {"warmup_init_lr", nullptr}}}}));
+  CHECK(ints["optim"]["lr"].is_number_float());
+  CHECK(ints["optim"]["lr"].get<double>() == 1.0);
+  CHECK(ints["optim"]["warmup_init_lr"].get<double>() == 0.0);
+  // Ints are accepted in float lists too.
+  auto betas = xformer::resolve(raw_of({{"optim", {{"betas", {1, 0.5}}}}}));
+  CHECK(betas["optim"]["betas"][0].get<double>() == 1.0);
+}
+
+TEST_CASE("an unknown task.name is a config error with a hint", "[core][config][registry]") {
+  auto e = error_of([] { xformer::resolve(raw_of({{"task", {{"name", "translaton"}}}})); });
+  CHECK(e.exit_code() == 2);
+  const std::string m = e.what();
+  CHECK(contains(m, "translaton"));
+  CHECK(contains(m, "did you mean 'translation'"));
+  CHECK(contains(m, "known: "));
+
+  auto arch = error_of([] { xformer::resolve(raw_of({{"model", {{"arch", "transfomer"}}}})); });
+  CHECK(contains(arch.what(), "did you mean 'transformer'"));
+  // task.name must be a string.
+  CHECK(error_of([] { xformer::resolve(raw_of({{"task", {{"name", 5}}}})); }).exit_code() == 2);
+}
+
+TEST_CASE("closest_match and at_path", "[core][config]") {
+  CHECK(xformer::closest_match("optim.lrr", {"optim.lr", "optim.eps"}) == "optim.lr");
+  CHECK(xformer::closest_match("zzzzzzzzzz", {"optim.lr", "optim.eps"}).empty());
+  json j = {{"a", {{"b", 3}}}};
+  CHECK(xformer::at_path(j, "a.b") == 3);
+  auto e = error_of([&] { xformer::at_path(j, "a.c"); });
+  CHECK(contains(e.what(), "a.c"));
+  xformer::set_path(j, "a.d.e", 4);
+  CHECK(j["a"]["d"]["e"] == 4);
+  CHECK(j["a"]["b"] == 3);
+}

@@ -1,0 +1,95 @@
+// Tests of the label-smoothed cross entropy against hand arithmetic and LibTorch's own losses.
+#include "test_support.h"
+
+#include <cmath>
+
+#include "xformer/nn/loss.h"
+
+namespace {
+namespace F = torch::nn::functional;
+using xformer::nn::label_smoothed_cross_entropy;
+}  // namespace
+
+TEST_CASE("label_smoothed_cross_entropy on a hand-computed 2x3 example", "[nn][loss]") {
+  // Row 0: logits (0, 0, 0)    -> p = (1/3, 1/3, 1/3), target 0.
+  // Row 1: logits (0, ln 2, 0) -> p = (1/4, 1/2, 1/4), target 1.
+  // eps = 0.3, V = 3: per token (1 - eps) * nll + eps/V * sum_v(-log p_v)
+  //   row 0: 0.7 * ln 3 + 0.1 * 3 ln 3              = ln 3
+  //   row 1: 0.7 * ln 2 + 0.1 * (ln 4 + ln 2 + ln 4) = 0.7 ln 2 + 0.5 ln 2 = 1.2 ln 2
+  //   loss = ln 3 + 1.2 ln 2 ~= 1.93040; nll = ln 3 + ln 2 = ln 6 ~= 1.79176.
+  const double ln2 = std::log(2.0), ln3 = std::log(3.0);
+  auto logits = torch::tensor({0.0, 0.0, 0.0, 0.0, ln2, 0.0}).view({2, 3});
+  auto target = torch::tensor({0, 1}, torch::kLong);
+  auto out = label_smoothed_cross_entropy(logits, target, 0.3, /*ignore_index=*/-100);
+  REQUIRE(out.loss.dim() == 0);
+  REQUIRE(out.nll.dim() == 0);
+  CHECK(out.loss.item<double>() == Approx(ln3 + 1.2 * ln2).epsilon(1e-6));
+  CHECK(out.nll.item<double>() == Approx(std::log(6.0)).epsilon(1e-6));
+
+  // Smoothing moves mass off the reference: a confident correct prediction costs more with
+  // eps > 0 than without, so the smoothed loss must differ from the nll here.
+  auto confident = label_smoothed_cross_entropy(torch::tensor({{10.0, 0.0, 0.0}}),
+                                                torch::tensor({0}, torch::kLong), 0.3, -100);
+  CHECK(confident.loss.item<double>() > confident.nll.item<double>() + 1.0);
+}
+
+TEST_CASE("label_smoothed_cross_entropy ignores padding positions", "[nn][loss]") {
+  const double ln3 = std::log(3.0);
+  const int64_t pad = 1;
+  // Row 0 of the example above (uniform p, target 0: loss = nll = ln 3) plus two padding rows
+  // with arbitrary logits. Only row 0 counts.
+  auto logits = torch::tensor({0.0, 0.0, 0.0, 5.0, -7.0, 3.0, -2.0, 9.0, 0.5}).view({3, 3});
+  auto target = torch::tensor({int64_t{0}, pad, pad}, torch::kLong);
+  auto out = label_smoothed_cross_entropy(logits, target, 0.3, pad);
+  CHECK(out.loss.item<double>() == Approx(ln3).epsilon(1e-6));
+  CHECK(out.nll.item<double>() == Approx(ln3).epsilon(1e-6));
+
+  // A negative ignore index (LibTorch's default -100) is not a valid class id: it must not be
+  // gathered from, and the row must not count.
+  auto neg = label_smoothed_cross_entropy(logits, torch::tensor({0, -100, -100}, torch::kLong), 0.3,
+                                          -100);
+  CHECK(neg.loss.item<double>() == Approx(ln3).epsilon(1e-6));
+
+  // All positions padding: zero loss, and no gradient into the logits.
+  auto all_pad_logits = logits.clone().requires_grad_(true);
+  auto none = label_smoothed_cross_entropy(all_pad_logits, torch::tensor({pad, pad, pad}, torch::kLong),
+                                           0.3, pad);
+  CHECK(none.loss.item<double>() == 0.0);
+  none.loss.backward();
+  CHECK(all_pad_logits.grad().abs().sum().item<double>() == 0.0);
+}
+
+TEST_CASE("label_smoothed_cross_entropy with eps = 0 is plain cross entropy", "[nn][loss]") {
+  torch::manual_seed(5);
+  const int64_t N = 7, V = 11, pad = 0;
+  auto logits = torch::randn({N, V}) * 3;
+  auto target = torch::randint(1, V, {N}, torch::kLong);
+  target[2] = pad;
+  target[5] = pad;
+
+  auto ce = F::cross_entropy(logits, target,
+                             F::CrossEntropyFuncOptions().reduction(torch::kSum).ignore_index(pad));
+  auto nll = F::nll_loss(torch::log_softmax(logits, -1), target,
+                         F::NLLLossFuncOptions().reduction(torch::kSum).ignore_index(pad));
+
+  auto plain = label_smoothed_cross_entropy(logits, target, 0.0, pad);
+  CHECK(plain.loss.item<double>() == Approx(ce.item<double>()).epsilon(1e-5));
+  CHECK(plain.nll.item<double>() == Approx(nll.item<double>()).epsilon(1e-5));
+
+  // With smoothing the nll output is still the plain NLL; the loss is
+  // (1 - eps) * nll + eps/V * sum over kept rows of sum_v(-log p_v).
+  const double eps = 0.1;
+  auto smoothed = label_smoothed_cross_entropy(logits, target, eps, pad);
+  CHECK(smoothed.nll.item<double>() == Approx(nll.item<double>()).epsilon(1e-5));
+  auto keep = target.ne(pad);
+  auto uniform = (-torch::log_softmax(logits, -1)).sum(-1).masked_select(keep).sum();
+  const double expected = (1 - eps) * nll.item<double>() + eps / V * uniform.item<double>();
+  CHECK(smoothed.loss.item<double>() == Approx(expected).epsilon(1e-5));
+
+  // Its gradient with eps = 0 equals cross entropy's.
+  auto a = logits.clone().requires_grad_(true), b = logits.clone().requires_grad_(true);
+  label_smoothed_cross_entropy(a, target, 0.0, pad).loss.backward();
+  F::cross_entropy(b, target, F::CrossEntropyFuncOptions().reduction(torch::kSum).ignore_index(pad))
+      .backward();
+  CHECK(xformer::testing::max_abs_diff(a.grad(), b.grad()) < 1e-5);
+}

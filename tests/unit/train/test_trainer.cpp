@@ -1,0 +1,175 @@
+// The trainer on a fake task: NaN/Inf losses are skipped and counted, too many in a row stop
+// the run with a clear error, gradient accumulation equals one big batch, best/patience work.
+#include <filesystem>
+#include <fstream>
+#include <set>
+
+#include "test_support.h"
+#include "xformer/core/error.h"
+#include "xformer/core/registry.h"
+#include "xformer/tasks/task.h"
+#include "xformer/train/run_dir.h"
+#include "xformer/train/trainer.h"
+
+using namespace xformer;
+using xformer::testing::TempDir;
+
+namespace {
+
+// Linear regression y = w.x on fixed data; batch i of an epoch is rows [4i, 4i+4).
+// Losses listed in `poison` (by call number) are replaced by NaN.
+class FakeTask : public Task {
+ public:
+  explicit FakeTask(std::set<int> poison = {}) : poison_(std::move(poison)) {
+    torch::manual_seed(0);
+    model_ = torch::nn::Linear(torch::nn::LinearOptions(3, 1).bias(false));
+    x_ = torch::randn({16, 3});
+    y_ = x_.matmul(torch::tensor({1.0f, -2.0f, 0.5f}));
+  }
+  std::shared_ptr<torch::nn::Module> model() override { return model_.ptr(); }
+  void begin_epoch(int64_t) override { position_ = 0; }
+  std::optional<Batch> next_batch() override {
+    if (position_ >= 4) return std::nullopt;
+    Batch b;
+    b.tensors["x"] = x_.narrow(0, 4 * position_, 4);
+    b.tensors["y"] = y_.narrow(0, 4 * position_, 4);
+    b.n_items = b.n_tokens = 4;
+    ++position_;
+    return b;
+  }
+  json state() const override { return {{"position", position_}}; }
+  void load_state(const json& s) override { position_ = s.at("position"); }
+  LossOut loss(const Batch& b) override {
+    LossOut out;
+    out.loss = (model_(b.tensors.at("x")).squeeze(1) - b.tensors.at("y")).pow(2).sum();
+    if (poison_.count(calls_++)) out.loss = out.loss * std::numeric_limits<float>::quiet_NaN();
+    out.sample_size = 4;
+    return out;
+  }
+  Metrics evaluate(Split, const std::string&) override {
+    torch::NoGradGuard g;
+    return {{"loss", (model_(x_).squeeze(1) - y_).pow(2).mean().item<double>()}, {"constant", 1.0}};
+  }
+  void sample(const SampleOptions&) override {}
+
+  torch::nn::Linear model_{nullptr};
+  torch::Tensor x_, y_;
+  int64_t position_ = 0;
+  int calls_ = 0;
+  std::set<int> poison_;
+};
+
+json fake_config(const std::string& overrides_json) {
+  RawConfig raw;
+  raw.value = json::parse(R"({"train": {"max_steps": 8, "log_every": 1, "eval_every": 4,
+      "save_every": 4, "threads": 1}, "optim": {"lr": 0.05, "warmup_steps": 0,
+      "schedule": "constant"}})");
+  auto extra = json::parse(overrides_json);
+  raw.value.merge_patch(extra);
+  return resolve(raw);
+}
+
+std::vector<double> train_losses(const std::string& run) {
+  std::vector<double> out;
+  for (const auto& j : [&] {
+         std::vector<json> v;
+         std::ifstream in(run + "/metrics.jsonl");
+         for (std::string l; std::getline(in, l);) v.push_back(json::parse(l));
+         return v;
+       }())
+    if (j["split"] == "train") out.push_back(j["loss"]);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("trainer lowers the loss and keeps last/best checkpoints", "[train]") {
+  TempDir tmp("trainer_basic");
+  train::prepare_run_dir(tmp.str(), false, false);
+  FakeTask task;
+  auto config = fake_config(R"({"train": {"max_steps": 40, "eval_every": 20, "save_every": 20}})");
+  const double before = task.evaluate(Split::Valid, "")["loss"];
+  train::Trainer trainer(config, task, {tmp.str(), false});
+  CHECK(trainer.run() == 0);
+  CHECK(task.evaluate(Split::Valid, "")["loss"] < 0.5 * before);
+  CHECK(std::filesystem::exists(tmp.path() / "checkpoints" / "best.pt"));
+  CHECK(std::filesystem::exists(tmp.path() / "checkpoints" / "step_00000040.pt"));
+}
+
+TEST_CASE("a NaN loss skips the update and is counted", "[train]") {
+  TempDir tmp("trainer_nan");
+  train::prepare_run_dir(tmp.str(), false, false);
+  FakeTask task({2});  // the third batch's loss is NaN
+  auto config = fake_config("{}");
+  auto before = task.model_->weight.clone();
+  train::Trainer trainer(config, task, {tmp.str(), false});
+  CHECK(trainer.run() == 0);
+  auto losses = train_losses(tmp.str());
+  CHECK(losses.size() == 8);  // the skipped batch did not count as a step
+  for (double l : losses) CHECK(std::isfinite(l));
+  CHECK(!torch::isnan(task.model_->weight).any().item<bool>());
+  CHECK(!torch::equal(before, task.model_->weight));
+}
+
+TEST_CASE("too many NaN losses in a row stop the run with a clear error", "[train]") {
+  TempDir tmp("trainer_nan_stop");
+  train::prepare_run_dir(tmp.str(), false, false);
+  FakeTask task({1, 2, 3});
+  auto config = fake_config(R"({"train": {"max_nonfinite": 3}})");
+  train::Trainer trainer(config, task, {tmp.str(), false});
+  try {
+    trainer.run();
+    FAIL("expected an error");
+  } catch (const Error& e) {
+    CHECK(std::string(e.what()).find("3 updates in a row had a NaN/Inf loss") != std::string::npos);
+    CHECK(e.exit_code() == 1);
+  }
+}
+
+TEST_CASE("update_freq 2 over batches of 4 equals batches of 8", "[train]") {
+  // Sum-then-divide normalisation makes the accumulated gradient the mean over all 8 rows.
+  TempDir a_dir("trainer_accum_a"), b_dir("trainer_accum_b");
+  train::prepare_run_dir(a_dir.str(), false, false);
+  train::prepare_run_dir(b_dir.str(), false, false);
+  FakeTask a, b;
+  train::Trainer ta(fake_config(R"({"train": {"max_steps": 4, "update_freq": 2}})"), a, {a_dir.str(), false});
+  ta.run();
+  // Reference: by hand, 4 Adam steps on the mean loss over 8 rows at a time.
+  FakeTask ref;
+  torch::optim::Adam opt(ref.model_->parameters(), torch::optim::AdamOptions(0.05).betas({0.9, 0.98}).eps(1e-9));
+  for (int step = 0; step < 4; ++step) {
+    const int64_t half = step % 2;  // epoch of 4 batches = 2 updates of 8 rows
+    auto x = ref.x_.narrow(0, 8 * half, 8), y = ref.y_.narrow(0, 8 * half, 8);
+    opt.zero_grad();
+    (ref.model_(x).squeeze(1) - y).pow(2).mean().backward();
+    opt.step();
+  }
+  CHECK(xformer::testing::max_abs_diff(a.model_->weight, ref.model_->weight) < 1e-6);
+  (void)b;
+}
+
+TEST_CASE("early stopping after patience evaluations without improvement", "[train]") {
+  TempDir tmp("trainer_patience");
+  train::prepare_run_dir(tmp.str(), false, false);
+  FakeTask task;
+  // "constant" never improves after the first evaluation: stop after 2 more.
+  auto config = fake_config(R"({"train": {"max_steps": 100, "eval_every": 2, "best_metric": "constant", "patience": 2}})");
+  train::Trainer trainer(config, task, {tmp.str(), false});
+  CHECK(trainer.run() == 0);
+  CHECK(train_losses(tmp.str()).size() == 6);  // evals at 2 (best), 4, 6 (patience reached)
+}
+
+TEST_CASE("an unknown best_metric is a config error", "[train]") {
+  TempDir tmp("trainer_metric");
+  train::prepare_run_dir(tmp.str(), false, false);
+  FakeTask task;
+  auto config = fake_config(R"({"train": {"best_metric": "bleu"}})");
+  train::Trainer trainer(config, task, {tmp.str(), false});
+  try {
+    trainer.run();
+    FAIL("expected an error");
+  } catch (const Error& e) {
+    CHECK(e.exit_code() == 2);
+    CHECK(std::string(e.what()).find("'bleu' is not reported") != std::string::npos);
+  }
+}
