@@ -4,8 +4,10 @@
 
 #include "xformer/core/logging.h"
 #include "xformer/core/registry.h"
+#include "xformer/core/runtime.h"
 
 int main(int argc, char* argv[]) {
+  xformer::ensure_fast_blas_kernels(argv);  // test the kernels users get
   xformer::init_logging();
   xformer::register_builtins();
   return Catch::Session().run(argc, argv);

@@ -160,6 +160,7 @@ void add_shape(CLI::App* cmd, Shape& s) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  ensure_fast_blas_kernels(argv);
   init_logging();
   spdlog::set_level(spdlog::level::warn);
   register_builtins();

@@ -6,6 +6,7 @@
 
 #include "verbs.h"
 #include "xformer/core/registry.h"
+#include "xformer/core/runtime.h"
 
 namespace xformer::app {
 
@@ -65,7 +66,9 @@ int info(const InfoArgs& a) {
             << "CUDA available: " << (torch::cuda::is_available() ? "yes" : "no");
   if (torch::cuda::is_available()) std::cout << " (" << torch::cuda::device_count() << " devices)";
   std::cout << "\nCPU cores: " << std::thread::hardware_concurrency()
-            << ", LibTorch threads: " << torch::get_num_threads() << "\n\nTasks:\n";
+            << ", LibTorch threads: " << torch::get_num_threads()
+            << ", OpenBLAS kernels: " << (blas_core_name().empty() ? "n/a" : blas_core_name())
+            << "\n\nTasks:\n";
   for (const auto& t : Registry::get().tasks()) std::cout << "  " << t.name << "  " << t.description << "\n";
   std::cout << "Architectures:\n";
   for (const auto& m : Registry::get().archs())

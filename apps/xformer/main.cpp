@@ -7,9 +7,11 @@
 #include "xformer/core/error.h"
 #include "xformer/core/logging.h"
 #include "xformer/core/registry.h"
+#include "xformer/core/runtime.h"
 
 int main(int argc, char** argv) {
   using namespace xformer;
+  ensure_fast_blas_kernels(argv);
   init_logging();
   register_builtins();
 

@@ -97,8 +97,8 @@ std::vector<std::string> split_path(const std::string& path) {
 void leaf_paths(const json& j, const std::string& prefix, std::vector<std::string>& out) {
   for (auto it = j.begin(); it != j.end(); ++it) {
     std::string p = prefix.empty() ? it.key() : prefix + "." + it.key();
-    if (it.value().is_object() && !it.value().empty())
-      leaf_paths(it.value(), p, out);
+    if (it.value().is_object())
+      leaf_paths(it.value(), p, out);  // an empty group holds no keys
     else
       out.push_back(p);
   }

@@ -2,7 +2,9 @@
 
 #include <dlfcn.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cstdlib>
 #include <csignal>
 #include <thread>
 #include <unistd.h>
@@ -17,6 +19,26 @@ torch::Device resolve_device(const std::string& name) {
     throw ConfigError("config error: train.device is 'cuda' but no CUDA device is available");
   if (name == "cuda" || (name == "auto" && cuda)) return torch::Device(torch::kCUDA);
   return torch::Device(torch::kCPU);
+}
+
+std::string blas_core_name() {
+  using CoreFn = char* (*)();
+  auto fn = reinterpret_cast<CoreFn>(dlsym(RTLD_DEFAULT, "openblas_get_corename"));
+  return fn ? std::string(fn()) : std::string();
+}
+
+void ensure_fast_blas_kernels(char** argv) {
+  if (getenv("OPENBLAS_CORETYPE") || getenv("XFORMER_BLAS_RESTARTED")) return;
+  std::string core = blas_core_name();
+  std::transform(core.begin(), core.end(), core.begin(), ::tolower);
+  if (core != "prescott") return;
+  const char* better = __builtin_cpu_supports("avx512f") ? "SkylakeX"
+                       : __builtin_cpu_supports("avx2")  ? "Haswell"
+                                                         : nullptr;
+  if (!better) return;
+  setenv("OPENBLAS_CORETYPE", better, 1);
+  setenv("XFORMER_BLAS_RESTARTED", "1", 1);  // never loop
+  execv("/proc/self/exe", argv);             // returns only on failure: go on as we are
 }
 
 namespace {
@@ -37,8 +59,9 @@ std::string configure_threads(int64_t torch_threads, int64_t blas_threads) {
   torch::set_num_threads(t);
   bool blas = set_blas_threads(static_cast<int>(b));
   return "threads: torch " + std::to_string(t) + ", blas " +
-         (blas ? std::to_string(b) : std::string("n/a (not OpenBLAS)")) + " (" +
-         std::to_string(cores) + " cores)";
+         (blas ? std::to_string(b) + " (OpenBLAS " + blas_core_name() + ")"
+               : std::string("n/a (not OpenBLAS)")) +
+         ", " + std::to_string(cores) + " cores";
 }
 
 namespace {

@@ -6,6 +6,16 @@
 
 namespace xformer {
 
+// Call first in main(). Debian 12's OpenBLAS (0.3.21) does not recognise some recent CPUs and
+// falls back to its Prescott (SSE3) kernels, ~4x slower on sgemm than its AVX-512 ones on the
+// same core. When that happened on a CPU with AVX-512 (or AVX2), the process restarts itself
+// once with OPENBLAS_CORETYPE set (OpenBLAS reads it when loaded, before main). A value the
+// user set is never changed.
+void ensure_fast_blas_kernels(char** argv);
+
+// The OpenBLAS kernel family in use ("SkylakeX", "Haswell", ...), or "" if not OpenBLAS.
+std::string blas_core_name();
+
 // "auto" -> CUDA when available, else CPU. ConfigError for "cuda" without a GPU.
 torch::Device resolve_device(const std::string& name);
 

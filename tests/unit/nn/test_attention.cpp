@@ -242,7 +242,9 @@ TEST_CASE("the decoder's causal mask leaks nothing from future positions", "[nn]
         auto x = torch::randn({B, T, o.d_model}, torch::requires_grad());
         auto h = x;
         for (auto& layer : layers) h = layer->forward(h, memory, memory_mask, nullptr, nullptr);
-        h.select(1, i).sum().backward();
+        // A random projection, not a plain sum: the sum over features of a post-norm
+        // LayerNorm output is a constant, whose gradient is zero everywhere.
+        (h.select(1, i) * torch::randn({B, o.d_model})).sum().backward();
         auto per_position = x.grad().abs().sum(std::vector<int64_t>{0, 2});  // (T)
         for (int64_t j = 0; j < T; ++j) {
           CAPTURE(j);
