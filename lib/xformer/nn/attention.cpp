@@ -71,13 +71,16 @@ torch::Tensor attend(const torch::Tensor& q, const torch::Tensor& k, const torch
 #if TORCH_VERSION_MAJOR >= 2
   // LibTorch 2.x: the fused kernel (flash / memory-efficient on CUDA) when no weights are asked.
   if (!weights) {
-    torch::Tensor attn_mask;
+    // Boolean mask, true = may attend: (B, 1, 1, Tk) padding and/or (Tq, Tk) causal.
+    torch::Tensor keep;
     if (mask.key_padding.defined())
-      attn_mask = mask.key_padding.logical_not().view({q.size(0), 1, 1, Tk});
+      keep = mask.key_padding.logical_not().view({q.size(0), 1, 1, Tk});
     if (causal) {
       auto c = torch::ones({Tq, Tk}, q.options().dtype(torch::kBool)).tril(Tk - Tq);
-      attn_mask = attn_mask.defined() ? attn_mask.logical_and(c) : c;
+      keep = keep.defined() ? keep.logical_and(c) : c;
     }
+    c10::optional<torch::Tensor> attn_mask;
+    if (keep.defined()) attn_mask = keep;
     return at::scaled_dot_product_attention(q, k, v, attn_mask, training ? dropout : 0.0,
                                             /*is_causal=*/false);
   }

@@ -40,11 +40,14 @@ void save_checkpoint(const std::string& path, const torch::nn::Module& model,
 }
 
 namespace {
-torch::serialize::InputArchive open_archive(const std::string& path) {
+// Tensors are mapped to `device` as they are read: LibTorch replaces a parameter that lives on
+// another device instead of copying into it.
+torch::serialize::InputArchive open_archive(const std::string& path,
+                                            c10::optional<torch::Device> device = c10::nullopt) {
   if (!fs::exists(path)) throw DataError("checkpoint '" + path + "' does not exist");
   torch::serialize::InputArchive archive;
   try {
-    archive.load_from(path);
+    archive.load_from(path, device);
   } catch (const std::exception&) {
     throw DataError("checkpoint '" + path + "' is unreadable or corrupt");
   }
@@ -65,7 +68,8 @@ nlohmann::json meta_of(torch::serialize::InputArchive& archive, const std::strin
 
 nlohmann::json load_checkpoint(const std::string& path, torch::nn::Module& model,
                                torch::optim::Optimizer* optimizer, bool restore_rng) {
-  auto archive = open_archive(path);
+  auto params = model.parameters();
+  auto archive = open_archive(path, params.empty() ? torch::Device(torch::kCPU) : params[0].device());
   auto meta = meta_of(archive, path);
   try {
     torch::serialize::InputArchive model_archive;
@@ -80,7 +84,7 @@ nlohmann::json load_checkpoint(const std::string& path, torch::nn::Module& model
       torch::Tensor state;
       archive.read("rng_cpu", state);
       at::Generator generator = at::detail::getDefaultCPUGenerator();  // a handle
-      generator.set_state(state);
+      generator.set_state(state.to(torch::kCPU));
     }
   } catch (const c10::Error& e) {
     throw DataError("checkpoint '" + path + "' does not fit this model/optimizer: " +
