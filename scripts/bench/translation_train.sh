@@ -11,9 +11,11 @@ steps=30
 if [[ "${1:-}" == "--steps" ]]; then steps=$2; fi
 
 scripts/setup.sh --bench >/dev/null
-scripts/build.sh xformer_bench >/dev/null
+scripts/build.sh xformer xformer_bench >/dev/null
 shape=(--d-model 256 --heads 4 --ffn 1024 --layers 3 --vocab 8000 --batch 64 --src-len 32 --tgt-len 32)
 
+# Both sides use the same OpenBLAS kernels: the ones xformer picks (see core/runtime.h).
+export OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-$(build/xformer info | sed -n "s/.*OpenBLAS kernels: //p")}
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 ref=$(/usr/bin/python3 scripts/bench/translation_train_ref.py "${shape[@]}" --steps "$steps" 2>/dev/null)
 ours=$(build/xformer_bench train "${shape[@]}" --steps "$steps" 2>/dev/null)
@@ -26,11 +28,15 @@ print(f"training: xformer {ours['tgt_tokens_per_s']:.0f} tgt tok/s, pytorch {ref
       f" ratio {ours['tgt_tokens_per_s'] / ref['tgt_tokens_per_s']:.2f}x")
 PY
 
-echo "decoding (64 sentences, source 32, 32 output tokens each, untrained model):"
-for mode in "greedy 1" "beam 4"; do
-  set -- $mode
+echo "decoding (64 sentences, source 32 tokens, 32 output tokens each, untrained model):"
+for mode in greedy beam; do
   for cache in on off; do
-    out=$(build/xformer_bench decode "${shape[@]}" --tgt-len 32 --mode "$1" --beam "$2" --cache "$cache" 2>/dev/null)
-    /usr/bin/python3 -c "import json,sys; d=json.loads(sys.argv[1]); print(f\"  {d['mode']:6s} beam {d['beam']} cache {'on ' if d['cache'] else 'off'}: {d['sentences_per_s']:.1f} sentences/s\")" "$out"
+    build/xformer_bench decode "${shape[@]}" --mode "$mode" --beam 4 --cache "$cache" 2>/dev/null
   done
-done
+done | /usr/bin/python3 -c '
+import json, sys
+for line in sys.stdin:
+    d = json.loads(line)
+    cache = "on " if d["cache"] else "off"
+    print("  %-6s beam %d cache %s: %6.1f sentences/s" % (d["mode"], d["beam"], cache, d["sentences_per_s"]))
+'

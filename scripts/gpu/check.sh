@@ -30,7 +30,7 @@ time cmake -S . -B build-cuda -G Ninja -DCMAKE_BUILD_TYPE=Release \
 tail -3 "$OUT/cmake.log"
 
 echo "== build"
-time ninja -C build-cuda -j16 xformer xformer_tests > "$OUT/build.log" 2>&1 || { grep -E "error|FAILED" -A5 "$OUT/build.log" | head -80; exit 1; }
+time ninja -C build-cuda -j16 -k 0 xformer xformer_tests > "$OUT/build.log" 2>&1 || { grep -E "error|FAILED" -A5 "$OUT/build.log" | head -80; exit 1; }
 
 echo "== info"
 build-cuda/xformer info

@@ -187,3 +187,15 @@ TEST_CASE("SIGINT saves a checkpoint and exits 130", "[cli][signal]") {
   INFO(resumed.output);
   CHECK(resumed.exit_code == 0);
 }
+
+TEST_CASE("docs/configs.md lists every key as `xformer info --config-doc` does", "[cli][docs]") {
+  auto r = run_shell("'" + std::string(XFORMER_BINARY) + "' info --config-doc 2>/dev/null");
+  REQUIRE(r.exit_code == 0);
+  std::ifstream in(source_path("docs/configs.md"));
+  const std::string doc((std::istreambuf_iterator<char>(in)), {});
+  INFO("regenerate docs/configs.md with `xformer info --config-doc` (see its header)");
+  CHECK(doc.find(r.output) != std::string::npos);
+  CHECK(r.output.find("`optim.lr`") != std::string::npos);
+  CHECK(r.output.find("`task.max_tokens`") != std::string::npos);
+  CHECK(r.output.find("`model.d_model`") != std::string::npos);
+}

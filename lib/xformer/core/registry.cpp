@@ -81,7 +81,7 @@ void declare_trainer_keys(Schema& s) {
         "Stop when this many updates in a row have a NaN/Inf loss (each one is skipped).");
   s.add("train.device", KeyType::String, "auto", "Where to train.", {"auto", "cpu", "cuda"});
   s.add("train.threads", KeyType::Int, 0,
-        "LibTorch intra-op threads; 0 = one per core (see docs/performance.md).");
+        "LibTorch intra-op threads; 0 = 1 (see docs/performance.md).");
   s.add("train.blas_threads", KeyType::Int, 0,
         "OpenBLAS threads; 0 = one per core (see docs/performance.md).");
 }

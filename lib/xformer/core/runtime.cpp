@@ -54,7 +54,10 @@ bool set_blas_threads(int n) {
 
 std::string configure_threads(int64_t torch_threads, int64_t blas_threads) {
   const int64_t cores = std::max<unsigned>(1, std::thread::hardware_concurrency());
-  const int64_t t = torch_threads > 0 ? torch_threads : cores;
+  // Defaults measured on a 2-core machine (docs/performance.md): GEMMs dominate, and LibTorch's
+  // OpenMP pool spinning next to OpenBLAS's own threads slows both, so LibTorch gets one
+  // thread and OpenBLAS one per core.
+  const int64_t t = torch_threads > 0 ? torch_threads : 1;
   const int64_t b = blas_threads > 0 ? blas_threads : cores;
   torch::set_num_threads(t);
   bool blas = set_blas_threads(static_cast<int>(b));
