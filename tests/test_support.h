@@ -9,6 +9,7 @@
 #include <string>
 
 #include "test_paths.h"
+#include "xformer/models/transformer.h"
 
 namespace xformer::testing {
 
@@ -33,6 +34,21 @@ class TempDir {
 // Max |a - b|, for parity checks.
 inline double max_abs_diff(const torch::Tensor& a, const torch::Tensor& b) {
   return (a - b).abs().max().item<double>();
+}
+
+// A small Transformer for model tests: vocabulary 13 (pad 0), width 16, 2 heads, no dropout.
+inline models::TransformerOptions small_transformer_options() {
+  models::TransformerOptions o;
+  o.src_vocab = o.tgt_vocab = 13;
+  o.pad_id = 0;
+  o.d_model = 16;
+  o.heads = 2;
+  o.ffn_dim = 32;
+  o.encoder_layers = 1;
+  o.decoder_layers = 2;
+  o.dropout = 0.0;
+  o.max_positions = 32;
+  return o;
 }
 
 }  // namespace xformer::testing

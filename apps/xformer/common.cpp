@@ -8,6 +8,10 @@
 
 namespace xformer::app {
 
+void add_set_option(CLI::App* cmd, std::vector<std::string>& sets) {
+  cmd->add_option("-s,--set", sets, "Override a config key: KEY=VALUE (repeatable)");
+}
+
 json load_resolved_config(const std::string& file, const std::vector<std::string>& sets) {
   RawConfig raw = load_config_file(file);
   for (const auto& s : sets) apply_override(raw, s);

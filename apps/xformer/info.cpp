@@ -81,7 +81,7 @@ void add_info(CLI::App& app, Action& run) {
   auto args = std::make_shared<InfoArgs>();
   auto* cmd = app.add_subcommand("info", "Versions, device, tasks; or a resolved config");
   cmd->add_option("-c,--config", args->config, "Print this config resolved, defaults filled in");
-  cmd->add_option("-s,--set", args->sets, "Override a config key: KEY=VALUE (repeatable)");
+  add_set_option(cmd, args->sets);
   cmd->add_flag("--config-doc", args->config_doc, "Print every config key with default and meaning");
   cmd->callback([args, &run] { run = [args] { return info(*args); }; });
 }

@@ -58,7 +58,7 @@ void add_train(CLI::App& app, Action& run) {
   auto args = std::make_shared<TrainArgs>();
   auto* cmd = app.add_subcommand("train", "Train a model from a JSON config");
   cmd->add_option("-c,--config", args->config, "Config file (JSON)");
-  cmd->add_option("-s,--set", args->sets, "Override a config key: KEY=VALUE (repeatable)");
+  add_set_option(cmd, args->sets);
   cmd->add_option("-r,--run-dir", args->run_dir, "Run directory (default runs/<config name>)");
   cmd->add_flag("--resume", args->resume, "Continue the run from checkpoints/last.pt");
   cmd->add_flag("--force", args->force, "Empty a non-empty run directory first");

@@ -22,6 +22,9 @@ void add_info(CLI::App& app, Action& run);
 
 // Shared by the verbs -----------------------------------------------------------------------
 
+// Declares the repeatable -s/--set KEY=VALUE option.
+void add_set_option(CLI::App* cmd, std::vector<std::string>& sets);
+
 // Reads FILE (with "extends"), applies KEY=VALUE overrides, validates: the resolved config.
 json load_resolved_config(const std::string& file, const std::vector<std::string>& sets);
 

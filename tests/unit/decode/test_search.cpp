@@ -149,16 +149,7 @@ class TransformerStepper : public decode::IncrementalDecoder {
 };
 
 models::Transformer random_transformer() {
-  models::TransformerOptions o;
-  o.src_vocab = o.tgt_vocab = 13;
-  o.pad_id = 0;
-  o.d_model = 16;
-  o.heads = 2;
-  o.ffn_dim = 32;
-  o.encoder_layers = 1;
-  o.decoder_layers = 2;
-  o.dropout = 0.0;
-  o.max_positions = 32;
+  auto o = xformer::testing::small_transformer_options();
   torch::manual_seed(11);
   models::Transformer model(o);
   model->eval();

@@ -50,16 +50,9 @@ torch::Tensor naive_attend(const torch::Tensor& q, const torch::Tensor& k, const
 }
 
 models::TransformerOptions tiny_options(bool pre_norm, bool learned_positions) {
-  models::TransformerOptions o;
-  o.src_vocab = o.tgt_vocab = 13;
-  o.pad_id = 0;
-  o.d_model = 16;
+  auto o = xformer::testing::small_transformer_options();
   o.heads = 4;
-  o.ffn_dim = 32;
   o.encoder_layers = 2;
-  o.decoder_layers = 2;
-  o.dropout = 0.0;
-  o.max_positions = 32;
   o.pre_norm = pre_norm;
   o.learned_positions = learned_positions;
   return o;
