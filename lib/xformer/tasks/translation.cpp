@@ -58,7 +58,7 @@ struct Example {
 class TranslationTask : public Task {
  public:
   TranslationTask(const json& config, const RunContext& ctx)
-      : config_(config), t_(config.at("task")), ctx_(ctx),
+      : t_(config.at("task")), ctx_(ctx),
         seed_(config.at("train").at("seed").get<uint64_t>()) {
     tokenizer_ = std::make_unique<data::Tokenizer>(load_tokenizer());
     auto o = models::TransformerOptions::from_config(config.at("model"));
@@ -323,8 +323,7 @@ class TranslationTask : public Task {
     return out;
   }
 
-  json config_;
-  json t_;
+  json t_;  // config.task
   RunContext ctx_;
   uint64_t seed_;
   std::unique_ptr<data::Tokenizer> tokenizer_;

@@ -15,10 +15,6 @@ namespace xformer::train {
 
 constexpr int kCheckpointFormat = 1;
 
-struct CheckpointMeta {
-  nlohmann::json value;  // see checkpoint.cpp for the fields
-};
-
 void save_checkpoint(const std::string& path, const torch::nn::Module& model,
                      const torch::optim::Optimizer* optimizer, const nlohmann::json& meta);
 

@@ -76,7 +76,7 @@ json Trainer::meta() const {
   return m;
 }
 
-void Trainer::save(bool also_step_file) {
+void Trainer::save() {
   const fs::path dir = fs::path(options_.run_dir) / "checkpoints";
   const std::string path = (dir / step_file(step_)).string();
   save_checkpoint(path, *model_, optimizer_.get(), meta());
@@ -89,7 +89,6 @@ void Trainer::save(bool also_step_file) {
   std::sort(steps.begin(), steps.end());
   const int64_t keep = std::max<int64_t>(1, config_["train"]["keep_last"].get<int64_t>());
   for (size_t i = 0; i + keep < steps.size(); ++i) fs::remove(steps[i]);
-  (void)also_step_file;
 }
 
 void Trainer::restore() {
@@ -195,7 +194,7 @@ void Trainer::evaluate_and_track() {
   const bool higher = t.at("best_mode") == "max";
   const bool improved = !best_ || (higher ? it->second > *best_ : it->second < *best_);
   spdlog::info("valid | step {} | {}{}", step_, format_metrics(m), improved ? " | new best" : "");
-  save(true);
+  save();
   if (improved) {
     best_ = it->second;
     evals_since_best_ = 0;
@@ -263,11 +262,11 @@ int Trainer::run() {
       evaluate_and_track();
       evaluated_now = true;
     } else if (save_every > 0 && step_ % save_every == 0) {
-      save(true);
+      save();
     }
     if (interrupt_requested()) {
       bar.clear();
-      save(true);
+      save();
       spdlog::warn("interrupted: checkpoint saved at step {}; continue with --resume", step_);
       return kExitInterrupted;
     }

@@ -31,7 +31,7 @@ class Trainer {
   struct UpdateStats;
   bool update(UpdateStats& stats);  // one optimizer step; false at the end of max_epochs
   void evaluate_and_track();
-  void save(bool also_step_file);
+  void save();  // step checkpoint + last.pt, pruned to keep_last
   void restore();
   json meta() const;
 
