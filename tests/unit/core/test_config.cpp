@@ -260,3 +260,11 @@ TEST_CASE("closest_match and at_path", "[core][config]") {
   CHECK(j["a"]["d"]["e"] == 4);
   CHECK(j["a"]["b"] == 3);
 }
+
+TEST_CASE("an empty group is no key at all", "[core][config]") {
+  xformer::RawConfig raw;
+  raw.value = xformer::json::parse(R"({"model": {}, "task": {"name": "translation"}})");
+  auto resolved = xformer::resolve(raw);
+  CHECK(resolved["model"]["d_model"] == 512);  // the default, not an "unknown key 'model'" error
+}
+
