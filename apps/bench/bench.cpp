@@ -86,22 +86,22 @@ int bench_train(const Shape& s) {
   train::prepare_run_dir(run, false, true);
   RawConfig raw;
   raw.value = {{"optim", {{"lr", 5e-4}, {"schedule", "constant"}, {"warmup_steps", 0}}},
-               {"train", {{"max_steps", s.warmup + s.steps}, {"log_every", s.warmup},
+               {"train", {{"max_steps", s.warmup + s.steps}, {"log_every", 1},
                           {"eval_every", 0}, {"save_every", 0}}}};
   auto config = resolve(raw);
   SyntheticTask task(s);
   train::Trainer trainer(config, task, {run, false});
   trainer.run();
-  // Log lines every `warmup` steps: the first covers the warm-up, the rest the timed steps.
+  // One log line per step: skip the warm-up steps, time the rest.
+  const double step_tokens = static_cast<double>(s.batch * s.tgt_len);
   double seconds = 0, tokens = 0;
   std::ifstream in(run + "/metrics.jsonl");
-  int line_no = 0;
+  int64_t step = 0;
   for (std::string line; std::getline(in, line);) {
     auto j = json::parse(line);
-    if (j["split"] != "train" || line_no++ == 0) continue;
-    const double t = s.warmup * s.batch * s.tgt_len;
-    tokens += t;
-    seconds += t / j["tokens_per_s"].get<double>();
+    if (j["split"] != "train" || ++step <= s.warmup) continue;
+    tokens += step_tokens;
+    seconds += step_tokens / j["tokens_per_s"].get<double>();
   }
   fs::remove_all(run);
   int64_t params = 0;
@@ -161,6 +161,7 @@ void add_shape(CLI::App* cmd, Shape& s) {
 
 int main(int argc, char** argv) {
   ensure_fast_blas_kernels(argv);
+  keep_freed_memory_for_reuse();
   init_logging();
   spdlog::set_level(spdlog::level::warn);
   register_builtins();

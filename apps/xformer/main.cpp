@@ -12,6 +12,7 @@
 int main(int argc, char** argv) {
   using namespace xformer;
   ensure_fast_blas_kernels(argv);
+  keep_freed_memory_for_reuse();
   init_logging();
   register_builtins();
 

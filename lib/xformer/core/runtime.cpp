@@ -1,6 +1,7 @@
 #include "xformer/core/runtime.h"
 
 #include <dlfcn.h>
+#include <malloc.h>
 
 #include <algorithm>
 #include <atomic>
@@ -51,6 +52,13 @@ bool set_blas_threads(int n) {
   return true;
 }
 }  // namespace
+
+void keep_freed_memory_for_reuse() {
+  const char* tunables = std::getenv("GLIBC_TUNABLES");
+  if (tunables && std::string(tunables).find("malloc") != std::string::npos) return;
+  mallopt(M_MMAP_THRESHOLD, 32 << 20);
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
+}
 
 std::string configure_threads(int64_t torch_threads, int64_t blas_threads) {
   const int64_t cores = std::max<unsigned>(1, std::thread::hardware_concurrency());

@@ -2,6 +2,8 @@
 
 #include <cmath>
 
+#include "xformer/nn/dropout.h"
+
 namespace xformer::models {
 
 namespace F = torch::nn::functional;
@@ -71,7 +73,7 @@ FeedForwardImpl::FeedForwardImpl(int64_t dim, int64_t hidden, const std::string&
 torch::Tensor FeedForwardImpl::forward(const torch::Tensor& x) {
   auto h = fc1(x);
   h = gelu_ ? torch::gelu(h) : torch::relu(h);
-  if (dropout_ > 0) h = F::dropout(h, F::DropoutFuncOptions().p(dropout_).training(is_training()));
+  h = nn::dropout(h, dropout_, is_training());
   return fc2(h);
 }
 
@@ -81,7 +83,7 @@ template <typename Fn>
 torch::Tensor residual(const torch::Tensor& x, torch::nn::LayerNorm& norm, bool pre_norm,
                        double dropout, bool training, Fn&& sublayer) {
   auto y = sublayer(pre_norm ? norm(x) : x);
-  y = F::dropout(y, F::DropoutFuncOptions().p(dropout).training(training));
+  y = nn::dropout(y, dropout, training);
   return pre_norm ? x + y : norm(x + y);
 }
 }  // namespace
@@ -144,10 +146,10 @@ TransformerImpl::TransformerImpl(const TransformerOptions& o)
   tgt_embed = o.share_all_embeddings ? src_embed
                                      : register_module("tgt_embed", make_embedding(o.tgt_vocab));
   if (o.share_decoder_input_output) {
-    output_weight = tgt_embed->weight;
+    output_weight_ = tgt_embed->weight;
   } else {
-    output_weight = register_parameter("output_weight", torch::empty({o.tgt_vocab, o.d_model}));
-    torch::nn::init::normal_(output_weight, 0.0, std::pow(o.d_model, -0.5));
+    output_weight_ = register_parameter("output_weight", torch::empty({o.tgt_vocab, o.d_model}));
+    torch::nn::init::normal_(output_weight_, 0.0, std::pow(o.d_model, -0.5));
   }
   positions = register_module("positions",
                               nn::PositionalEncoding(o.max_positions, o.d_model, o.learned_positions));
@@ -164,7 +166,7 @@ TransformerImpl::TransformerImpl(const TransformerOptions& o)
 torch::Tensor TransformerImpl::embed(torch::nn::Embedding& table, const torch::Tensor& tokens,
                                      int64_t offset) {
   auto x = table(tokens) * embed_scale_ + positions(tokens.size(1), offset);  // (B, T, D)
-  return F::dropout(x, F::DropoutFuncOptions().p(options_.dropout).training(is_training()));
+  return nn::dropout(x, options_.dropout, is_training());
 }
 
 EncoderOut TransformerImpl::encode(const torch::Tensor& src_tokens) {
@@ -180,6 +182,11 @@ EncoderOut TransformerImpl::encode(const torch::Tensor& src_tokens) {
 
 torch::Tensor TransformerImpl::decode(const torch::Tensor& prev_tokens, const EncoderOut& encoder,
                                       DecoderCache* cache) {
+  return F::linear(decode_states(prev_tokens, encoder, cache), output_weight_);  // (B, T, V)
+}
+
+torch::Tensor TransformerImpl::decode_states(const torch::Tensor& prev_tokens,
+                                             const EncoderOut& encoder, DecoderCache* cache) {
   const int64_t offset = cache ? cache->length : 0;
   nn::AttentionMask memory_mask;
   memory_mask.key_padding = encoder.padding;
@@ -191,7 +198,7 @@ torch::Tensor TransformerImpl::decode(const torch::Tensor& prev_tokens, const En
   }
   if (options_.pre_norm) x = decoder_norm(x);
   if (cache) cache->length += prev_tokens.size(1);
-  return F::linear(x, output_weight);  // (B, T, V)
+  return x;
 }
 
 torch::Tensor TransformerImpl::forward(const torch::Tensor& src_tokens,

@@ -99,6 +99,12 @@ class TransformerImpl : public torch::nn::Module {
   // only (usually T = 1) and the cache grows by T.
   torch::Tensor decode(const torch::Tensor& prev_tokens, const EncoderOut& encoder,
                        DecoderCache* cache = nullptr);
+  // decode() without the output projection: the decoder's final states (B, T, D), for losses
+  // that fuse the projection (nn::linear_label_smoothed_cross_entropy).
+  torch::Tensor decode_states(const torch::Tensor& prev_tokens, const EncoderOut& encoder,
+                              DecoderCache* cache = nullptr);
+  // (V, D): logits = states · output_weight()ᵀ (no bias).
+  const torch::Tensor& output_weight() const { return output_weight_; }
   torch::Tensor forward(const torch::Tensor& src_tokens, const torch::Tensor& prev_tokens);
 
   DecoderCache make_cache() const;
@@ -109,7 +115,7 @@ class TransformerImpl : public torch::nn::Module {
 
   TransformerOptions options_;
   torch::nn::Embedding src_embed{nullptr}, tgt_embed{nullptr};
-  torch::Tensor output_weight;  // (V, D): tgt_embed's weight when tied, else its own parameter
+  torch::Tensor output_weight_;  // (V, D): tgt_embed's weight when tied, else its own parameter
   nn::PositionalEncoding positions{nullptr};
   torch::nn::ModuleList encoder_layers, decoder_layers;
   torch::nn::LayerNorm encoder_norm{nullptr}, decoder_norm{nullptr};  // pre-norm only

@@ -4,6 +4,9 @@
 
 #include <cmath>
 
+#include "xformer/nn/batched_matmul.h"
+#include "xformer/nn/dropout.h"
+
 namespace xformer::nn {
 
 namespace F = torch::nn::functional;
@@ -86,7 +89,7 @@ torch::Tensor attend(const torch::Tensor& q, const torch::Tensor& k, const torch
   }
 #endif
   const double scale = 1.0 / std::sqrt(static_cast<double>(q.size(-1)));
-  auto scores = torch::matmul(q * scale, k.transpose(-2, -1));  // (B, H, Tq, Tk)
+  auto scores = batched_matmul(q * scale, k.transpose(-2, -1));  // (B, H, Tq, Tk)
   if (mask.key_padding.defined())
     scores = scores.masked_fill(mask.key_padding.view({q.size(0), 1, 1, Tk}),
                                 -std::numeric_limits<float>::infinity());
@@ -96,8 +99,8 @@ torch::Tensor attend(const torch::Tensor& q, const torch::Tensor& k, const torch
   }
   auto probs = torch::softmax(scores, -1);
   if (weights) *weights = probs;
-  if (training && dropout > 0) probs = F::dropout(probs, F::DropoutFuncOptions().p(dropout).training(true));
-  return torch::matmul(probs, v);
+  probs = nn::dropout(probs, dropout, training);
+  return batched_matmul(probs, v);
 }
 
 }  // namespace xformer::nn

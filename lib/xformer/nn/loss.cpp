@@ -16,4 +16,96 @@ SmoothedLoss label_smoothed_cross_entropy(const torch::Tensor& logits, const tor
   return out;
 }
 
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+struct FusedResult {
+  torch::Tensor loss, nll;            // scalars
+  torch::Tensor grad_hidden, grad_weight;  // (N, D), (V, D); defined when asked for
+};
+
+FusedResult fused_forward(const torch::Tensor& hidden, const torch::Tensor& weight,
+                          const torch::Tensor& target, double eps, int64_t ignore_index,
+                          int64_t chunk_rows, bool with_grad) {
+  TORCH_CHECK(hidden.dim() == 2 && weight.dim() == 2 && hidden.size(1) == weight.size(1),
+              "linear_label_smoothed_cross_entropy: hidden (N, D) and weight (V, D) expected, got ",
+              hidden.sizes(), " and ", weight.sizes());
+  TORCH_CHECK(target.dim() == 1 && target.size(0) == hidden.size(0),
+              "linear_label_smoothed_cross_entropy: target (N) expected, got ", target.sizes());
+  const int64_t N = hidden.size(0), V = weight.size(0);
+  const int64_t chunk = chunk_rows > 0 ? chunk_rows : std::max<int64_t>(1, (int64_t{1} << 22) / V);
+  const auto fopt = hidden.options().dtype(torch::kFloat);
+  FusedResult r;
+  r.loss = torch::zeros({}, fopt);
+  r.nll = torch::zeros({}, fopt);
+  if (with_grad) {
+    r.grad_hidden = torch::empty_like(hidden);
+    r.grad_weight = torch::zeros_like(weight);
+  }
+  auto logits_buf = torch::empty({std::min(chunk, N), V}, hidden.options());
+  auto logp_buf = torch::empty({std::min(chunk, N), V}, fopt);
+  for (int64_t start = 0; start < N; start += chunk) {
+    const int64_t n = std::min(chunk, N - start);
+    auto h = hidden.narrow(0, start, n);                       // (n, D)
+    auto t = target.narrow(0, start, n);                       // (n)
+    auto logits = logits_buf.narrow(0, 0, n);  // (n, V)
+    auto logp = logp_buf.narrow(0, 0, n);      // (n, V)
+    torch::mm_out(logits, h, weight.t());
+    at::_log_softmax_out(logp, logits, 1, false);
+    auto keep = t.ne(ignore_index);
+    auto index = t.clamp_min(0).unsqueeze(1);                  // (n, 1)
+    auto nll = -logp.gather(1, index).squeeze(1);              // (n)
+    auto per_token = (1.0 - eps) * nll - (eps / V) * logp.sum(1);
+    r.loss += per_token.masked_fill(~keep, 0).sum();
+    r.nll += nll.masked_fill(~keep, 0).sum();
+    if (!with_grad) continue;
+    // d loss / d logits = softmax - (1 - eps) * onehot(target) - eps/V; zero on ignored rows.
+    auto g = logp.exp_().sub_(eps / V);
+    g.scatter_add_(1, index, torch::full({n, 1}, -(1.0 - eps), fopt));
+    if (!keep.all().item<bool>()) g.index_fill_(0, keep.logical_not().nonzero().squeeze(1), 0);
+    g = g.to(hidden.scalar_type());
+    auto grad_h = r.grad_hidden.narrow(0, start, n);  // (n, D)
+    torch::mm_out(grad_h, g, weight);
+    r.grad_weight.addmm_(g.t(), h);                               // (V, D)
+  }
+  return r;
+}
+
+struct FusedLinearSmoothedLoss : torch::autograd::Function<FusedLinearSmoothedLoss> {
+  static variable_list forward(AutogradContext* ctx, const torch::Tensor& hidden,
+                               const torch::Tensor& weight, const torch::Tensor& target,
+                               double eps, int64_t ignore_index, int64_t chunk_rows) {
+    auto r = fused_forward(hidden, weight, target, eps, ignore_index, chunk_rows, true);
+    ctx->saved_data["grad_hidden"] = r.grad_hidden;
+    ctx->saved_data["grad_weight"] = r.grad_weight;
+    ctx->mark_non_differentiable({r.nll});
+    return {r.loss, r.nll};
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grad) {
+    const auto& g = grad[0];  // scalar d out / d loss
+    auto gh = ctx->saved_data["grad_hidden"].toTensor() * g;
+    auto gw = ctx->saved_data["grad_weight"].toTensor() * g;
+    return {gh, gw, torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
+  }
+};
+
+}  // namespace
+
+SmoothedLoss linear_label_smoothed_cross_entropy(const torch::Tensor& hidden,
+                                                 const torch::Tensor& weight,
+                                                 const torch::Tensor& target, double epsilon,
+                                                 int64_t ignore_index, int64_t chunk_rows) {
+  SmoothedLoss out;
+  if (torch::GradMode::is_enabled() && (hidden.requires_grad() || weight.requires_grad())) {
+    auto r = FusedLinearSmoothedLoss::apply(hidden, weight, target, epsilon, ignore_index, chunk_rows);
+    out.loss = r[0], out.nll = r[1];
+  } else {
+    auto r = fused_forward(hidden, weight, target, epsilon, ignore_index, chunk_rows, false);
+    out.loss = r.loss, out.nll = r.nll;
+  }
+  return out;
+}
+
 }  // namespace xformer::nn

@@ -15,4 +15,19 @@ struct SmoothedLoss {
 SmoothedLoss label_smoothed_cross_entropy(const torch::Tensor& logits, const torch::Tensor& target,
                                           double epsilon, int64_t ignore_index);
 
+// The same loss of logits = hidden · weightᵀ (an output projection without bias), fused with
+// that projection: hidden (N, D), weight (V, D), target (N) long.
+//
+// Rows are processed in chunks of `chunk_rows` (0: about 4M logits per chunk), so the (N, V)
+// logits never exist in full. When gradients are needed, the gradient of the logits,
+// softmax - (1 - eps) * onehot - eps/V, is formed while the chunk is at hand and multiplied
+// straight into the gradients of hidden and weight; backward only scales those by the incoming
+// gradient. Against projecting then calling label_smoothed_cross_entropy this saves the
+// separate log-softmax, gather, sum and their backward passes over N x V floats (and their
+// memory), at the same matrix products.
+SmoothedLoss linear_label_smoothed_cross_entropy(const torch::Tensor& hidden,
+                                                 const torch::Tensor& weight,
+                                                 const torch::Tensor& target, double epsilon,
+                                                 int64_t ignore_index, int64_t chunk_rows = 0);
+
 }  // namespace xformer::nn

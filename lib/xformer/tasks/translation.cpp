@@ -340,10 +340,12 @@ class TranslationTask : public Task {
 
 LossOut transformer_loss(models::Transformer& model, const Batch& batch, double label_smoothing,
                          int64_t pad_id) {
-  auto logits = model->forward(batch.tensors.at("source"), batch.tensors.at("prev_target"));
-  auto target = batch.tensors.at("target");
-  auto l = nn::label_smoothed_cross_entropy(logits.view({-1, logits.size(-1)}), target.view(-1),
-                                            label_smoothing, pad_id);
+  const auto& source = batch.tensors.at("source");
+  auto states = model->decode_states(batch.tensors.at("prev_target"), model->encode(source));
+  auto l = nn::linear_label_smoothed_cross_entropy(states.view({-1, states.size(-1)}),
+                                                   model->output_weight(),
+                                                   batch.tensors.at("target").view(-1),
+                                                   label_smoothing, pad_id);
   LossOut out;
   out.loss = l.loss;
   out.sample_size = static_cast<double>(batch.n_tokens);

@@ -107,6 +107,8 @@ void Trainer::restore() {
 bool Trainer::update(UpdateStats& stats) {
   const auto& t = config_.at("train");
   const int64_t update_freq = t.at("update_freq"), max_epochs = t.at("max_epochs");
+  // Zeroing, not freeing, the gradients: reusing their memory measured faster than
+  // fresh allocations (page faults) each step.
   optimizer_->zero_grad();
   double loss_sum = 0, sample_size = 0;
   std::map<std::string, double> sums;
@@ -124,7 +126,11 @@ bool Trainer::update(UpdateStats& stats) {
       if (!batch) throw DataError("the training split yields no batches");
     }
     auto out = task_.loss(*batch);
-    out.loss.backward();
+    // Gradients of summed losses -> gradients of the mean over the update. With one batch per
+    // update the divisor is known here and rides along with backward for free; otherwise the
+    // gradients are rescaled once the whole update is summed.
+    const double grad_scale = update_freq == 1 ? 1.0 / std::max(out.sample_size, 1.0) : 1.0;
+    out.loss.backward(torch::full_like(out.loss, grad_scale));
     loss_sum += out.loss.item<double>();
     sample_size += out.sample_size;
     for (const auto& [k, v] : out.sums) sums[k] += v;
@@ -141,8 +147,7 @@ bool Trainer::update(UpdateStats& stats) {
     return true;
   }
   nonfinite_in_row_ = 0;
-  // Gradients of summed losses -> gradients of the mean over the whole update.
-  {
+  if (update_freq > 1) {
     torch::NoGradGuard no_grad;
     const double scale = 1.0 / std::max(sample_size, 1.0);
     for (auto& p : params_)
@@ -157,7 +162,7 @@ bool Trainer::update(UpdateStats& stats) {
     std::vector<torch::Tensor> norms;
     for (auto& p : params_)
       if (p.grad().defined()) norms.push_back(p.grad().norm());
-    gnorm = torch::stack(norms).norm().item<double>();
+    gnorm = norms.empty() ? 0.0 : torch::stack(norms).norm().item<double>();
   }
   const double lr = learning_rate(config_, step_ + 1);
   for (auto& group : optimizer_->param_groups()) group.options().set_lr(lr);

@@ -93,3 +93,56 @@ TEST_CASE("label_smoothed_cross_entropy with eps = 0 is plain cross entropy", "[
       .backward();
   CHECK(xformer::testing::max_abs_diff(a.grad(), b.grad()) < 1e-5);
 }
+
+TEST_CASE("the fused projection + loss equals projecting then label_smoothed_cross_entropy",
+          "[nn][loss]") {
+  using xformer::nn::linear_label_smoothed_cross_entropy;
+  torch::manual_seed(11);
+  const int64_t N = 10, D = 6, V = 17, pad = 0;
+  const double eps = 0.1;
+  auto hidden = torch::randn({N, D});
+  auto weight = torch::randn({V, D});
+  auto target = torch::randint(1, V, {N}, torch::kLong);
+  target[3] = pad;
+  target[8] = pad;
+
+  // Reference: the plain loss on explicit logits, scaled by an incoming gradient of 0.37 (as
+  // the trainer's 1 / tokens) so that backward's scaling is checked too.
+  auto h_ref = hidden.clone().requires_grad_(true), w_ref = weight.clone().requires_grad_(true);
+  auto ref = label_smoothed_cross_entropy(F::linear(h_ref, w_ref), target, eps, pad);
+  (ref.loss * 0.37).backward();
+
+  // Chunks of 1 row, 3 rows (N not a multiple) and the default (one chunk here).
+  for (int64_t chunk : {1, 3, 0}) {
+    DYNAMIC_SECTION("chunk_rows " << chunk) {
+      auto h = hidden.clone().requires_grad_(true), w = weight.clone().requires_grad_(true);
+      auto out = linear_label_smoothed_cross_entropy(h, w, target, eps, pad, chunk);
+      CHECK(out.loss.item<double>() == Approx(ref.loss.item<double>()).epsilon(1e-5));
+      CHECK(out.nll.item<double>() == Approx(ref.nll.item<double>()).epsilon(1e-5));
+      (out.loss * 0.37).backward();
+      CHECK(xformer::testing::max_abs_diff(h.grad(), h_ref.grad()) < 1e-5);
+      CHECK(xformer::testing::max_abs_diff(w.grad(), w_ref.grad()) < 1e-5);
+      // Padding rows get no gradient.
+      CHECK(h.grad()[3].abs().sum().item<double>() == 0.0);
+    }
+  }
+
+  SECTION("without gradients (evaluation) the values are the same") {
+    torch::NoGradGuard no_grad;
+    auto out = linear_label_smoothed_cross_entropy(hidden, weight, target, eps, pad, 4);
+    CHECK(out.loss.item<double>() == Approx(ref.loss.item<double>()).epsilon(1e-5));
+    CHECK(out.nll.item<double>() == Approx(ref.nll.item<double>()).epsilon(1e-5));
+  }
+
+  SECTION("a negative ignore index is never gathered from") {
+    auto t = target.masked_fill(target.eq(pad), -100);
+    auto out = linear_label_smoothed_cross_entropy(hidden, weight, t, eps, -100, 3);
+    CHECK(out.loss.item<double>() == Approx(ref.loss.item<double>()).epsilon(1e-5));
+  }
+
+  SECTION("mismatched shapes are refused with both shapes named") {
+    CHECK_THROWS_WITH(linear_label_smoothed_cross_entropy(hidden, torch::randn({V, D + 1}), target,
+                                                          eps, pad),
+                      Catch::Contains("[10, 6]") && Catch::Contains("[17, 7]"));
+  }
+}
