@@ -11,6 +11,7 @@
 #include "xformer/core/error.h"
 #include "xformer/core/progress.h"
 #include "xformer/core/runtime.h"
+#include "xformer/train/adam.h"
 #include "xformer/train/checkpoint.h"
 #include "xformer/train/run_dir.h"
 #include "xformer/train/schedule.h"
@@ -23,14 +24,13 @@ namespace {
 
 std::unique_ptr<torch::optim::Optimizer> make_optimizer(const json& o,
                                                         const std::vector<torch::Tensor>& params) {
-  const double lr = o.at("lr"), eps = o.at("eps"), wd = o.at("weight_decay");
   const auto betas = o.at("betas").get<std::vector<double>>();
   if (betas.size() != 2) throw ConfigError("config error: optim.betas must hold two numbers");
-  if (o.at("name") == "adamw")
-    return std::make_unique<torch::optim::AdamW>(
-        params, torch::optim::AdamWOptions(lr).betas({betas[0], betas[1]}).eps(eps).weight_decay(wd));
-  return std::make_unique<torch::optim::Adam>(
-      params, torch::optim::AdamOptions(lr).betas({betas[0], betas[1]}).eps(eps).weight_decay(wd));
+  AdamConfig c;
+  c.lr = o.at("lr"), c.eps = o.at("eps"), c.weight_decay = o.at("weight_decay");
+  c.beta1 = betas[0], c.beta2 = betas[1];
+  c.decoupled_weight_decay = o.at("name") == "adamw";
+  return std::make_unique<Adam>(params, c);
 }
 
 std::string step_file(int64_t step) {

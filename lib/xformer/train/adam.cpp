@@ -1,0 +1,115 @@
+#include "xformer/train/adam.h"
+
+#include <ATen/Parallel.h>
+
+#include <cmath>
+
+namespace xformer::train {
+
+namespace {
+
+// Scalars of one step, shared by every parameter.
+struct StepScalars {
+  float beta1, beta2, eps, l2;  // l2: Adam's weight decay, added to the gradient
+  float decay;                  // AdamW's decoupled decay: p *= 1 - lr * wd
+  float step_size;              // lr / (1 - beta1^t)
+  float inv_sqrt_bc2;           // 1 / sqrt(1 - beta2^t)
+};
+
+void fused_update(float* __restrict p, const float* __restrict g, float* __restrict m,
+                  float* __restrict v, int64_t n, const StepScalars& s) {
+  at::parallel_for(0, n, 32768, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const float gi = g[i] + s.l2 * p[i];
+      const float mi = s.beta1 * m[i] + (1 - s.beta1) * gi;
+      const float vi = s.beta2 * v[i] + (1 - s.beta2) * gi * gi;
+      m[i] = mi;
+      v[i] = vi;
+      p[i] = p[i] * s.decay - s.step_size * mi / (std::sqrt(vi) * s.inv_sqrt_bc2 + s.eps);
+    }
+  });
+}
+
+// The same arithmetic as tensor ops (CUDA, other dtypes).
+void tensor_update(torch::Tensor& p, torch::Tensor g, torch::Tensor& m, torch::Tensor& v,
+                   const StepScalars& s) {
+  if (s.l2 != 0) g = g.add(p, s.l2);
+  m.mul_(s.beta1).add_(g, 1 - s.beta1);
+  v.mul_(s.beta2).addcmul_(g, g, 1 - s.beta2);
+  if (s.decay != 1) p.mul_(s.decay);
+  p.addcdiv_(m, v.sqrt().mul_(s.inv_sqrt_bc2).add_(s.eps), -s.step_size);
+}
+
+}  // namespace
+
+Adam::Adam(std::vector<torch::Tensor> params, const AdamConfig& config)
+    : torch::optim::Optimizer(std::move(params),
+                              std::make_unique<torch::optim::AdamOptions>(config.lr)),
+      config_(config) {}
+
+torch::Tensor Adam::step(LossClosure closure) {
+  torch::NoGradGuard no_grad;
+  torch::Tensor loss;
+  if (closure) loss = closure();
+  auto& params = param_groups().at(0).params();
+  if (exp_avg_.empty()) {
+    for (const auto& p : params) {
+      exp_avg_.push_back(torch::zeros_like(p, torch::MemoryFormat::Contiguous));
+      exp_avg_sq_.push_back(torch::zeros_like(p, torch::MemoryFormat::Contiguous));
+    }
+  }
+  ++steps_;
+  const double lr = param_groups().at(0).options().get_lr();
+  const auto t = static_cast<double>(steps_);
+  StepScalars s;
+  s.beta1 = static_cast<float>(config_.beta1);
+  s.beta2 = static_cast<float>(config_.beta2);
+  s.eps = static_cast<float>(config_.eps);
+  s.l2 = config_.decoupled_weight_decay ? 0.0f : static_cast<float>(config_.weight_decay);
+  s.decay = config_.decoupled_weight_decay ? static_cast<float>(1 - lr * config_.weight_decay) : 1.0f;
+  s.step_size = static_cast<float>(lr / (1 - std::pow(config_.beta1, t)));
+  s.inv_sqrt_bc2 = static_cast<float>(1 / std::sqrt(1 - std::pow(config_.beta2, t)));
+  for (size_t i = 0; i < params.size(); ++i) {
+    auto& p = params[i];
+    if (!p.grad().defined()) continue;
+    auto g = p.grad();
+    auto &m = exp_avg_[i], &v = exp_avg_sq_[i];
+    const bool fused = p.device().is_cpu() && p.scalar_type() == torch::kFloat &&
+                       p.is_contiguous() && g.is_contiguous() && g.scalar_type() == torch::kFloat;
+    if (fused)
+      fused_update(p.data_ptr<float>(), g.data_ptr<float>(), m.data_ptr<float>(),
+                   v.data_ptr<float>(), p.numel(), s);
+    else
+      tensor_update(p, g, m, v, s);
+  }
+  return loss;
+}
+
+void Adam::save(torch::serialize::OutputArchive& archive) const {
+  archive.write("steps", torch::tensor(steps_));
+  for (size_t i = 0; i < exp_avg_.size(); ++i) {
+    archive.write("exp_avg." + std::to_string(i), exp_avg_[i]);
+    archive.write("exp_avg_sq." + std::to_string(i), exp_avg_sq_[i]);
+  }
+}
+
+void Adam::load(torch::serialize::InputArchive& archive) {
+  torch::Tensor steps;
+  archive.read("steps", steps);
+  steps_ = steps.item<int64_t>();
+  const auto& params = param_groups().at(0).params();
+  exp_avg_.clear(), exp_avg_sq_.clear();
+  if (steps_ == 0) return;
+  for (size_t i = 0; i < params.size(); ++i) {
+    torch::Tensor m, v;
+    archive.read("exp_avg." + std::to_string(i), m);
+    archive.read("exp_avg_sq." + std::to_string(i), v);
+    TORCH_CHECK(m.sizes() == params[i].sizes() && v.sizes() == params[i].sizes(),
+                "optimizer state ", i, " has shape ", m.sizes(), ", the parameter ",
+                params[i].sizes());
+    exp_avg_.push_back(m.to(params[i].device()).contiguous());
+    exp_avg_sq_.push_back(v.to(params[i].device()).contiguous());
+  }
+}
+
+}  // namespace xformer::train

@@ -1,0 +1,35 @@
+// Adam (Kingma & Ba 2015) and AdamW (decoupled weight decay, Loshchilov & Hutter 2019), the
+// optimizers of train::Trainer.
+//
+// Same update as torch::optim::Adam/AdamW, but on the CPU each parameter is updated in one
+// pass over its memory (parameter, gradient and both moments read once, written once) instead
+// of LibTorch's six elementwise ops, each a pass of its own. Other devices run the same
+// arithmetic as tensor ops. State is saved as named tensors, independent of LibTorch's
+// internal optimizer layout.
+#pragma once
+#include <torch/torch.h>
+
+#include <vector>
+
+namespace xformer::train {
+
+struct AdamConfig {
+  double lr = 1e-3, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0;
+  bool decoupled_weight_decay = false;  // true: AdamW
+};
+
+class Adam : public torch::optim::Optimizer {
+ public:
+  Adam(std::vector<torch::Tensor> params, const AdamConfig& config);
+  // The learning rate is read from the parameter group each step (the trainer's schedule sets it).
+  torch::Tensor step(LossClosure closure = nullptr) override;
+  void save(torch::serialize::OutputArchive& archive) const override;
+  void load(torch::serialize::InputArchive& archive) override;
+
+ private:
+  AdamConfig config_;
+  int64_t steps_ = 0;
+  std::vector<torch::Tensor> exp_avg_, exp_avg_sq_;  // per parameter, allocated on first step
+};
+
+}  // namespace xformer::train
