@@ -6,6 +6,7 @@
 
 #include "xformer/nn/batched_matmul.h"
 #include "xformer/nn/dropout.h"
+#include "xformer/nn/relative_position.h"
 
 namespace xformer::nn {
 
@@ -16,9 +17,17 @@ void KVCache::reorder(const torch::Tensor& index) {
   if (v.defined()) v = v.index_select(0, index);
 }
 
-MultiheadAttentionImpl::MultiheadAttentionImpl(int64_t dim, int64_t heads, double dropout)
+MultiheadAttentionImpl::MultiheadAttentionImpl(int64_t dim, int64_t heads, double dropout,
+                                               int64_t max_relative_position)
     : dim_(dim), heads_(heads), head_dim_(dim / heads), dropout_(dropout) {
   TORCH_CHECK(dim % heads == 0, "attention width ", dim, " is not divisible by ", heads, " heads");
+  TORCH_CHECK(max_relative_position >= 0, "max_relative_position must be >= 0, got ",
+              max_relative_position);
+  if (max_relative_position > 0) {
+    relative_table = register_parameter(
+        "relative_table", torch::randn({heads, max_relative_position + 1, head_dim_}) *
+                              std::pow(static_cast<double>(head_dim_), -0.5));
+  }
   in_proj_weight = register_parameter("in_proj_weight", torch::empty({3 * dim, dim}));
   in_proj_bias = register_parameter("in_proj_bias", torch::zeros({3 * dim}));
   out_proj = register_module("out_proj", torch::nn::Linear(dim, dim));
@@ -60,14 +69,20 @@ torch::Tensor MultiheadAttentionImpl::forward(const torch::Tensor& query,
       cache->k = k, cache->v = v;
     }
   }
-  auto out = attend(q, k, v, mask, dropout_, is_training(), weights);  // (B, H, Tq, Dh)
+  torch::Tensor bias;  // (B, H, Tq, Tk) relative position logits, scaled like q k^T
+  if (relative_table.defined()) {
+    TORCH_CHECK(self_attention && mask.causal,
+                "relative position attention is implemented for causal self-attention only");
+    bias = relative_logits(q, relative_table / std::sqrt(static_cast<double>(head_dim_)), k.size(2));
+  }
+  auto out = attend(q, k, v, mask, dropout_, is_training(), weights, bias);  // (B, H, Tq, Dh)
   out = out.transpose(1, 2).reshape({B, Tq, D});
   return out_proj(out);
 }
 
 torch::Tensor attend(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                      const AttentionMask& mask, double dropout, bool training,
-                     torch::Tensor* weights) {
+                     torch::Tensor* weights, const torch::Tensor& bias) {
   const int64_t Tq = q.size(2), Tk = k.size(2);
   // A causal step with a single query at the end of the cache sees every key: no mask needed.
   const bool causal = mask.causal && !(Tq == 1);
@@ -83,13 +98,17 @@ torch::Tensor attend(const torch::Tensor& q, const torch::Tensor& k, const torch
       keep = keep.defined() ? keep.logical_and(c) : c;
     }
     c10::optional<torch::Tensor> attn_mask;
-    if (keep.defined()) attn_mask = keep;
+    if (bias.defined())  // an additive float mask: the bias, -inf where not allowed
+      attn_mask = keep.defined() ? bias.masked_fill(keep.logical_not(), -INFINITY) : bias;
+    else if (keep.defined())
+      attn_mask = keep;
     return at::scaled_dot_product_attention(q, k, v, attn_mask, training ? dropout : 0.0,
                                             /*is_causal=*/false);
   }
 #endif
   const double scale = 1.0 / std::sqrt(static_cast<double>(q.size(-1)));
   auto scores = batched_matmul(q * scale, k.transpose(-2, -1));  // (B, H, Tq, Tk)
+  if (bias.defined()) scores = scores + bias;  // before masking: masked entries stay -inf
   if (mask.key_padding.defined())
     scores = scores.masked_fill(mask.key_padding.view({q.size(0), 1, 1, Tk}),
                                 -std::numeric_limits<float>::infinity());

@@ -26,7 +26,10 @@ struct AttentionMask {
 
 class MultiheadAttentionImpl : public torch::nn::Module {
  public:
-  MultiheadAttentionImpl(int64_t dim, int64_t heads, double dropout = 0.0);
+  // max_relative_position > 0 adds learned relative position logits (causal self-attention
+  // only; see relative_position.h) for distances up to that many positions back.
+  MultiheadAttentionImpl(int64_t dim, int64_t heads, double dropout = 0.0,
+                         int64_t max_relative_position = 0);
 
   // query (B, Tq, D); memory (B, Tk, D) is the key/value source: the query itself for
   // self-attention, the encoder output for cross-attention. Returns (B, Tq, D).
@@ -40,6 +43,7 @@ class MultiheadAttentionImpl : public torch::nn::Module {
 
   torch::Tensor in_proj_weight, in_proj_bias;  // (3D, D), (3D): q, k, v stacked
   torch::nn::Linear out_proj{nullptr};
+  torch::Tensor relative_table;  // (H, R + 1, Dh); undefined without relative positions
 
  private:
   // (B, T, D) -> (B, H, T, Dh)
@@ -50,10 +54,11 @@ class MultiheadAttentionImpl : public torch::nn::Module {
 };
 TORCH_MODULE(MultiheadAttention);
 
-// softmax(q k^T / sqrt(Dh) + mask) v for q (B, H, Tq, Dh), k/v (B, H, Tk, Dh): the reference
-// computation, shared by the module (when no faster kernel applies) and the tests.
+// softmax(q k^T / sqrt(Dh) + bias + mask) v for q (B, H, Tq, Dh), k/v (B, H, Tk, Dh), and an
+// optional additive bias broadcastable to (B, H, Tq, Tk) (e.g. relative position logits): the
+// reference computation, shared by the module (when no faster kernel applies) and the tests.
 torch::Tensor attend(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                      const AttentionMask& mask, double dropout, bool training,
-                     torch::Tensor* weights = nullptr);
+                     torch::Tensor* weights = nullptr, const torch::Tensor& bias = {});
 
 }  // namespace xformer::nn
