@@ -3,10 +3,12 @@
 //
 //   xformer_bench train  [shape options]   training updates through train::Trainer
 //   xformer_bench decode [shape options] --mode greedy|beam --beam K --cache on|off
+//   xformer_bench attention --method plain|skew|naive --length L [--d-model D --heads H]
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
 #include <torch/version.h>
 
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -19,6 +21,8 @@
 #include "xformer/core/runtime.h"
 #include "xformer/decode/search.h"
 #include "xformer/models/transformer.h"
+#include "xformer/nn/attention.h"
+#include "xformer/nn/relative_position.h"
 #include "xformer/tasks/translation.h"
 #include "xformer/train/run_dir.h"
 #include "xformer/train/trainer.h"
@@ -141,6 +145,57 @@ int bench_decode(const Shape& s, const std::string& mode, int beam, bool cache) 
   return 0;
 }
 
+// Resident memory now and at its peak, in MB.
+double rss_mb() {
+  std::ifstream statm("/proc/self/statm");
+  long pages = 0, resident = 0;
+  statm >> pages >> resident;
+  return resident * (sysconf(_SC_PAGESIZE) / 1048576.0);
+}
+double peak_rss_mb() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return u.ru_maxrss / 1024.0;
+}
+
+// One causal self-attention layer, forward + backward, at batch 1: projections, then plain
+// attention, or with relative position logits by skewing or by the naive (L, L, Dh) gather.
+// Run one method per process: the peak memory is the process's.
+int bench_attention(const Shape& s, const std::string& method, int64_t length, int reps) {
+  const int64_t D = s.d_model, H = s.heads, Dh = D / H, L = length;
+  auto x = torch::randn({1, L, D}, torch::requires_grad());
+  auto w_in = torch::randn({3 * D, D}) * std::pow(D, -0.5), w_out = torch::randn({D, D}) * std::pow(D, -0.5);
+  auto table = (torch::randn({H, L / 2 + 1, Dh}) * std::pow(Dh, -0.5)).requires_grad_(true);
+  w_in.requires_grad_(true), w_out.requires_grad_(true);
+  nn::AttentionMask causal;
+  causal.causal = true;
+  auto layer = [&] {
+    auto qkv = torch::nn::functional::linear(x, w_in).chunk(3, -1);
+    auto heads = [&](const torch::Tensor& t) { return t.view({1, L, H, Dh}).transpose(1, 2); };
+    auto q = heads(qkv[0]), k = heads(qkv[1]), v = heads(qkv[2]);
+    torch::Tensor bias;
+    const double scale = 1.0 / std::sqrt(static_cast<double>(Dh));
+    if (method == "skew") bias = nn::relative_logits(q, table * scale, L);
+    if (method == "naive") bias = nn::relative_logits_naive(q, table * scale, L);
+    auto out = nn::attend(q, k, v, causal, 0.0, true, nullptr, std::move(bias));
+    torch::nn::functional::linear(out.transpose(1, 2).reshape({1, L, D}), w_out).sum().backward();
+  };
+  const double before = rss_mb();
+  std::vector<double> ms;
+  for (int i = 0; i < reps + 1; ++i) {
+    auto start = std::chrono::steady_clock::now();
+    layer();
+    if (i > 0) ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
+  }
+  std::sort(ms.begin(), ms.end());
+  std::cout << json{{"impl", "xformer"}, {"method", method}, {"length", L}, {"d_model", D},
+                    {"heads", H}, {"ms", ms[ms.size() / 2]},
+                    {"peak_extra_mb", peak_rss_mb() - before}}
+                   .dump()
+            << std::endl;
+  return 0;
+}
+
 void add_shape(CLI::App* cmd, Shape& s) {
   cmd->add_option("--d-model", s.d_model);
   cmd->add_option("--heads", s.heads);
@@ -178,9 +233,18 @@ int main(int argc, char** argv) {
   dec->add_option("--mode", mode)->check(CLI::IsMember({"greedy", "beam"}));
   dec->add_option("--beam", beam);
   dec->add_option("--cache", cache)->check(CLI::IsMember({"on", "off"}));
+  std::string method = "skew";
+  int64_t length = 512;
+  int reps = 3;
+  auto* att = app.add_subcommand("attention", "One causal attention layer: time and peak memory");
+  add_shape(att, s);
+  att->add_option("--method", method)->check(CLI::IsMember({"plain", "skew", "naive"}));
+  att->add_option("--length", length);
+  att->add_option("--reps", reps);
   CLI11_PARSE(app, argc, argv);
   torch::manual_seed(1);
   std::cerr << configure_threads(s.threads, s.blas_threads) << std::endl;
   if (train->parsed()) return bench_train(s);
+  if (att->parsed()) return bench_attention(s, method, length, reps);
   return bench_decode(s, mode, beam, cache == "on");
 }

@@ -75,14 +75,14 @@ torch::Tensor MultiheadAttentionImpl::forward(const torch::Tensor& query,
                 "relative position attention is implemented for causal self-attention only");
     bias = relative_logits(q, relative_table / std::sqrt(static_cast<double>(head_dim_)), k.size(2));
   }
-  auto out = attend(q, k, v, mask, dropout_, is_training(), weights, bias);  // (B, H, Tq, Dh)
+  auto out = attend(q, k, v, mask, dropout_, is_training(), weights, std::move(bias));  // (B, H, Tq, Dh)
   out = out.transpose(1, 2).reshape({B, Tq, D});
   return out_proj(out);
 }
 
 torch::Tensor attend(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                      const AttentionMask& mask, double dropout, bool training,
-                     torch::Tensor* weights, const torch::Tensor& bias) {
+                     torch::Tensor* weights, torch::Tensor bias) {
   const int64_t Tq = q.size(2), Tk = k.size(2);
   // A causal step with a single query at the end of the cache sees every key: no mask needed.
   const bool causal = mask.causal && !(Tq == 1);
@@ -108,13 +108,15 @@ torch::Tensor attend(const torch::Tensor& q, const torch::Tensor& k, const torch
 #endif
   const double scale = 1.0 / std::sqrt(static_cast<double>(q.size(-1)));
   auto scores = batched_matmul(q * scale, k.transpose(-2, -1));  // (B, H, Tq, Tk)
-  if (bias.defined()) scores = scores + bias;  // before masking: masked entries stay -inf
+  // In place on the fresh scores, and the bias released once added: with relative positions
+  // the layer then holds one (B, H, Tq, Tk) tensor fewer at its peak.
+  if (bias.defined()) scores.add_(bias), bias = torch::Tensor();
   if (mask.key_padding.defined())
-    scores = scores.masked_fill(mask.key_padding.view({q.size(0), 1, 1, Tk}),
-                                -std::numeric_limits<float>::infinity());
+    scores.masked_fill_(mask.key_padding.view({q.size(0), 1, 1, Tk}),
+                        -std::numeric_limits<float>::infinity());
   if (causal) {
     auto future = torch::ones({Tq, Tk}, q.options().dtype(torch::kBool)).triu(Tk - Tq + 1);
-    scores = scores.masked_fill(future, -std::numeric_limits<float>::infinity());
+    scores.masked_fill_(future, -std::numeric_limits<float>::infinity());
   }
   auto probs = torch::softmax(scores, -1);
   if (weights) *weights = probs;

@@ -59,6 +59,6 @@ TORCH_MODULE(MultiheadAttention);
 // reference computation, shared by the module (when no faster kernel applies) and the tests.
 torch::Tensor attend(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                      const AttentionMask& mask, double dropout, bool training,
-                     torch::Tensor* weights = nullptr, const torch::Tensor& bias = {});
+                     torch::Tensor* weights = nullptr, torch::Tensor bias = {});
 
 }  // namespace xformer::nn

@@ -27,10 +27,11 @@ torch::Tensor relative_logits(const torch::Tensor& q, const torch::Tensor& table
   auto a = torch::bmm(per_head, embeddings.transpose(1, 2))  // (H, B*Tq, Tk)
                .view({H, B, Tq, Tk})
                .transpose(0, 1);                              // (B, H, Tq, Tk)
-  // Skew: out[i, j] = a[i, j - i + Tq - 1]. Pad one zero column on the left, flatten each
-  // (Tq, Tk + 1) matrix, prepend Tk - Tq zeros, view as (Tq + 1, Tk) and drop the first row.
-  auto padded = torch::constant_pad_nd(a, {1, 0});                      // (B, H, Tq, Tk + 1)
-  auto flat = torch::constant_pad_nd(padded.reshape({B, H, Tq * (Tk + 1)}), {Tk - Tq, 0});
+  // Skew: out[i, j] = a[i, j - i + Tq - 1]. Lay each (Tq, Tk) matrix out as rows of Tk + 1 with
+  // a zero column on the left, after Tk - Tq zeros, in one flat buffer; viewed as (Tq + 1, Tk)
+  // rows, its rows 1..Tq are the shifted ones. (One buffer, written once.)
+  auto flat = torch::zeros({B, H, (Tq + 1) * Tk}, a.options());
+  flat.narrow(2, Tk - Tq, Tq * (Tk + 1)).view({B, H, Tq, Tk + 1}).narrow(3, 1, Tk).copy_(a);
   return flat.view({B, H, Tq + 1, Tk}).narrow(2, 1, Tq);
 }
 
