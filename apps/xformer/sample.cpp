@@ -1,5 +1,5 @@
 // xformer sample --run DIR [--input FILE|-] [--beam N --lenpen A | --temperature T [--top-k K]
-//                [--top-p P]] [--num N] [--seed S] [--out FILE]
+//                [--top-p P]] [--num N] [--seed S] [--out FILE|DIR] [--length N] [--primer FILE]
 #include "verbs.h"
 #include "xformer/core/error.h"
 
@@ -20,6 +20,7 @@ int sample(SampleArgs a) {
   if (a.options.top_p <= 0 || a.options.top_p > 1)
     throw ConfigError("usage error: --top-p must be in (0, 1]");
   if (a.options.num < 1) throw ConfigError("usage error: --num must be >= 1");
+  if (a.options.length < 0) throw ConfigError("usage error: --length must be >= 0");
   auto run = load_run(a.run_dir, a.checkpoint);
   torch::NoGradGuard no_grad;
   run.task->sample(a.options);
@@ -44,7 +45,9 @@ void add_sample(CLI::App& app, Action& run) {
   cmd->add_option("--top-p", o.top_p, "Sample from the smallest set with mass >= P")->needs(temp);
   cmd->add_option("-n,--num", o.num, "Samples per input")->capture_default_str();
   cmd->add_option("--seed", o.seed, "Random seed for sampling")->capture_default_str();
-  cmd->add_option("-o,--out", o.out, "Output file (default stdout)");
+  cmd->add_option("-o,--out", o.out, "Output file (default stdout), or folder for tasks that write files");
+  cmd->add_option("--length", o.length, "Tokens/events to generate (tasks that generate freely)");
+  cmd->add_option("--primer", o.primer, "A prefix to continue, e.g. a .mid file for music");
   beam->excludes(temp);
   cmd->callback([args, &run] { run = [args] { return sample(*args); }; });
 }

@@ -1,11 +1,13 @@
 // End-to-end tests of the xformer binary on the tiny translation config: the verbs, the run
 // directory, exact resume, interruption, and the errors a user can make.
 #include <filesystem>
+#include <cmath>
 #include <fstream>
 #include <sstream>
 
 #include "cli/cli_helpers.h"
 #include "test_support.h"
+#include "xformer/data/midi.h"
 
 namespace fs = std::filesystem;
 using namespace xformer::testing;
@@ -198,4 +200,42 @@ TEST_CASE("docs/configs.md lists every key as `xformer info --config-doc` does",
   CHECK(r.output.find("`optim.lr`") != std::string::npos);
   CHECK(r.output.find("`task.max_tokens`") != std::string::npos);
   CHECK(r.output.find("`model.d_model`") != std::string::npos);
+}
+
+TEST_CASE("music: train, eval and sample the tiny config end to end", "[cli][e2e][music]") {
+  TempDir tmp("cli_music");
+  // The training folder: the fixture's pieces plus a truncated file, which must be skipped.
+  fs::copy(source_path("tests/data/music/train"), tmp.str("train"));
+  fs::copy_file(source_path("tests/data/music/corrupt/truncated.mid"), tmp.str("train/truncated.mid"));
+  const std::string run = tmp.str("run");
+  auto r = run_xformer("train --config configs/music/tiny.json --run-dir '" + run +
+                       "' --set task.train='" + tmp.str("train") + "' --set train.max_steps=60");
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  CHECK(r.output.find("truncated.mid") != std::string::npos);
+  CHECK(r.output.find("1 unreadable files skipped") != std::string::npos);
+  auto train = read_metrics(run, "train");
+  REQUIRE(train.size() == 6);
+  CHECK(train.back()["loss"].get<double>() < 0.85 * train.front()["loss"].get<double>());
+  auto valid = read_metrics(run, "valid");
+  REQUIRE(valid.size() == 3);
+  CHECK(valid.back()["nll"].get<double>() < valid.front()["nll"].get<double>());
+
+  r = run_xformer("eval --run '" + run + "' --split test");
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  auto test = read_metrics(run, "test");
+  REQUIRE(test.size() == 1);
+  // NLL per event in nats, below the uniform distribution's log(391).
+  CHECK(test[0]["nll"].get<double>() < std::log(391.0));
+
+  r = run_xformer("sample --run '" + run + "' --temperature 0.9 --num 2 --length 80 --seed 3 --out '" +
+                  tmp.str("out") + "' --primer tests/data/music/test/piece_01.mid");
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  for (const char* f : {"out/sample_1.mid", "out/sample_2.mid"}) {
+    auto m = xformer::data::read_midi(tmp.str(f));
+    CHECK(m.notes.size() > 10);  // the primer's notes at least
+  }
+  CHECK(run_xformer("sample --run '" + run + "' --beam 2").exit_code == 2);
 }

@@ -90,16 +90,17 @@ torch::Tensor residual(const torch::Tensor& x, torch::nn::LayerNorm& norm, bool 
 
 EncoderLayerImpl::EncoderLayerImpl(const TransformerOptions& o)
     : pre_norm_(o.pre_norm), dropout_(o.dropout) {
-  self_attn = register_module("self_attn",
-                              nn::MultiheadAttention(o.d_model, o.heads, o.attention_dropout));
+  self_attn = register_module("self_attn", nn::MultiheadAttention(o.d_model, o.heads, o.attention_dropout,
+                                                                  o.max_relative_position));
   ffn = register_module("ffn", FeedForward(o.d_model, o.ffn_dim, o.activation, o.activation_dropout));
   norm1 = register_module("norm1", torch::nn::LayerNorm(torch::nn::LayerNormOptions({o.d_model})));
   norm2 = register_module("norm2", torch::nn::LayerNorm(torch::nn::LayerNormOptions({o.d_model})));
 }
 
-torch::Tensor EncoderLayerImpl::forward(const torch::Tensor& x, const nn::AttentionMask& mask) {
+torch::Tensor EncoderLayerImpl::forward(const torch::Tensor& x, const nn::AttentionMask& mask,
+                                        nn::KVCache* cache) {
   auto h = residual(x, norm1, pre_norm_, dropout_, is_training(),
-                    [&](const torch::Tensor& in) { return self_attn(in, in, mask); });
+                    [&](const torch::Tensor& in) { return self_attn(in, in, mask, cache); });
   return residual(h, norm2, pre_norm_, dropout_, is_training(),
                   [&](const torch::Tensor& in) { return ffn(in); });
 }

@@ -27,6 +27,9 @@ struct TransformerOptions {
   int64_t max_positions = 1024;
   bool share_all_embeddings = true;        // one matrix for source, target and output
   bool share_decoder_input_output = true;  // target embedding == output projection
+  // > 0: learned relative position logits in (causal) self-attention, distances up to this far
+  // back (decoder-only models; see nn/relative_position.h).
+  int64_t max_relative_position = 0;
 
   static TransformerOptions from_config(const json& model_config);
 };
@@ -53,10 +56,13 @@ class FeedForwardImpl : public torch::nn::Module {
 };
 TORCH_MODULE(FeedForward);
 
+// Self-attention + feed-forward: the encoder's layer, and with a causal mask (and optionally a
+// key/value cache) the layer of decoder-only models.
 class EncoderLayerImpl : public torch::nn::Module {
  public:
   explicit EncoderLayerImpl(const TransformerOptions& o);
-  torch::Tensor forward(const torch::Tensor& x, const nn::AttentionMask& mask);
+  torch::Tensor forward(const torch::Tensor& x, const nn::AttentionMask& mask,
+                        nn::KVCache* cache = nullptr);
 
  private:
   nn::MultiheadAttention self_attn{nullptr};

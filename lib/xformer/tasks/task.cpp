@@ -2,6 +2,7 @@
 
 #include "xformer/core/error.h"
 #include "xformer/core/registry.h"
+#include "xformer/tasks/music.h"
 #include "xformer/tasks/translation.h"
 
 namespace xformer {
@@ -25,6 +26,7 @@ Split parse_split(const std::string& name) {
 void register_builtins() {
   auto& r = Registry::get();
   tasks::register_translation(r);
+  tasks::register_music(r);
 }
 
 }  // namespace xformer

@@ -42,6 +42,8 @@ struct SampleOptions {
   double top_p = 1.0;
   int num = 1;               // samples per input
   uint64_t seed = 1;
+  int64_t length = 0;        // tokens/events to generate, 0 = the task's default
+  std::string primer;        // a prefix to continue (e.g. a .mid file for music)
 };
 
 // What a task needs to know about the run it is part of.
