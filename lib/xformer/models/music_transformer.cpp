@@ -10,15 +10,8 @@ namespace xformer::models {
 namespace F = torch::nn::functional;
 
 void declare_music_transformer_keys(Schema& s) {
-  s.add("model.d_model", KeyType::Int, 512, "Model width D.");
-  s.add("model.heads", KeyType::Int, 8, "Attention heads (D must be divisible by it).");
-  s.add("model.ffn_dim", KeyType::Int, 2048, "Feed-forward hidden width.");
+  declare_layer_keys(s, "pre");
   s.add("model.layers", KeyType::Int, 6, "Decoder layers.");
-  s.add("model.dropout", KeyType::Float, 0.1, "Dropout on embeddings and sublayer outputs.");
-  s.add("model.attention_dropout", KeyType::Float, 0.0, "Dropout on attention probabilities.");
-  s.add("model.activation", KeyType::String, "relu", "Feed-forward activation.", {"relu", "gelu"});
-  s.add("model.norm", KeyType::String, "pre",
-        "LayerNorm before each sublayer (pre) or after each residual (post).", {"pre", "post"});
   s.add("model.attention", KeyType::String, "relative",
         "Positions: learned relative logits in self-attention (relative, the Music Transformer) "
         "or sinusoidal absolute encodings added to the input (absolute, the baseline).",
@@ -30,13 +23,10 @@ void declare_music_transformer_keys(Schema& s) {
 
 TransformerOptions music_transformer_options(const json& m, int64_t vocab, int64_t length) {
   TransformerOptions o;
+  read_layer_keys(m, o);
   o.src_vocab = o.tgt_vocab = vocab;
   o.pad_id = 0;
-  o.d_model = m.at("d_model"), o.heads = m.at("heads"), o.ffn_dim = m.at("ffn_dim");
   o.encoder_layers = 0, o.decoder_layers = m.at("layers");
-  o.dropout = m.at("dropout"), o.attention_dropout = m.at("attention_dropout");
-  o.activation = m.at("activation");
-  o.pre_norm = m.at("norm") == "pre";
   o.max_positions = m.at("max_positions");
   if (o.d_model % o.heads != 0)
     throw ConfigError("config error: model.d_model " + std::to_string(o.d_model) +

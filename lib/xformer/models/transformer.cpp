@@ -8,19 +8,34 @@ namespace xformer::models {
 
 namespace F = torch::nn::functional;
 
-void declare_transformer_keys(Schema& s) {
+void declare_layer_keys(Schema& s, const std::string& default_norm) {
   s.add("model.d_model", KeyType::Int, 512, "Model width D.");
   s.add("model.heads", KeyType::Int, 8, "Attention heads (D must be divisible by it).");
   s.add("model.ffn_dim", KeyType::Int, 2048, "Inner width of the feed-forward blocks.");
-  s.add("model.encoder_layers", KeyType::Int, 6, "Encoder layers.");
-  s.add("model.decoder_layers", KeyType::Int, 6, "Decoder layers.");
   s.add("model.dropout", KeyType::Float, 0.1, "Dropout on embeddings and sublayer outputs.");
   s.add("model.attention_dropout", KeyType::Float, 0.0, "Dropout on attention probabilities.");
   s.add("model.activation_dropout", KeyType::Float, 0.0, "Dropout inside the feed-forward block.");
   s.add("model.activation", KeyType::String, "relu", "Feed-forward activation.", {"relu", "gelu"});
-  s.add("model.norm", KeyType::String, "post",
-        "LayerNorm after each residual (post, the paper's) or before each sublayer (pre).",
+  s.add("model.norm", KeyType::String, default_norm,
+        "LayerNorm after each residual (post, the Transformer paper's) or before each sublayer (pre).",
         {"post", "pre"});
+}
+
+void read_layer_keys(const json& m, TransformerOptions& o) {
+  o.d_model = m.at("d_model");
+  o.heads = m.at("heads");
+  o.ffn_dim = m.at("ffn_dim");
+  o.dropout = m.at("dropout");
+  o.attention_dropout = m.at("attention_dropout");
+  o.activation_dropout = m.at("activation_dropout");
+  o.activation = m.at("activation");
+  o.pre_norm = m.at("norm") == "pre";
+}
+
+void declare_transformer_keys(Schema& s) {
+  declare_layer_keys(s, "post");
+  s.add("model.encoder_layers", KeyType::Int, 6, "Encoder layers.");
+  s.add("model.decoder_layers", KeyType::Int, 6, "Decoder layers.");
   s.add("model.positions", KeyType::String, "sinusoidal", "Position encodings.",
         {"sinusoidal", "learned"});
   s.add("model.max_positions", KeyType::Int, 256, "Longest source or target sequence (tokens).");
@@ -32,16 +47,9 @@ void declare_transformer_keys(Schema& s) {
 
 TransformerOptions TransformerOptions::from_config(const json& m) {
   TransformerOptions o;
-  o.d_model = m.at("d_model");
-  o.heads = m.at("heads");
-  o.ffn_dim = m.at("ffn_dim");
+  read_layer_keys(m, o);
   o.encoder_layers = m.at("encoder_layers");
   o.decoder_layers = m.at("decoder_layers");
-  o.dropout = m.at("dropout");
-  o.attention_dropout = m.at("attention_dropout");
-  o.activation_dropout = m.at("activation_dropout");
-  o.activation = m.at("activation");
-  o.pre_norm = m.at("norm") == "pre";
   o.learned_positions = m.at("positions") == "learned";
   o.max_positions = m.at("max_positions");
   o.share_all_embeddings = m.at("share_all_embeddings");

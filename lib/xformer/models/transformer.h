@@ -37,6 +37,11 @@ struct TransformerOptions {
 // Declares model.* keys of the "transformer" architecture.
 void declare_transformer_keys(Schema& schema);
 
+// The keys every architecture built from these layers shares (width, heads, feed-forward,
+// dropouts, activation, norm), and reading them into options.
+void declare_layer_keys(Schema& schema, const std::string& default_norm);
+void read_layer_keys(const json& model_config, TransformerOptions& options);
+
 // Per-layer key/value caches of an incremental decoder. reorder() follows surviving beams.
 struct DecoderCache {
   std::vector<nn::KVCache> self_attn, cross_attn;
