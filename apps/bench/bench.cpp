@@ -4,6 +4,7 @@
 //   xformer_bench train  [shape options]   training updates through train::Trainer
 //   xformer_bench decode [shape options] --mode greedy|beam --beam K --cache on|off
 //   xformer_bench attention --method plain|skew|naive --length L [--d-model D --heads H]
+//   xformer_bench music-sample --length L --cache on|off [shape options]
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
 #include <torch/version.h>
@@ -20,6 +21,7 @@
 #include "xformer/core/registry.h"
 #include "xformer/core/runtime.h"
 #include "xformer/decode/search.h"
+#include "xformer/models/music_transformer.h"
 #include "xformer/models/transformer.h"
 #include "xformer/nn/attention.h"
 #include "xformer/nn/relative_position.h"
@@ -196,6 +198,34 @@ int bench_attention(const Shape& s, const std::string& method, int64_t length, i
   return 0;
 }
 
+// Sampling `length` events from an untrained music_transformer (relative attention, vocabulary
+// 391, EOS never ends a row) for `batch` rows, over the key/value cache or recomputing.
+int bench_music_sample(const Shape& s, int64_t length, bool cache) {
+  models::TransformerOptions o;
+  o.src_vocab = o.tgt_vocab = 391;
+  o.d_model = s.d_model, o.heads = s.heads, o.ffn_dim = s.ffn, o.decoder_layers = s.layers;
+  o.pre_norm = true, o.dropout = 0;
+  o.max_relative_position = length / 2;
+  models::DecoderOnly model(o);
+  model->eval();
+  torch::NoGradGuard no_grad;
+  decode::SearchOptions so;
+  so.bos = 1, so.eos = o.tgt_vocab;  // an id the model cannot produce
+  so.max_len.assign(s.batch, length);
+  auto start = std::chrono::steady_clock::now();
+  models::DecoderOnlyStepper stepper(model, cache);
+  auto hyps = decode::sample(stepper, s.batch, so);
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  int64_t events = 0;
+  for (const auto& h : hyps) events += h.tokens.size();
+  std::cout << json{{"impl", "xformer"}, {"model", "music_transformer"}, {"cache", cache},
+                    {"length", length}, {"rows", s.batch}, {"seconds", secs},
+                    {"events_per_s", events / secs}}
+                   .dump()
+            << std::endl;
+  return 0;
+}
+
 void add_shape(CLI::App* cmd, Shape& s) {
   cmd->add_option("--d-model", s.d_model);
   cmd->add_option("--heads", s.heads);
@@ -241,10 +271,15 @@ int main(int argc, char** argv) {
   att->add_option("--method", method)->check(CLI::IsMember({"plain", "skew", "naive"}));
   att->add_option("--length", length);
   att->add_option("--reps", reps);
+  auto* music = app.add_subcommand("music-sample", "Music sampling events per second");
+  add_shape(music, s);
+  music->add_option("--length", length);
+  music->add_option("--cache", cache)->check(CLI::IsMember({"on", "off"}));
   CLI11_PARSE(app, argc, argv);
   torch::manual_seed(1);
   std::cerr << configure_threads(s.threads, s.blas_threads) << std::endl;
   if (train->parsed()) return bench_train(s);
   if (att->parsed()) return bench_attention(s, method, length, reps);
+  if (music->parsed()) return bench_music_sample(s, length, cache == "on");
   return bench_decode(s, mode, beam, cache == "on");
 }

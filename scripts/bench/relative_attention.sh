@@ -2,7 +2,8 @@
 # Relative position attention: time and peak memory of one causal self-attention layer
 # (forward + backward, batch 1, d_model 512, 8 heads) with relative logits by skewing (Huang et
 # al. 2018), by the naive (L, L, Dh) gather (Shaw et al. 2018), and plain attention as the
-# reference, at L = 512, 1024, 2048. Each measurement runs in its own process.
+# reference, at L = 512, 1024, 2048. Each measurement runs in its own process. Then music
+# sampling speed (events/s) with and without the key/value cache at length 1024.
 # Usage: scripts/bench/relative_attention.sh [--lengths "512 1024 2048"] [--naive-max 1024]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -39,4 +40,15 @@ for r in rows:
         continue
     print("%6d %6s %10.1f %8.2f %12.1f %9.2f" % (r["length"], r["method"], r["ms"], r["ms"] / p["ms"],
           r["peak_extra_mb"], r["peak_extra_mb"] / p["peak_extra_mb"]))
+'
+
+echo "music sampling, 1024 events, one row, untrained music_transformer (d_model 128, 4 heads, ffn 512, 3 layers):"
+for cache in on off; do
+  build/xformer_bench music-sample --length 1024 --cache "$cache" --d-model 128 --heads 4 --ffn 512 \
+    --layers 3 --batch 1 2>/dev/null
+done | python3 -c '
+import json, sys
+for line in sys.stdin:
+    d = json.loads(line)
+    print("  cache %-3s: %7.1f events/s" % ("on" if d["cache"] else "off", d["events_per_s"]))
 '
