@@ -238,4 +238,13 @@ TEST_CASE("music: train, eval and sample the tiny config end to end", "[cli][e2e
     CHECK(m.notes.size() > 10);  // the primer's notes at least
   }
   CHECK(run_xformer("sample --run '" + run + "' --beam 2").exit_code == 2);
+
+  // Absolute positions cannot go past model.max_positions: refused before sampling starts.
+  const std::string abs_run = tmp.str("absolute");
+  r = run_xformer("train --config configs/music/tiny.json --run-dir '" + abs_run +
+                  "' --set model.attention=absolute --set train.max_steps=2 --set train.eval_every=0");
+  REQUIRE(r.exit_code == 0);
+  r = run_xformer("sample --run '" + abs_run + "' --length 600");
+  CHECK(r.exit_code == 2);
+  CHECK(r.output.find("max_positions 512") != std::string::npos);
 }

@@ -141,6 +141,12 @@ class MusicTask : public Task {
       prefix.insert(prefix.end(), events.begin(), events.end());
       spdlog::info("primer {}: {} events", o.primer, events.size());
     }
+    const auto& mo = model_->options();
+    const auto total = static_cast<int64_t>(prefix.size()) + length;
+    if (mo.max_relative_position == 0 && total > mo.max_positions)
+      throw ConfigError("usage error: primer (" + std::to_string(prefix.size() - 1) + " events) + --length " +
+                        std::to_string(length) + " exceeds model.max_positions " +
+                        std::to_string(mo.max_positions) + " of this absolute-position model");
     const fs::path out_dir = o.out.empty() ? fs::path(ctx_.run_dir) / "samples" : fs::path(o.out);
     fs::create_directories(out_dir);
     model_->eval();
