@@ -221,13 +221,18 @@ MidiContents parse_midi(const std::vector<uint8_t>& bytes, const std::string& na
       }
     }
   }
+  // Bounded work downstream: a few bytes can declare days of silence (2^28-tick gaps at the
+  // slowest tempo), which would become millions of TIME_SHIFT events.
+  constexpr double kMaxSeconds = 6 * 3600;
+  if (last > kMaxSeconds)
+    file.fail("lasts " + std::to_string(static_cast<int64_t>(last / 3600)) + " hours (at most 6 expected)");
   for (auto& [key, queue] : open)  // still sounding at the end of the file
     for (auto n : queue)
       if (last > n.start) n.end = last, notes[key.first].push_back(n);
   for (const auto& [channel, down] : pedal_down) pedal[channel].push_back({down, last});
 
   for (auto& [channel, list] : notes) {
-    if (options.apply_sustain && pedal.count(channel)) list = apply_sustain(std::move(list), pedal[channel]);
+    if (options.apply_sustain && pedal.count(channel)) list = apply_sustain(std::move(list), pedal.at(channel));
     out.notes.insert(out.notes.end(), list.begin(), list.end());
   }
   for (const auto& [channel, list] : pedal) out.pedal.insert(out.pedal.end(), list.begin(), list.end());

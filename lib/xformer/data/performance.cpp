@@ -131,7 +131,10 @@ std::vector<Note> PerformanceVocab::decode(const std::vector<int>& events) const
   return notes;
 }
 
-std::vector<Note> apply_sustain(std::vector<Note> notes, const std::vector<PedalInterval>& pedal) {
+std::vector<Note> apply_sustain(std::vector<Note> notes, std::vector<PedalInterval> pedal) {
+  // Intervals by onset, so each note finds the last one that went down before it ended.
+  std::sort(pedal.begin(), pedal.end(),
+            [](const PedalInterval& a, const PedalInterval& b) { return a.down < b.down; });
   // Next onset of the same pitch after each note, to stop the extension there.
   std::vector<size_t> order(notes.size());
   for (size_t i = 0; i < order.size(); ++i) order[i] = i;
@@ -140,12 +143,9 @@ std::vector<Note> apply_sustain(std::vector<Note> notes, const std::vector<Pedal
   });
   for (size_t k = 0; k < order.size(); ++k) {
     Note& n = notes[order[k]];
-    for (const auto& p : pedal) {
-      if (n.end >= p.down && n.end < p.up) {
-        n.end = p.up;
-        break;
-      }
-    }
+    auto after = std::upper_bound(pedal.begin(), pedal.end(), n.end,
+                                  [](double t, const PedalInterval& p) { return t < p.down; });
+    if (after != pedal.begin() && n.end < std::prev(after)->up) n.end = std::prev(after)->up;
     if (k + 1 < order.size()) {
       const Note& next = notes[order[k + 1]];
       if (next.pitch == n.pitch && next.start > n.start) n.end = std::min(n.end, next.start);

@@ -63,7 +63,8 @@ struct PedalInterval {
 
 // As Magenta does: a note released while the pedal is down sounds until the pedal comes up, or
 // until the same pitch is struck again, whichever is first.
-std::vector<Note> apply_sustain(std::vector<Note> notes, const std::vector<PedalInterval>& pedal);
+// Linear-logarithmic in notes and intervals.
+std::vector<Note> apply_sustain(std::vector<Note> notes, std::vector<PedalInterval> pedal);
 
 // Augmentation: shift every pitch by `semitones` (notes leaving 0..127 are dropped) and scale
 // every time by `stretch` (> 0).

@@ -34,6 +34,7 @@ struct Layout {
 std::optional<Layout> layout_of(const torch::Tensor& x) {
   const int64_t rows = x.size(-2), cols = x.size(-1);
   const int64_t s_row = x.stride(-2), s_col = x.stride(-1);
+  if (rows == 1 && cols == 1) return Layout{true, 1};  // strides of size-1 dims are arbitrary
   if (s_col == 1 && (rows == 1 || s_row >= std::max<int64_t>(cols, 1)))
     return Layout{true, rows == 1 ? std::max<int64_t>(cols, 1) : s_row};
   if (s_row == 1 && (cols == 1 || s_col >= std::max<int64_t>(rows, 1)))
@@ -61,6 +62,7 @@ torch::Tensor gemm_per_matrix(torch::Tensor a, torch::Tensor b) {
   if (!la) a = a.contiguous(), la = layout_of(a);
   auto lb = layout_of(b);
   if (!lb) b = b.contiguous(), lb = layout_of(b);
+  TORCH_CHECK(la && lb, "batched_matmul: no BLAS layout for strides ", a.strides(), " and ", b.strides());
   const int64_t M = a.size(-2), K = a.size(-1), N = b.size(-1);
   auto sizes = a.sizes().vec();
   sizes.back() = N;

@@ -151,6 +151,11 @@ TEST_CASE("corrupt MIDI files are refused with the file named", "[data][midi]") 
   refused(concat({header(0, 1, 0), chunk("MTrk", {})}), "division of 0");
   refused(concat({header(7, 1, 480), chunk("MTrk", {})}), "unknown format 7");
   CHECK_THROWS_WITH(xformer::data::read_midi("/nonexistent/x.mid"), Catch::Contains("/nonexistent/x.mid"));
+  // A few bytes declaring days of silence (slowest tempo, 1 tick per quarter, a 2^28-tick gap)
+  // are refused instead of becoming millions of TIME_SHIFT events.
+  refused(concat({header(0, 1, 1), chunk("MTrk", {0x00, 0xff, 0x51, 0x03, 0xff, 0xff, 0xff, 0x00, 0x90, 60, 64,
+                                                  0xff, 0xff, 0xff, 0x7f, 0x80, 60, 0})}),
+          "at most 6 expected");
 }
 
 TEST_CASE("fuzzed MIDI files are parsed or refused, never crash", "[data][midi]") {

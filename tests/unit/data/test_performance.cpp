@@ -128,6 +128,13 @@ TEST_CASE("the sustain pedal extends released notes until it comes up", "[data][
   CHECK(out[2].end == Approx(1.5));
   CHECK(out[3].end == Approx(2.0));
   CHECK(out[4].end == Approx(2.0));
+
+  // Several pedal presses, given out of order: each note looks at the press it was released in.
+  auto two = xformer::data::apply_sustain({{60, 64, 3.1, 3.5}, {62, 64, 2.0, 2.5}, {64, 64, 0.0, 1.0}},
+                                          {{3.0, 4.0}, {0.5, 2.0}});
+  CHECK(two[0].end == Approx(4.0));
+  CHECK(two[1].end == Approx(2.5));  // released between the presses
+  CHECK(two[2].end == Approx(2.0));
 }
 
 TEST_CASE("transposition and time stretch", "[data][music]") {

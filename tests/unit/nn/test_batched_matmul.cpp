@@ -52,6 +52,10 @@ TEST_CASE("batched_matmul equals torch::matmul on attention's strided views", "[
   SECTION("single rows and columns") {
     check_parity(torch::randn({2, 1, 6}), same, torch::randn({2, 6, 1}), same);
   }
+  SECTION("1 x 1 matrices whose strides are both not 1") {
+    check_parity(torch::randn({3, 4, 4}), [](const torch::Tensor& x) { return x.slice(1, 0, 4, 2).slice(2, 0, 4, 3).narrow(1, 0, 1).narrow(2, 0, 1); },
+                 torch::randn({3, 1, 5}), same);
+  }
   SECTION("a layout BLAS cannot read (every other column) is copied first") {
     check_parity(torch::randn({2, 3, 12}), [](const torch::Tensor& x) { return x.slice(2, 0, 12, 2); },
                  torch::randn({2, 6, 4}), same);
