@@ -1,5 +1,6 @@
 // xformer sample --run DIR [--input FILE|-] [--beam N --lenpen A | --temperature T [--top-k K]
 //                [--top-p P]] [--num N] [--seed S] [--out FILE|DIR] [--length N] [--primer FILE]
+//                [--attention FILE.html [--attention-layer L]]
 #include "verbs.h"
 #include "xformer/core/error.h"
 
@@ -48,6 +49,10 @@ void add_sample(CLI::App& app, Action& run) {
   cmd->add_option("-o,--out", o.out, "Output file (default stdout), or folder for tasks that write files");
   cmd->add_option("--length", o.length, "Tokens/events to generate (tasks that generate freely)");
   cmd->add_option("--primer", o.primer, "A prefix to continue, e.g. a .mid file for music");
+  cmd->add_option("--attention", o.attention,
+                  "Write the first sample's attention weights as an HTML page (music)");
+  cmd->add_option("--attention-layer", o.attention_layer,
+                  "Layer shown by --attention; negative counts from the last")->capture_default_str();
   beam->excludes(temp);
   cmd->callback([args, &run] { run = [args] { return sample(*args); }; });
 }

@@ -130,6 +130,10 @@ TEST_CASE("train, eval and sample the tiny config end to end", "[cli][e2e]") {
     return n;
   };
   CHECK(count_lines(tmp.str("beam.txt")) == 3);
+  // Options of free generation are refused, not ignored.
+  r = run_xformer("sample --run '" + run + "' --input " + tmp.str("in.txt") + " --length 5");
+  CHECK(r.exit_code == 2);
+  CHECK(r.output.find("not for translation") != std::string::npos);
 
   const std::string sample_args = "sample --run '" + run + "' --input " + tmp.str("in.txt") +
                                   " --temperature 0.9 --top-k 20 --num 2 --seed 7 --out ";
@@ -238,6 +242,17 @@ TEST_CASE("music: train, eval and sample the tiny config end to end", "[cli][e2e
     CHECK(m.notes.size() > 10);  // the primer's notes at least
   }
   CHECK(run_xformer("sample --run '" + run + "' --beam 2").exit_code == 2);
+
+  // The attention page of the first sample: 2 heads of the tiny model's last layer.
+  r = run_xformer("sample --run '" + run + "' --length 40 --out '" + tmp.str("out") + "' --attention '" +
+                  tmp.str("att.html") + "'");
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  std::ifstream page_in(tmp.str("att.html"));
+  const std::string page((std::istreambuf_iterator<char>(page_in)), {});
+  CHECK(page.find("\"heads\":2") != std::string::npos);
+  CHECK(page.find("\"BOS\"") != std::string::npos);
+  CHECK(run_xformer("sample --run '" + run + "' --attention x.html --attention-layer 5").exit_code == 2);
 
   // Absolute positions cannot go past model.max_positions: refused before sampling starts.
   const std::string abs_run = tmp.str("absolute");

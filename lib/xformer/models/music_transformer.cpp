@@ -56,7 +56,8 @@ DecoderOnlyImpl::DecoderOnlyImpl(const TransformerOptions& o)
     final_norm = register_module("final_norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({o.d_model})));
 }
 
-torch::Tensor DecoderOnlyImpl::states(const torch::Tensor& tokens, std::vector<nn::KVCache>* caches) {
+torch::Tensor DecoderOnlyImpl::states(const torch::Tensor& tokens, std::vector<nn::KVCache>* caches,
+                                      std::vector<torch::Tensor>* weights) {
   const int64_t offset = caches && !caches->empty() && (*caches)[0].k.defined() ? (*caches)[0].k.size(2) : 0;
   auto x = embed(tokens) * embed_scale_;  // (B, T, D)
   if (positions) x = x + positions(tokens.size(1), offset);
@@ -64,8 +65,10 @@ torch::Tensor DecoderOnlyImpl::states(const torch::Tensor& tokens, std::vector<n
   nn::AttentionMask causal;
   causal.causal = true;
   if (caches) caches->resize(layers->size());
+  if (weights) weights->resize(layers->size());
   for (size_t i = 0; i < layers->size(); ++i)
-    x = layers[i]->as<EncoderLayer>()->forward(x, causal, caches ? &(*caches)[i] : nullptr);
+    x = layers[i]->as<EncoderLayer>()->forward(x, causal, caches ? &(*caches)[i] : nullptr,
+                                               weights ? &(*weights)[i] : nullptr);
   return final_norm ? final_norm(x) : x;
 }
 

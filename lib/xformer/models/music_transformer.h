@@ -27,8 +27,10 @@ class DecoderOnlyImpl : public torch::nn::Module {
   explicit DecoderOnlyImpl(const TransformerOptions& o);
 
   // tokens (B, T) -> final states (B, T, D). With caches (one per layer), tokens are the next
-  // positions after those already cached.
-  torch::Tensor states(const torch::Tensor& tokens, std::vector<nn::KVCache>* caches = nullptr);
+  // positions after those already cached. `weights`, when given, receives each layer's
+  // attention probabilities (B, H, T, Tk).
+  torch::Tensor states(const torch::Tensor& tokens, std::vector<nn::KVCache>* caches = nullptr,
+                       std::vector<torch::Tensor>* weights = nullptr);
   torch::Tensor forward(const torch::Tensor& tokens);  // logits (B, T, V)
   const torch::Tensor& output_weight() const { return embed->weight; }  // (V, D), tied
   const TransformerOptions& options() const { return options_; }

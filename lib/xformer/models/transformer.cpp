@@ -106,9 +106,10 @@ EncoderLayerImpl::EncoderLayerImpl(const TransformerOptions& o)
 }
 
 torch::Tensor EncoderLayerImpl::forward(const torch::Tensor& x, const nn::AttentionMask& mask,
-                                        nn::KVCache* cache) {
-  auto h = residual(x, norm1, pre_norm_, dropout_, is_training(),
-                    [&](const torch::Tensor& in) { return self_attn(in, in, mask, cache); });
+                                        nn::KVCache* cache, torch::Tensor* weights) {
+  auto h = residual(x, norm1, pre_norm_, dropout_, is_training(), [&](const torch::Tensor& in) {
+    return self_attn(in, in, mask, cache, /*static_kv=*/false, weights);
+  });
   return residual(h, norm2, pre_norm_, dropout_, is_training(),
                   [&](const torch::Tensor& in) { return ffn(in); });
 }

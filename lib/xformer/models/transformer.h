@@ -66,8 +66,9 @@ TORCH_MODULE(FeedForward);
 class EncoderLayerImpl : public torch::nn::Module {
  public:
   explicit EncoderLayerImpl(const TransformerOptions& o);
+  // `weights`, when given, receives the self-attention probabilities (B, H, T, Tk).
   torch::Tensor forward(const torch::Tensor& x, const nn::AttentionMask& mask,
-                        nn::KVCache* cache = nullptr);
+                        nn::KVCache* cache = nullptr, torch::Tensor* weights = nullptr);
 
  private:
   nn::MultiheadAttention self_attn{nullptr};

@@ -12,6 +12,7 @@
 #include "xformer/decode/search.h"
 #include "xformer/models/music_transformer.h"
 #include "xformer/nn/loss.h"
+#include "xformer/report/attention_page.h"
 #include "xformer/tasks/task.h"
 
 namespace fs = std::filesystem;
@@ -134,6 +135,7 @@ class MusicTask : public Task {
 
   void sample(const SampleOptions& o) override {
     if (o.beam > 0) throw ConfigError("usage error: music is sampled (--temperature), not searched (--beam)");
+    if (!o.attention.empty()) attention_layer(o);  // refuse a bad layer before sampling
     const int64_t length = o.length > 0 ? o.length : t_.at("sample_length").get<int64_t>();
     std::vector<int> prefix = {PerformanceVocab::kBos};
     if (!o.primer.empty()) {
@@ -163,6 +165,7 @@ class MusicTask : public Task {
     s.temperature = o.temperature.value_or(1.0);
     s.top_k = o.top_k, s.top_p = o.top_p, s.seed = o.seed;
     auto hyps = decode::sample(stepper, N, s);
+    if (!o.attention.empty()) write_attention(o, prefix, hyps[0].tokens);
     for (int64_t i = 0; i < N; ++i) {
       std::vector<int> events(prefix.begin() + 1, prefix.end());
       events.insert(events.end(), hyps[i].tokens.begin(), hyps[i].tokens.end());
@@ -188,6 +191,34 @@ class MusicTask : public Task {
     o.include_drums = t_.at("include_drums");
     o.apply_sustain = t_.at("sustain");
     return o;
+  }
+
+  // --attention-layer as a layer index; a usage error when the model has no such layer.
+  int attention_layer(const SampleOptions& o) const {
+    const auto layers = static_cast<int>(model_->options().decoder_layers);
+    const int layer = o.attention_layer < 0 ? layers + o.attention_layer : o.attention_layer;
+    if (layer < 0 || layer >= layers)
+      throw ConfigError("usage error: --attention-layer " + std::to_string(o.attention_layer) +
+                        " is not one of this model's " + std::to_string(layers) + " layers");
+    return layer;
+  }
+
+  // The attention weights of one layer over the first (up to) 256 tokens of a sample.
+  void write_attention(const SampleOptions& o, const std::vector<int>& prefix,
+                       const std::vector<int64_t>& generated) {
+    std::vector<int64_t> ids(prefix.begin(), prefix.end());
+    ids.insert(ids.end(), generated.begin(), generated.end());
+    ids.resize(std::min<size_t>(ids.size(), 256));
+    const int layer = attention_layer(o);
+    std::vector<torch::Tensor> weights;
+    model_->states(torch::tensor(ids, torch::kLong).unsqueeze(0).to(ctx_.device), nullptr, &weights);
+    auto w = weights[layer][0].to(torch::kCPU, torch::kFloat).contiguous();  // (H, T, T)
+    std::vector<std::string> labels;
+    for (auto id : ids) labels.push_back(vocab_.describe(static_cast<int>(id)));
+    report::write_attention_page(o.attention, "xformer music sample: attention of layer " + std::to_string(layer),
+                                 std::vector<float>(w.data_ptr<float>(), w.data_ptr<float>() + w.numel()),
+                                 static_cast<int>(w.size(0)), static_cast<int>(ids.size()), labels);
+    spdlog::info("wrote {} (layer {}, {} heads, {} positions)", o.attention, layer, w.size(0), ids.size());
   }
 
   // BOS, the piece's events, EOS.

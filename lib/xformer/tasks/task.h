@@ -44,6 +44,8 @@ struct SampleOptions {
   uint64_t seed = 1;
   int64_t length = 0;        // tokens/events to generate, 0 = the task's default
   std::string primer;        // a prefix to continue (e.g. a .mid file for music)
+  std::string attention;     // write the first sample's attention weights here (HTML), "" = no
+  int attention_layer = -1;  // which layer's weights; negative counts from the last
 };
 
 // What a task needs to know about the run it is part of.

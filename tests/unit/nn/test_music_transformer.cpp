@@ -56,3 +56,18 @@ TEST_CASE("DecoderOnly leaks nothing from future tokens", "[nn][music]") {
   CHECK(max_abs_diff(out.narrow(1, 0, 6), base.narrow(1, 0, 6)) < 1e-6);
   CHECK(max_abs_diff(out.narrow(1, 6, 2), base.narrow(1, 6, 2)) > 1e-4);
 }
+
+TEST_CASE("DecoderOnly reports causal attention weights per layer", "[nn][music]") {
+  torch::manual_seed(53);
+  models::DecoderOnly model(options(3));
+  model->eval();
+  torch::NoGradGuard no_grad;
+  std::vector<torch::Tensor> weights;
+  model->states(torch::randint(3, 13, {1, 7}, torch::kLong), nullptr, &weights);
+  REQUIRE(weights.size() == 2);
+  for (const auto& w : weights) {
+    REQUIRE(w.sizes() == torch::IntArrayRef({1, 2, 7, 7}));
+    CHECK(max_abs_diff(w.sum(-1), torch::ones({1, 2, 7})) < 1e-5);
+    CHECK(w.triu(1).abs().max().item<double>() == 0.0);  // nothing from the future
+  }
+}
