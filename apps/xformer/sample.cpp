@@ -1,6 +1,6 @@
 // xformer sample --run DIR [--input FILE|-] [--beam N --lenpen A | --temperature T [--top-k K]
 //                [--top-p P]] [--num N] [--seed S] [--out FILE|DIR] [--length N] [--primer FILE]
-//                [--attention FILE.html [--attention-layer L]]
+//                [--attention FILE.html [--attention-layer L]] [--wav]
 #include "verbs.h"
 #include "xformer/core/error.h"
 
@@ -51,6 +51,7 @@ void add_sample(CLI::App& app, Action& run) {
   cmd->add_option("--primer", o.primer, "A prefix to continue, e.g. a .mid file for music");
   cmd->add_option("--attention", o.attention,
                   "Write the first sample's attention weights as an HTML page (music)");
+  cmd->add_flag("--wav", o.wav, "Also render each sample to WAV (music; needs fluidsynth and a GM soundfont)");
   cmd->add_option("--attention-layer", o.attention_layer,
                   "Layer shown by --attention; negative counts from the last")->capture_default_str();
   beam->excludes(temp);

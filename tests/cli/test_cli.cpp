@@ -254,6 +254,12 @@ TEST_CASE("music: train, eval and sample the tiny config end to end", "[cli][e2e
   CHECK(page.find("\"BOS\"") != std::string::npos);
   CHECK(run_xformer("sample --run '" + run + "' --attention x.html --attention-layer 5").exit_code == 2);
 
+  // --wav renders audio where FluidSynth and a soundfont are installed, and says so otherwise.
+  r = run_xformer("sample --run '" + run + "' --length 20 --wav --out '" + tmp.str("wav") + "'");
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  CHECK((fs::exists(tmp.str("wav/sample_1.wav")) || r.output.find("--wav: ") != std::string::npos));
+
   // Absolute positions cannot go past model.max_positions: refused before sampling starts.
   const std::string abs_run = tmp.str("absolute");
   r = run_xformer("train --config configs/music/tiny.json --run-dir '" + abs_run +

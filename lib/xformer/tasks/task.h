@@ -46,6 +46,7 @@ struct SampleOptions {
   std::string primer;        // a prefix to continue (e.g. a .mid file for music)
   std::string attention;     // write the first sample's attention weights here (HTML), "" = no
   int attention_layer = -1;  // which layer's weights; negative counts from the last
+  bool wav = false;          // also render audio where the task produces music
 };
 
 // What a task needs to know about the run it is part of.

@@ -142,9 +142,9 @@ class TranslationTask : public Task {
   }
 
   void sample(const SampleOptions& opts) override {
-    if (opts.length > 0 || !opts.primer.empty() || !opts.attention.empty())
-      throw ConfigError("usage error: --length, --primer and --attention are not for translation "
-                        "(it translates --input lines)");
+    if (opts.length > 0 || !opts.primer.empty() || !opts.attention.empty() || opts.wav)
+      throw ConfigError("usage error: --length, --primer, --attention and --wav are not for "
+                        "translation (it translates --input lines)");
     auto lines = data::read_lines(opts.input.empty() ? "-" : opts.input);
     decode::SearchOptions o = search_options();
     o.beam = opts.beam > 0 ? opts.beam : 1;
