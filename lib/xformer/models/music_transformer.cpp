@@ -84,14 +84,14 @@ void DecoderOnlyStepper::prefill(const torch::Tensor& prefix) {
   if (P <= 1) return;
   auto head = prefix.narrow(1, 0, P - 1);
   if (use_cache_) model_->states(head, &caches_);
-  history_ = head;
+  else history_ = head;
 }
 
 torch::Tensor DecoderOnlyStepper::step(const torch::Tensor& tokens) {
   auto device = model_->output_weight().device();
   auto next = tokens.to(device).unsqueeze(1);  // (N, 1)
-  history_ = history_.defined() ? torch::cat({history_, next}, 1) : next;
   if (use_cache_) return F::linear(model_->states(next, &caches_).squeeze(1), model_->output_weight());
+  history_ = history_.defined() ? torch::cat({history_, next}, 1) : next;
   auto all = model_->states(history_);
   return F::linear(all.select(1, all.size(1) - 1), model_->output_weight());
 }

@@ -59,7 +59,7 @@ class DecoderOnlyStepper : public decode::IncrementalDecoder {
   DecoderOnly model_;
   bool use_cache_;
   std::vector<nn::KVCache> caches_;
-  torch::Tensor history_;  // (N, t) tokens fed so far
+  torch::Tensor history_;  // (N, t) tokens fed so far, without a cache
 };
 
 }  // namespace xformer::models

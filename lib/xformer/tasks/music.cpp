@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cctype>
 #include <filesystem>
 #include <random>
 
@@ -246,7 +247,8 @@ class MusicTask : public Task {
     std::vector<std::string> files;
     for (const auto& e : fs::recursive_directory_iterator(dir)) {
       auto ext = e.path().extension().string();
-      std::transform(ext.begin(), ext.end(), ext.begin(), ::tolower);
+      std::transform(ext.begin(), ext.end(), ext.begin(),
+                     [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
       if (e.is_regular_file() && (ext == ".mid" || ext == ".midi")) files.push_back(e.path().string());
     }
     std::sort(files.begin(), files.end());
