@@ -39,7 +39,18 @@ struct Shape {
   int64_t batch = 64, src_len = 32, tgt_len = 32;
   int64_t steps = 30, warmup = 5, threads = 0, blas_threads = 0;
   double dropout = 0.1;
+  std::string device = "cpu", precision = "auto";  // precision: train.precision's values
 };
+
+// Matrix-product FLOPs of one training step (forward + backward = 3 x forward, 2 per
+// multiply-add): projections, FFN, attention products (causal ones counted in full, as is
+// usual for MFU) and the output projection.
+double train_flops_per_step(const Shape& s) {
+  const double B = s.batch, S = s.src_len, T = s.tgt_len, D = s.d_model, F = s.ffn;
+  const double enc = S * (4 * D * D + 2 * D * F + 2 * S * D);
+  const double dec = T * (4 * D * D + 2 * T * D + 2 * D * D + 2 * S * D + 2 * D * F) + S * 2 * D * D;
+  return 6 * B * (s.layers * (enc + dec) + T * s.vocab * D);
+}
 
 models::Transformer make_model(const Shape& s) {
   models::TransformerOptions o;
@@ -56,11 +67,14 @@ models::Transformer make_model(const Shape& s) {
 class SyntheticTask : public Task {
  public:
   explicit SyntheticTask(const Shape& s) : shape_(s), model_(make_model(s)) {
+    const torch::Device device(s.device);
+    model_->to(device);
     for (int i = 0; i < 4; ++i) {
       Batch b;
-      b.tensors["source"] = torch::randint(4, s.vocab, {s.batch, s.src_len}, torch::kLong);
-      b.tensors["prev_target"] = torch::randint(4, s.vocab, {s.batch, s.tgt_len}, torch::kLong);
-      b.tensors["target"] = torch::randint(4, s.vocab, {s.batch, s.tgt_len}, torch::kLong);
+      const auto ids = torch::TensorOptions(torch::kLong).device(device);
+      b.tensors["source"] = torch::randint(4, s.vocab, {s.batch, s.src_len}, ids);
+      b.tensors["prev_target"] = torch::randint(4, s.vocab, {s.batch, s.tgt_len}, ids);
+      b.tensors["target"] = torch::randint(4, s.vocab, {s.batch, s.tgt_len}, ids);
       b.n_items = s.batch;
       b.n_tokens = s.batch * s.tgt_len;
       pool_.push_back(b);
@@ -93,7 +107,8 @@ int bench_train(const Shape& s) {
   RawConfig raw;
   raw.value = {{"optim", {{"lr", 5e-4}, {"schedule", "constant"}, {"warmup_steps", 0}}},
                {"train", {{"max_steps", s.warmup + s.steps}, {"log_every", 1},
-                          {"eval_every", 0}, {"save_every", 0}}}};
+                          {"eval_every", 0}, {"save_every", 0}, {"device", s.device},
+                          {"precision", s.precision}}}};
   auto config = resolve(raw);
   SyntheticTask task(s);
   train::Trainer trainer(config, task, {run, false});
@@ -114,8 +129,10 @@ int bench_train(const Shape& s) {
   for (const auto& p : task.model()->parameters()) params += p.numel();
   std::cout << json{{"impl", "xformer"},   {"libtorch", TORCH_VERSION},
                     {"threads", torch::get_num_threads()}, {"steps", s.steps},
+                    {"device", s.device}, {"precision", s.precision},
                     {"seconds", seconds},  {"tgt_tokens_per_s", tokens / seconds},
-                    {"step_ms", 1000 * seconds / s.steps}, {"params", params}}
+                    {"step_ms", 1000 * seconds / s.steps}, {"params", params},
+                    {"model_tflops", train_flops_per_step(s) * s.steps / seconds / 1e12}}
                    .dump()
             << std::endl;
   return 0;
@@ -123,9 +140,10 @@ int bench_train(const Shape& s) {
 
 int bench_decode(const Shape& s, const std::string& mode, int beam, bool cache) {
   auto model = make_model(s);
+  model->to(torch::Device(s.device));
   model->eval();
   torch::NoGradGuard no_grad;
-  auto src = torch::randint(4, s.vocab, {s.batch, s.src_len}, torch::kLong);
+  auto src = torch::randint(4, s.vocab, {s.batch, s.src_len}, torch::TensorOptions(torch::kLong).device(s.device));
   decode::SearchOptions o;
   o.max_len.assign(s.batch, s.tgt_len);
   o.beam = beam;
@@ -240,6 +258,9 @@ void add_shape(CLI::App* cmd, Shape& s) {
   cmd->add_option("--threads", s.threads, "LibTorch threads (0 = xformer's default)");
   cmd->add_option("--blas-threads", s.blas_threads, "OpenBLAS threads (0 = xformer's default)");
   cmd->add_option("--dropout", s.dropout);
+  cmd->add_option("--device", s.device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
+  cmd->add_option("--precision", s.precision, "auto, fp32, bf16 or fp16 (training)")
+      ->check(CLI::IsMember({"auto", "fp32", "bf16", "fp16"}));
 }
 
 }  // namespace
@@ -278,6 +299,7 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   torch::manual_seed(1);
   std::cerr << configure_threads(s.threads, s.blas_threads) << std::endl;
+  allow_tf32(true);  // as train.tf32's default
   if (train->parsed()) return bench_train(s);
   if (att->parsed()) return bench_attention(s, method, length, reps);
   if (music->parsed()) return bench_music_sample(s, length, cache == "on");

@@ -1,6 +1,7 @@
 #include <spdlog/spdlog.h>
 
 #include "verbs.h"
+#include "xformer/core/precision.h"
 #include "xformer/core/registry.h"
 #include "xformer/core/runtime.h"
 #include "xformer/train/checkpoint.h"
@@ -21,6 +22,7 @@ json load_resolved_config(const std::string& file, const std::vector<std::string
 torch::Device setup_runtime(const json& config) {
   const auto& t = config.at("train");
   spdlog::info("{}", configure_threads(t.at("threads"), t.at("blas_threads")));
+  allow_tf32(t.at("tf32"));
   return resolve_device(t.at("device"));
 }
 
@@ -36,7 +38,8 @@ LoadedRun load_run(const std::string& run_dir, const std::string& checkpoint) {
   run.config = resolve(raw);
   RunContext ctx;
   ctx.run_dir = run_dir;
-  ctx.device = setup_runtime(run.config);
+  ctx.device = run.device = setup_runtime(run.config);
+  run.precision = resolve_precision(run.config.at("train").at("precision"), run.device);
   ctx.for_training = false;
   run.checkpoint_path = train::resolve_checkpoint(run_dir, checkpoint);
   run.task = make_task(run.config, ctx);

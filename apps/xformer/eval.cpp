@@ -24,6 +24,7 @@ int evaluate(const EvalArgs& a) {
   Metrics m;
   {
     torch::NoGradGuard no_grad;
+    AutocastScope autocast(run.precision, run.device);
     m = run.task->evaluate(split, (fs::path(a.run_dir) / "samples" / a.split).string());
   }
   json record = {{"step", run.checkpoint_meta.value("step", 0)},

@@ -24,6 +24,7 @@ int sample(SampleArgs a) {
   if (a.options.length < 0) throw ConfigError("usage error: --length must be >= 0");
   auto run = load_run(a.run_dir, a.checkpoint);
   torch::NoGradGuard no_grad;
+  AutocastScope autocast(run.precision, run.device);
   run.task->sample(a.options);
   return 0;
 }

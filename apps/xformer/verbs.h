@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "xformer/core/config.h"
+#include "xformer/core/precision.h"
 #include "xformer/tasks/task.h"
 
 namespace xformer::app {
@@ -38,6 +39,8 @@ std::unique_ptr<Task> make_task(const json& config, const RunContext& ctx);
 struct LoadedRun {
   json config;
   std::unique_ptr<Task> task;
+  torch::Device device = torch::kCPU;
+  Precision precision = Precision::Float32;  // eval and sample autocast as training did
   json checkpoint_meta;
   std::string checkpoint_path;
 };

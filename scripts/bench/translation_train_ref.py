@@ -42,6 +42,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 PAD_ID = 0
+USE_SDPA = False  # --sdpa
 BOS_ID = 2
 FIRST_REGULAR_ID = 4
 
@@ -96,6 +97,14 @@ class MultiHeadAttention(nn.Module):
         q = self._split(self.q_proj(query) * self.scale)
         k = self._split(self.k_proj(key_value))
         v = self._split(self.v_proj(key_value))
+        if USE_SDPA:
+            # PyTorch's fused kernels: masks as "may attend", the causal one by flag.
+            causal = isinstance(mask, str)
+            ctx = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=None if causal or mask is None else ~mask,
+                dropout_p=self.attn_dropout if self.training else 0.0,
+                is_causal=causal, scale=1.0)  # q is already scaled
+            return self.out_proj(ctx.transpose(1, 2).reshape(b, tq, d))
         scores = torch.matmul(q, k.transpose(-2, -1))  # [B, H, Tq, Tk]
         if mask is not None:
             scores = scores.masked_fill(mask, float("-inf"))
@@ -189,6 +198,10 @@ class Transformer(nn.Module):
         causal = torch.ones(t, t, dtype=torch.bool,
                             device=tgt_in.device).triu(1)   # [T,T]
         tgt_mask = tgt_pad | causal                         # [B,1,T,T]
+        if USE_SDPA:
+            # Right-padded targets: causality alone keeps real positions off the padding,
+            # as in xformer (which also uses the flash kernel's causal mode here).
+            tgt_mask = "causal"
 
         x = self._embed(src)
         for layer in self.encoder:
@@ -233,11 +246,22 @@ def parse_args():
     p.add_argument("--attn-dropout", type=float, default=0.0)
     p.add_argument("--label-smoothing", type=float, default=0.1)
     p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--amp", default="none", choices=["none", "bf16", "fp16"],
+                   help="autocast dtype for the forward pass (CUDA)")
+    p.add_argument("--sdpa", action="store_true",
+                   help="attention through F.scaled_dot_product_attention")
     return p.parse_args()
 
 
 def main():
     args = parse_args()
+    global USE_SDPA
+    USE_SDPA = args.sdpa
+    device = torch.device(args.device)
+    cuda = device.type == "cuda"
+    if cuda:
+        torch.backends.cuda.matmul.allow_tf32 = True  # as xformer's train.tf32 default
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -246,11 +270,15 @@ def main():
 
     model = Transformer(args.vocab, args.d_model, args.heads, args.ffn,
                         args.layers, args.dropout, args.attn_dropout,
-                        max_len=max(args.src_len, args.tgt_len))
+                        max_len=max(args.src_len, args.tgt_len)).to(device)
     model.train()
     params = sum(p.numel() for p in model.parameters())
+    # fused=True: PyTorch's fastest Adam on CUDA (one kernel for all parameters).
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr,
-                                 betas=(0.9, 0.98), eps=1e-9)
+                                 betas=(0.9, 0.98), eps=1e-9,
+                                 **({"fused": True} if cuda else {}))
+    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(args.amp)
+    scaler = torch.cuda.amp.GradScaler(enabled=args.amp == "fp16")
 
     # Synthetic batch, generated once: ids in [4, vocab), no padding.
     gen = torch.Generator().manual_seed(args.seed)
@@ -261,6 +289,7 @@ def main():
     tgt_in = torch.cat(
         [torch.full((args.batch, 1), BOS_ID, dtype=tgt_out.dtype),
          tgt_out[:, :-1]], dim=1)
+    src, tgt_in, tgt_out = src.to(device), tgt_in.to(device), tgt_out.to(device)
 
     log("torch %s, intra-op threads %d, interop threads %d"
         % (torch.__version__, torch.get_num_threads(),
@@ -273,25 +302,34 @@ def main():
         % (args.batch, args.src_len, args.tgt_len, args.warmup, args.steps))
 
     def train_step():
-        logits = model(src, tgt_in)
-        loss, nll, ntok = label_smoothed_loss(logits, tgt_out,
-                                              args.label_smoothing)
-        (loss / ntok).backward()
-        optimizer.step()
+        with torch.autocast(device.type, dtype=amp_dtype or torch.bfloat16,
+                            enabled=amp_dtype is not None):
+            logits = model(src, tgt_in)
+            loss, nll, ntok = label_smoothed_loss(logits, tgt_out,
+                                                  args.label_smoothing)
+        scaler.scale(loss / ntok).backward()
+        scaler.step(optimizer)
+        scaler.update()
         optimizer.zero_grad()
         return loss, nll, ntok
+
+    def sync():
+        if cuda:
+            torch.cuda.synchronize()
 
     first = None
     for _ in range(args.warmup):
         out = train_step()
         if first is None:
             first = out
+    sync()
     t0 = time.perf_counter()
     c0 = time.process_time()
     for _ in range(args.steps):
         out = train_step()
         if first is None:
             first = out
+    sync()
     seconds = time.perf_counter() - t0
     cpu_seconds = time.process_time() - c0
 
@@ -307,6 +345,9 @@ def main():
         "impl": "pytorch",
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
+        "device": args.device,
+        "amp": args.amp,
+        "sdpa": args.sdpa,
         "steps": args.steps,
         "seconds": round(seconds, 4),
         "tgt_tokens_per_s": round(tokens / seconds, 1) if seconds > 0 else 0.0,

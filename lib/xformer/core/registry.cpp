@@ -80,6 +80,11 @@ void declare_trainer_keys(Schema& s) {
   s.add("train.max_nonfinite", KeyType::Int, 5,
         "Stop when this many updates in a row have a NaN/Inf loss (each one is skipped).");
   s.add("train.device", KeyType::String, "auto", "Where to train.", {"auto", "cpu", "cuda"});
+  s.add("train.precision", KeyType::String, "auto",
+        "Mixed precision on CUDA: auto = bf16 there, fp32 on the CPU; fp16 adds dynamic loss "
+        "scaling. Weights and optimizer state stay fp32.",
+        {"auto", "fp32", "bf16", "fp16"});
+  s.add("train.tf32", KeyType::Bool, true, "Let fp32 matrix products on CUDA use TF32.");
   s.add("train.threads", KeyType::Int, 0,
         "LibTorch intra-op threads; 0 = 1 (see docs/performance.md).");
   s.add("train.blas_threads", KeyType::Int, 0,

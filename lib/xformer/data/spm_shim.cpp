@@ -8,15 +8,9 @@
 // libsentencepiece's MergeFromImpl during DescriptorPool::InternalAddGeneratedFile).
 //
 // So this file becomes libxformer_spm.so, which is never linked into an executable. The
-// Tokenizer (tokenizer.cpp) loads it with dlopen(RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND):
-// RTLD_LOCAL keeps SentencePiece's protobuf out of the global symbol scope, RTLD_DEEPBIND makes
-// the shim and libsentencepiece resolve their own symbols before the process' ones. DEEPBIND
-// also binds libsentencepiece's std::cerr/std::cout to libstdc++'s own objects; if the
-// executable holds a copy relocation of such an object, the process uses the executable's copy
-// and libstdc++'s original is never initialised, so SentencePiece's first log line crashes
-// (checked: SIGSEGV in ostream::sentry from SentencePieceTrainer::Train with a non-PIC PIE that
-// copy-relocates std::cerr). Hence all code is built with -fPIC and executables are linked with
-// -Wl,-z,nocopyreloc (see CMakeLists.txt).
+// Tokenizer (tokenizer.cpp) loads it with dlmopen(LM_ID_NEWLM): in a link namespace of its own,
+// with its own libstdc++, the shim and libsentencepiece share no symbol with the process (the
+// weaker RTLD_LOCAL | RTLD_DEEPBIND isolation did not hold next to PyTorch 2.x's libtorch_cpu).
 //
 // The interface is plain C (no C++ types, no exceptions cross it): every failure is reported as
 // a return value plus a message written into a caller-provided buffer. Bump kApiVersion whenever
@@ -154,7 +148,10 @@ XF_SPM_EXPORT void* xf_spm_load(const char* path, char* err, size_t errlen) {
 }
 
 XF_SPM_EXPORT void xf_spm_free(void* handle) {
-  delete static_cast<sentencepiece::SentencePieceProcessor*>(handle);
+  try {
+    delete static_cast<sentencepiece::SentencePieceProcessor*>(handle);
+  } catch (...) {  // destructors should not throw; if one does, it stays here
+  }
 }
 
 // Encodes len bytes of text into ids. Writes the ids into out when they fit in cap entries and
@@ -223,23 +220,34 @@ XF_SPM_EXPORT int64_t xf_spm_decode(const void* handle, const int32_t* ids, size
   return -1;
 }
 
-// Number of pieces in the model (the vocabulary size), or -1 for a null handle.
+// `get(processor)`, or -1 for a null handle or when SentencePiece throws (no exception may cross
+// into the caller, which runs in another link namespace with its own C++ runtime).
+template <typename Get>
+int32_t query(const void* handle, Get get) {
+  try {
+    return handle == nullptr ? -1 : get(*processor(handle));
+  } catch (...) {
+    return -1;
+  }
+}
+
+// Number of pieces in the model (the vocabulary size), or -1.
 XF_SPM_EXPORT int32_t xf_spm_piece_count(const void* handle) {
-  return handle == nullptr ? -1 : processor(handle)->GetPieceSize();
+  return query(handle, [](const auto& sp) { return sp.GetPieceSize(); });
 }
 
 // Special ids as stored in the model; -1 when the model has no such piece.
 XF_SPM_EXPORT int32_t xf_spm_pad_id(const void* handle) {
-  return handle == nullptr ? -1 : processor(handle)->pad_id();
+  return query(handle, [](const auto& sp) { return sp.pad_id(); });
 }
 XF_SPM_EXPORT int32_t xf_spm_unk_id(const void* handle) {
-  return handle == nullptr ? -1 : processor(handle)->unk_id();
+  return query(handle, [](const auto& sp) { return sp.unk_id(); });
 }
 XF_SPM_EXPORT int32_t xf_spm_bos_id(const void* handle) {
-  return handle == nullptr ? -1 : processor(handle)->bos_id();
+  return query(handle, [](const auto& sp) { return sp.bos_id(); });
 }
 XF_SPM_EXPORT int32_t xf_spm_eos_id(const void* handle) {
-  return handle == nullptr ? -1 : processor(handle)->eos_id();
+  return query(handle, [](const auto& sp) { return sp.eos_id(); });
 }
 
 // The piece (UTF-8, "▁" marks a word start) of an id: same buffer protocol as xf_spm_decode;

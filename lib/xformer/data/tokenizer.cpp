@@ -2,8 +2,8 @@
 //
 // Linking libsentencepiece into a LibTorch program crashes during static initialisation (two
 // incompatible protobuf copies, see spm_shim.cpp). This file therefore never includes a
-// SentencePiece header: it loads libxformer_spm.so once per process with
-// dlopen(RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND), resolves the shim's C functions, checks the
+// SentencePiece header: it loads libxformer_spm.so once per process into a link namespace of
+// its own (dlmopen(LM_ID_NEWLM)), resolves the shim's C functions, checks the
 // shim's API version, and wraps a loaded model in a move-only RAII object.
 #include "xformer/data/tokenizer.h"
 
@@ -97,10 +97,17 @@ Shim open_shim() {
   Shim shim{};
   shim.path = shim_path();
   dlerror();
-  // RTLD_LOCAL: SentencePiece's embedded protobuf stays out of the global scope, where LibTorch's
-  // protobuf would bind to it. RTLD_DEEPBIND: the shim and libsentencepiece prefer their own
-  // symbols to those already in the process (LibTorch's protobuf among them).
-  void* lib = dlopen(shim.path.c_str(), RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND);
+  // A new link namespace: the shim, libsentencepiece (with its embedded protobuf) and their own
+  // libstdc++ see none of the process' symbols, and the process sees none of theirs. Weaker
+  // isolation is not enough: with RTLD_LOCAL | RTLD_DEEPBIND, SentencePiece next to PyTorch
+  // 2.x's libtorch_cpu (which carries another protobuf) failed with a protobuf CHECK, as symbols
+  // of unique binding (template statics) are shared process-wide within a namespace.
+  void* lib = nullptr;
+  try {  // the libraries' static initialisers run here, and may throw
+    lib = dlmopen(LM_ID_NEWLM, shim.path.c_str(), RTLD_NOW | RTLD_LOCAL);
+  } catch (const std::exception& e) {
+    throw DataError("cannot load SentencePiece shim " + shim.path + ": initialisation failed: " + e.what());
+  }
   if (lib == nullptr) {
     const char* why = dlerror();
     throw DataError("cannot load SentencePiece shim " + shim.path + ": " +
@@ -276,6 +283,12 @@ Tokenizer::Tokenizer(void* handle, std::string model_path)
   unk_id_ = s.unk_id(handle_);
   bos_id_ = s.bos_id(handle_);
   eos_id_ = s.eos_id(handle_);
+  // Every SentencePiece model has pieces and an unknown piece; -1 means the shim caught an error.
+  if (vocab_size_ <= 0 || unk_id_ < 0) {
+    s.free(std::exchange(handle_, nullptr));
+    throw DataError("tokenizer model " + model_path_ + " is unusable: " + std::to_string(vocab_size_) +
+                    " pieces, unknown-piece id " + std::to_string(unk_id_));
+  }
 }
 
 Tokenizer::Tokenizer(Tokenizer&& other) noexcept

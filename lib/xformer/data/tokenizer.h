@@ -3,7 +3,7 @@
 // SentencePiece is not linked into xformer: Debian's libsentencepiece carries its own protobuf,
 // which clashes with the one LibTorch loads and crashes the process during static
 // initialisation. Instead all SentencePiece calls go through libxformer_spm.so (spm_shim.cpp), a
-// small C-API library that is dlopen'ed in isolation (RTLD_LOCAL | RTLD_DEEPBIND) the first time
+// small C-API library loaded into a link namespace of its own (dlmopen) the first time
 // a Tokenizer is trained or loaded. The shim is looked up in $XFORMER_SPM_LIB, else next to the
 // running executable. This header deliberately includes neither LibTorch nor SentencePiece.
 #pragma once

@@ -89,6 +89,11 @@ torch::Tensor attend(const torch::Tensor& q, const torch::Tensor& k, const torch
 #if TORCH_VERSION_MAJOR >= 2
   // LibTorch 2.x: the fused kernel (flash / memory-efficient on CUDA) when no weights are asked.
   if (!weights) {
+    // Square causal attention without padding or bias: the flash kernel's own causal mode (its
+    // is_causal aligns the mask top-left, right only when Tq == Tk).
+    if (causal && Tq == Tk && !mask.key_padding.defined() && !bias.defined())
+      return at::scaled_dot_product_attention(q, k, v, c10::nullopt, training ? dropout : 0.0,
+                                              /*is_causal=*/true);
     // Boolean mask, true = may attend: (B, 1, 1, Tk) padding and/or (Tq, Tk) causal.
     torch::Tensor keep;
     if (mask.key_padding.defined())

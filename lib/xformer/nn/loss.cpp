@@ -1,5 +1,7 @@
 #include "xformer/nn/loss.h"
 
+#include "xformer/core/precision.h"
+
 namespace xformer::nn {
 
 SmoothedLoss label_smoothed_cross_entropy(const torch::Tensor& logits, const torch::Tensor& target,
@@ -35,8 +37,16 @@ FusedResult fused_forward(const torch::Tensor& hidden, const torch::Tensor& weig
   TORCH_CHECK(target.dim() == 1 && target.size(0) == hidden.size(0),
               "linear_label_smoothed_cross_entropy: target (N) expected, got ", target.sizes());
   const int64_t N = hidden.size(0), V = weight.size(0);
-  const int64_t chunk = chunk_rows > 0 ? chunk_rows : std::max<int64_t>(1, (int64_t{1} << 22) / V);
+  // Rows per chunk: (chunk, V) logits of 16 MB keep the CPU's work in cache; a GPU wants few,
+  // large products (512 MB), as each chunk is a round of kernel launches.
+  const int64_t budget = hidden.is_cuda() ? int64_t{1} << 27 : int64_t{1} << 22;  // elements
+  const int64_t chunk = chunk_rows > 0 ? chunk_rows : std::max<int64_t>(1, budget / V);
   const auto fopt = hidden.options().dtype(torch::kFloat);
+  // Under autocast (CUDA) the products run in its reduced type, as a Linear layer would; the
+  // log-softmax, the loss and the weight's gradient accumulate in float32.
+  const auto mm_type = autocast_type(hidden.device()).value_or(hidden.scalar_type());
+  const bool reduced = mm_type != hidden.scalar_type() || mm_type != weight.scalar_type();
+  const auto hidden_mm = hidden.to(mm_type), weight_mm = weight.to(mm_type);
   FusedResult r;
   r.loss = torch::zeros({}, fopt);
   r.nll = torch::zeros({}, fopt);
@@ -44,16 +54,16 @@ FusedResult fused_forward(const torch::Tensor& hidden, const torch::Tensor& weig
     r.grad_hidden = torch::empty_like(hidden);
     r.grad_weight = torch::zeros_like(weight);
   }
-  auto logits_buf = torch::empty({std::min(chunk, N), V}, hidden.options());
+  auto logits_buf = torch::empty({std::min(chunk, N), V}, hidden.options().dtype(mm_type));
   auto logp_buf = torch::empty({std::min(chunk, N), V}, fopt);
   for (int64_t start = 0; start < N; start += chunk) {
     const int64_t n = std::min(chunk, N - start);
-    auto h = hidden.narrow(0, start, n);                       // (n, D)
+    auto h = hidden_mm.narrow(0, start, n);                    // (n, D)
     auto t = target.narrow(0, start, n);                       // (n)
     auto logits = logits_buf.narrow(0, 0, n);  // (n, V)
     auto logp = logp_buf.narrow(0, 0, n);      // (n, V)
-    torch::mm_out(logits, h, weight.t());
-    at::_log_softmax_out(logp, logits, 1, false);
+    torch::mm_out(logits, h, weight_mm.t());
+    at::_log_softmax_out(logp, reduced ? logits.to(torch::kFloat) : logits, 1, false);
     auto keep = t.ne(ignore_index);
     auto index = t.clamp_min(0).unsqueeze(1);                  // (n, 1)
     auto nll = -logp.gather(1, index).squeeze(1);              // (n)
@@ -64,11 +74,19 @@ FusedResult fused_forward(const torch::Tensor& hidden, const torch::Tensor& weig
     // d loss / d logits = softmax - (1 - eps) * onehot(target) - eps/V; zero on ignored rows.
     auto g = logp.exp_().sub_(eps / V);
     g.scatter_add_(1, index, torch::full({n, 1}, -(1.0 - eps), fopt));
-    if (!keep.all().item<bool>()) g.index_fill_(0, keep.logical_not().nonzero().squeeze(1), 0);
-    g = g.to(hidden.scalar_type());
+    if (g.is_cuda())  // no host sync on the GPU
+      g.masked_fill_(keep.logical_not().unsqueeze(1), 0);
+    else if (!keep.all().item<bool>())
+      g.index_fill_(0, keep.logical_not().nonzero().squeeze(1), 0);
     auto grad_h = r.grad_hidden.narrow(0, start, n);  // (n, D)
-    torch::mm_out(grad_h, g, weight);
-    r.grad_weight.addmm_(g.t(), h);                               // (V, D)
+    if (reduced) {
+      g = g.to(mm_type);
+      grad_h.copy_(torch::mm(g, weight_mm));
+      r.grad_weight.add_(torch::mm(g.t(), h));  // (V, D), float32 += reduced
+    } else {
+      torch::mm_out(grad_h, g, weight);
+      r.grad_weight.addmm_(g.t(), h);  // (V, D)
+    }
   }
   return r;
 }

@@ -285,7 +285,7 @@ class MusicTask : public Task {
       batch.n_tokens += static_cast<int64_t>(it->size()) - 1;
     }
     batch.n_items = row;
-    batch.tensors["tokens"] = tokens.to(ctx_.device);
+    batch.tensors["tokens"] = to_device(tokens, ctx_.device);
     return batch;
   }
 

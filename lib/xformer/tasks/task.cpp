@@ -7,6 +7,11 @@
 
 namespace xformer {
 
+torch::Tensor to_device(const torch::Tensor& host, const torch::Device& device) {
+  if (!device.is_cuda()) return host.to(device);
+  return host.pin_memory().to(device, /*non_blocking=*/true);
+}
+
 std::string split_name(Split split) {
   switch (split) {
     case Split::Train: return "train";

@@ -17,6 +17,10 @@ enum class Split { Train, Valid, Test };
 std::string split_name(Split split);
 Split parse_split(const std::string& name);  // ConfigError on anything but train|valid|test
 
+// A host tensor on `device`: to a GPU through pinned memory without waiting for the copy (it
+// queues ahead of the kernels that read it); unchanged on the CPU.
+torch::Tensor to_device(const torch::Tensor& host, const torch::Device& device);
+
 // Named tensors of one batch, already on the task's device.
 struct Batch {
   std::map<std::string, torch::Tensor> tensors;

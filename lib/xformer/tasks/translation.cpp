@@ -265,9 +265,9 @@ class TranslationTask : public Task {
       n_tokens += e.target.size() + 1;
     }
     Batch batch;
-    batch.tensors["source"] = src.to(ctx_.device);
-    batch.tensors["prev_target"] = prev.to(ctx_.device);
-    batch.tensors["target"] = tgt.to(ctx_.device);
+    batch.tensors["source"] = to_device(src, ctx_.device);
+    batch.tensors["prev_target"] = to_device(prev, ctx_.device);
+    batch.tensors["target"] = to_device(tgt, ctx_.device);
     batch.n_items = B;
     batch.n_tokens = n_tokens;
     return batch;

@@ -30,14 +30,22 @@ void fused_update(float* __restrict p, const float* __restrict g, float* __restr
   });
 }
 
-// The same arithmetic as tensor ops (CUDA, other dtypes).
-void tensor_update(torch::Tensor& p, torch::Tensor g, torch::Tensor& m, torch::Tensor& v,
-                   const StepScalars& s) {
-  if (s.l2 != 0) g = g.add(p, s.l2);
-  m.mul_(s.beta1).add_(g, 1 - s.beta1);
-  v.mul_(s.beta2).addcmul_(g, g, 1 - s.beta2);
-  if (s.decay != 1) p.mul_(s.decay);
-  p.addcdiv_(m, v.sqrt().mul_(s.inv_sqrt_bc2).add_(s.eps), -s.step_size);
+// The same arithmetic as multi-tensor ops (CUDA, other dtypes): each op is a few kernel
+// launches for all parameters together rather than one per parameter.
+void foreach_update(std::vector<torch::Tensor>& p, std::vector<torch::Tensor> g,
+                    std::vector<torch::Tensor>& m, std::vector<torch::Tensor>& v,
+                    const StepScalars& s) {
+  if (p.empty()) return;
+  if (s.l2 != 0) g = at::_foreach_add(g, p, s.l2);
+  at::_foreach_mul_(m, s.beta1);
+  at::_foreach_add_(m, g, 1 - s.beta1);
+  at::_foreach_mul_(v, s.beta2);
+  at::_foreach_addcmul_(v, g, g, 1 - s.beta2);
+  if (s.decay != 1) at::_foreach_mul_(p, s.decay);
+  auto denom = at::_foreach_sqrt(v);
+  at::_foreach_mul_(denom, s.inv_sqrt_bc2);
+  at::_foreach_add_(denom, s.eps);
+  at::_foreach_addcdiv_(p, m, denom, -s.step_size);
 }
 
 }  // namespace
@@ -69,6 +77,7 @@ torch::Tensor Adam::step(LossClosure closure) {
   s.decay = config_.decoupled_weight_decay ? static_cast<float>(1 - lr * config_.weight_decay) : 1.0f;
   s.step_size = static_cast<float>(lr / (1 - std::pow(config_.beta1, t)));
   s.inv_sqrt_bc2 = static_cast<float>(1 / std::sqrt(1 - std::pow(config_.beta2, t)));
+  std::vector<torch::Tensor> rest_p, rest_g, rest_m, rest_v;  // for foreach_update
   for (size_t i = 0; i < params.size(); ++i) {
     auto& p = params[i];
     if (!p.grad().defined()) continue;
@@ -76,12 +85,14 @@ torch::Tensor Adam::step(LossClosure closure) {
     auto &m = exp_avg_[i], &v = exp_avg_sq_[i];
     const bool fused = p.device().is_cpu() && p.scalar_type() == torch::kFloat &&
                        p.is_contiguous() && g.is_contiguous() && g.scalar_type() == torch::kFloat;
-    if (fused)
+    if (fused) {
       fused_update(p.data_ptr<float>(), g.data_ptr<float>(), m.data_ptr<float>(),
                    v.data_ptr<float>(), p.numel(), s);
-    else
-      tensor_update(p, g, m, v, s);
+    } else {
+      rest_p.push_back(p), rest_g.push_back(g), rest_m.push_back(m), rest_v.push_back(v);
+    }
   }
+  foreach_update(rest_p, std::move(rest_g), rest_m, rest_v, s);
   return loss;
 }
 

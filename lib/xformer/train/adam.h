@@ -3,8 +3,8 @@
 //
 // Same update as torch::optim::Adam/AdamW, but on the CPU each parameter is updated in one
 // pass over its memory (parameter, gradient and both moments read once, written once) instead
-// of LibTorch's six elementwise ops, each a pass of its own. Other devices run the same
-// arithmetic as tensor ops. State is saved as named tensors, independent of LibTorch's
+// of LibTorch's six elementwise ops, each a pass of its own. Other devices (and dtypes) run the
+// same arithmetic as multi-tensor (_foreach) ops, a few kernel launches for all parameters. State is saved as named tensors, independent of LibTorch's
 // internal optimizer layout.
 #pragma once
 #include <torch/torch.h>

@@ -60,6 +60,9 @@ Trainer::Trainer(const json& config, Task& task, TrainerOptions options)
     : config_(config), task_(task), options_(std::move(options)), model_(task.model()) {
   params_ = model_->parameters();
   optimizer_ = make_optimizer(config_.at("optim"), params_);
+  if (!params_.empty()) device_ = params_[0].device();
+  precision_ = resolve_precision(config_.at("train").at("precision"), device_);
+  scaler_ = LossScaler(precision_ == Precision::Float16);
 }
 
 json Trainer::meta() const {
@@ -70,6 +73,7 @@ json Trainer::meta() const {
   m["nonfinite_in_row"] = nonfinite_in_row_;
   m["nonfinite_total"] = nonfinite_total_;
   m["evals_since_best"] = evals_since_best_;
+  m["loss_scaler"] = scaler_.state();
   m["best"] = best_ ? json(*best_) : json(nullptr);
   m["config"] = config_;
   m["xformer"] = XFORMER_VERSION;
@@ -100,6 +104,7 @@ void Trainer::restore() {
   nonfinite_total_ = m.at("nonfinite_total");
   evals_since_best_ = m.at("evals_since_best");
   if (!m.at("best").is_null()) best_ = m.at("best").get<double>();
+  scaler_.load_state(m.value("loss_scaler", json()));
   task_.load_state(m.at("task_state"));
   spdlog::info("resumed from {} at step {} (epoch {})", path, step_, epoch_);
 }
@@ -125,11 +130,15 @@ bool Trainer::update(UpdateStats& stats) {
       batch = task_.next_batch();
       if (!batch) throw DataError("the training split yields no batches");
     }
-    auto out = task_.loss(*batch);
+    LossOut out;
+    {
+      AutocastScope autocast(precision_, device_);  // forward only; backward follows its types
+      out = task_.loss(*batch);
+    }
     // Gradients of summed losses -> gradients of the mean over the update. With one batch per
     // update the divisor is known here and rides along with backward for free; otherwise the
-    // gradients are rescaled once the whole update is summed.
-    const double grad_scale = update_freq == 1 ? 1.0 / std::max(out.sample_size, 1.0) : 1.0;
+    // gradients are rescaled once the whole update is summed. The fp16 loss scale rides along too.
+    const double grad_scale = scaler_.scale() / (update_freq == 1 ? std::max(out.sample_size, 1.0) : 1.0);
     out.loss.backward(torch::full_like(out.loss, grad_scale));
     loss_sum += out.loss.item<double>();
     sample_size += out.sample_size;
@@ -138,32 +147,31 @@ bool Trainer::update(UpdateStats& stats) {
     items += batch->n_items;
   }
   if (!std::isfinite(loss_sum)) {
-    ++nonfinite_in_row_, ++nonfinite_total_;
-    spdlog::warn("step {}: loss is {}, update skipped ({} in a row, {} in total)", step_ + 1,
-                 loss_sum, nonfinite_in_row_, nonfinite_total_);
-    if (nonfinite_in_row_ >= config_["train"]["max_nonfinite"].get<int64_t>())
-      throw Error("stopping: " + std::to_string(nonfinite_in_row_) +
-                  " updates in a row had a NaN/Inf loss (lower optim.lr, or set optim.clip_norm)");
+    skip_nonfinite("loss", loss_sum);
     return true;
   }
+  torch::NoGradGuard no_grad;
+  // Multi-tensor ops over all gradients: a few kernel launches on a GPU, not one per parameter.
+  std::vector<torch::Tensor> grads;
+  for (auto& p : params_)
+    if (p.grad().defined()) grads.push_back(p.grad());
+  const double unscale = (update_freq > 1 ? 1.0 / std::max(sample_size, 1.0) : 1.0) / scaler_.scale();
+  if (unscale != 1.0 && !grads.empty()) at::_foreach_mul_(grads, unscale);
+  const double gnorm = grads.empty() ? 0.0 : torch::stack(at::_foreach_norm(grads)).norm().item<double>();
+  if (!std::isfinite(gnorm)) {
+    if (scaler_.enabled()) {  // fp16 overflow: expected now and then, the scale adapts
+      scaler_.update(false);
+      spdlog::warn("step {}: fp16 gradients overflowed, update skipped; loss scale now {}",
+                   step_ + 1, scaler_.scale());
+    } else {
+      skip_nonfinite("gradient norm", gnorm);
+    }
+    return true;
+  }
+  scaler_.update(true);
   nonfinite_in_row_ = 0;
-  if (update_freq > 1) {
-    torch::NoGradGuard no_grad;
-    const double scale = 1.0 / std::max(sample_size, 1.0);
-    for (auto& p : params_)
-      if (p.grad().defined()) p.grad().mul_(scale);
-  }
   const double clip = config_["optim"]["clip_norm"];
-  double gnorm;
-  if (clip > 0) {
-    gnorm = torch::nn::utils::clip_grad_norm_(params_, clip);
-  } else {
-    torch::NoGradGuard no_grad;
-    std::vector<torch::Tensor> norms;
-    for (auto& p : params_)
-      if (p.grad().defined()) norms.push_back(p.grad().norm());
-    gnorm = norms.empty() ? 0.0 : torch::stack(norms).norm().item<double>();
-  }
+  if (clip > 0 && gnorm > clip) at::_foreach_mul_(grads, clip / (gnorm + 1e-6));
   const double lr = learning_rate(config_, step_ + 1);
   for (auto& group : optimizer_->param_groups()) group.options().set_lr(lr);
   optimizer_->step();
@@ -175,12 +183,22 @@ bool Trainer::update(UpdateStats& stats) {
   return true;
 }
 
+void Trainer::skip_nonfinite(const std::string& what, double value) {
+  ++nonfinite_in_row_, ++nonfinite_total_;
+  spdlog::warn("step {}: {} is {}, update skipped ({} in a row, {} in total)", step_ + 1, what,
+               value, nonfinite_in_row_, nonfinite_total_);
+  if (nonfinite_in_row_ >= config_["train"]["max_nonfinite"].get<int64_t>())
+    throw Error("stopping: " + std::to_string(nonfinite_in_row_) + " updates in a row had a NaN/Inf " +
+                what + " (lower optim.lr, or set optim.clip_norm)");
+}
+
 void Trainer::evaluate_and_track() {
   const auto& t = config_.at("train");
   model_->eval();
   Metrics m;
   {
     torch::NoGradGuard no_grad;
+    AutocastScope autocast(precision_, device_);
     m = task_.evaluate(Split::Valid, (fs::path(options_.run_dir) / "samples" /
                                       ("valid_step" + std::to_string(step_))).string());
   }
@@ -250,6 +268,7 @@ int Trainer::run() {
                      {"tokens_per_s", stats.tokens / secs},
                      {"items_per_s", stats.items / secs},
                      {"nonfinite_total", nonfinite_total_}};
+      if (scaler_.enabled()) record["loss_scale"] = scaler_.scale();
       for (const auto& [k, v] : stats.sums) record[k] = v / ss;
       if (stats.sums.count("nll")) record["ppl"] = std::exp(stats.sums["nll"] / ss);
       append_metrics(options_.run_dir, record);

@@ -1,6 +1,7 @@
 // The one trainer of every task: gradient accumulation, clipping, schedules, NaN/Inf skipping,
 // periodic evaluation with best-checkpoint selection and early stopping, atomic checkpoints
-// with exact resume, and a clean stop on SIGINT/SIGTERM.
+// with exact resume, mixed precision on CUDA (bf16 autocast, or fp16 with dynamic loss
+// scaling), and a clean stop on SIGINT/SIGTERM.
 //
 // Losses are summed over a batch and gradients divided by the summed sample size of all
 // batches of an update, so update_freq = k over batches of n tokens equals one batch of k*n.
@@ -11,6 +12,7 @@
 #include <string>
 
 #include "xformer/core/config.h"
+#include "xformer/core/precision.h"
 #include "xformer/tasks/task.h"
 
 namespace xformer::train {
@@ -30,6 +32,8 @@ class Trainer {
  private:
   struct UpdateStats;
   bool update(UpdateStats& stats);  // one optimizer step; false at the end of max_epochs
+  // An update with a NaN/Inf loss or gradient norm is skipped; too many in a row stop training.
+  void skip_nonfinite(const std::string& what, double value);
   void evaluate_and_track();
   void save();  // step checkpoint + last.pt, pruned to keep_last
   void restore();
@@ -41,6 +45,9 @@ class Trainer {
   std::shared_ptr<torch::nn::Module> model_;
   std::unique_ptr<torch::optim::Optimizer> optimizer_;
   std::vector<torch::Tensor> params_;
+  torch::Device device_ = torch::kCPU;
+  Precision precision_ = Precision::Float32;
+  LossScaler scaler_{false};
 
   int64_t step_ = 0, epoch_ = 1;
   int64_t nonfinite_in_row_ = 0, nonfinite_total_ = 0;

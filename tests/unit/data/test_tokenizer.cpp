@@ -1,6 +1,6 @@
 // Tests of the SentencePiece tokenizer and of its isolation from LibTorch.
 //
-// SentencePiece runs inside libxformer_spm.so, dlopen'ed with RTLD_LOCAL | RTLD_DEEPBIND,
+// SentencePiece runs inside libxformer_spm.so, loaded into its own link namespace (dlmopen),
 // because Debian's libsentencepiece (embedded protobuf 3.14) and LibTorch (system protobuf 3.21)
 // crash when linked into one process. The key check here is therefore that LibTorch still works
 // in a process that has loaded the shim, trained and used a model. Every test case trains or

@@ -10,17 +10,18 @@ using xformer::train::AdamConfig;
 
 namespace {
 
-// Parameters of a few shapes, including a scalar.
-std::vector<torch::Tensor> make_params() {
+// Parameters of a few shapes, including a scalar. float32 takes train::Adam's fused CPU loop;
+// float64 its multi-tensor path (the one CUDA uses).
+std::vector<torch::Tensor> make_params(torch::ScalarType type = torch::kFloat) {
   torch::manual_seed(31);
-  return {torch::randn({7, 5}).requires_grad_(true), torch::randn({300}).requires_grad_(true),
-          torch::randn({}).requires_grad_(true)};
+  return {torch::randn({7, 5}, type).requires_grad_(true), torch::randn({300}, type).requires_grad_(true),
+          torch::randn({}, type).requires_grad_(true)};
 }
 
 // Sets deterministic gradients for step `step`.
 void set_grads(std::vector<torch::Tensor>& params, int step) {
   for (size_t i = 0; i < params.size(); ++i) {
-    auto g = torch::sin(torch::arange(params[i].numel(), torch::kFloat) * (step + 1) + static_cast<double>(i))
+    auto g = torch::sin(torch::arange(params[i].numel(), params[i].options()) * (step + 1) + static_cast<double>(i))
                  .view(params[i].sizes());
     params[i].mutable_grad() = g;
   }
@@ -35,9 +36,10 @@ std::vector<torch::Tensor> clone_params(const std::vector<torch::Tensor>& params
 }  // namespace
 
 TEST_CASE("train::Adam matches torch::optim::Adam and AdamW", "[train][adam]") {
+  for (auto type : {torch::kFloat, torch::kDouble})
   for (bool decoupled : {false, true}) {
-    DYNAMIC_SECTION((decoupled ? "AdamW" : "Adam")) {
-      auto ours = make_params(), ref = clone_params(ours);
+    DYNAMIC_SECTION((decoupled ? "AdamW " : "Adam ") << (type == torch::kFloat ? "fused" : "multi-tensor")) {
+      auto ours = make_params(type), ref = clone_params(ours);
       AdamConfig c;
       c.lr = 0.01, c.beta1 = 0.9, c.beta2 = 0.98, c.eps = 1e-9, c.weight_decay = 0.1;
       c.decoupled_weight_decay = decoupled;
@@ -61,7 +63,7 @@ TEST_CASE("train::Adam matches torch::optim::Adam and AdamW", "[train][adam]") {
       }
       for (size_t i = 0; i < ours.size(); ++i) CHECK(max_abs_diff(ours[i], ref[i]) < 1e-6);
       // The parameters did move.
-      CHECK(max_abs_diff(ours[0], make_params()[0]) > 1e-3);
+      CHECK(max_abs_diff(ours[0], make_params(type)[0]) > 1e-3);
     }
   }
 }
