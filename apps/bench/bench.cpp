@@ -24,6 +24,7 @@
 #include "xformer/models/music_transformer.h"
 #include "xformer/models/transformer.h"
 #include "xformer/nn/attention.h"
+#include "xformer/nn/local_attention.h"
 #include "xformer/nn/relative_position.h"
 #include "xformer/tasks/translation.h"
 #include "xformer/train/run_dir.h"
@@ -179,9 +180,10 @@ double peak_rss_mb() {
 }
 
 // One causal self-attention layer, forward + backward, at batch 1: projections, then plain
-// attention, or with relative position logits by skewing or by the naive (L, L, Dh) gather.
-// Run one method per process: the peak memory is the process's.
-int bench_attention(const Shape& s, const std::string& method, int64_t length, int reps) {
+// attention, or with relative position logits by skewing or by the naive (L, L, Dh) gather, or
+// relative local attention in blocks of `block`. Run one method per process: the peak memory is
+// the process's.
+int bench_attention(const Shape& s, const std::string& method, int64_t length, int reps, int64_t block) {
   const int64_t D = s.d_model, H = s.heads, Dh = D / H, L = length;
   auto x = torch::randn({1, L, D}, torch::requires_grad());
   auto w_in = torch::randn({3 * D, D}) * std::pow(D, -0.5), w_out = torch::randn({D, D}) * std::pow(D, -0.5);
@@ -197,7 +199,8 @@ int bench_attention(const Shape& s, const std::string& method, int64_t length, i
     const double scale = 1.0 / std::sqrt(static_cast<double>(Dh));
     if (method == "skew") bias = nn::relative_logits(q, table * scale, L);
     if (method == "naive") bias = nn::relative_logits_naive(q, table * scale, L);
-    auto out = nn::attend(q, k, v, causal, 0.0, true, nullptr, std::move(bias));
+    auto out = method == "local" ? nn::local_attend(q, k, v, block, {}, table * scale, 0.0, true)
+                                 : nn::attend(q, k, v, causal, 0.0, true, nullptr, std::move(bias));
     torch::nn::functional::linear(out.transpose(1, 2).reshape({1, L, D}), w_out).sum().backward();
   };
   const double before = rss_mb();
@@ -209,6 +212,7 @@ int bench_attention(const Shape& s, const std::string& method, int64_t length, i
   }
   std::sort(ms.begin(), ms.end());
   std::cout << json{{"impl", "xformer"}, {"method", method}, {"length", L}, {"d_model", D},
+                    {"block", method == "local" ? block : 0},
                     {"heads", H}, {"ms", ms[ms.size() / 2]},
                     {"peak_extra_mb", peak_rss_mb() - before}}
                    .dump()
@@ -289,7 +293,9 @@ int main(int argc, char** argv) {
   int reps = 3;
   auto* att = app.add_subcommand("attention", "One causal attention layer: time and peak memory");
   add_shape(att, s);
-  att->add_option("--method", method)->check(CLI::IsMember({"plain", "skew", "naive"}));
+  int64_t block = 256;
+  att->add_option("--method", method)->check(CLI::IsMember({"plain", "skew", "naive", "local"}));
+  att->add_option("--block", block, "Local attention's block (--method local)");
   att->add_option("--length", length);
   att->add_option("--reps", reps);
   auto* music = app.add_subcommand("music-sample", "Music sampling events per second");
@@ -301,7 +307,7 @@ int main(int argc, char** argv) {
   std::cerr << configure_threads(s.threads, s.blas_threads) << std::endl;
   allow_tf32(true);  // as train.tf32's default
   if (train->parsed()) return bench_train(s);
-  if (att->parsed()) return bench_attention(s, method, length, reps);
+  if (att->parsed()) return bench_attention(s, method, length, reps, block);
   if (music->parsed()) return bench_music_sample(s, length, cache == "on");
   return bench_decode(s, mode, beam, cache == "on");
 }

@@ -1,18 +1,21 @@
 #!/usr/bin/env bash
 # Relative position attention: time and peak memory of one causal self-attention layer
 # (forward + backward, batch 1, d_model 512, 8 heads) with relative logits by skewing (Huang et
-# al. 2018), by the naive (L, L, Dh) gather (Shaw et al. 2018), and plain attention as the
-# reference, at L = 512, 1024, 2048. Each measurement runs in its own process. Then music
+# al. 2018), by the naive (L, L, Dh) gather (Shaw et al. 2018), relative *local* attention
+# (blocks of --block queries seeing their block and the previous one), and plain attention as
+# the reference, at L = 512 .. 4096. Each measurement runs in its own process. Then music
 # sampling speed (events/s) with and without the key/value cache at length 1024.
-# Usage: scripts/bench/relative_attention.sh [--lengths "512 1024 2048"] [--naive-max 1024]
+# Usage: scripts/bench/relative_attention.sh [--lengths "512 1024 2048 4096"] [--naive-max 1024]
+#                                            [--block 256]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-lengths="512 1024 2048" naive_max=1024
+lengths="512 1024 2048 4096" naive_max=1024 block=256
 while [[ $# -gt 0 ]]; do
   case $1 in
     --lengths) lengths=$2; shift 2 ;;
     --naive-max) naive_max=$2; shift 2 ;;
-    *) echo "usage: $0 [--lengths \"L ...\"] [--naive-max L]" >&2; exit 2 ;;
+    --block) block=$2; shift 2 ;;
+    *) echo "usage: $0 [--lengths \"L ...\"] [--naive-max L] [--block B]" >&2; exit 2 ;;
   esac
 done
 
@@ -20,13 +23,13 @@ scripts/setup.sh >/dev/null
 scripts/build.sh xformer_bench >/dev/null
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 for L in $lengths; do
-  for method in plain skew naive; do
+  for method in plain skew naive local; do
     if [[ $method == naive && $L -gt $naive_max ]]; then
       # The gather alone is H * L^2 * Dh floats, and backward needs as much again.
       echo "{\"method\": \"naive\", \"length\": $L, \"skipped\": \"needs ~$((2 * 8 * L * L * 64 * 4 / 1048576)) MB\"}"
       continue
     fi
-    build/xformer_bench attention --method "$method" --length "$L" --d-model 512 --heads 8 2>/dev/null
+    build/xformer_bench attention --method "$method" --length "$L" --block "$block" --d-model 512 --heads 8 2>/dev/null
   done
 done | python3 -c '
 import json, sys

@@ -268,4 +268,17 @@ TEST_CASE("music: train, eval and sample the tiny config end to end", "[cli][e2e
   r = run_xformer("sample --run '" + abs_run + "' --length 600");
   CHECK(r.exit_code == 2);
   CHECK(r.output.find("max_positions 512") != std::string::npos);
+
+  // Local attention (blocks of 16) trains, and samples past several blocks over the cache.
+  const std::string local_run = tmp.str("local");
+  r = run_xformer("train --config configs/music/tiny.json --run-dir '" + local_run +
+                  "' --set model.local_block=16 --set train.max_steps=2 --set train.eval_every=0");
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  r = run_xformer("sample --run '" + local_run + "' --length 80 --out '" + tmp.str("local_out") + "'");
+  INFO(r.output);
+  CHECK(r.exit_code == 0);
+  CHECK(fs::exists(tmp.str("local_out/sample_1.mid")));
+  CHECK(run_xformer("train --config configs/music/tiny.json --run-dir '" + tmp.str("bad") +
+                    "' --set model.local_block=-1").exit_code == 2);
 }

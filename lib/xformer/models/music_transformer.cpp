@@ -17,7 +17,12 @@ void declare_music_transformer_keys(Schema& s) {
         "or sinusoidal absolute encodings added to the input (absolute, the baseline).",
         {"relative", "absolute"});
   s.add("model.max_relative_position", KeyType::Int, 0,
-        "Farthest distance back with its own relative embedding; 0 = half the training length.");
+        "Farthest distance back with its own relative embedding; 0 = half the training length "
+        "(with local attention: the window, 2 * local_block - 1).");
+  s.add("model.local_block", KeyType::Int, 0,
+        "Local attention for long sequences: each position attends within its block of this many "
+        "positions and the previous block (memory and time linear in the length); 0 = attend to "
+        "the whole sequence.");
   s.add("model.max_positions", KeyType::Int, 4096, "Longest sequence (absolute positions, sampling).");
 }
 
@@ -31,10 +36,13 @@ TransformerOptions music_transformer_options(const json& m, int64_t vocab, int64
   if (o.d_model % o.heads != 0)
     throw ConfigError("config error: model.d_model " + std::to_string(o.d_model) +
                       " is not divisible by model.heads " + std::to_string(o.heads));
+  o.local_block = m.at("local_block");
+  if (o.local_block < 0) throw ConfigError("config error: model.local_block must be >= 0");
   if (m.at("attention") == "relative") {
     const int64_t r = m.at("max_relative_position");
     if (r < 0) throw ConfigError("config error: model.max_relative_position must be >= 0");
-    o.max_relative_position = r > 0 ? r : std::max<int64_t>(1, length / 2);
+    const int64_t fallback = o.local_block > 0 ? 2 * o.local_block - 1 : length / 2;
+    o.max_relative_position = r > 0 ? r : std::max<int64_t>(1, fallback);
   }
   return o;
 }

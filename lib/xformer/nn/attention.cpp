@@ -6,6 +6,7 @@
 
 #include "xformer/nn/batched_matmul.h"
 #include "xformer/nn/dropout.h"
+#include "xformer/nn/local_attention.h"
 #include "xformer/nn/relative_position.h"
 
 namespace xformer::nn {
@@ -18,8 +19,9 @@ void KVCache::reorder(const torch::Tensor& index) {
 }
 
 MultiheadAttentionImpl::MultiheadAttentionImpl(int64_t dim, int64_t heads, double dropout,
-                                               int64_t max_relative_position)
-    : dim_(dim), heads_(heads), head_dim_(dim / heads), dropout_(dropout) {
+                                               int64_t max_relative_position, int64_t local_block)
+    : dim_(dim), heads_(heads), head_dim_(dim / heads), local_block_(local_block), dropout_(dropout) {
+  TORCH_CHECK(local_block >= 0, "local attention block must be >= 0, got ", local_block);
   TORCH_CHECK(dim % heads == 0, "attention width ", dim, " is not divisible by ", heads, " heads");
   TORCH_CHECK(max_relative_position >= 0, "max_relative_position must be >= 0, got ",
               max_relative_position);
@@ -69,6 +71,11 @@ torch::Tensor MultiheadAttentionImpl::forward(const torch::Tensor& query,
       cache->k = k, cache->v = v;
     }
   }
+  if (local_block_ > 0) {
+    TORCH_CHECK(self_attention && mask.causal, "local attention is for causal self-attention only");
+    auto out = local_forward(q, k, v, mask, weights);  // (B, H, Tq, Dh)
+    return out_proj(out.transpose(1, 2).reshape({B, Tq, D}));
+  }
   torch::Tensor bias;  // (B, H, Tq, Tk) relative position logits, scaled like q k^T
   if (relative_table.defined()) {
     TORCH_CHECK(self_attention && mask.causal,
@@ -78,6 +85,28 @@ torch::Tensor MultiheadAttentionImpl::forward(const torch::Tensor& query,
   auto out = attend(q, k, v, mask, dropout_, is_training(), weights, std::move(bias));  // (B, H, Tq, Dh)
   out = out.transpose(1, 2).reshape({B, Tq, D});
   return out_proj(out);
+}
+
+torch::Tensor MultiheadAttentionImpl::local_forward(const torch::Tensor& q, const torch::Tensor& k,
+                                                    const torch::Tensor& v, const AttentionMask& mask,
+                                                    torch::Tensor* weights) {
+  torch::Tensor table;  // scaled like q k^T
+  if (relative_table.defined()) table = relative_table / std::sqrt(static_cast<double>(head_dim_));
+  const int64_t Tq = q.size(2), Tk = k.size(2);
+  if (Tq == Tk)
+    return local_attend(q, k, v, local_block_, mask.key_padding, table, dropout_, is_training(), weights);
+  // A cached step: the new position's window of the cache.
+  TORCH_CHECK(Tq == 1, "local attention with a key/value cache takes one position per call, got ", Tq);
+  const int64_t start = local_window_start(Tk - 1, local_block_), window = Tk - start;
+  AttentionMask m;
+  m.causal = true;
+  if (mask.key_padding.defined()) m.key_padding = mask.key_padding.narrow(1, start, window);
+  torch::Tensor bias;
+  if (table.defined()) bias = relative_logits(q, table, window);
+  auto out = attend(q, k.narrow(2, start, window), v.narrow(2, start, window), m, dropout_,
+                    is_training(), weights, std::move(bias));
+  if (weights) *weights = torch::constant_pad_nd(*weights, {start, 0});  // (B, H, 1, Tk)
+  return out;
 }
 
 torch::Tensor attend(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,

@@ -28,8 +28,10 @@ class MultiheadAttentionImpl : public torch::nn::Module {
  public:
   // max_relative_position > 0 adds learned relative position logits (causal self-attention
   // only; see relative_position.h) for distances up to that many positions back.
+  // local_block > 0 restricts causal self-attention to the query's block of that many positions
+  // and the block before it (see local_attention.h).
   MultiheadAttentionImpl(int64_t dim, int64_t heads, double dropout = 0.0,
-                         int64_t max_relative_position = 0);
+                         int64_t max_relative_position = 0, int64_t local_block = 0);
 
   // query (B, Tq, D); memory (B, Tk, D) is the key/value source: the query itself for
   // self-attention, the encoder output for cross-attention. Returns (B, Tq, D).
@@ -49,7 +51,12 @@ class MultiheadAttentionImpl : public torch::nn::Module {
   // (B, T, D) -> (B, H, T, Dh)
   torch::Tensor split_heads(const torch::Tensor& x) const;
 
-  int64_t dim_, heads_, head_dim_;
+  // Causal local self-attention: blocks in one pass, a window of the cache per step.
+  torch::Tensor local_forward(const torch::Tensor& q, const torch::Tensor& k,
+                              const torch::Tensor& v, const AttentionMask& mask,
+                              torch::Tensor* weights);
+
+  int64_t dim_, heads_, head_dim_, local_block_;
   double dropout_;
 };
 TORCH_MODULE(MultiheadAttention);

@@ -1,6 +1,6 @@
 // The decoder-only Transformer of the music task: cached sampling equals full recomputation
-// (relative and absolute positions, with a prefix fed at once), and nothing leaks from the
-// future.
+// (relative and absolute positions, local attention, with a prefix fed at once), and nothing
+// leaks from the future.
 #include "test_support.h"
 
 #include "xformer/models/music_transformer.h"
@@ -10,21 +10,23 @@ namespace {
 using xformer::testing::max_abs_diff;
 namespace models = xformer::models;
 
-models::TransformerOptions options(int64_t max_relative_position) {
+models::TransformerOptions options(int64_t max_relative_position, int64_t local_block = 0) {
   auto o = xformer::testing::small_transformer_options();
   o.decoder_layers = 2;
   o.pre_norm = true;
   o.max_relative_position = max_relative_position;
+  o.local_block = local_block;
   return o;
 }
 
 }  // namespace
 
 TEST_CASE("DecoderOnly: steps over the cache equal full recomputation", "[nn][music]") {
-  for (int64_t r : {0, 3}) {
-    DYNAMIC_SECTION((r ? "relative" : "absolute") << " positions") {
+  // {max_relative_position, local_block}: absolute, relative, relative local (blocks of 3).
+  for (auto [r, block] : {std::pair<int64_t, int64_t>{0, 0}, {3, 0}, {5, 3}}) {
+    DYNAMIC_SECTION((r ? "relative" : "absolute") << " positions" << (block ? ", local attention" : "")) {
       torch::manual_seed(51);
-      models::DecoderOnly model(options(r));
+      models::DecoderOnly model(options(r, block));
       model->eval();
       torch::NoGradGuard no_grad;
       auto tokens = torch::randint(3, 13, {2, 9}, torch::kLong);
