@@ -10,6 +10,7 @@ packages=(
   libopenblas0-pthread  # fast BLAS for LibTorch: the reference BLAS is ~30x slower on matmul
   libcli11-dev nlohmann-json3-dev libspdlog-dev catch2
   libsentencepiece-dev  # tokenizer (loaded through a shim, see lib/xformer/data/spm_shim.cpp)
+  libstb-dev            # image files: PNG/JPEG/BMP read, PNG write (stb_image)
   python3               # data preparation scripts
 )
 if [[ "${1:-}" == "--bench" ]]; then packages+=(python3-torch); fi

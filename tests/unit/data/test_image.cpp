@@ -1,0 +1,113 @@
+// Image files and tensors: PNG write -> read gives the pixels back; JPEG and grey files read;
+// unreadable files are named in the error; folders list their images; area downsampling and
+// bicubic upsampling on hand-checked cases.
+#include "test_support.h"
+
+#include <stb_image_write.h>
+
+#include <fstream>
+
+#include "xformer/core/error.h"
+#include "xformer/data/image.h"
+#include "xformer/data/image_ops.h"
+
+using namespace xformer::data;
+using xformer::testing::max_abs_diff;
+using xformer::testing::TempDir;
+
+namespace {
+
+Image gradient_image(int64_t h, int64_t w, int64_t c) {
+  Image im;
+  im.height = h, im.width = w, im.channels = c;
+  im.pixels.resize(h * w * c);
+  for (int64_t y = 0; y < h; ++y)
+    for (int64_t x = 0; x < w; ++x)
+      for (int64_t k = 0; k < c; ++k) im.at(y, x, k) = static_cast<uint8_t>((y * 31 + x * 7 + k * 80) % 256);
+  return im;
+}
+
+}  // namespace
+
+TEST_CASE("PNG write then read gives the pixels back", "[data][image]") {
+  TempDir tmp("image_png");
+  for (int64_t c : {1, 3, 4}) {
+    auto im = gradient_image(5, 7, c);
+    const auto path = tmp.str("im" + std::to_string(c) + ".png");
+    write_png(path, im);
+    auto back = read_image(path, static_cast<int>(c));
+    CHECK(back.height == 5);
+    CHECK(back.width == 7);
+    CHECK(back.channels == c);
+    CHECK(back.pixels == im.pixels);
+  }
+  // Grey read as RGB repeats the grey value.
+  auto rgb = read_image(tmp.str("im1.png"), 3);
+  CHECK(rgb.at(2, 3, 0) == rgb.at(2, 3, 2));
+  CHECK(rgb.at(2, 3, 1) == gradient_image(5, 7, 1).at(2, 3, 0));
+}
+
+TEST_CASE("JPEG files read, close to what was written", "[data][image]") {
+  TempDir tmp("image_jpg");
+  auto im = gradient_image(16, 16, 3);
+  for (auto& p : im.pixels) p = static_cast<uint8_t>(p / 4 + 100);  // smooth enough for JPEG
+  const auto path = tmp.str("a.jpg");
+  REQUIRE(stbi_write_jpg(path.c_str(), 16, 16, 3, im.pixels.data(), 95) != 0);
+  auto back = read_image(path);
+  REQUIRE(back.pixels.size() == im.pixels.size());
+  CHECK(max_abs_diff(to_tensor(back), to_tensor(im)) < 40);  // lossy, but the same picture
+  CHECK((to_tensor(back) - to_tensor(im)).abs().mean().item<double>() < 6);
+}
+
+TEST_CASE("unreadable images are reported by name", "[data][image]") {
+  TempDir tmp("image_bad");
+  std::ofstream(tmp.str("broken.png")) << "not a png";
+  for (const auto& path : {tmp.str("broken.png"), tmp.str("missing.png")}) {
+    try {
+      read_image(path);
+      FAIL("no error for " << path);
+    } catch (const xformer::Error& e) {
+      CHECK(std::string(e.what()).find(path) != std::string::npos);
+    }
+  }
+  Image empty;
+  CHECK_THROWS_AS(write_png(tmp.str("empty.png"), empty), xformer::Error);
+  CHECK_THROWS_AS(list_image_files(tmp.str("nope")), xformer::Error);
+}
+
+TEST_CASE("list_image_files finds images recursively, sorted, by extension", "[data][image]") {
+  TempDir tmp("image_list");
+  std::filesystem::create_directories(tmp.str("sub"));
+  for (const char* f : {"b.PNG", "a.jpg", "sub/c.jpeg", "notes.txt"}) std::ofstream(tmp.str(f)) << "x";
+  auto files = list_image_files(tmp.str());
+  REQUIRE(files.size() == 3);
+  CHECK(files[0] == tmp.str("a.jpg"));
+  CHECK(files[1] == tmp.str("b.PNG"));
+  CHECK(files[2] == tmp.str("sub/c.jpeg"));
+}
+
+TEST_CASE("tensor conversion, area downsampling and bicubic upsampling", "[data][image]") {
+  auto im = gradient_image(4, 6, 3);
+  auto t = to_tensor(im);
+  REQUIRE(t.sizes() == torch::IntArrayRef({3, 4, 6}));
+  CHECK(t[2][1][3].item<float>() == im.at(1, 3, 2));
+  CHECK(to_image(t).pixels == im.pixels);
+
+  // 2x2 blocks of a hand-made (1, 2, 4) image.
+  auto x = torch::tensor({0.f, 2.f, 10.f, 20.f, 4.f, 6.f, 30.f, 40.f}).view({1, 2, 4});
+  auto down = area_downsample(x, 2);
+  REQUIRE(down.sizes() == torch::IntArrayRef({1, 1, 2}));
+  CHECK(down[0][0][0].item<float>() == 3.f);
+  CHECK(down[0][0][1].item<float>() == 25.f);
+  CHECK_THROWS_AS(area_downsample(torch::zeros({3, 5, 4}), 2), xformer::Error);
+
+  // Bicubic keeps constants, stays in range, and area-downsampling it back gives the input
+  // nearly exactly for a smooth ramp.
+  auto flat = torch::full({3, 4, 4}, 77.f);
+  CHECK(max_abs_diff(bicubic_upsample(flat, 4), torch::full({3, 16, 16}, 77.f)) < 1e-3);
+  auto ramp = (torch::arange(8, torch::kFloat) * 20 + 40).view({1, 1, 8}).expand({1, 8, 8}).contiguous();
+  auto up = bicubic_upsample(ramp, 2);
+  CHECK(up.min().item<float>() >= 0);
+  CHECK(up.max().item<float>() <= 255);
+  CHECK(max_abs_diff(area_downsample(up, 2).narrow(2, 1, 6), ramp.narrow(2, 1, 6)) < 1.0);
+}
