@@ -222,6 +222,42 @@ int bench_attention(const Shape& s, const std::string& method, int64_t length, i
 
 // Sampling `length` events from an untrained music_transformer (relative attention, vocabulary
 // 391, EOS never ends a row) for `batch` rows, over the key/value cache or recomputing.
+// One causal self-attention layer over an image's channel tokens (raster order, S x S pixels x 3
+// channels, the grid S rows by 3S columns), forward + backward, batch 1: full attention or local
+// 2D attention in query blocks of 8 rows x 24 columns (8 pixels) with 8 rows / 24 columns of
+// memory flange (the Image Transformer's img2img shape). One method per process (peak memory).
+int bench_image_attention(const Shape& s, const std::string& method, int64_t side, int reps) {
+  const int64_t D = s.d_model, H = s.heads, Dh = D / H, R = side, C = 3 * side, L = R * C;
+  auto x = torch::randn({1, L, D}, torch::requires_grad());
+  auto w_in = torch::randn({3 * D, D}) * std::pow(D, -0.5), w_out = torch::randn({D, D}) * std::pow(D, -0.5);
+  w_in.requires_grad_(true), w_out.requires_grad_(true);
+  nn::AttentionMask causal;
+  causal.causal = true;
+  const nn::Local2D shape{8, 24, 8, 24};
+  auto layer = [&] {
+    auto qkv = torch::nn::functional::linear(x, w_in).chunk(3, -1);
+    auto heads = [&](const torch::Tensor& t) { return t.view({1, L, H, Dh}).transpose(1, 2); };
+    auto q = heads(qkv[0]), k = heads(qkv[1]), v = heads(qkv[2]);
+    auto out = method == "local2d" ? nn::local_attend_2d(q, k, v, R, C, shape, 0.0, true)
+                                   : nn::attend(q, k, v, causal, 0.0, true);
+    torch::nn::functional::linear(out.transpose(1, 2).reshape({1, L, D}), w_out).sum().backward();
+  };
+  const double before = rss_mb();
+  std::vector<double> ms;
+  for (int i = 0; i < reps + 1; ++i) {
+    auto start = std::chrono::steady_clock::now();
+    layer();
+    if (i > 0) ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
+  }
+  std::sort(ms.begin(), ms.end());
+  std::cout << json{{"impl", "xformer"}, {"method", method}, {"side", side}, {"positions", L},
+                    {"d_model", D}, {"heads", H}, {"ms", ms[ms.size() / 2]},
+                    {"peak_extra_mb", peak_rss_mb() - before}}
+                   .dump()
+            << std::endl;
+  return 0;
+}
+
 int bench_music_sample(const Shape& s, int64_t length, bool cache) {
   models::TransformerOptions o;
   o.src_vocab = o.tgt_vocab = 391;
@@ -298,6 +334,13 @@ int main(int argc, char** argv) {
   att->add_option("--block", block, "Local attention's block (--method local)");
   att->add_option("--length", length);
   att->add_option("--reps", reps);
+  int64_t side = 32;
+  std::string image_method = "local2d";
+  auto* image = app.add_subcommand("image-attention", "Attention over an image's channel tokens: time and peak memory");
+  add_shape(image, s);
+  image->add_option("--method", image_method)->check(CLI::IsMember({"full", "local2d"}));
+  image->add_option("--side", side, "Image side in pixels (3 channels)");
+  image->add_option("--reps", reps);
   auto* music = app.add_subcommand("music-sample", "Music sampling events per second");
   add_shape(music, s);
   music->add_option("--length", length);
@@ -308,6 +351,7 @@ int main(int argc, char** argv) {
   allow_tf32(true);  // as train.tf32's default
   if (train->parsed()) return bench_train(s);
   if (att->parsed()) return bench_attention(s, method, length, reps, block);
+  if (image->parsed()) return bench_image_attention(s, image_method, side, reps);
   if (music->parsed()) return bench_music_sample(s, length, cache == "on");
   return bench_decode(s, mode, beam, cache == "on");
 }

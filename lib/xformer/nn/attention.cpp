@@ -120,7 +120,7 @@ torch::Tensor attend(const torch::Tensor& q, const torch::Tensor& k, const torch
   if (!weights) {
     // Square causal attention without padding or bias: the flash kernel's own causal mode (its
     // is_causal aligns the mask top-left, right only when Tq == Tk).
-    if (causal && Tq == Tk && !mask.key_padding.defined() && !bias.defined())
+    if (causal && Tq == Tk && !mask.key_padding.defined() && !mask.blocked.defined() && !bias.defined())
       return at::scaled_dot_product_attention(q, k, v, c10::nullopt, training ? dropout : 0.0,
                                               /*is_causal=*/true);
     // Boolean mask, true = may attend: (B, 1, 1, Tk) padding and/or (Tq, Tk) causal.
@@ -130,6 +130,10 @@ torch::Tensor attend(const torch::Tensor& q, const torch::Tensor& k, const torch
     if (causal) {
       auto c = torch::ones({Tq, Tk}, q.options().dtype(torch::kBool)).tril(Tk - Tq);
       keep = keep.defined() ? keep.logical_and(c) : c;
+    }
+    if (mask.blocked.defined()) {
+      auto open = mask.blocked.logical_not();
+      keep = keep.defined() ? keep.logical_and(open) : open;
     }
     c10::optional<torch::Tensor> attn_mask;
     if (bias.defined())  // an additive float mask: the bias, -inf where not allowed
@@ -152,6 +156,7 @@ torch::Tensor attend(const torch::Tensor& q, const torch::Tensor& k, const torch
     auto future = torch::ones({Tq, Tk}, q.options().dtype(torch::kBool)).triu(Tk - Tq + 1);
     scores.masked_fill_(future, -std::numeric_limits<float>::infinity());
   }
+  if (mask.blocked.defined()) scores.masked_fill_(mask.blocked, -std::numeric_limits<float>::infinity());
   auto probs = torch::softmax(scores, -1);
   if (weights) *weights = probs;
   probs = nn::dropout(probs, dropout, training);

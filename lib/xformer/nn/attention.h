@@ -22,6 +22,8 @@ struct KVCache {
 struct AttentionMask {
   torch::Tensor key_padding;  // (B, Tk) bool, true = padding; may be undefined
   bool causal = false;        // query i may see keys up to (Tk - Tq) + i
+  torch::Tensor blocked;      // bool, broadcastable to (B, H, Tq, Tk), true = may not attend;
+                              // may be undefined (any other pattern, e.g. local 2D windows)
 };
 
 class MultiheadAttentionImpl : public torch::nn::Module {

@@ -29,4 +29,23 @@ inline int64_t local_window_start(int64_t position, int64_t block) {
   return std::max<int64_t>(0, (position / block - 1) * block);
 }
 
+// Causal local 2D attention (Image Transformer "local 2D") over an (R, C) grid of positions
+// in raster order: the grid is cut into query blocks of rows x cols, and a query sees the keys
+// of its block's memory window, the block extended by `flange_rows` rows above and
+// `flange_cols` columns on each side, that come before it in raster order (itself included).
+struct Local2D {
+  int64_t rows = 8, cols = 8;                // query block
+  int64_t flange_rows = 8, flange_cols = 8;  // memory around it
+};
+
+// q, k, v (B, H, R * C, Dh) in raster order. Returns (B, H, R * C, Dh). Blocks are folded into
+// the batch with their windows (memory O(R C (rows + flange_rows)(cols + 2 flange_cols) /
+// (rows cols)) per channel, linear in the pixels).
+torch::Tensor local_attend_2d(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                              int64_t R, int64_t C, const Local2D& shape, double dropout, bool training);
+
+// The keys (raster indices, ascending) that the query at raster `position` of an (R, C) grid
+// sees under local_attend_2d: what one cached sampling step attends to.
+std::vector<int64_t> local_2d_keys(int64_t position, int64_t R, int64_t C, const Local2D& shape);
+
 }  // namespace xformer::nn

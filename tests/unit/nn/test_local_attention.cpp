@@ -107,3 +107,69 @@ TEST_CASE("local attention layer: cached steps equal the full pass", "[nn][local
     }
   }
 }
+
+namespace {
+
+// May query p see key k on an R x C grid under local 2D attention? By the definition: k is not
+// after p in raster order and lies in p's block extended by the flanges.
+bool visible_2d(int64_t p, int64_t k, int64_t C, const Local2D& s) {
+  const int64_t pr = p / C, pc = p % C, kr = k / C, kc = k % C;
+  const int64_t r0 = pr / s.rows * s.rows, c0 = pc / s.cols * s.cols;
+  return k <= p && kr >= r0 - s.flange_rows && kr < r0 + s.rows && kc >= c0 - s.flange_cols &&
+         kc < c0 + s.cols + s.flange_cols;
+}
+
+}  // namespace
+
+TEST_CASE("local 2D attention equals full attention under its explicit mask", "[nn][local]") {
+  struct Case { int64_t R, C; Local2D s; };
+  const std::vector<Case> cases = {
+      {6, 9, {2, 3, 2, 3}},   // blocks that tile the grid exactly
+      {7, 10, {3, 4, 2, 2}},  // partial blocks at the bottom and the right
+      {5, 5, {2, 2, 0, 0}},   // no flange: attention inside the block only
+      {4, 12, {4, 12, 1, 0}}, // one block over everything: plain causal attention
+  };
+  for (size_t n = 0; n < cases.size(); ++n) {
+    const auto& [R, C, s] = cases[n];
+    for (int64_t H : {1, 3}) {
+      DYNAMIC_SECTION("grid " << R << "x" << C << ", blocks " << s.rows << "x" << s.cols << ", flange "
+                              << s.flange_rows << "/" << s.flange_cols << ", " << H << " heads") {
+        torch::manual_seed(64 + n);
+        const int64_t N = R * C;
+        auto q = torch::randn({2, H, N, 4}, torch::requires_grad());
+        auto k = torch::randn({2, H, N, 4}, torch::requires_grad());
+        auto v = torch::randn({2, H, N, 4}, torch::requires_grad());
+        auto out = local_attend_2d(q, k, v, R, C, s, 0.0, false);
+        auto blocked = torch::ones({N, N}, torch::kBool);
+        for (int64_t p = 0; p < N; ++p) {
+          std::vector<int64_t> expected;
+          for (int64_t key = 0; key < N; ++key)
+            if (visible_2d(p, key, C, s)) blocked[p][key] = false, expected.push_back(key);
+          CHECK(local_2d_keys(p, R, C, s) == expected);
+        }
+        AttentionMask mask;
+        mask.blocked = blocked;
+        auto ref = attend(q, k, v, mask, 0.0, false);
+        CHECK(max_abs_diff(out, ref) < 1e-5);
+        auto g = torch::randn_like(out);
+        auto grads = torch::autograd::grad({out}, {q, k, v}, {g});
+        auto ref_grads = torch::autograd::grad({ref}, {q, k, v}, {g});
+        for (size_t i = 0; i < 3; ++i) CHECK(max_abs_diff(grads[i], ref_grads[i]) < 1e-5);
+      }
+    }
+  }
+}
+
+TEST_CASE("local 2D attention leaks nothing from later pixels", "[nn][local]") {
+  torch::manual_seed(70);
+  const int64_t R = 6, C = 6, N = R * C;
+  const Local2D s{2, 2, 2, 2};
+  auto q = torch::randn({1, 2, N, 4}), k = torch::randn({1, 2, N, 4}), v = torch::randn({1, 2, N, 4});
+  auto base = local_attend_2d(q, k, v, R, C, s, 0.0, false);
+  const int64_t p = 20;  // change position 20's key and value
+  auto k2 = k.clone(), v2 = v.clone();
+  k2.select(2, p).add_(1.0), v2.select(2, p).add_(1.0);
+  auto changed = local_attend_2d(q, k2, v2, R, C, s, 0.0, false);
+  CHECK(max_abs_diff(changed.narrow(2, 0, p), base.narrow(2, 0, p)) == 0.0);
+  CHECK(max_abs_diff(changed.select(2, p), base.select(2, p)) > 1e-4);
+}

@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# Collect the natural photographs that Debian wallpaper packages ship into
+# data/images/{train,valid,test}/ (super-resolution and image generation).
+#
+#   data/images/prepare.sh          fetch, unpack and split (skipped when up to date)
+#   data/images/prepare.sh --force  redo it
+#
+# No root needed: the packages are fetched with `apt-get download` into data/images/cache/ and
+# unpacked there with `dpkg -x`; the package lists must be present (`apt-get update`, or
+# scripts/setup.sh). Only photographs are taken (the packages also hold drawings and abstract
+# art), listed below; plasma themes give their largest image. Each photo is linked into a split
+# chosen by a hash of its package and path (about 80/10/10, the same on every machine).
+# data/images/README.md lists the packages, their licences and what they hold.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+CACHE=$HERE/cache
+SPLITS=(train valid test)
+
+# package -> photographs, as paths under the unpacked package (globs allowed).
+declare -A PHOTOS=(
+  [lomiri-wallpapers-16.04]="usr/share/backgrounds/Bridge_by_Sander_Klootwijk.jpg
+    usr/share/backgrounds/Dragonfly_by_Bolly.jpg usr/share/backgrounds/Picture_0B_by_freespace.jpg
+    usr/share/backgrounds/Picture_1A_by_freespace.jpg usr/share/backgrounds/Wine_by_Jakkub_Mede.jpg
+    usr/share/backgrounds/aitzgorri_by_Aitzol_Berasategi.jpg usr/share/backgrounds/free_by_Peter_Nerlich.jpg
+    usr/share/backgrounds/friends_by_Aitzol_Berasategi.jpg usr/share/backgrounds/greentock_by_Peter_Nerlich.jpg
+    usr/share/backgrounds/life_by_Aitzol_Berasategi.jpg usr/share/backgrounds/picosdeeuropa_by_Aitzol_Berasategi.jpg
+    usr/share/backgrounds/seeding_by_Clements_Engelhardt.jpg usr/share/backgrounds/sunset_by_Aitzol_Berasategi.jpg"
+  [mate-backgrounds]="usr/share/backgrounds/mate/nature/*.jpg"
+  [mate-screensaver-common]="usr/share/backgrounds/cosmos/*.jpg"
+  [plasma-workspace-wallpapers]="BytheWater ColdRipple ColorfulCups DarkestHour EveningGlow FallenLeaf
+    Grey Kite OneStandsOut Path summer_1am"
+)
+
+force=0
+for arg in "$@"; do
+  case $arg in
+    --force) force=1 ;;
+    -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "prepare.sh: unknown argument '$arg' (try --help)" >&2; exit 2 ;;
+  esac
+done
+
+if [[ $force == 0 && -f $HERE/.prepared && $HERE/.prepared -nt $0 ]]; then
+  echo "data/images/{train,valid,test} are up to date (use --force to rebuild)"
+  exit 0
+fi
+
+mkdir -p "$CACHE"
+for pkg in "${!PHOTOS[@]}"; do
+  if ! ls "$CACHE/${pkg}"_*.deb >/dev/null 2>&1; then
+    (cd "$CACHE" && apt-get download "$pkg") || {
+      echo "prepare.sh: cannot download $pkg (run apt-get update, or scripts/setup.sh)" >&2
+      exit 1
+    }
+  fi
+  rm -rf "$CACHE/extract/$pkg"
+  mkdir -p "$CACHE/extract/$pkg"
+  dpkg -x "$CACHE/${pkg}"_*.deb "$CACHE/extract/$pkg"
+done
+
+# The largest image of a plasma theme: file names are WIDTHxHEIGHT.ext.
+largest_of_theme() {
+  local dir=$CACHE/extract/plasma-workspace-wallpapers/usr/share/wallpapers/$1/contents/images
+  local best="" best_area=0 f w h
+  for f in "$dir"/*; do
+    [[ $(basename "$f") =~ ^([0-9]+)x([0-9]+)\. ]] || continue
+    w=${BASH_REMATCH[1]} h=${BASH_REMATCH[2]}
+    if ((w * h > best_area)); then best=$f best_area=$((w * h)); fi
+  done
+  [[ -n $best ]] || { echo "prepare.sh: no image in plasma theme $1" >&2; exit 1; }
+  printf '%s\n' "$best"
+}
+
+files=()
+for pkg in "${!PHOTOS[@]}"; do
+  for entry in ${PHOTOS[$pkg]}; do
+    if [[ $pkg == plasma-workspace-wallpapers ]]; then
+      files+=("$(largest_of_theme "$entry")")
+    else
+      for f in "$CACHE/extract/$pkg"/$entry; do
+        [[ -f $f ]] || { echo "prepare.sh: $pkg has no $entry" >&2; exit 1; }
+        files+=("$f")
+      done
+    fi
+  done
+done
+
+for s in "${SPLITS[@]}"; do rm -rf "${HERE:?}/$s"; mkdir -p "$HERE/$s"; done
+declare -A count=([train]=0 [valid]=0 [test]=0)
+for file in $(printf '%s\n' "${files[@]}" | sort); do
+  rel=${file#"$CACHE/extract/"}
+  # Split by the first byte of the path's SHA-256: 0-203 train, 204-229 valid, 230-255 test.
+  byte=$((16#$(printf '%s' "$rel" | sha256sum | cut -c1-2)))
+  if ((byte < 204)); then s=train; elif ((byte < 230)); then s=valid; else s=test; fi
+  name=$(printf '%s' "$rel" | tr '/ ' '__')
+  ln -sf "$file" "$HERE/$s/$name"
+  count[$s]=$((count[$s] + 1))
+done
+
+touch "$HERE/.prepared"
+echo "data/images: ${count[train]} train, ${count[valid]} valid, ${count[test]} test photographs"

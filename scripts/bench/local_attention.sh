@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Local 2D attention (Image Transformer): time and peak memory of one causal self-attention
+# layer over an image's channel tokens (S x S pixels x 3 channels in raster order; forward +
+# backward, batch 1, d_model 256, 4 heads), local 2D (query blocks of 8 pixels x 8 rows, 8 rows /
+# 8 pixels of memory flange) against full causal attention, at S = 32, 64, 128. Each measurement
+# runs in its own process; full attention is skipped where its scores alone exceed --full-max-mb.
+# Usage: scripts/bench/local_attention.sh [--sides "32 64 128"] [--full-max-mb 10000]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+sides="32 64 128" full_max=10000
+while [[ $# -gt 0 ]]; do
+  case $1 in
+    --sides) sides=$2; shift 2 ;;
+    --full-max-mb) full_max=$2; shift 2 ;;
+    *) echo "usage: $0 [--sides \"S ...\"] [--full-max-mb MB]" >&2; exit 2 ;;
+  esac
+done
+scripts/setup.sh >/dev/null
+scripts/build.sh xformer_bench >/dev/null
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+for S in $sides; do
+  for method in full local2d; do
+    L=$((3 * S * S))
+    # Scores and probabilities, forward and backward: about 4 (L x L) float tensors per head.
+    mb=$((4 * 4 * L / 1024 * L / 1024 * 4))
+    if [[ $method == full && $mb -gt $full_max ]]; then
+      echo "{\"method\": \"full\", \"side\": $S, \"positions\": $L, \"skipped\": \"needs ~$mb MB\"}"
+      continue
+    fi
+    build/xformer_bench image-attention --method "$method" --side "$S" --d-model 256 --heads 4 --reps 2 2>/dev/null
+  done
+done | python3 -c '
+import json, sys
+rows = [json.loads(l) for l in sys.stdin if l.strip()]
+print("%5s %9s %8s %10s %10s" % ("side", "positions", "method", "ms", "peak MB"))
+for r in rows:
+    if "skipped" in r:
+        print("%5d %9d %8s   skipped: %s" % (r["side"], r["positions"], r["method"], r["skipped"]))
+    else:
+        print("%5d %9d %8s %10.1f %10.1f" % (r["side"], r["positions"], r["method"], r["ms"], r["peak_extra_mb"]))
+'
