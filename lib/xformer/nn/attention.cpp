@@ -19,9 +19,13 @@ void KVCache::reorder(const torch::Tensor& index) {
 }
 
 MultiheadAttentionImpl::MultiheadAttentionImpl(int64_t dim, int64_t heads, double dropout,
-                                               int64_t max_relative_position, int64_t local_block)
-    : dim_(dim), heads_(heads), head_dim_(dim / heads), local_block_(local_block), dropout_(dropout) {
-  TORCH_CHECK(local_block >= 0, "local attention block must be >= 0, got ", local_block);
+                                               int64_t max_relative_position, LocalWindow local)
+    : dim_(dim), heads_(heads), head_dim_(dim / heads), local_(local), dropout_(dropout) {
+  TORCH_CHECK(local.block >= 0 && local.grid_cols >= 0 && !(local.block > 0 && local.grid_cols > 0),
+              "local attention: a 1D block or a 2D grid width (not both), got ", local.block, " and ",
+              local.grid_cols);
+  TORCH_CHECK(!(local.grid_cols > 0 && max_relative_position > 0),
+              "relative positions are not implemented for local 2D attention");
   TORCH_CHECK(dim % heads == 0, "attention width ", dim, " is not divisible by ", heads, " heads");
   TORCH_CHECK(max_relative_position >= 0, "max_relative_position must be >= 0, got ",
               max_relative_position);
@@ -71,7 +75,7 @@ torch::Tensor MultiheadAttentionImpl::forward(const torch::Tensor& query,
       cache->k = k, cache->v = v;
     }
   }
-  if (local_block_ > 0) {
+  if (local_.enabled()) {
     TORCH_CHECK(self_attention && mask.causal, "local attention is for causal self-attention only");
     auto out = local_forward(q, k, v, mask, weights);  // (B, H, Tq, Dh)
     return out_proj(out.transpose(1, 2).reshape({B, Tq, D}));
@@ -93,11 +97,27 @@ torch::Tensor MultiheadAttentionImpl::local_forward(const torch::Tensor& q, cons
   torch::Tensor table;  // scaled like q k^T
   if (relative_table.defined()) table = relative_table / std::sqrt(static_cast<double>(head_dim_));
   const int64_t Tq = q.size(2), Tk = k.size(2);
+  TORCH_CHECK(Tq == Tk || Tq == 1,
+              "local attention with a key/value cache takes one position per call, got ", Tq);
+  if (local_.grid_cols > 0) {
+    TORCH_CHECK(!weights && !mask.key_padding.defined(),
+                "local 2D attention reports no weights and takes no key padding");
+    const int64_t C = local_.grid_cols;
+    if (Tq == 1) {  // a cached step: the keys of the new position's window
+      const auto keys = local_2d_keys(Tk - 1, (Tk - 1) / C + 1, C, local_.shape);
+      auto index = torch::tensor(keys, torch::TensorOptions(torch::kLong)).to(k.device());
+      return attend(q, k.index_select(2, index), v.index_select(2, index), {}, dropout_, is_training());
+    }
+    // Whole rows: a prefix is padded with positions after all of its own (which none can see).
+    const int64_t R = (Tk + C - 1) / C, pad = R * C - Tk;
+    auto rows = [&](const torch::Tensor& x) { return torch::constant_pad_nd(x, {0, 0, 0, pad}); };
+    return local_attend_2d(rows(q), rows(k), rows(v), R, C, local_.shape, dropout_, is_training())
+        .narrow(2, 0, Tk);
+  }
   if (Tq == Tk)
-    return local_attend(q, k, v, local_block_, mask.key_padding, table, dropout_, is_training(), weights);
+    return local_attend(q, k, v, local_.block, mask.key_padding, table, dropout_, is_training(), weights);
   // A cached step: the new position's window of the cache.
-  TORCH_CHECK(Tq == 1, "local attention with a key/value cache takes one position per call, got ", Tq);
-  const int64_t start = local_window_start(Tk - 1, local_block_), window = Tk - start;
+  const int64_t start = local_window_start(Tk - 1, local_.block), window = Tk - start;
   AttentionMask m;
   m.causal = true;
   if (mask.key_padding.defined()) m.key_padding = mask.key_padding.narrow(1, start, window);

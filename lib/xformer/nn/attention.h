@@ -11,6 +11,8 @@
 #pragma once
 #include <torch/torch.h>
 
+#include "xformer/nn/local_window.h"
+
 namespace xformer::nn {
 
 struct KVCache {
@@ -30,10 +32,10 @@ class MultiheadAttentionImpl : public torch::nn::Module {
  public:
   // max_relative_position > 0 adds learned relative position logits (causal self-attention
   // only; see relative_position.h) for distances up to that many positions back.
-  // local_block > 0 restricts causal self-attention to the query's block of that many positions
-  // and the block before it (see local_attention.h).
+  // `local` restricts causal self-attention to a neighbourhood: local 1D or 2D (see
+  // local_window.h and local_attention.h).
   MultiheadAttentionImpl(int64_t dim, int64_t heads, double dropout = 0.0,
-                         int64_t max_relative_position = 0, int64_t local_block = 0);
+                         int64_t max_relative_position = 0, LocalWindow local = {});
 
   // query (B, Tq, D); memory (B, Tk, D) is the key/value source: the query itself for
   // self-attention, the encoder output for cross-attention. Returns (B, Tq, D).
@@ -58,7 +60,8 @@ class MultiheadAttentionImpl : public torch::nn::Module {
                               const torch::Tensor& v, const AttentionMask& mask,
                               torch::Tensor* weights);
 
-  int64_t dim_, heads_, head_dim_, local_block_;
+  int64_t dim_, heads_, head_dim_;
+  LocalWindow local_;
   double dropout_;
 };
 TORCH_MODULE(MultiheadAttention);

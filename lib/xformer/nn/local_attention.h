@@ -11,7 +11,10 @@
 #pragma once
 #include <torch/torch.h>
 
+#include <vector>
+
 #include "xformer/nn/attention.h"
+#include "xformer/nn/local_window.h"
 
 namespace xformer::nn {
 
@@ -30,14 +33,7 @@ inline int64_t local_window_start(int64_t position, int64_t block) {
 }
 
 // Causal local 2D attention (Image Transformer "local 2D") over an (R, C) grid of positions
-// in raster order: the grid is cut into query blocks of rows x cols, and a query sees the keys
-// of its block's memory window, the block extended by `flange_rows` rows above and
-// `flange_cols` columns on each side, that come before it in raster order (itself included).
-struct Local2D {
-  int64_t rows = 8, cols = 8;                // query block
-  int64_t flange_rows = 8, flange_cols = 8;  // memory around it
-};
-
+// in raster order, in query blocks with a memory flange (see Local2D in local_window.h).
 // q, k, v (B, H, R * C, Dh) in raster order. Returns (B, H, R * C, Dh). Blocks are folded into
 // the batch with their windows (memory O(R C (rows + flange_rows)(cols + 2 flange_cols) /
 // (rows cols)) per channel, linear in the pixels).
