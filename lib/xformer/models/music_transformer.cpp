@@ -36,12 +36,12 @@ TransformerOptions music_transformer_options(const json& m, int64_t vocab, int64
   if (o.d_model % o.heads != 0)
     throw ConfigError("config error: model.d_model " + std::to_string(o.d_model) +
                       " is not divisible by model.heads " + std::to_string(o.heads));
-  o.local_block = m.at("local_block");
-  if (o.local_block < 0) throw ConfigError("config error: model.local_block must be >= 0");
+  o.local.block = m.at("local_block");
+  if (o.local.block < 0) throw ConfigError("config error: model.local_block must be >= 0");
   if (m.at("attention") == "relative") {
     const int64_t r = m.at("max_relative_position");
     if (r < 0) throw ConfigError("config error: model.max_relative_position must be >= 0");
-    const int64_t fallback = o.local_block > 0 ? 2 * o.local_block - 1 : length / 2;
+    const int64_t fallback = o.local.block > 0 ? 2 * o.local.block - 1 : length / 2;
     o.max_relative_position = r > 0 ? r : std::max<int64_t>(1, fallback);
   }
   return o;

@@ -99,7 +99,7 @@ torch::Tensor residual(const torch::Tensor& x, torch::nn::LayerNorm& norm, bool 
 EncoderLayerImpl::EncoderLayerImpl(const TransformerOptions& o)
     : pre_norm_(o.pre_norm), dropout_(o.dropout) {
   self_attn = register_module("self_attn", nn::MultiheadAttention(o.d_model, o.heads, o.attention_dropout,
-                                                                  o.max_relative_position, nn::LocalWindow{o.local_block}));
+                                                                  o.max_relative_position, o.local));
   ffn = register_module("ffn", FeedForward(o.d_model, o.ffn_dim, o.activation, o.activation_dropout));
   norm1 = register_module("norm1", torch::nn::LayerNorm(torch::nn::LayerNormOptions({o.d_model})));
   norm2 = register_module("norm2", torch::nn::LayerNorm(torch::nn::LayerNormOptions({o.d_model})));
@@ -117,7 +117,7 @@ torch::Tensor EncoderLayerImpl::forward(const torch::Tensor& x, const nn::Attent
 DecoderLayerImpl::DecoderLayerImpl(const TransformerOptions& o)
     : pre_norm_(o.pre_norm), dropout_(o.dropout) {
   self_attn = register_module("self_attn",
-                              nn::MultiheadAttention(o.d_model, o.heads, o.attention_dropout));
+                              nn::MultiheadAttention(o.d_model, o.heads, o.attention_dropout, 0, o.local));
   cross_attn = register_module("cross_attn",
                                nn::MultiheadAttention(o.d_model, o.heads, o.attention_dropout));
   ffn = register_module("ffn", FeedForward(o.d_model, o.ffn_dim, o.activation, o.activation_dropout));

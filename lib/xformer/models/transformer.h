@@ -30,9 +30,9 @@ struct TransformerOptions {
   // > 0: learned relative position logits in (causal) self-attention, distances up to this far
   // back (decoder-only models; see nn/relative_position.h).
   int64_t max_relative_position = 0;
-  // > 0: causal self-attention sees only the query's block of this many positions and the
-  // previous block (decoder-only models; see nn/local_attention.h).
-  int64_t local_block = 0;
+  // Causal self-attention restricted to a local 1D or 2D neighbourhood (decoders; see
+  // nn/local_window.h). Off by default.
+  nn::LocalWindow local;
 
   static TransformerOptions from_config(const json& model_config);
 };

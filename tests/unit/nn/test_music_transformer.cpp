@@ -15,7 +15,7 @@ models::TransformerOptions options(int64_t max_relative_position, int64_t local_
   o.decoder_layers = 2;
   o.pre_norm = true;
   o.max_relative_position = max_relative_position;
-  o.local_block = local_block;
+  o.local.block = local_block;
   return o;
 }
 
