@@ -72,7 +72,7 @@ int info(const InfoArgs& a) {
   for (const auto& t : Registry::get().tasks()) std::cout << "  " << t.name << "  " << t.description << "\n";
   std::cout << "Architectures:\n";
   for (const auto& m : Registry::get().archs())
-    std::cout << "  " << m.name << "  " << m.description << " (task " << m.task << ")\n";
+    std::cout << "  " << m.name << "  " << m.description << " (task " << m.task_list() << ")\n";
   return 0;
 }
 }  // namespace

@@ -7,6 +7,7 @@
 
 #include "cli/cli_helpers.h"
 #include "test_support.h"
+#include "xformer/data/image.h"
 #include "xformer/data/midi.h"
 
 namespace fs = std::filesystem;
@@ -281,4 +282,69 @@ TEST_CASE("music: train, eval and sample the tiny config end to end", "[cli][e2e
   CHECK(fs::exists(tmp.str("local_out/sample_1.mid")));
   CHECK(run_xformer("train --config configs/music/tiny.json --run-dir '" + tmp.str("bad") +
                     "' --set model.local_block=-1").exit_code == 2);
+}
+
+TEST_CASE("image tasks: train, eval and sample the tiny configs end to end", "[cli][e2e][image]") {
+  TempDir tmp("cli_image");
+  // The training folder: the fixture's pictures plus a truncated PNG, which must be skipped.
+  fs::copy(source_path("tests/data/images/train"), tmp.str("train"));
+  fs::copy_file(source_path("tests/data/images/corrupt/truncated.png"), tmp.str("train/truncated.png"));
+  const std::string run = tmp.str("sr");
+  auto r = run_xformer("train --config configs/super_resolution/tiny.json --run-dir '" + run +
+                       "' --set task.train='" + tmp.str("train") + "'");
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  CHECK(r.output.find("truncated.png") != std::string::npos);
+  CHECK(r.output.find("1 unreadable files skipped") != std::string::npos);
+  auto train = read_metrics(run, "train");
+  REQUIRE(train.size() == 4);
+  CHECK(train.back()["loss"].get<double>() < 0.97 * train.front()["loss"].get<double>());
+  auto valid = read_metrics(run, "valid");
+  REQUIRE(valid.size() == 2);
+  for (const char* k : {"bits_per_dim", "psnr", "ssim", "bicubic_psnr", "bicubic_ssim"}) CHECK(valid.back().contains(k));
+  // bits/dim is the NLL per intensity in bits.
+  CHECK(valid.back()["bits_per_dim"].get<double>() ==
+        Approx(valid.back()["nll"].get<double>() / std::log(2.0)));
+  CHECK(fs::exists(fs::path(run) / "samples" / "valid_step40.png"));
+
+  r = run_xformer("eval --run '" + run + "' --split test");
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  REQUIRE(read_metrics(run, "test").size() == 1);
+
+  // Samples at each default temperature, and the grid; an HR-size input is downsampled first.
+  r = run_xformer("sample --run '" + run + "' --num 2 --seed 3 --out '" + tmp.str("out") + "'");
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  for (const char* f : {"out/grid.png", "out/sample_1_t0.80_1.png", "out/sample_2_t1.00_2.png"})
+    CHECK(fs::exists(tmp.str(f)));
+  auto sample = xformer::data::read_image(tmp.str("out/sample_1_t0.90_2.png"));
+  CHECK(sample.height == 8);
+  CHECK(sample.width == 8);
+  // Same seed, same samples.
+  REQUIRE(run_xformer("sample --run '" + run + "' --num 2 --seed 3 --out '" + tmp.str("again") + "'").exit_code == 0);
+  CHECK(xformer::data::read_image(tmp.str("again/sample_1_t0.90_2.png")).pixels == sample.pixels);
+  r = run_xformer("sample --run '" + run + "' --input tests/data/images/test/picture_01.png --temperature 0.9 --out '" +
+                  tmp.str("one") + "'");
+  INFO(r.output);
+  CHECK(r.exit_code == 0);
+  CHECK(fs::exists(tmp.str("one/sample_1_t0.90_1.png")));
+  CHECK(run_xformer("sample --run '" + run + "' --beam 2").exit_code == 2);
+
+  // Unconditional generation.
+  const std::string gen = tmp.str("gen");
+  r = run_xformer("train --config configs/image_generation/tiny.json --run-dir '" + gen + "'");
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  CHECK(read_metrics(gen, "valid").back().contains("bits_per_dim"));
+  r = run_xformer("sample --run '" + gen + "' --num 3 --temperature 1.0 --out '" + tmp.str("gen_out") + "'");
+  INFO(r.output);
+  CHECK(r.exit_code == 0);
+  CHECK(fs::exists(tmp.str("gen_out/sample_1_t1.00_3.png")));
+
+  // Config mistakes are usage errors.
+  CHECK(run_xformer("train --config configs/super_resolution/tiny.json --run-dir '" + tmp.str("bad1") +
+                    "' --set task.scale=3").exit_code == 2);
+  CHECK(run_xformer("train --config configs/super_resolution/tiny.json --run-dir '" + tmp.str("bad2") +
+                    "' --set model.encoder_layers=0").exit_code == 2);
 }

@@ -1,5 +1,7 @@
 #include "xformer/core/registry.h"
 
+#include <algorithm>
+
 #include "xformer/core/error.h"
 
 namespace xformer {
@@ -13,6 +15,16 @@ void Registry::add_task(TaskEntry entry) {
   for (const auto& t : tasks_)
     if (t.name == entry.name) return;
   tasks_.push_back(std::move(entry));
+}
+
+bool ArchEntry::serves(const std::string& task) const {
+  return std::find(tasks.begin(), tasks.end(), task) != tasks.end();
+}
+
+std::string ArchEntry::task_list() const {
+  std::string out;
+  for (const auto& t : tasks) out += (out.empty() ? "" : ", ") + t;
+  return out;
 }
 
 void Registry::add_arch(ArchEntry entry) {
@@ -105,8 +117,8 @@ Schema schema_for(const RawConfig& raw) {
   };
   const auto& task = Registry::get().task(name_of("task", "name", "translation"));
   const auto& arch = Registry::get().arch(name_of("model", "arch", "transformer"));
-  if (arch.task != task.name)
-    throw ConfigError("config error: model.arch '" + arch.name + "' is for task '" + arch.task +
+  if (!arch.serves(task.name))
+    throw ConfigError("config error: model.arch '" + arch.name + "' is for task '" + arch.task_list() +
                       "', not '" + task.name + "'");
   task.declare_keys(schema);
   arch.declare_keys(schema);

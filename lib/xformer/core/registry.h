@@ -24,7 +24,9 @@ struct TaskEntry {
 struct ArchEntry {
   std::string name;
   std::string description;
-  std::string task;  // the task whose models it builds
+  std::vector<std::string> tasks;  // the tasks whose models it builds
+  bool serves(const std::string& task) const;
+  std::string task_list() const;  // "a, b"
   std::function<void(Schema&)> declare_keys;  // model.* keys
 };
 

@@ -26,9 +26,7 @@ namespace {
 using data::PerformanceVocab;
 
 void declare_keys(Schema& s) {
-  s.add("task.train", KeyType::String, "data/music/train", "Folder of training MIDI files (searched recursively).");
-  s.add("task.valid", KeyType::String, "data/music/valid", "Folder of validation MIDI files.");
-  s.add("task.test", KeyType::String, "data/music/test", "Folder of test MIDI files.");
+  declare_split_folders(s, "data/music", "MIDI files");
   s.add("task.length", KeyType::Int, 2048, "Events per training crop and evaluation window.");
   s.add("task.batch_size", KeyType::Int, 8, "Crops per batch.");
   s.add("task.piano_range", KeyType::Bool, false,
@@ -310,7 +308,7 @@ void register_music(Registry& registry) {
                      }});
   registry.add_arch({"music_transformer",
                      "Decoder-only Transformer with relative (Huang et al. 2018) or absolute attention",
-                     "music", models::declare_music_transformer_keys});
+                     {"music"}, models::declare_music_transformer_keys});
 }
 
 }  // namespace xformer::tasks

@@ -2,10 +2,17 @@
 
 #include "xformer/core/error.h"
 #include "xformer/core/registry.h"
+#include "xformer/tasks/image.h"
 #include "xformer/tasks/music.h"
 #include "xformer/tasks/translation.h"
 
 namespace xformer {
+
+void declare_split_folders(Schema& s, const std::string& root, const std::string& what) {
+  s.add("task.train", KeyType::String, root + "/train", "Folder of training " + what + " (searched recursively).");
+  s.add("task.valid", KeyType::String, root + "/valid", "Folder of validation " + what + ".");
+  s.add("task.test", KeyType::String, root + "/test", "Folder of test " + what + ".");
+}
 
 torch::Tensor to_device(const torch::Tensor& host, const torch::Device& device) {
   if (!device.is_cuda()) return host.to(device);
@@ -32,6 +39,7 @@ void register_builtins() {
   auto& r = Registry::get();
   tasks::register_translation(r);
   tasks::register_music(r);
+  tasks::register_image_tasks(r);
 }
 
 }  // namespace xformer

@@ -17,6 +17,10 @@ enum class Split { Train, Valid, Test };
 std::string split_name(Split split);
 Split parse_split(const std::string& name);  // ConfigError on anything but train|valid|test
 
+// Declares task.train, task.valid and task.test: folders of `what` (e.g. "MIDI files"),
+// defaulting to ROOT/train, ROOT/valid and ROOT/test.
+void declare_split_folders(Schema& schema, const std::string& root, const std::string& what);
+
 // A host tensor on `device`: to a GPU through pinned memory without waiting for the copy (it
 // queues ahead of the kernels that read it); unchanged on the CPU.
 torch::Tensor to_device(const torch::Tensor& host, const torch::Device& device);

@@ -363,7 +363,7 @@ void register_translation(Registry& registry) {
                        return std::make_unique<TranslationTask>(config, ctx);
                      }});
   registry.add_arch({"transformer", "Encoder-decoder Transformer (Vaswani et al. 2017)",
-                     "translation", models::declare_transformer_keys});
+                     {"translation"}, models::declare_transformer_keys});
 }
 
 }  // namespace xformer::tasks

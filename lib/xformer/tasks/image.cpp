@@ -1,0 +1,376 @@
+#include "xformer/tasks/image.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <spdlog/spdlog.h>
+
+#include <cmath>
+#include <filesystem>
+#include <random>
+
+#include "xformer/core/error.h"
+#include "xformer/data/image.h"
+#include "xformer/data/image_ops.h"
+#include "xformer/metrics/image_quality.h"
+#include "xformer/models/image_transformer.h"
+#include "xformer/nn/loss.h"
+#include "xformer/tasks/task.h"
+
+namespace fs = std::filesystem;
+
+namespace xformer::tasks {
+
+namespace {
+
+constexpr int64_t kChannels = 3;
+
+void declare_common_keys(Schema& s) {
+  declare_split_folders(s, "data/images", "images");
+  s.add("task.size", KeyType::Int, 32, "Side of the (high-resolution) square crops, in pixels.");
+  s.add("task.batch_size", KeyType::Int, 8, "Crops per batch.");
+  s.add("task.crops_per_epoch", KeyType::Int, 2048, "Random training crops per epoch.");
+  s.add("task.eval_crops", KeyType::Int, 64, "Fixed crops per evaluation (bits/dim).");
+  s.add("task.sample_temperatures", KeyType::FloatList, json::array({0.8, 0.9, 1.0}),
+        "Temperatures `xformer sample` uses when --temperature is not given.");
+}
+
+void declare_sr_keys(Schema& s) {
+  declare_common_keys(s);
+  s.add("task.scale", KeyType::Int, 4, "Downsampling factor of the low-resolution input (32 -> 8 by default).");
+  s.add("task.eval_samples", KeyType::Int, 4,
+        "Evaluation crops super-resolved by sampling for PSNR/SSIM (0 = skip; sampling is slow).");
+  s.add("task.eval_temperature", KeyType::Float, 0.9, "Temperature of those samples.");
+}
+
+void declare_model_keys(Schema& s) {
+  s.add("model.d_model", KeyType::Int, 256, "Width of the model.");
+  s.add("model.heads", KeyType::Int, 4, "Attention heads.");
+  s.add("model.ffn_dim", KeyType::Int, 1024, "Feed-forward inner width.");
+  s.add("model.layers", KeyType::Int, 6, "Decoder layers.");
+  s.add("model.encoder_layers", KeyType::Int, 0,
+        "Layers of the encoder over the low-resolution image (super_resolution: at least 1; "
+        "image_generation: 0).");
+  s.add("model.dropout", KeyType::Float, 0.1, "Dropout on embeddings and residual branches.");
+  s.add("model.attention", KeyType::String, "local2d",
+        "Causal local self-attention over the channel tokens: blocks of the raster sequence (local1d) "
+        "or windows of the H x (W*3) grid (local2d).",
+        {"local1d", "local2d"});
+  s.add("model.block_length", KeyType::Int, 256, "local1d: positions per block (each also sees the previous block).");
+  s.add("model.block_rows", KeyType::Int, 8, "local2d: query block rows.");
+  s.add("model.block_cols", KeyType::Int, 24, "local2d: query block columns, in channel tokens (3 per pixel).");
+  s.add("model.flange_rows", KeyType::Int, 8, "local2d: memory rows above the block.");
+  s.add("model.flange_cols", KeyType::Int, 24, "local2d: memory columns on each side, in channel tokens.");
+}
+
+struct Crop {
+  int64_t image, y, x;
+};
+
+class ImageTask : public Task {
+ public:
+  ImageTask(const json& config, const RunContext& ctx, bool super_resolution)
+      : t_(config.at("task")), ctx_(ctx), seed_(config.at("train").at("seed").get<uint64_t>()),
+        sr_(super_resolution), size_(t_.at("size")), scale_(sr_ ? t_.at("scale").get<int64_t>() : 1) {
+    if (size_ < 1) throw ConfigError("config error: task.size must be >= 1");
+    if (sr_ && (scale_ < 2 || size_ % scale_ != 0))
+      throw ConfigError("config error: task.scale must be >= 2 and divide task.size (" + std::to_string(size_) +
+                        "), got " + std::to_string(scale_));
+    for (const char* k : {"batch_size", "crops_per_epoch", "eval_crops"})
+      if (t_.at(k).get<int64_t>() < 1) throw ConfigError(std::string("config error: task.") + k + " must be >= 1");
+    const auto& m = config.at("model");
+    models::ImageTransformerOptions o;
+    o.height = o.width = size_, o.channels = kChannels;
+    o.d_model = m.at("d_model"), o.heads = m.at("heads"), o.ffn_dim = m.at("ffn_dim"), o.layers = m.at("layers");
+    o.dropout = m.at("dropout");
+    o.attention = m.at("attention");
+    o.block_length = m.at("block_length");
+    o.local_2d = {m.at("block_rows"), m.at("block_cols"), m.at("flange_rows"), m.at("flange_cols")};
+    o.encoder_layers = m.at("encoder_layers");
+    o.lr_height = o.lr_width = size_ / scale_;
+    if (sr_ && o.encoder_layers < 1)
+      throw ConfigError("config error: super_resolution needs model.encoder_layers >= 1");
+    if (!sr_ && o.encoder_layers != 0)
+      throw ConfigError("config error: image_generation has no encoder: model.encoder_layers must be 0");
+    if (o.d_model % o.heads != 0)
+      throw ConfigError("config error: model.d_model " + std::to_string(o.d_model) + " is not divisible by model.heads");
+    if (o.block_length < 1 || o.local_2d.rows < 1 || o.local_2d.cols < 1 || o.local_2d.flange_rows < 0 ||
+        o.local_2d.flange_cols < 0)
+      throw ConfigError("config error: model.block_* must be >= 1 and model.flange_* >= 0");
+    torch::manual_seed(seed_);
+    model_ = models::ImageTransformer(o);
+    model_->to(ctx_.device);
+    if (ctx_.for_training) train_ = load_split(Split::Train);
+  }
+
+  std::shared_ptr<torch::nn::Module> model() override { return model_.ptr(); }
+
+  void begin_epoch(int64_t epoch) override {
+    epoch_ = epoch, position_ = 0;
+    crops_ = random_crops(train_, t_.at("crops_per_epoch"), seed_ * 1000003ULL + static_cast<uint64_t>(epoch));
+  }
+
+  std::optional<Batch> next_batch() override {
+    const int64_t size = t_.at("batch_size"), begin = position_ * size;
+    if (begin >= static_cast<int64_t>(crops_.size())) return std::nullopt;
+    ++position_;
+    return collate(train_, crops_, begin, std::min<int64_t>(begin + size, crops_.size()));
+  }
+
+  json state() const override { return {{"epoch", epoch_}, {"position", position_}}; }
+  void load_state(const json& s) override {
+    begin_epoch(s.at("epoch"));
+    position_ = s.at("position");
+  }
+
+  LossOut loss(const Batch& batch) override {
+    const auto& hr = batch.tensors.at("hr");  // (B, S, S, 3)
+    auto logits = model_->forward(hr, sr_ ? batch.tensors.at("lr") : torch::Tensor());  // (B, N, 256)
+    auto l = nn::label_smoothed_cross_entropy(logits.reshape({-1, logits.size(-1)}), hr.reshape(-1), 0.0, -1);
+    LossOut out;
+    out.loss = l.loss;
+    out.sample_size = static_cast<double>(hr.numel());
+    out.sums["nll"] = l.nll.item<double>();
+    return out;
+  }
+
+  Metrics evaluate(Split split, const std::string& out_prefix) override {
+    const auto images = load_split(split);
+    const auto crops = random_crops(images, t_.at("eval_crops"), 12345 + static_cast<uint64_t>(split));
+    const int64_t size = t_.at("batch_size");
+    double nll = 0, dims = 0;
+    for (int64_t b = 0; b < static_cast<int64_t>(crops.size()); b += size) {
+      auto batch = collate(images, crops, b, std::min<int64_t>(b + size, crops.size()));
+      auto out = loss(batch);
+      nll += out.sums["nll"];
+      dims += out.sample_size;
+    }
+    Metrics m = {{"nll", nll / dims}, {"bits_per_dim", metrics::bits_per_dim(nll, dims)}};
+    const int64_t n = sr_ ? std::min<int64_t>(t_.at("eval_samples").get<int64_t>(), static_cast<int64_t>(crops.size())) : 0;
+    if (n > 0) {
+      auto batch = collate(images, crops, 0, n);
+      auto hr = batch.tensors.at("hr"), lr = batch.tensors.at("lr");
+      auto samples = generate(lr, n, t_.at("eval_temperature"), 1);  // (n, S, S, 3)
+      double psnr = 0, ssim = 0, bpsnr = 0, bssim = 0;
+      for (int64_t i = 0; i < n; ++i) {
+        auto ref = chw(hr[i]), out = chw(samples[i]), bic = data::bicubic_upsample(chw(lr[i]), scale_);
+        psnr += metrics::psnr(out, ref), ssim += metrics::ssim(out, ref);
+        bpsnr += metrics::psnr(bic, ref), bssim += metrics::ssim(bic, ref);
+      }
+      m["psnr"] = psnr / n, m["ssim"] = ssim / n, m["bicubic_psnr"] = bpsnr / n, m["bicubic_ssim"] = bssim / n;
+      if (!out_prefix.empty()) write_grid(out_prefix + ".png", lr, {samples}, hr);
+    }
+    return m;
+  }
+
+  void sample(const SampleOptions& o) override {
+    if (o.beam > 0) throw ConfigError("usage error: images are sampled (--temperature), not searched (--beam)");
+    if (!o.primer.empty() || o.length > 0 || !o.attention.empty() || o.wav)
+      throw ConfigError("usage error: --primer, --length, --attention and --wav are not for image tasks");
+    std::vector<double> temperatures = o.temperature ? std::vector<double>{*o.temperature}
+                                                     : t_.at("sample_temperatures").get<std::vector<double>>();
+    const fs::path out_dir = o.out.empty() ? fs::path(ctx_.run_dir) / "samples" : fs::path(o.out);
+    fs::create_directories(out_dir);
+    model_->eval();
+    torch::Tensor lr, hr;  // (M, s, s, 3), (M, S, S, 3) or undefined
+    int64_t inputs = 1;
+    if (sr_) {
+      std::tie(lr, hr) = sr_inputs(o.input);
+      inputs = lr.size(0);
+    } else if (!o.input.empty()) {
+      throw ConfigError("usage error: image_generation takes no --input");
+    }
+    std::vector<torch::Tensor> columns;  // per temperature: (inputs * num, S, S, 3)
+    for (double temp : temperatures) {
+      auto rows = sr_ ? lr.repeat_interleave(o.num, 0) : torch::Tensor();
+      auto out = generate(rows, inputs * o.num, temp, o.seed);
+      for (int64_t i = 0; i < out.size(0); ++i) {
+        const auto path = out_dir / ("sample_" + std::to_string(i / o.num + 1) + "_t" + format_temperature(temp) +
+                                     "_" + std::to_string(i % o.num + 1) + ".png");
+        data::write_png(path.string(), data::to_image(chw(out[i])));
+      }
+      columns.push_back(out);
+    }
+    const auto grid = (out_dir / "grid.png").string();
+    write_grid(grid, sr_ ? lr.repeat_interleave(o.num, 0) : torch::Tensor(), columns,
+               hr.defined() ? hr.repeat_interleave(o.num, 0) : torch::Tensor());
+    spdlog::info("wrote {} samples (temperatures {}) and {}", inputs * o.num * temperatures.size(),
+                 fmt::format("{}", fmt::join(temperatures, ", ")), grid);
+  }
+
+ private:
+  static std::string format_temperature(double t) { return fmt::format("{:.2f}", t); }
+
+  // (S, S, 3) intensities -> (3, S, S) float on the CPU.
+  static torch::Tensor chw(const torch::Tensor& hwc) {
+    return hwc.to(torch::kCPU, torch::kFloat).permute({2, 0, 1}).contiguous();
+  }
+
+  // Samples n images (n, S, S, 3) long, conditioned on lr (n, s, s, 3) for super-resolution:
+  // one intensity per step over the caches, at `temperature`, reproducible for a seed.
+  torch::Tensor generate(const torch::Tensor& lr, int64_t n, double temperature, uint64_t seed) {
+    if (!(temperature > 0)) throw ConfigError("usage error: --temperature must be > 0");
+    torch::NoGradGuard no_grad;
+    model_->eval();
+    models::ImageTransformerStepper stepper(model_, lr.defined() ? lr.to(ctx_.device) : lr);
+    auto gen = at::detail::createCPUGenerator(seed);
+    const int64_t N = model_->options().positions();
+    auto out = torch::empty({n, N}, torch::kLong);
+    auto tokens = torch::full({n}, model_->start_token(), torch::kLong);
+    for (int64_t t = 0; t < N; ++t) {
+      auto logits = stepper.step(tokens).to(torch::kCPU, torch::kFloat) / temperature;  // (n, 256)
+      tokens = torch::multinomial(logits.softmax(-1), 1, false, gen).squeeze(1);
+      out.select(1, t).copy_(tokens);
+    }
+    return out.view({n, size_, size_, kChannels});
+  }
+
+  // --input for super-resolution: an image file or a folder of them. An image of the model's
+  // low resolution is used as it is (no HR known); a larger one is taken as the HR picture: its
+  // centre crop of task.size is downsampled. Without --input: the test split's first crops.
+  std::pair<torch::Tensor, torch::Tensor> sr_inputs(const std::string& input) {
+    const int64_t s = size_ / scale_;
+    std::vector<data::Image> images;
+    if (input.empty()) {
+      auto test = load_split(Split::Test);
+      auto crops = random_crops(test, 4, 12345 + static_cast<uint64_t>(Split::Test));
+      auto batch = collate(test, crops, 0, crops.size());
+      return {batch.tensors.at("lr").cpu(), batch.tensors.at("hr").cpu()};
+    }
+    const auto files = fs::is_directory(input) ? data::list_image_files(input) : std::vector<std::string>{input};
+    if (files.empty()) throw DataError("--input " + input + ": no image files");
+    std::vector<torch::Tensor> lrs, hrs;
+    bool all_hr = true;
+    for (const auto& f : files) {
+      auto t = data::to_tensor(data::read_image(f, kChannels));  // (3, H, W)
+      if (t.size(1) == s && t.size(2) == s) {
+        lrs.push_back(t), all_hr = false;
+      } else if (t.size(1) >= size_ && t.size(2) >= size_) {
+        auto crop = t.narrow(1, (t.size(1) - size_) / 2, size_).narrow(2, (t.size(2) - size_) / 2, size_);
+        hrs.push_back(crop);
+        lrs.push_back(data::area_downsample(crop, scale_).round());
+      } else {
+        throw DataError("--input " + f + ": " + std::to_string(t.size(1)) + "x" + std::to_string(t.size(2)) +
+                        " is neither the model's input size " + std::to_string(s) + "x" + std::to_string(s) +
+                        " nor at least its output size " + std::to_string(size_));
+      }
+    }
+    auto hwc = [](const std::vector<torch::Tensor>& v) { return torch::stack(v).permute({0, 2, 3, 1}).to(torch::kLong); };
+    return {hwc(lrs), all_hr ? hwc(hrs) : torch::Tensor()};
+  }
+
+  // A grid: one row per sample, columns LR (nearest) | bicubic | samples... | HR, 2 px apart.
+  void write_grid(const std::string& path, const torch::Tensor& lr, const std::vector<torch::Tensor>& columns,
+                  const torch::Tensor& hr) const {
+    const int64_t rows = columns.front().size(0), S = size_, gap = 2;
+    std::vector<torch::Tensor> cells_per_row(rows);
+    const int64_t ncols = static_cast<int64_t>(columns.size()) + (lr.defined() ? 2 : 0) + (hr.defined() ? 1 : 0);
+    auto grid = torch::full({3, rows * (S + gap) - gap, ncols * (S + gap) - gap}, 255.f);
+    for (int64_t r = 0; r < rows; ++r) {
+      std::vector<torch::Tensor> cells;
+      if (lr.defined()) {
+        auto small = chw(lr[r]);
+        cells.push_back(small.repeat_interleave(scale_, 1).repeat_interleave(scale_, 2));
+        cells.push_back(data::bicubic_upsample(small, scale_));
+      }
+      for (const auto& c : columns) cells.push_back(chw(c[r]));
+      if (hr.defined()) cells.push_back(chw(hr[r]));
+      for (size_t c = 0; c < cells.size(); ++c)
+        grid.narrow(1, r * (S + gap), S).narrow(2, static_cast<int64_t>(c) * (S + gap), S).copy_(cells[c]);
+    }
+    data::write_png(path, data::to_image(grid));
+  }
+
+  // n crops (image, y, x) of task.size from images at least that large, chosen by `seed`.
+  std::vector<Crop> random_crops(const std::vector<data::Image>& images, int64_t n, uint64_t seed) const {
+    std::mt19937_64 rng(seed);
+    std::vector<Crop> crops;
+    for (int64_t i = 0; i < n; ++i) {
+      const auto k = static_cast<int64_t>(rng() % images.size());
+      const auto& im = images[k];
+      crops.push_back({k, static_cast<int64_t>(rng() % (im.height - size_ + 1)),
+                       static_cast<int64_t>(rng() % (im.width - size_ + 1))});
+    }
+    return crops;
+  }
+
+  // Crops [begin, end) -> hr (B, S, S, 3) long and, for super-resolution, lr (B, s, s, 3) long.
+  Batch collate(const std::vector<data::Image>& images, const std::vector<Crop>& crops, int64_t begin,
+                int64_t end) const {
+    const int64_t B = end - begin;
+    auto hr = torch::empty({B, size_, size_, kChannels}, torch::kUInt8);
+    auto a = hr.accessor<uint8_t, 4>();
+    for (int64_t b = 0; b < B; ++b) {
+      const auto& c = crops[begin + b];
+      const auto& im = images[c.image];
+      for (int64_t y = 0; y < size_; ++y)
+        for (int64_t x = 0; x < size_; ++x)
+          for (int64_t k = 0; k < kChannels; ++k) a[b][y][x][k] = im.at(c.y + y, c.x + x, k);
+    }
+    Batch batch;
+    auto hr_long = hr.to(torch::kLong);
+    if (sr_) {
+      // Area downsampling, rounded back to intensities: (B, S, S, 3) -> (B, s, s, 3).
+      auto lr = torch::nn::functional::avg_pool2d(hr.permute({0, 3, 1, 2}).to(torch::kFloat),
+                                                  torch::nn::functional::AvgPool2dFuncOptions(scale_).stride(scale_))
+                    .round().to(torch::kLong).permute({0, 2, 3, 1}).contiguous();
+      batch.tensors["lr"] = to_device(lr, ctx_.device);
+    }
+    batch.tensors["hr"] = to_device(hr_long, ctx_.device);
+    batch.n_items = B;
+    batch.n_tokens = hr_long.numel();
+    return batch;
+  }
+
+  std::vector<data::Image> load_split(Split split) const {
+    const std::string dir = t_.at(split_name(split));
+    std::vector<data::Image> images;
+    int64_t skipped = 0, small = 0;
+    for (const auto& f : data::list_image_files(dir)) {
+      try {
+        auto im = data::read_image(f, kChannels);
+        if (im.height < size_ || im.width < size_) {
+          ++small;
+          continue;
+        }
+        images.push_back(std::move(im));
+      } catch (const Error& e) {
+        spdlog::warn("skipping {}", e.what());
+        ++skipped;
+      }
+    }
+    spdlog::info("{}: {} images from {}{}{}", split_name(split), images.size(), dir,
+                 skipped ? ", " + std::to_string(skipped) + " unreadable files skipped" : "",
+                 small ? ", " + std::to_string(small) + " smaller than task.size skipped" : "");
+    if (images.empty())
+      throw DataError("task." + split_name(split) + ": no readable images of at least " + std::to_string(size_) +
+                      "x" + std::to_string(size_) + " in '" + dir + "'");
+    return images;
+  }
+
+  json t_;
+  RunContext ctx_;
+  uint64_t seed_;
+  bool sr_;
+  int64_t size_, scale_;
+  models::ImageTransformer model_{nullptr};
+  std::vector<data::Image> train_;
+  std::vector<Crop> crops_;
+  int64_t epoch_ = 0, position_ = 0;
+};
+
+}  // namespace
+
+void register_image_tasks(Registry& registry) {
+  registry.add_task({"super_resolution",
+                     "Image super-resolution (Image Transformer conditioned on the low-resolution image; bits/dim, PSNR, SSIM)",
+                     declare_sr_keys, [](const json& config, const RunContext& ctx) -> std::unique_ptr<Task> {
+                       return std::make_unique<ImageTask>(config, ctx, true);
+                     }});
+  registry.add_task({"image_generation", "Unconditional image generation (Image Transformer; bits/dim)",
+                     declare_common_keys, [](const json& config, const RunContext& ctx) -> std::unique_ptr<Task> {
+                       return std::make_unique<ImageTask>(config, ctx, false);
+                     }});
+  registry.add_arch({"image_transformer", "Image Transformer with local 1D/2D attention (Parmar et al. 2018)",
+                     {"super_resolution", "image_generation"}, declare_model_keys});
+}
+
+}  // namespace xformer::tasks
