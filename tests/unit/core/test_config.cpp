@@ -268,3 +268,15 @@ TEST_CASE("an empty group is no key at all", "[core][config]") {
   CHECK(resolved["model"]["d_model"] == 512);  // the default, not an "unknown key 'model'" error
 }
 
+
+TEST_CASE("every config under configs/ resolves against the schema", "[core][config]") {
+  int checked = 0;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(xformer::testing::source_path("configs"))) {
+    if (e.path().extension() != ".json") continue;
+    INFO(e.path().string());
+    auto config = xformer::resolve(xformer::load_config_file(e.path().string()));
+    CHECK(config.at("task").contains("name"));
+    ++checked;
+  }
+  CHECK(checked >= 14);
+}
