@@ -9,8 +9,8 @@
 //
 // So this file becomes libxformer_spm.so, which is never linked into an executable. The
 // Tokenizer (tokenizer.cpp) loads it with dlmopen(LM_ID_NEWLM): in a link namespace of its own,
-// with its own libstdc++, the shim and libsentencepiece share no symbol with the process (the
-// weaker RTLD_LOCAL | RTLD_DEEPBIND isolation did not hold next to PyTorch 2.x's libtorch_cpu).
+// with its own libstdc++, the shim and libsentencepiece share no symbol with the process. As
+// that namespace has a C++ runtime of its own, no exception may leave this file either.
 //
 // The interface is plain C (no C++ types, no exceptions cross it): every failure is reported as
 // a return value plus a message written into a caller-provided buffer. Bump kApiVersion whenever

@@ -98,10 +98,9 @@ Shim open_shim() {
   shim.path = shim_path();
   dlerror();
   // A new link namespace: the shim, libsentencepiece (with its embedded protobuf) and their own
-  // libstdc++ see none of the process' symbols, and the process sees none of theirs. Weaker
-  // isolation is not enough: with RTLD_LOCAL | RTLD_DEEPBIND, SentencePiece next to PyTorch
-  // 2.x's libtorch_cpu (which carries another protobuf) failed with a protobuf CHECK, as symbols
-  // of unique binding (template statics) are shared process-wide within a namespace.
+  // libstdc++ see none of the process' symbols, and the process sees none of theirs, whatever
+  // the LibTorch next to them exports (RTLD_LOCAL | RTLD_DEEPBIND still shares the process'
+  // global scope and its unique symbols).
   void* lib = nullptr;
   try {  // the libraries' static initialisers run here, and may throw
     lib = dlmopen(LM_ID_NEWLM, shim.path.c_str(), RTLD_NOW | RTLD_LOCAL);

@@ -149,13 +149,18 @@ class ImageTask : public Task {
       auto batch = collate(images, crops, 0, n);
       auto hr = batch.tensors.at("hr"), lr = batch.tensors.at("lr");
       auto samples = generate(lr, n, t_.at("eval_temperature"), 1);  // (n, S, S, 3)
-      double psnr = 0, ssim = 0, bpsnr = 0, bssim = 0;
+      // SSIM is averaged over crops; PSNR comes from the mean squared error over all of them
+      // (a crop reproduced exactly, e.g. flat sky, would make a per-crop average infinite).
+      double ssim = 0, bssim = 0;
+      std::vector<torch::Tensor> refs, outs, bics;
       for (int64_t i = 0; i < n; ++i) {
-        auto ref = chw(hr[i]), out = chw(samples[i]), bic = data::bicubic_upsample(chw(lr[i]), scale_);
-        psnr += metrics::psnr(out, ref), ssim += metrics::ssim(out, ref);
-        bpsnr += metrics::psnr(bic, ref), bssim += metrics::ssim(bic, ref);
+        refs.push_back(chw(hr[i])), outs.push_back(chw(samples[i]));
+        bics.push_back(data::bicubic_upsample(chw(lr[i]), scale_).round());
+        ssim += metrics::ssim(outs.back(), refs.back()), bssim += metrics::ssim(bics.back(), refs.back());
       }
-      m["psnr"] = psnr / n, m["ssim"] = ssim / n, m["bicubic_psnr"] = bpsnr / n, m["bicubic_ssim"] = bssim / n;
+      auto all = [](const std::vector<torch::Tensor>& v) { return torch::cat(v, 2); };  // side by side
+      m["psnr"] = metrics::psnr(all(outs), all(refs)), m["ssim"] = ssim / n;
+      m["bicubic_psnr"] = metrics::psnr(all(bics), all(refs)), m["bicubic_ssim"] = bssim / n;
       if (!out_prefix.empty()) write_grid(out_prefix + ".png", lr, {samples}, hr);
     }
     return m;
