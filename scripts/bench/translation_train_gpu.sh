@@ -6,10 +6,11 @@
 #
 # Usage: scripts/bench/translation_train_gpu.sh [--build DIR] [--steps N] [--peak-tflops P]
 # Expects xformer_bench built in DIR (default build) against a CUDA LibTorch (docs/gpu.md) and
-# the matching PyTorch in python3.
+# the matching PyTorch in python3. Both sides' logs go to $BENCH_LOG (default: discarded).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 build=build steps=20 peak=989  # H100/H200 SXM: 989 dense bf16 TFLOP/s
+log=${BENCH_LOG:-/dev/null}
 while [[ $# -gt 0 ]]; do
   case $1 in
     --build) build=$2; shift 2 ;;
@@ -27,8 +28,8 @@ declare -A shapes=(
 )
 for name in base big; do
   read -ra shape <<< "${shapes[$name]}"
-  ref=$(python3 scripts/bench/translation_train_ref.py "${shape[@]}" --steps "$steps" --device cuda --amp bf16 --sdpa 2>/dev/null)
-  ours=$("$build/xformer_bench" train "${shape[@]}" --steps "$steps" --device cuda --precision bf16 2>/dev/null)
+  ref=$(python3 scripts/bench/translation_train_ref.py "${shape[@]}" --steps "$steps" --device cuda --amp bf16 --sdpa 2>>"$log")
+  ours=$("$build/xformer_bench" train "${shape[@]}" --steps "$steps" --device cuda --precision bf16 2>>"$log")
   echo "$name pytorch: $ref"
   echo "$name xformer: $ours"
   printf '%s\n%s\n' "$ref" "$ours" | python3 -c '
@@ -45,5 +46,5 @@ done
 echo "decoding on the GPU (base shape, 256 sentences, 64 output tokens each, untrained model):"
 read -ra shape <<< "${shapes[base]}"
 for mode in greedy beam; do
-  "$build/xformer_bench" decode "${shape[@]}" --device cuda --mode "$mode" --beam 4 2>/dev/null
+  "$build/xformer_bench" decode "${shape[@]}" --device cuda --mode "$mode" --beam 4 2>>"$log"
 done

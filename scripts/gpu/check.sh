@@ -43,9 +43,11 @@ fi
 
 if has tests; then
   stamp "CUDA tests"
-  (cd build-cuda && timeout 240 ./xformer_tests "[cuda]" --durations yes 2>&1 | tail -60)
+  (cd build-cuda && timeout 240 ./xformer_tests "[cuda]" --durations yes > "$OUT/cuda_tests.log" 2>&1)
+  grep -E "FAILED|passed|failed|SIGSEGV|with message|^  [A-Z]" "$OUT/cuda_tests.log" | head -60
   stamp "whole suite (LibTorch 2.x, 16 jobs)"
   (cd build-cuda && timeout 240 ctest -j16 --timeout 200 -E CUDA 2>&1 | tail -25)
+  cp build-cuda/Testing/Temporary/LastTest.log "$OUT/ctest_last.log" 2>/dev/null
   stamp "C++ runtime symbols the test binary binds to LibTorch (expected: none)"
   (cd build-cuda && LD_DEBUG=bindings ./xformer_tests "extends chains merge parent and child" 2>&1 |
      grep -E "xformer_tests \[0\] to .*libtorch.*(St10filesystem|NSt7__cxx11)" | sed 's/.*normal symbol//' | head -10)
@@ -53,6 +55,6 @@ fi
 
 if has bench; then
   stamp "GPU benchmarks"
-  timeout 300 scripts/bench/translation_train_gpu.sh --build build-cuda 2>&1
+  BENCH_LOG="$OUT/bench_stderr.log" timeout 300 scripts/bench/translation_train_gpu.sh --build build-cuda 2>&1
 fi
 stamp done
