@@ -23,11 +23,15 @@ Image to_image(const torch::Tensor& chw) {
 }
 
 torch::Tensor area_downsample(const torch::Tensor& chw, int64_t factor) {
-  TORCH_CHECK(chw.dim() == 3 && factor >= 1, "area_downsample: (C, H, W) and factor >= 1 expected");
-  if (chw.size(1) % factor != 0 || chw.size(2) % factor != 0)
-    throw DataError("area_downsample: " + std::to_string(chw.size(1)) + "x" + std::to_string(chw.size(2)) +
+  TORCH_CHECK((chw.dim() == 3 || chw.dim() == 4) && factor >= 1,
+              "area_downsample: (C, H, W) or (B, C, H, W) and factor >= 1 expected");
+  const int64_t H = chw.size(-2), W = chw.size(-1);
+  if (H % factor != 0 || W % factor != 0)
+    throw DataError("area_downsample: " + std::to_string(H) + "x" + std::to_string(W) +
                     " is not a multiple of the factor " + std::to_string(factor));
-  return F::avg_pool2d(chw.unsqueeze(0), F::AvgPool2dFuncOptions(factor).stride(factor)).squeeze(0);
+  auto batched = chw.dim() == 4 ? chw : chw.unsqueeze(0);
+  auto out = F::avg_pool2d(batched.to(torch::kFloat), F::AvgPool2dFuncOptions(factor).stride(factor));
+  return chw.dim() == 4 ? out : out.squeeze(0);
 }
 
 torch::Tensor bicubic_upsample(const torch::Tensor& chw, int64_t factor) {

@@ -314,8 +314,7 @@ class ImageTask : public Task {
     auto hr_long = hr.to(torch::kLong);
     if (sr_) {
       // Area downsampling, rounded back to intensities: (B, S, S, 3) -> (B, s, s, 3).
-      auto lr = torch::nn::functional::avg_pool2d(hr.permute({0, 3, 1, 2}).to(torch::kFloat),
-                                                  torch::nn::functional::AvgPool2dFuncOptions(scale_).stride(scale_))
+      auto lr = data::area_downsample(hr.permute({0, 3, 1, 2}), scale_)
                     .round().to(torch::kLong).permute({0, 2, 3, 1}).contiguous();
       batch.tensors["lr"] = to_device(lr, ctx_.device);
     }

@@ -100,6 +100,11 @@ TEST_CASE("tensor conversion, area downsampling and bicubic upsampling", "[data]
   CHECK(down[0][0][0].item<float>() == 3.f);
   CHECK(down[0][0][1].item<float>() == 25.f);
   CHECK_THROWS_AS(area_downsample(torch::zeros({3, 5, 4}), 2), xformer::Error);
+  // Batched: each image as on its own.
+  auto two = torch::stack({x, x * 2});
+  auto both = area_downsample(two, 2);
+  REQUIRE(both.sizes() == torch::IntArrayRef({2, 1, 1, 2}));
+  CHECK(max_abs_diff(both[1], down * 2) == 0);
 
   // Bicubic keeps constants, stays in range, and area-downsampling it back gives the input
   // nearly exactly for a smooth ramp.
