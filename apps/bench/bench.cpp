@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <functional>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -179,28 +180,22 @@ double peak_rss_mb() {
   return u.ru_maxrss / 1024.0;
 }
 
-// One causal self-attention layer, forward + backward, at batch 1: projections, then plain
-// attention, or with relative position logits by skewing or by the naive (L, L, Dh) gather, or
-// relative local attention in blocks of `block`. Run one method per process: the peak memory is
-// the process's.
-int bench_attention(const Shape& s, const std::string& method, int64_t length, int reps, int64_t block) {
-  const int64_t D = s.d_model, H = s.heads, Dh = D / H, L = length;
+// One self-attention layer, forward + backward, at batch 1 over L positions of width D: the
+// packed input projection, `attend_heads` on q, k, v (1, H, L, Dh), the output projection.
+// Runs reps + 1 times (the first warms up) and prints `fields` with the median time and the
+// growth of the peak resident memory; so run one configuration per process.
+int time_attention_layer(int64_t L, int64_t D, int64_t H, int reps,
+                         const std::function<torch::Tensor(const torch::Tensor&, const torch::Tensor&,
+                                                           const torch::Tensor&)>& attend_heads,
+                         json fields) {
+  const int64_t Dh = D / H;
   auto x = torch::randn({1, L, D}, torch::requires_grad());
-  auto w_in = torch::randn({3 * D, D}) * std::pow(D, -0.5), w_out = torch::randn({D, D}) * std::pow(D, -0.5);
-  auto table = (torch::randn({H, L / 2 + 1, Dh}) * std::pow(Dh, -0.5)).requires_grad_(true);
-  w_in.requires_grad_(true), w_out.requires_grad_(true);
-  nn::AttentionMask causal;
-  causal.causal = true;
+  auto w_in = (torch::randn({3 * D, D}) * std::pow(D, -0.5)).requires_grad_(true);
+  auto w_out = (torch::randn({D, D}) * std::pow(D, -0.5)).requires_grad_(true);
   auto layer = [&] {
     auto qkv = torch::nn::functional::linear(x, w_in).chunk(3, -1);
     auto heads = [&](const torch::Tensor& t) { return t.view({1, L, H, Dh}).transpose(1, 2); };
-    auto q = heads(qkv[0]), k = heads(qkv[1]), v = heads(qkv[2]);
-    torch::Tensor bias;
-    const double scale = 1.0 / std::sqrt(static_cast<double>(Dh));
-    if (method == "skew") bias = nn::relative_logits(q, table * scale, L);
-    if (method == "naive") bias = nn::relative_logits_naive(q, table * scale, L);
-    auto out = method == "local" ? nn::local_attend(q, k, v, block, {}, table * scale, 0.0, true)
-                                 : nn::attend(q, k, v, causal, 0.0, true, nullptr, std::move(bias));
+    auto out = attend_heads(heads(qkv[0]), heads(qkv[1]), heads(qkv[2]));
     torch::nn::functional::linear(out.transpose(1, 2).reshape({1, L, D}), w_out).sum().backward();
   };
   const double before = rss_mb();
@@ -211,53 +206,48 @@ int bench_attention(const Shape& s, const std::string& method, int64_t length, i
     if (i > 0) ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
   }
   std::sort(ms.begin(), ms.end());
-  std::cout << json{{"impl", "xformer"}, {"method", method}, {"length", L}, {"d_model", D},
-                    {"block", method == "local" ? block : 0},
-                    {"heads", H}, {"ms", ms[ms.size() / 2]},
-                    {"peak_extra_mb", peak_rss_mb() - before}}
-                   .dump()
-            << std::endl;
+  fields["impl"] = "xformer", fields["d_model"] = D, fields["heads"] = H;
+  fields["ms"] = ms[ms.size() / 2], fields["peak_extra_mb"] = peak_rss_mb() - before;
+  std::cout << fields.dump() << std::endl;
   return 0;
+}
+
+// Causal attention with plain scores, relative position logits by skewing or by the naive
+// (L, L, Dh) gather, or relative local attention in blocks of `block`.
+int bench_attention(const Shape& s, const std::string& method, int64_t length, int reps, int64_t block) {
+  const int64_t H = s.heads, Dh = s.d_model / H, L = length;
+  const double scale = 1.0 / std::sqrt(static_cast<double>(Dh));
+  auto table = (torch::randn({H, L / 2 + 1, Dh}) * std::pow(Dh, -0.5)).requires_grad_(true);
+  nn::AttentionMask causal;
+  causal.causal = true;
+  auto attend = [&](const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v) {
+    if (method == "local") return nn::local_attend(q, k, v, block, {}, table * scale, 0.0, true);
+    torch::Tensor bias;
+    if (method == "skew") bias = nn::relative_logits(q, table * scale, L);
+    if (method == "naive") bias = nn::relative_logits_naive(q, table * scale, L);
+    return nn::attend(q, k, v, causal, 0.0, true, nullptr, std::move(bias));
+  };
+  return time_attention_layer(L, s.d_model, H, reps, attend,
+                              {{"method", method}, {"length", L}, {"block", method == "local" ? block : 0}});
+}
+
+// Attention over an image's channel tokens (raster order, S x S pixels x 3 channels, the grid
+// S rows by 3S columns): full causal attention, or local 2D attention in query blocks of 8 rows x
+// 24 columns (8 pixels) with 8 rows / 24 columns of memory flange (the img2img shape).
+int bench_image_attention(const Shape& s, const std::string& method, int64_t side, int reps) {
+  const int64_t R = side, C = 3 * side;
+  nn::AttentionMask causal;
+  causal.causal = true;
+  auto attend = [&](const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v) {
+    if (method == "local2d") return nn::local_attend_2d(q, k, v, R, C, nn::Local2D{8, 24, 8, 24}, 0.0, true);
+    return nn::attend(q, k, v, causal, 0.0, true);
+  };
+  return time_attention_layer(R * C, s.d_model, s.heads, reps, attend,
+                              {{"method", method}, {"side", side}, {"positions", R * C}});
 }
 
 // Sampling `length` events from an untrained music_transformer (relative attention, vocabulary
 // 391, EOS never ends a row) for `batch` rows, over the key/value cache or recomputing.
-// One causal self-attention layer over an image's channel tokens (raster order, S x S pixels x 3
-// channels, the grid S rows by 3S columns), forward + backward, batch 1: full attention or local
-// 2D attention in query blocks of 8 rows x 24 columns (8 pixels) with 8 rows / 24 columns of
-// memory flange (the Image Transformer's img2img shape). One method per process (peak memory).
-int bench_image_attention(const Shape& s, const std::string& method, int64_t side, int reps) {
-  const int64_t D = s.d_model, H = s.heads, Dh = D / H, R = side, C = 3 * side, L = R * C;
-  auto x = torch::randn({1, L, D}, torch::requires_grad());
-  auto w_in = torch::randn({3 * D, D}) * std::pow(D, -0.5), w_out = torch::randn({D, D}) * std::pow(D, -0.5);
-  w_in.requires_grad_(true), w_out.requires_grad_(true);
-  nn::AttentionMask causal;
-  causal.causal = true;
-  const nn::Local2D shape{8, 24, 8, 24};
-  auto layer = [&] {
-    auto qkv = torch::nn::functional::linear(x, w_in).chunk(3, -1);
-    auto heads = [&](const torch::Tensor& t) { return t.view({1, L, H, Dh}).transpose(1, 2); };
-    auto q = heads(qkv[0]), k = heads(qkv[1]), v = heads(qkv[2]);
-    auto out = method == "local2d" ? nn::local_attend_2d(q, k, v, R, C, shape, 0.0, true)
-                                   : nn::attend(q, k, v, causal, 0.0, true);
-    torch::nn::functional::linear(out.transpose(1, 2).reshape({1, L, D}), w_out).sum().backward();
-  };
-  const double before = rss_mb();
-  std::vector<double> ms;
-  for (int i = 0; i < reps + 1; ++i) {
-    auto start = std::chrono::steady_clock::now();
-    layer();
-    if (i > 0) ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
-  }
-  std::sort(ms.begin(), ms.end());
-  std::cout << json{{"impl", "xformer"}, {"method", method}, {"side", side}, {"positions", L},
-                    {"d_model", D}, {"heads", H}, {"ms", ms[ms.size() / 2]},
-                    {"peak_extra_mb", peak_rss_mb() - before}}
-                   .dump()
-            << std::endl;
-  return 0;
-}
-
 int bench_music_sample(const Shape& s, int64_t length, bool cache) {
   models::TransformerOptions o;
   o.src_vocab = o.tgt_vocab = 391;

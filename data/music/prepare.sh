@@ -14,7 +14,6 @@ set -euo pipefail
 PACKAGES=(simutrans-data planetblupi-music-midi openttd-openmsx mma)
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 CACHE=$HERE/cache
-SPLITS=(train valid test)
 
 force=0
 for arg in "$@"; do
@@ -30,30 +29,10 @@ if [[ $force == 0 && -f $HERE/.prepared && $HERE/.prepared -nt $0 ]]; then
   exit 0
 fi
 
-mkdir -p "$CACHE"
-for pkg in "${PACKAGES[@]}"; do
-  if ! ls "$CACHE/${pkg}"_*.deb >/dev/null 2>&1; then
-    (cd "$CACHE" && apt-get download "$pkg") || {
-      echo "prepare.sh: cannot download $pkg (run apt-get update, or scripts/setup.sh)" >&2
-      exit 1
-    }
-  fi
-  rm -rf "$CACHE/extract/$pkg"
-  mkdir -p "$CACHE/extract/$pkg"
-  dpkg -x "$CACHE/${pkg}"_*.deb "$CACHE/extract/$pkg"
-done
-
-for s in "${SPLITS[@]}"; do rm -rf "${HERE:?}/$s"; mkdir -p "$HERE/$s"; done
-declare -A count=([train]=0 [valid]=0 [test]=0)
-while IFS= read -r -d '' file; do
-  rel=${file#"$CACHE/extract/"}
-  # Split by the first byte of the path's SHA-256: 0-203 train, 204-229 valid, 230-255 test.
-  byte=$((16#$(printf '%s' "$rel" | sha256sum | cut -c1-2)))
-  if ((byte < 204)); then s=train; elif ((byte < 230)); then s=valid; else s=test; fi
-  name=$(printf '%s' "$rel" | tr '/ ' '__')
-  ln -sf "$file" "$HERE/$s/$name"
-  count[$s]=$((count[$s] + 1))
-done < <(find "$CACHE/extract" -type f \( -iname '*.mid' -o -iname '*.midi' \) -print0 | sort -z)
+source "$HERE/../debian_packages.sh"
+fetch_and_unpack "$CACHE" "${PACKAGES[@]}"
+read -r n_train n_valid n_test < <(
+  find "$CACHE/extract" -type f \( -iname '*.mid' -o -iname '*.midi' \) -print0 | sort -z | split_files "$CACHE" "$HERE")
 
 touch "$HERE/.prepared"
-echo "data/music: ${count[train]} train, ${count[valid]} valid, ${count[test]} test MIDI files"
+echo "data/music: $n_train train, $n_valid valid, $n_test test MIDI files"

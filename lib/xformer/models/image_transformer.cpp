@@ -122,12 +122,12 @@ torch::Tensor ImageTransformerImpl::forward(const torch::Tensor& images, const t
 }
 
 ImageTransformerStepper::ImageTransformerStepper(ImageTransformer model, const torch::Tensor& lr, bool use_cache)
-    : model_(std::move(model)), use_cache_(use_cache) {
-  if (model_->conditional()) memory_ = model_->encode(lr);
+    : model_(std::move(model)), device_(model_->parameters().front().device()), use_cache_(use_cache) {
+  if (model_->conditional()) memory_ = model_->encode(lr.to(device_));
 }
 
 torch::Tensor ImageTransformerStepper::step(const torch::Tensor& tokens) {
-  auto next = tokens.to(memory_.defined() ? memory_.device() : model_->parameters()[0].device()).unsqueeze(1);
+  auto next = tokens.to(device_).unsqueeze(1);
   if (use_cache_)
     return model_->logits(model_->decode_states(next, memory_, &self_caches_, &cross_caches_).squeeze(1))
         .to(torch::kFloat);
@@ -137,7 +137,7 @@ torch::Tensor ImageTransformerStepper::step(const torch::Tensor& tokens) {
 }
 
 void ImageTransformerStepper::reorder(const torch::Tensor& index) {
-  auto i = index.to(model_->parameters()[0].device());
+  auto i = index.to(device_);
   for (auto& c : self_caches_) c.reorder(i);
   for (auto& c : cross_caches_) c.reorder(i);
   if (memory_.defined()) memory_ = memory_.index_select(0, i);

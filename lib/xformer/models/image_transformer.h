@@ -84,6 +84,7 @@ class ImageTransformerStepper : public decode::IncrementalDecoder {
 
  private:
   ImageTransformer model_;
+  torch::Device device_;
   torch::Tensor memory_;
   std::vector<nn::KVCache> self_caches_, cross_caches_;
   torch::Tensor history_;  // (N, t) inputs so far, without a cache

@@ -134,7 +134,7 @@ class ImageTask : public Task {
 
   Metrics evaluate(Split split, const std::string& out_prefix) override {
     const auto images = load_split(split);
-    const auto crops = random_crops(images, t_.at("eval_crops"), 12345 + static_cast<uint64_t>(split));
+    const auto crops = fixed_crops(images, t_.at("eval_crops"), split);
     const int64_t size = t_.at("batch_size");
     double nll = 0, dims = 0;
     for (int64_t b = 0; b < static_cast<int64_t>(crops.size()); b += size) {
@@ -215,7 +215,7 @@ class ImageTask : public Task {
     if (!(temperature > 0)) throw ConfigError("usage error: --temperature must be > 0");
     torch::NoGradGuard no_grad;
     model_->eval();
-    models::ImageTransformerStepper stepper(model_, lr.defined() ? lr.to(ctx_.device) : lr);
+    models::ImageTransformerStepper stepper(model_, lr);
     auto gen = at::detail::createCPUGenerator(seed);
     const int64_t N = model_->options().positions();
     auto out = torch::empty({n, N}, torch::kLong);
@@ -233,10 +233,9 @@ class ImageTask : public Task {
   // centre crop of task.size is downsampled. Without --input: the test split's first crops.
   std::pair<torch::Tensor, torch::Tensor> sr_inputs(const std::string& input) {
     const int64_t s = size_ / scale_;
-    std::vector<data::Image> images;
     if (input.empty()) {
       auto test = load_split(Split::Test);
-      auto crops = random_crops(test, 4, 12345 + static_cast<uint64_t>(Split::Test));
+      auto crops = fixed_crops(test, 4, Split::Test);
       auto batch = collate(test, crops, 0, crops.size());
       return {batch.tensors.at("lr").cpu(), batch.tensors.at("hr").cpu()};
     }
@@ -266,7 +265,6 @@ class ImageTask : public Task {
   void write_grid(const std::string& path, const torch::Tensor& lr, const std::vector<torch::Tensor>& columns,
                   const torch::Tensor& hr) const {
     const int64_t rows = columns.front().size(0), S = size_, gap = 2;
-    std::vector<torch::Tensor> cells_per_row(rows);
     const int64_t ncols = static_cast<int64_t>(columns.size()) + (lr.defined() ? 2 : 0) + (hr.defined() ? 1 : 0);
     auto grid = torch::full({3, rows * (S + gap) - gap, ncols * (S + gap) - gap}, 255.f);
     for (int64_t r = 0; r < rows; ++r) {
@@ -295,6 +293,11 @@ class ImageTask : public Task {
                        static_cast<int64_t>(rng() % (im.width - size_ + 1))});
     }
     return crops;
+  }
+
+  // The evaluation crops of a split: the same in every run.
+  std::vector<Crop> fixed_crops(const std::vector<data::Image>& images, int64_t n, Split split) const {
+    return random_crops(images, n, 12345 + static_cast<uint64_t>(split));
   }
 
   // Crops [begin, end) -> hr (B, S, S, 3) long and, for super-resolution, lr (B, s, s, 3) long.

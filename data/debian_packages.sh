@@ -1,0 +1,41 @@
+# Shared by the data/*/prepare.sh scripts (source it): Debian packages as data sources.
+#
+#   fetch_and_unpack CACHE PKG...  `apt-get download` each package into CACHE (once) and unpack
+#                                  it afresh with `dpkg -x` into CACHE/extract/PKG.
+#   split_files CACHE DEST         read NUL-separated file paths under CACHE/extract on stdin,
+#                                  link each into DEST/{train,valid,test} (recreated), chosen by
+#                                  the first byte of the SHA-256 of its package-relative path:
+#                                  0-203 train, 204-229 valid, 230-255 test (about 80/10/10, the
+#                                  same on every machine); prints "TRAIN VALID TEST" counts.
+
+fetch_and_unpack() {
+  local cache=$1 pkg
+  shift
+  mkdir -p "$cache"
+  for pkg in "$@"; do
+    if ! ls "$cache/${pkg}"_*.deb >/dev/null 2>&1; then
+      (cd "$cache" && apt-get download "$pkg") || {
+        echo "prepare.sh: cannot download $pkg (run apt-get update, or scripts/setup.sh)" >&2
+        return 1
+      }
+    fi
+    rm -rf "$cache/extract/$pkg"
+    mkdir -p "$cache/extract/$pkg"
+    dpkg -x "$cache/${pkg}"_*.deb "$cache/extract/$pkg"
+  done
+}
+
+split_files() {
+  local cache=$1 dest=$2 file rel byte split name
+  local -A count=([train]=0 [valid]=0 [test]=0)
+  for split in train valid test; do rm -rf "${dest:?}/$split"; mkdir -p "$dest/$split"; done
+  while IFS= read -r -d '' file; do
+    rel=${file#"$cache/extract/"}
+    byte=$((16#$(printf '%s' "$rel" | sha256sum | cut -c1-2)))
+    if ((byte < 204)); then split=train; elif ((byte < 230)); then split=valid; else split=test; fi
+    name=$(printf '%s' "$rel" | tr '/ ' '__')
+    ln -sf "$file" "$dest/$split/$name"
+    count[$split]=$((count[$split] + 1))
+  done
+  echo "${count[train]} ${count[valid]} ${count[test]}"
+}
