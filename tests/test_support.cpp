@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <fstream>
 
 namespace xformer::testing {
 
@@ -17,6 +18,15 @@ TempDir::TempDir(const std::string& name) {
 TempDir::~TempDir() {
   std::error_code ignored;
   std::filesystem::remove_all(path_, ignored);
+}
+
+void write_cifar10_batch(const std::string& path, int records) {
+  std::ofstream out(path, std::ios::binary);
+  for (int r = 0; r < records; ++r) {
+    out.put(static_cast<char>((7 - r + 10) % 10));
+    for (int c = 0; c < 3; ++c)
+      for (int p = 0; p < 1024; ++p) out.put(static_cast<char>((r * 50 + c * 80 + p) % 256));
+  }
 }
 
 }  // namespace xformer::testing

@@ -31,6 +31,10 @@ class TempDir {
   std::filesystem::path path_;
 };
 
+// Writes a CIFAR-10 binary batch of `records` images: record r has label (7 - r) % 10 and the
+// value (r * 50 + c * 80 + p) % 256 at pixel p (= 32 y + x) of channel plane c.
+void write_cifar10_batch(const std::string& path, int records);
+
 // Max |a - b|, for parity checks.
 inline double max_abs_diff(const torch::Tensor& a, const torch::Tensor& b) {
   return (a - b).abs().max().item<double>();

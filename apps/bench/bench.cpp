@@ -5,6 +5,7 @@
 //   xformer_bench decode [shape options] --mode greedy|beam --beam K --cache on|off
 //   xformer_bench attention --method plain|skew|naive --length L [--d-model D --heads H]
 //   xformer_bench music-sample --length L --cache on|off [shape options]
+//   xformer_bench image-sample --side S --scale F --cache on|off [shape options]
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
 #include <torch/version.h>
@@ -22,6 +23,7 @@
 #include "xformer/core/registry.h"
 #include "xformer/core/runtime.h"
 #include "xformer/decode/search.h"
+#include "xformer/models/image_transformer.h"
 #include "xformer/models/music_transformer.h"
 #include "xformer/models/transformer.h"
 #include "xformer/nn/attention.h"
@@ -274,6 +276,30 @@ int bench_music_sample(const Shape& s, int64_t length, bool cache) {
   return 0;
 }
 
+// Sampling `batch` images of side x side pixels (3 channels) from an untrained Image Transformer
+// (local 2D attention, 8 rows x 8 pixels blocks with an 8 rows / 8 pixels flange), conditioned on
+// a low-resolution image side / scale wide when scale > 1, over the key/value caches or
+// recomputing every step.
+int bench_image_sample(const Shape& s, int64_t side, int64_t scale, bool cache) {
+  models::ImageTransformerOptions o;
+  o.height = o.width = side;
+  o.d_model = s.d_model, o.heads = s.heads, o.ffn_dim = s.ffn, o.layers = s.layers, o.dropout = 0;
+  o.encoder_layers = scale > 1 ? 1 : 0;
+  o.lr_height = o.lr_width = scale > 1 ? side / scale : 1;
+  models::ImageTransformer model(o);
+  model->to(torch::Device(s.device));
+  auto lr = scale > 1 ? torch::randint(0, 256, {s.batch, side / scale, side / scale, 3}, torch::kLong) : torch::Tensor();
+  auto start = std::chrono::steady_clock::now();
+  models::sample_images(model, lr, s.batch, 1.0, 1, cache);
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::cout << json{{"impl", "xformer"}, {"model", "image_transformer"}, {"cache", cache}, {"side", side},
+                    {"scale", scale}, {"rows", s.batch}, {"seconds", secs},
+                    {"pixels_per_s", s.batch * side * side / secs}}
+                   .dump()
+            << std::endl;
+  return 0;
+}
+
 void add_shape(CLI::App* cmd, Shape& s) {
   cmd->add_option("--d-model", s.d_model);
   cmd->add_option("--heads", s.heads);
@@ -335,6 +361,12 @@ int main(int argc, char** argv) {
   add_shape(music, s);
   music->add_option("--length", length);
   music->add_option("--cache", cache)->check(CLI::IsMember({"on", "off"}));
+  int64_t scale = 4;
+  auto* image_sample = app.add_subcommand("image-sample", "Image sampling pixels per second");
+  add_shape(image_sample, s);
+  image_sample->add_option("--side", side, "Image side in pixels (3 channels)");
+  image_sample->add_option("--scale", scale, "Super-resolution factor (1 = unconditional)");
+  image_sample->add_option("--cache", cache)->check(CLI::IsMember({"on", "off"}));
   CLI11_PARSE(app, argc, argv);
   torch::manual_seed(1);
   std::cerr << configure_threads(s.threads, s.blas_threads) << std::endl;
@@ -343,5 +375,6 @@ int main(int argc, char** argv) {
   if (att->parsed()) return bench_attention(s, method, length, reps, block);
   if (image->parsed()) return bench_image_attention(s, image_method, side, reps);
   if (music->parsed()) return bench_music_sample(s, length, cache == "on");
+  if (image_sample->parsed()) return bench_image_sample(s, side, scale, cache == "on");
   return bench_decode(s, mode, beam, cache == "on");
 }

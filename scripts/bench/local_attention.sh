@@ -4,6 +4,9 @@
 # backward, batch 1, d_model 256, 4 heads), local 2D (query blocks of 8 pixels x 8 rows, 8 rows /
 # 8 pixels of memory flange) against full causal attention, at S = 32, 64, 128. Each measurement
 # runs in its own process; full attention is skipped where its scores alone exceed --full-max-mb.
+# Then super-resolution sampling speed (pixels/s, 4x4 -> 16x16, the CPU demo's model shape,
+# untrained) over the key/value caches against recomputing every step, and with the caches at
+# 8x8 -> 32x32.
 # Usage: scripts/bench/local_attention.sh [--sides "32 64 128"] [--full-max-mb 10000]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -38,4 +41,20 @@ for r in rows:
         print("%5d %9d %8s   skipped: %s" % (r["side"], r["positions"], r["method"], r["skipped"]))
     else:
         print("%5d %9d %8s %10.1f %10.1f" % (r["side"], r["positions"], r["method"], r["ms"], r["peak_extra_mb"]))
+'
+
+echo "super-resolution sampling, 8 images, untrained image_transformer (d_model 96, 4 heads, ffn 384, 3 layers):"
+for run in "16 on" "16 off" "32 on"; do
+  set -- $run
+  build/xformer_bench image-sample --side "$1" --scale 4 --cache "$2" --d-model 96 --heads 4 --ffn 384 \
+    --layers 3 --batch 8 2>/dev/null
+done | python3 -c '
+import json, sys
+rows = [json.loads(l) for l in sys.stdin if l.strip()]
+ref = {r["side"]: r for r in rows if not r["cache"]}
+for r in rows:
+    x = ref.get(r["side"])
+    ratio = "  (%.1fx recomputing)" % (r["pixels_per_s"] / x["pixels_per_s"]) if x and r["cache"] else ""
+    print("  %2dx%-2d cache %-3s: %8.1f pixels/s%s" % (r["side"], r["side"], "on" if r["cache"] else "off",
+          r["pixels_per_s"], ratio))
 '

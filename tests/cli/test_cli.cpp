@@ -341,6 +341,17 @@ TEST_CASE("image tasks: train, eval and sample the tiny configs end to end", "[c
   INFO(r.output);
   CHECK(r.exit_code == 0);
   CHECK(fs::exists(tmp.str("gen_out/sample_1_t1.00_3.png")));
+  // CIFAR-10 binary batches, chosen by a wildcard pattern.
+  fs::create_directories(tmp.str("cifar"));
+  for (const char* f : {"data_batch_1.bin", "data_batch_2.bin", "test_batch.bin"})
+    xformer::testing::write_cifar10_batch(tmp.str(std::string("cifar/") + f), 3);
+  r = run_xformer("train --config configs/image_generation/tiny.json --run-dir '" + tmp.str("cifar_run") +
+                  "' --set train.max_steps=2 --set task.train='" + tmp.str("cifar/data_batch_*.bin") +
+                  "' --set task.valid='" + tmp.str("cifar/test_batch.bin") + "'");
+  INFO(r.output);
+  CHECK(r.exit_code == 0);
+  CHECK(r.output.find("train: 6 images from") != std::string::npos);
+  CHECK(r.output.find("valid: 3 images from") != std::string::npos);
 
   // Config mistakes are usage errors.
   CHECK(run_xformer("train --config configs/super_resolution/tiny.json --run-dir '" + tmp.str("bad1") +

@@ -3,9 +3,13 @@
 #include <stb_image.h>
 #include <stb_image_write.h>
 
+#include <fnmatch.h>
+
 #include <algorithm>
 #include <cctype>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <memory>
 
 #include "xformer/core/error.h"
@@ -48,18 +52,67 @@ void write_png(const std::string& path, const Image& image) {
   if (ec) throw DataError("cannot write " + path + ": " + ec.message());
 }
 
-std::vector<std::string> list_image_files(const std::string& folder) {
-  std::error_code ec;
-  if (!fs::is_directory(folder, ec)) throw DataError("image folder " + folder + " does not exist");
+namespace {
+
+std::string lower_extension(const fs::path& p) {
+  std::string ext = p.extension().string();
+  std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
+  return ext;
+}
+
+bool is_image_file(const fs::path& p) {
   static const std::vector<std::string> kExtensions = {".png", ".jpg", ".jpeg", ".bmp", ".tga",
-                                                       ".gif", ".ppm", ".pgm"};
+                                                       ".gif", ".ppm", ".pgm", ".bin"};
+  return std::find(kExtensions.begin(), kExtensions.end(), lower_extension(p)) != kExtensions.end();
+}
+
+}  // namespace
+
+std::vector<Image> read_cifar10(const std::string& path) {
+  constexpr int64_t kSide = 32, kPlane = kSide * kSide, kRecord = 1 + 3 * kPlane;
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw DataError("cannot read CIFAR-10 batch " + path);
+  const std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const auto size = static_cast<int64_t>(bytes.size());
+  if (size == 0 || size % kRecord != 0)
+    throw DataError("CIFAR-10 batch " + path + ": " + std::to_string(size) + " bytes is not a whole number of " +
+                    std::to_string(kRecord) + "-byte records (label + 32x32x3)");
+  std::vector<Image> images(size / kRecord);
+  for (size_t i = 0; i < images.size(); ++i) {
+    const uint8_t* record = bytes.data() + i * kRecord;
+    auto& im = images[i];
+    im.height = im.width = kSide, im.channels = 3, im.label = record[0];
+    im.pixels.resize(3 * kPlane);
+    for (int64_t p = 0; p < kPlane; ++p)
+      for (int64_t c = 0; c < 3; ++c) im.pixels[p * 3 + c] = record[1 + c * kPlane + p];
+  }
+  return images;
+}
+
+std::vector<Image> read_images(const std::string& path, int channels) {
+  if (lower_extension(path) != ".bin") return {read_image(path, channels)};
+  if (channels != 3) throw DataError("CIFAR-10 batch " + path + ": RGB only, asked for " + std::to_string(channels) + " channels");
+  return read_cifar10(path);
+}
+
+std::vector<std::string> list_image_files(const std::string& source) {
+  std::error_code ec;
+  const fs::path spec(source);
+  const std::string name = spec.filename().string();
   std::vector<std::string> files;
-  for (const auto& e : fs::recursive_directory_iterator(folder)) {
-    if (!e.is_regular_file()) continue;
-    std::string ext = e.path().extension().string();
-    std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
-    if (std::find(kExtensions.begin(), kExtensions.end(), ext) != kExtensions.end())
-      files.push_back(e.path().string());
+  if (name.find_first_of("*?[") != std::string::npos) {
+    const fs::path dir = spec.has_parent_path() ? spec.parent_path() : fs::path(".");
+    if (!fs::is_directory(dir, ec)) throw DataError("image folder " + dir.string() + " (of " + source + ") does not exist");
+    for (const auto& e : fs::directory_iterator(dir))
+      if (e.is_regular_file() && fnmatch(name.c_str(), e.path().filename().c_str(), 0) == 0 && is_image_file(e.path()))
+        files.push_back(e.path().string());
+  } else if (fs::is_regular_file(spec, ec)) {
+    files.push_back(source);
+  } else if (fs::is_directory(spec, ec)) {
+    for (const auto& e : fs::recursive_directory_iterator(spec))
+      if (e.is_regular_file() && is_image_file(e.path())) files.push_back(e.path().string());
+  } else {
+    throw DataError("image folder " + source + " does not exist");
   }
   std::sort(files.begin(), files.end());
   return files;

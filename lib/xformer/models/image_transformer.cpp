@@ -1,5 +1,7 @@
 #include "xformer/models/image_transformer.h"
 
+#include <ATen/CPUGeneratorImpl.h>
+
 #include "xformer/nn/dropout.h"
 
 namespace xformer::models {
@@ -25,6 +27,9 @@ ImageTransformerImpl::ImageTransformerImpl(const ImageTransformerOptions& o) : o
               "image_transformer: attention must be local1d or local2d, got ", o.attention);
   TORCH_CHECK(o.height > 0 && o.width > 0 && o.channels > 0 && o.d_model % o.heads == 0,
               "image_transformer: positive image sizes and d_model divisible by heads expected");
+  TORCH_CHECK(o.encoder_layers == 0 || (o.lr_height > 0 && o.lr_width > 0 && o.height % o.lr_height == 0 &&
+                                        o.width % o.lr_width == 0),
+              "image_transformer: the low-resolution size must divide the image size");
   const int64_t D = o.d_model;
   values = register_module("values", torch::nn::Embedding(o.channels * kValues + 1, D));
   rows = register_module("rows", torch::nn::Embedding(o.height, D));
@@ -59,6 +64,15 @@ torch::Tensor ImageTransformerImpl::embed(const torch::Tensor& ids, int64_t offs
   auto x = values(ids);  // (B, T, D)
   x = x + row_table(t.div(w * C, "floor")) + col_table(t.div(C, "floor").remainder(w)) + chans(t.remainder(C));
   return nn::dropout(x, options_.dropout, is_training());
+}
+
+torch::Tensor ImageTransformerImpl::aligned_memory(const torch::Tensor& memory, int64_t offset, int64_t T) const {
+  const auto& o = options_;
+  const int64_t C = o.channels, sy = o.height / o.lr_height, sx = o.width / o.lr_width;
+  auto t = torch::arange(offset, offset + T, torch::TensorOptions(torch::kLong).device(memory.device()));
+  auto row = t.div(o.width * C, "floor"), col = t.div(C, "floor").remainder(o.width), chan = t.remainder(C);
+  auto source = (row.div(sy, "floor") * o.lr_width + col.div(sx, "floor")) * C + chan;  // (T)
+  return memory.index_select(1, source);
 }
 
 torch::Tensor ImageTransformerImpl::encode(const torch::Tensor& lr) {
@@ -101,6 +115,7 @@ torch::Tensor ImageTransformerImpl::decode_states(const torch::Tensor& inputs, c
   auto ids = torch::where(t.eq(0), torch::full_like(inputs, o.channels * kValues),
                           inputs + (t - 1).remainder(o.channels) * kValues);
   auto x = embed(ids, offset, o.width, rows, cols);
+  if (conditional() && o.aligned_conditioning) x = x + aligned_memory(memory, offset, inputs.size(1));
   if (self_caches) self_caches->resize(decoder->size());
   if (cross_caches) cross_caches->resize(decoder->size());
   nn::AttentionMask causal;
@@ -142,6 +157,24 @@ void ImageTransformerStepper::reorder(const torch::Tensor& index) {
   for (auto& c : cross_caches_) c.reorder(i);
   if (memory_.defined()) memory_ = memory_.index_select(0, i);
   if (history_.defined()) history_ = history_.index_select(0, i);
+}
+
+torch::Tensor sample_images(ImageTransformer model, const torch::Tensor& lr, int64_t n, double temperature,
+                            uint64_t seed, bool use_cache) {
+  TORCH_CHECK(temperature > 0, "sample_images: temperature must be > 0");
+  torch::NoGradGuard no_grad;
+  model->eval();
+  const auto& o = model->options();
+  ImageTransformerStepper stepper(model, lr, use_cache);
+  auto gen = at::detail::createCPUGenerator(seed);
+  auto out = torch::empty({n, o.positions()}, torch::kLong);
+  auto tokens = torch::full({n}, model->start_token(), torch::kLong);
+  for (int64_t t = 0; t < o.positions(); ++t) {
+    auto logits = stepper.step(tokens).to(torch::kCPU, torch::kFloat) / temperature;  // (n, 256)
+    tokens = torch::multinomial(logits.softmax(-1), 1, false, gen).squeeze(1);
+    out.select(1, t).copy_(tokens);
+  }
+  return out.view({n, o.height, o.width, o.channels});
 }
 
 }  // namespace xformer::models

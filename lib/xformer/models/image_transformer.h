@@ -27,6 +27,9 @@ struct ImageTransformerOptions {
   nn::Local2D local_2d{8, 24, 8, 24};  // local2d: in positions of the H x (W C) grid
   int64_t encoder_layers = 0;          // > 0: conditioned on a low-resolution image
   int64_t lr_height = 8, lr_width = 8;
+  // Conditional: each decoder input also gets the encoder state of the low-resolution intensity
+  // under it (same channel), a direct path beside cross-attention.
+  bool aligned_conditioning = true;
 
   int64_t positions() const { return height * width * channels; }
 };
@@ -50,6 +53,9 @@ class ImageTransformerImpl : public torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& images, const torch::Tensor& lr = {});
   // (B, H, W, C) -> decoder inputs (B, N): kStart then the intensities shifted right.
   torch::Tensor shifted_inputs(const torch::Tensor& images) const;
+  // Encoder states (B, h w C, D) at the low-resolution intensities under positions
+  // offset .. offset + T - 1 -> (B, T, D).
+  torch::Tensor aligned_memory(const torch::Tensor& memory, int64_t offset, int64_t T) const;
   // Decoder states (..., D) -> logits over the 256 intensities (..., 256).
   torch::Tensor logits(const torch::Tensor& states) { return output(states); }
 
@@ -90,5 +96,11 @@ class ImageTransformerStepper : public decode::IncrementalDecoder {
   torch::Tensor history_;  // (N, t) inputs so far, without a cache
   bool use_cache_;
 };
+
+// Samples n images (n, H, W, C) long on the CPU, one intensity per step at `temperature`
+// (reproducible for a seed), conditioned on lr (n, h, w, C) for the conditional model (else
+// undefined); over the key/value caches, or recomputing every step when use_cache is false.
+torch::Tensor sample_images(ImageTransformer model, const torch::Tensor& lr, int64_t n, double temperature,
+                            uint64_t seed, bool use_cache = true);
 
 }  // namespace xformer::models

@@ -1,6 +1,5 @@
 #include "xformer/tasks/image.h"
 
-#include <ATen/CPUGeneratorImpl.h>
 #include <spdlog/spdlog.h>
 
 #include <cmath>
@@ -24,7 +23,9 @@ namespace {
 constexpr int64_t kChannels = 3;
 
 void declare_common_keys(Schema& s) {
-  declare_split_folders(s, "data/images", "images");
+  declare_split_folders(s, "data/images", "images",
+                        " Also one file or a wildcard pattern (`cifar-10-batches-bin/data_batch_[1-4].bin`); "
+                        "CIFAR-10 binary batches (.bin) count as their 10,000 images.");
   s.add("task.size", KeyType::Int, 32, "Side of the (high-resolution) square crops, in pixels.");
   s.add("task.batch_size", KeyType::Int, 8, "Crops per batch.");
   s.add("task.crops_per_epoch", KeyType::Int, 2048, "Random training crops per epoch.");
@@ -49,6 +50,9 @@ void declare_model_keys(Schema& s) {
   s.add("model.encoder_layers", KeyType::Int, 0,
         "Layers of the encoder over the low-resolution image (super_resolution: at least 1; "
         "image_generation: 0).");
+  s.add("model.aligned_conditioning", KeyType::Bool, true,
+        "super_resolution: also add to each decoder input the encoder state of the low-resolution "
+        "intensity under it (a direct path beside cross-attention).");
   s.add("model.dropout", KeyType::Float, 0.1, "Dropout on embeddings and residual branches.");
   s.add("model.attention", KeyType::String, "local2d",
         "Causal local self-attention over the channel tokens: blocks of the raster sequence (local1d) "
@@ -85,6 +89,7 @@ class ImageTask : public Task {
     o.block_length = m.at("block_length");
     o.local_2d = {m.at("block_rows"), m.at("block_cols"), m.at("flange_rows"), m.at("flange_cols")};
     o.encoder_layers = m.at("encoder_layers");
+    o.aligned_conditioning = m.at("aligned_conditioning");
     o.lr_height = o.lr_width = size_ / scale_;
     if (sr_ && o.encoder_layers < 1)
       throw ConfigError("config error: super_resolution needs model.encoder_layers >= 1");
@@ -209,23 +214,10 @@ class ImageTask : public Task {
     return hwc.to(torch::kCPU, torch::kFloat).permute({2, 0, 1}).contiguous();
   }
 
-  // Samples n images (n, S, S, 3) long, conditioned on lr (n, s, s, 3) for super-resolution:
-  // one intensity per step over the caches, at `temperature`, reproducible for a seed.
+  // Samples n images (n, S, S, 3) long, conditioned on lr (n, s, s, 3) for super-resolution.
   torch::Tensor generate(const torch::Tensor& lr, int64_t n, double temperature, uint64_t seed) {
     if (!(temperature > 0)) throw ConfigError("usage error: --temperature must be > 0");
-    torch::NoGradGuard no_grad;
-    model_->eval();
-    models::ImageTransformerStepper stepper(model_, lr);
-    auto gen = at::detail::createCPUGenerator(seed);
-    const int64_t N = model_->options().positions();
-    auto out = torch::empty({n, N}, torch::kLong);
-    auto tokens = torch::full({n}, model_->start_token(), torch::kLong);
-    for (int64_t t = 0; t < N; ++t) {
-      auto logits = stepper.step(tokens).to(torch::kCPU, torch::kFloat) / temperature;  // (n, 256)
-      tokens = torch::multinomial(logits.softmax(-1), 1, false, gen).squeeze(1);
-      out.select(1, t).copy_(tokens);
-    }
-    return out.view({n, size_, size_, kChannels});
+    return models::sample_images(model_, lr, n, temperature, seed);
   }
 
   // --input for super-resolution: an image file or a folder of them. An image of the model's
@@ -243,8 +235,8 @@ class ImageTask : public Task {
     if (files.empty()) throw DataError("--input " + input + ": no image files");
     std::vector<torch::Tensor> lrs, hrs;
     bool all_hr = true;
-    for (const auto& f : files) {
-      auto t = data::to_tensor(data::read_image(f, kChannels));  // (3, H, W)
+    for (const auto& f : files) for (const auto& image : data::read_images(f, kChannels)) {
+      auto t = data::to_tensor(image);  // (3, H, W)
       if (t.size(1) == s && t.size(2) == s) {
         lrs.push_back(t), all_hr = false;
       } else if (t.size(1) >= size_ && t.size(2) >= size_) {
@@ -333,12 +325,13 @@ class ImageTask : public Task {
     int64_t skipped = 0, small = 0;
     for (const auto& f : data::list_image_files(dir)) {
       try {
-        auto im = data::read_image(f, kChannels);
-        if (im.height < size_ || im.width < size_) {
-          ++small;
-          continue;
+        for (auto& im : data::read_images(f, kChannels)) {
+          if (im.height < size_ || im.width < size_) {
+            ++small;
+            continue;
+          }
+          images.push_back(std::move(im));
         }
-        images.push_back(std::move(im));
       } catch (const Error& e) {
         spdlog::warn("skipping {}", e.what());
         ++skipped;
@@ -346,7 +339,7 @@ class ImageTask : public Task {
     }
     spdlog::info("{}: {} images from {}{}{}", split_name(split), images.size(), dir,
                  skipped ? ", " + std::to_string(skipped) + " unreadable files skipped" : "",
-                 small ? ", " + std::to_string(small) + " smaller than task.size skipped" : "");
+                 small ? ", " + std::to_string(small) + " images smaller than task.size skipped" : "");
     if (images.empty())
       throw DataError("task." + split_name(split) + ": no readable images of at least " + std::to_string(size_) +
                       "x" + std::to_string(size_) + " in '" + dir + "'");

@@ -8,10 +8,10 @@
 
 namespace xformer {
 
-void declare_split_folders(Schema& s, const std::string& root, const std::string& what) {
-  s.add("task.train", KeyType::String, root + "/train", "Folder of training " + what + " (searched recursively).");
-  s.add("task.valid", KeyType::String, root + "/valid", "Folder of validation " + what + ".");
-  s.add("task.test", KeyType::String, root + "/test", "Folder of test " + what + ".");
+void declare_split_folders(Schema& s, const std::string& root, const std::string& what, const std::string& note) {
+  s.add("task.train", KeyType::String, root + "/train", "Folder of training " + what + " (searched recursively)." + note);
+  s.add("task.valid", KeyType::String, root + "/valid", "Folder of validation " + what + "." + note);
+  s.add("task.test", KeyType::String, root + "/test", "Folder of test " + what + "." + note);
 }
 
 torch::Tensor to_device(const torch::Tensor& host, const torch::Device& device) {

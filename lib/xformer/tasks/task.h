@@ -18,8 +18,9 @@ std::string split_name(Split split);
 Split parse_split(const std::string& name);  // ConfigError on anything but train|valid|test
 
 // Declares task.train, task.valid and task.test: folders of `what` (e.g. "MIDI files"),
-// defaulting to ROOT/train, ROOT/valid and ROOT/test.
-void declare_split_folders(Schema& schema, const std::string& root, const std::string& what);
+// defaulting to ROOT/train, ROOT/valid and ROOT/test; `note` is appended to each key's help.
+void declare_split_folders(Schema& schema, const std::string& root, const std::string& what,
+                           const std::string& note = "");
 
 // A host tensor on `device`: to a GPU through pinned memory without waiting for the copy (it
 // queues ahead of the kernels that read it); unchanged on the CPU.

@@ -1,6 +1,7 @@
 // Image files and tensors: PNG write -> read gives the pixels back; JPEG and grey files read;
-// unreadable files are named in the error; folders list their images; area downsampling and
-// bicubic upsampling on hand-checked cases.
+// unreadable files are named in the error; folders, files and wildcard patterns list their
+// images; CIFAR-10 batches decode to the planes written; area downsampling and bicubic
+// upsampling on hand-checked cases.
 #include "test_support.h"
 
 #include <stb_image_write.h>
@@ -84,6 +85,42 @@ TEST_CASE("list_image_files finds images recursively, sorted, by extension", "[d
   CHECK(files[0] == tmp.str("a.jpg"));
   CHECK(files[1] == tmp.str("b.PNG"));
   CHECK(files[2] == tmp.str("sub/c.jpeg"));
+}
+
+TEST_CASE("CIFAR-10 batches read as labelled 32x32 RGB images; sources by file and pattern", "[data][image]") {
+  TempDir tmp("image_cifar");
+  using xformer::testing::write_cifar10_batch;
+  write_cifar10_batch(tmp.str("data_batch_1.bin"), 3);
+  write_cifar10_batch(tmp.str("data_batch_2.bin"), 1);
+  write_cifar10_batch(tmp.str("data_batch_3.bin"), 1);
+  write_cifar10_batch(tmp.str("test_batch.bin"), 2);
+  std::ofstream(tmp.str("test_batch.bin"), std::ios::app | std::ios::binary) << "extra";  // truncated record
+
+  auto images = read_images(tmp.str("data_batch_1.bin"));
+  REQUIRE(images.size() == 3);
+  for (int r = 0; r < 3; ++r) {
+    const auto& im = images[r];
+    CHECK(im.label == 7 - r);
+    REQUIRE(im.height == 32);
+    REQUIRE(im.width == 32);
+    REQUIRE(im.channels == 3);
+    for (auto [y, x] : {std::pair<int, int>{0, 0}, {5, 17}, {31, 31}})
+      for (int c = 0; c < 3; ++c) CHECK(im.at(y, x, c) == (r * 50 + c * 80 + y * 32 + x) % 256);
+  }
+  try {
+    read_images(tmp.str("test_batch.bin"));
+    FAIL("truncated batch accepted");
+  } catch (const xformer::Error& e) {
+    CHECK(std::string(e.what()).find("test_batch.bin") != std::string::npos);
+  }
+  CHECK_THROWS_AS(read_images(tmp.str("data_batch_1.bin"), 1), xformer::Error);
+
+  CHECK(list_image_files(tmp.str("data_batch_[1-2].bin")) ==
+        std::vector<std::string>{tmp.str("data_batch_1.bin"), tmp.str("data_batch_2.bin")});
+  CHECK(list_image_files(tmp.str("*_batch*.bin")).size() == 4);
+  CHECK(list_image_files(tmp.str("data_batch_3.bin")) == std::vector<std::string>{tmp.str("data_batch_3.bin")});
+  CHECK(list_image_files(tmp.str("nothing_*.bin")).empty());
+  CHECK_THROWS_AS(list_image_files(tmp.str("missing/*.bin")), xformer::Error);
 }
 
 TEST_CASE("tensor conversion, area downsampling and bicubic upsampling", "[data][image]") {

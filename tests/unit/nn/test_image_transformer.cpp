@@ -1,7 +1,8 @@
 // The Image Transformer: sampling over the caches equals full recomputation (local 1D and 2D,
 // unconditional and conditional), and nothing leaks through the raster order across channels:
 // the logits of a position depend on the intensities before it only, including the earlier
-// channels of its own pixel.
+// channels of its own pixel. The conditional decoder's aligned path reads the low-resolution
+// intensity under each position.
 #include "test_support.h"
 
 #include "xformer/models/image_transformer.h"
@@ -13,7 +14,7 @@ namespace models = xformer::models;
 
 models::ImageTransformerOptions small(const std::string& attention, int64_t encoder_layers) {
   models::ImageTransformerOptions o;
-  o.height = 4, o.width = 5, o.channels = 3;
+  o.height = 4, o.width = 6, o.channels = 3;
   o.d_model = 16, o.heads = 2, o.ffn_dim = 32, o.layers = 2, o.dropout = 0.0;
   o.attention = attention;
   o.block_length = 7;
@@ -33,16 +34,16 @@ TEST_CASE("Image Transformer: steps over the cache equal full recomputation", "[
         models::ImageTransformer model(small(attention, enc));
         model->eval();
         torch::NoGradGuard no_grad;
-        auto images = torch::randint(0, 256, {2, 4, 5, 3}, torch::kLong);
+        auto images = torch::randint(0, 256, {2, 4, 6, 3}, torch::kLong);
         auto lr = enc ? torch::randint(0, 256, {2, 2, 3, 3}, torch::kLong) : torch::Tensor();
-        auto full = model(images, lr);  // (2, 60, 256)
-        REQUIRE(full.sizes() == torch::IntArrayRef({2, 60, 256}));
+        auto full = model(images, lr);  // (2, 72, 256)
+        REQUIRE(full.sizes() == torch::IntArrayRef({2, 72, 256}));
         auto inputs = model->shifted_inputs(images);
         models::ImageTransformerStepper cached(model, lr, true), recomputed(model, lr, false);
-        for (int64_t t = 0; t < 60; ++t) {
+        for (int64_t t = 0; t < 72; ++t) {
           auto a = cached.step(inputs.select(1, t));
           CHECK(max_abs_diff(a, full.select(1, t)) < 1e-4);
-          if (t % 7 == 0 || t == 59) {  // recomputation is quadratic: check a sample of steps
+          if (t % 7 == 0 || t == 71) {  // recomputation is quadratic: check a sample of steps
             auto b = recomputed.step(inputs.select(1, t));
             CHECK(max_abs_diff(b, full.select(1, t)) < 1e-4);
           } else {
@@ -61,10 +62,10 @@ TEST_CASE("Image Transformer leaks nothing through the raster order across chann
       models::ImageTransformer model(small(attention, 0));
       model->eval();
       torch::NoGradGuard no_grad;
-      auto images = torch::randint(0, 256, {1, 4, 5, 3}, torch::kLong);
+      auto images = torch::randint(0, 256, {1, 4, 6, 3}, torch::kLong);
       auto base = model(images);
-      // The green channel of pixel (1, 2): raster position p = (1 * 5 + 2) * 3 + 1.
-      const int64_t p = (1 * 5 + 2) * 3 + 1;
+      // The green channel of pixel (1, 2): raster position p = (1 * 6 + 2) * 3 + 1.
+      const int64_t p = (1 * 6 + 2) * 3 + 1;
       auto changed_images = images.clone();
       changed_images[0][1][2][1] = (images[0][1][2][1].item<int64_t>() + 100) % 256;
       auto changed = model(changed_images);
@@ -72,5 +73,18 @@ TEST_CASE("Image Transformer leaks nothing through the raster order across chann
       CHECK(max_abs_diff(changed.narrow(1, 0, p + 1), base.narrow(1, 0, p + 1)) == 0.0);
       CHECK(max_abs_diff(changed.select(1, p + 1), base.select(1, p + 1)) > 1e-4);
     }
+  }
+}
+
+TEST_CASE("Image Transformer: each position's aligned encoder state is the low-resolution intensity under it",
+          "[nn][image]") {
+  models::ImageTransformer model(small("local2d", 1));  // 4x6 image over a 2x3 one: 2x2 pixels each
+  // Encoder state j holds j: the index of the low-resolution intensity (raster order).
+  auto memory = torch::arange(2 * 3 * 3, torch::kFloat).view({1, 18, 1}).expand({2, 18, 4});
+  auto aligned = model->aligned_memory(memory, 5, 60);  // positions 5 .. 64
+  REQUIRE(aligned.sizes() == torch::IntArrayRef({2, 60, 4}));
+  for (int64_t t = 5; t < 65; ++t) {
+    const int64_t y = t / 18, x = (t / 3) % 6, c = t % 3;
+    CHECK(aligned[1][t - 5][3].item<float>() == static_cast<float>(((y / 2) * 3 + x / 2) * 3 + c));
   }
 }
