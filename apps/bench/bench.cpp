@@ -6,6 +6,8 @@
 //   xformer_bench attention --method plain|skew|naive --length L [--d-model D --heads H]
 //   xformer_bench music-sample --length L --cache on|off [shape options]
 //   xformer_bench image-sample --side S --scale F --cache on|off [shape options]
+//   xformer_bench sasa --method offsets|unfold|conv --side S --kernel K [--d-model C --heads N]
+//   xformer_bench resnet --spatial conv|attention --side S [--d-model 4W --heads N --batch B]
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
 #include <torch/version.h>
@@ -25,10 +27,12 @@
 #include "xformer/decode/search.h"
 #include "xformer/models/image_transformer.h"
 #include "xformer/models/music_transformer.h"
+#include "xformer/models/resnet.h"
 #include "xformer/models/transformer.h"
 #include "xformer/nn/attention.h"
 #include "xformer/nn/local_attention.h"
 #include "xformer/nn/relative_position.h"
+#include "xformer/nn/sasa.h"
 #include "xformer/tasks/translation.h"
 #include "xformer/train/run_dir.h"
 #include "xformer/train/trainer.h"
@@ -182,10 +186,25 @@ double peak_rss_mb() {
   return u.ru_maxrss / 1024.0;
 }
 
+// Runs `fn` reps + 1 times (the first warms up) and prints `fields` with the median time and
+// the growth of the peak resident memory; so run one configuration per process.
+int print_timing(int reps, const std::function<void()>& fn, json fields) {
+  const double before = rss_mb();
+  std::vector<double> ms;
+  for (int i = 0; i < reps + 1; ++i) {
+    auto start = std::chrono::steady_clock::now();
+    fn();
+    if (i > 0) ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
+  }
+  std::sort(ms.begin(), ms.end());
+  fields["impl"] = "xformer";
+  fields["ms"] = ms[ms.size() / 2], fields["peak_extra_mb"] = peak_rss_mb() - before;
+  std::cout << fields.dump() << std::endl;
+  return 0;
+}
+
 // One self-attention layer, forward + backward, at batch 1 over L positions of width D: the
 // packed input projection, `attend_heads` on q, k, v (1, H, L, Dh), the output projection.
-// Runs reps + 1 times (the first warms up) and prints `fields` with the median time and the
-// growth of the peak resident memory; so run one configuration per process.
 int time_attention_layer(int64_t L, int64_t D, int64_t H, int reps,
                          const std::function<torch::Tensor(const torch::Tensor&, const torch::Tensor&,
                                                            const torch::Tensor&)>& attend_heads,
@@ -200,18 +219,54 @@ int time_attention_layer(int64_t L, int64_t D, int64_t H, int reps,
     auto out = attend_heads(heads(qkv[0]), heads(qkv[1]), heads(qkv[2]));
     torch::nn::functional::linear(out.transpose(1, 2).reshape({1, L, D}), w_out).sum().backward();
   };
-  const double before = rss_mb();
-  std::vector<double> ms;
-  for (int i = 0; i < reps + 1; ++i) {
-    auto start = std::chrono::steady_clock::now();
-    layer();
-    if (i > 0) ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
-  }
-  std::sort(ms.begin(), ms.end());
-  fields["impl"] = "xformer", fields["d_model"] = D, fields["heads"] = H;
-  fields["ms"] = ms[ms.size() / 2], fields["peak_extra_mb"] = peak_rss_mb() - before;
-  std::cout << fields.dump() << std::endl;
-  return 0;
+  fields["d_model"] = D, fields["heads"] = H;
+  return print_timing(reps, layer, fields);
+}
+
+// One spatial layer of a SASA ResNet, forward + backward on (batch, C, S, S): the SASA layer
+// (offset loop or fully unfolded neighbourhoods, K x K, `heads` heads, with its q/k/v
+// projections) or the 3x3 convolution it replaces.
+int bench_sasa(const Shape& s, const std::string& method, int64_t side, int64_t kernel, int reps) {
+  const int64_t C = s.d_model, N = s.heads, dk = C / N;
+  auto x = torch::randn({s.batch, C, side, side}, torch::requires_grad());
+  nn::SelfAttention2d layer(nn::SelfAttention2dOptions{C, C, N, kernel, 1, 0});
+  torch::nn::Conv2d conv(torch::nn::Conv2dOptions(C, C, 3).padding(1).bias(false));
+  auto step = [&] {
+    torch::Tensor y;
+    if (method == "conv") {
+      y = conv(x);
+    } else if (method == "offsets") {
+      y = layer(x);
+    } else {
+      auto heads = [&](const torch::Tensor& t) { return t.view({s.batch, N, dk, side, side}); };
+      y = nn::sasa_attend_unfold(heads(layer->query(x)) * std::pow(dk, -0.5), heads(layer->key(x)),
+                                 heads(layer->value(x)), layer->rel_rows, layer->rel_cols);
+    }
+    y.sum().backward();
+  };
+  return print_timing(reps, step, {{"method", method}, {"channels", C}, {"heads", N}, {"side", side},
+                                   {"kernel", method == "conv" ? 3 : kernel}, {"batch", s.batch}});
+}
+
+// Training images per second of a ResNet-26 (width d_model / 4 ... with conv or SASA spatial
+// layers, conv stem, small-image layout) on random (batch, 3, S, S) images, with Adam.
+int bench_resnet(const Shape& s, const std::string& spatial, int64_t side, int reps) {
+  models::ResNetOptions o;
+  o.spatial = spatial, o.width = s.d_model / 4, o.stem_width = s.d_model / 4, o.small_images = true;
+  o.heads = s.heads, o.kernel = 7, o.classes = 10;
+  models::ResNet net(o);
+  torch::optim::Adam adam(net->parameters(), torch::optim::AdamOptions(1e-3));
+  auto x = torch::randn({s.batch, 3, side, side});
+  auto labels = torch::randint(0, 10, {s.batch}, torch::kLong);
+  auto step = [&] {
+    adam.zero_grad();
+    torch::nn::functional::cross_entropy(net(x), labels).backward();
+    adam.step();
+  };
+  const auto stats = net->stats(side, side);
+  return print_timing(reps, step, {{"model", spatial == "conv" ? "resnet26" : "sasa_resnet26"}, {"width", o.width},
+                                   {"side", side}, {"batch", s.batch}, {"params", stats.parameters},
+                                   {"gflops_per_image", stats.flops / 1e9}});
 }
 
 // Causal attention with plain scores, relative position logits by skewing or by the naive
@@ -367,6 +422,19 @@ int main(int argc, char** argv) {
   image_sample->add_option("--side", side, "Image side in pixels (3 channels)");
   image_sample->add_option("--scale", scale, "Super-resolution factor (1 = unconditional)");
   image_sample->add_option("--cache", cache)->check(CLI::IsMember({"on", "off"}));
+  std::string sasa_method = "offsets", spatial = "attention";
+  int64_t kernel = 7;
+  auto* sasa = app.add_subcommand("sasa", "One SASA layer or 3x3 convolution: time and peak memory");
+  add_shape(sasa, s);
+  sasa->add_option("--method", sasa_method)->check(CLI::IsMember({"offsets", "unfold", "conv"}));
+  sasa->add_option("--side", side, "Feature map side");
+  sasa->add_option("--kernel", kernel, "Neighbourhood side");
+  sasa->add_option("--reps", reps);
+  auto* resnet = app.add_subcommand("resnet", "ResNet-26 training step time, conv or SASA");
+  add_shape(resnet, s);
+  resnet->add_option("--spatial", spatial)->check(CLI::IsMember({"conv", "attention"}));
+  resnet->add_option("--side", side, "Image side");
+  resnet->add_option("--reps", reps);
   CLI11_PARSE(app, argc, argv);
   torch::manual_seed(1);
   std::cerr << configure_threads(s.threads, s.blas_threads) << std::endl;
@@ -376,5 +444,7 @@ int main(int argc, char** argv) {
   if (image->parsed()) return bench_image_attention(s, image_method, side, reps);
   if (music->parsed()) return bench_music_sample(s, length, cache == "on");
   if (image_sample->parsed()) return bench_image_sample(s, side, scale, cache == "on");
+  if (sasa->parsed()) return bench_sasa(s, sasa_method, side, kernel, reps);
+  if (resnet->parsed()) return bench_resnet(s, spatial, side, reps);
   return bench_decode(s, mode, beam, cache == "on");
 }

@@ -1,4 +1,5 @@
-// xformer info [--config FILE [--set KEY=VALUE]...] [--config-doc]
+// xformer info [--config FILE [--set KEY=VALUE]... [--model-stats]] [--config-doc]
+#include <spdlog/fmt/fmt.h>
 #include <torch/version.h>
 
 #include <iostream>
@@ -6,6 +7,7 @@
 
 #include "verbs.h"
 #include "xformer/core/registry.h"
+#include "xformer/core/error.h"
 #include "xformer/core/runtime.h"
 
 namespace xformer::app {
@@ -15,7 +17,23 @@ struct InfoArgs {
   std::string config;
   std::vector<std::string> sets;
   bool config_doc = false;
+  bool model_stats = false;
 };
+
+// Builds the config's task and model (no training) and prints parameters and FLOPs.
+int print_model_stats(const json& config) {
+  RunContext ctx;
+  ctx.for_training = false;
+  auto task = make_task(config, ctx);
+  const auto stats = task->model_stats();
+  std::cout << "model " << config.at("model").at("arch").get<std::string>() << " (task "
+            << config.at("task").at("name").get<std::string>() << ")\n"
+            << fmt::format("parameters: {:.0f} ({:.2f}M)\n", stats.at("parameters"), stats.at("parameters") / 1e6);
+  if (stats.count("flops"))
+    std::cout << fmt::format("FLOPs per item: {:.4g} ({:.2f} G) at {:.0f}x{:.0f}\n", stats.at("flops"),
+                             stats.at("flops") / 1e9, stats.at("height"), stats.at("width"));
+  return 0;
+}
 
 // Markdown table of every key: the trainer's, then each task's and architecture's.
 void print_config_doc() {
@@ -57,8 +75,11 @@ int info(const InfoArgs& a) {
     print_config_doc();
     return 0;
   }
+  if (a.model_stats && a.config.empty()) throw ConfigError("usage error: --model-stats needs --config FILE");
   if (!a.config.empty()) {
-    std::cout << load_resolved_config(a.config, a.sets).dump(2) << std::endl;
+    const auto config = load_resolved_config(a.config, a.sets);
+    if (a.model_stats) return print_model_stats(config);
+    std::cout << config.dump(2) << std::endl;
     return 0;
   }
   std::cout << "xformer " << XFORMER_VERSION << "\n"
@@ -83,6 +104,8 @@ void add_info(CLI::App& app, Action& run) {
   cmd->add_option("-c,--config", args->config, "Print this config resolved, defaults filled in");
   add_set_option(cmd, args->sets);
   cmd->add_flag("--config-doc", args->config_doc, "Print every config key with default and meaning");
+  cmd->add_flag("--model-stats", args->model_stats,
+                "With --config: the model's parameters and FLOPs per item (images: at their size)");
   cmd->callback([args, &run] { run = [args] { return info(*args); }; });
 }
 

@@ -1,5 +1,5 @@
-// xformer sample --run DIR [--input FILE|-] [--beam N --lenpen A | --temperature T [--top-k K]
-//                [--top-p P]] [--num N] [--seed S] [--out FILE|DIR] [--length N] [--primer FILE]
+// xformer sample --run DIR [--input FILE|-] [--beam N --lenpen A | --temperature T] [--top-k K]
+//                [--top-p P] [--num N] [--seed S] [--out FILE|DIR] [--length N] [--primer FILE]
 //                [--attention FILE.html [--attention-layer L]] [--wav]
 #include "verbs.h"
 #include "xformer/core/error.h"
@@ -43,8 +43,9 @@ void add_sample(CLI::App& app, Action& run) {
       ->capture_default_str()->needs(beam);
   auto* temp = cmd->add_option("-t,--temperature", args->temperature,
                                "Sample from softmax(logits / T) instead of searching");
-  cmd->add_option("--top-k", o.top_k, "Sample among the K most likely tokens")->needs(temp);
-  cmd->add_option("--top-p", o.top_p, "Sample from the smallest set with mass >= P")->needs(temp);
+  cmd->add_option("--top-k", o.top_k,
+                  "Sample among the K most likely tokens (classification: print the K best classes)");
+  cmd->add_option("--top-p", o.top_p, "Sample from the smallest set with mass >= P");
   cmd->add_option("-n,--num", o.num, "Samples per input")->capture_default_str();
   cmd->add_option("--seed", o.seed, "Random seed for sampling")->capture_default_str();
   cmd->add_option("-o,--out", o.out, "Output file (default stdout), or folder for tasks that write files");

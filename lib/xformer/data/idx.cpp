@@ -1,0 +1,59 @@
+#include "xformer/data/idx.h"
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+
+#include "xformer/core/error.h"
+
+namespace xformer::data {
+
+IdxArray read_idx(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw DataError("cannot read IDX file " + path);
+  const std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  auto fail = [&](const std::string& why) { throw DataError("IDX file " + path + ": " + why); };
+  if (bytes.size() < 4 || bytes[0] != 0 || bytes[1] != 0) fail("not an IDX file (bad magic number)");
+  if (bytes[2] != 0x08) fail("element type " + std::to_string(bytes[2]) + ", only unsigned bytes (8) are supported");
+  const size_t ndims = bytes[3];
+  if (ndims < 1 || bytes.size() < 4 + 4 * ndims) fail("truncated header");
+  IdxArray a;
+  size_t count = 1;
+  for (size_t d = 0; d < ndims; ++d) {
+    const uint8_t* p = &bytes[4 + 4 * d];
+    const int64_t n = (int64_t{p[0]} << 24) | (int64_t{p[1]} << 16) | (int64_t{p[2]} << 8) | p[3];
+    a.dims.push_back(n);
+    count *= static_cast<size_t>(n);
+  }
+  const size_t header = 4 + 4 * ndims;
+  if (bytes.size() != header + count)
+    fail(std::to_string(bytes.size() - header) + " bytes of data, the header says " + std::to_string(count));
+  a.values.assign(bytes.begin() + static_cast<std::ptrdiff_t>(header), bytes.end());
+  return a;
+}
+
+void write_idx(const std::string& path, const IdxArray& a) {
+  size_t count = 1;
+  for (auto d : a.dims) count *= static_cast<size_t>(d);
+  if (a.dims.empty() || a.dims.size() > 255 || count != a.values.size())
+    throw DataError("cannot write IDX file " + path + ": dimensions do not match the values");
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary);
+    const char magic[4] = {0, 0, 0x08, static_cast<char>(a.dims.size())};
+    out.write(magic, 4);
+    for (auto d : a.dims) {
+      const char be[4] = {static_cast<char>(d >> 24), static_cast<char>(d >> 16), static_cast<char>(d >> 8),
+                          static_cast<char>(d)};
+      out.write(be, 4);
+    }
+    out.write(reinterpret_cast<const char*>(a.values.data()), static_cast<std::streamsize>(a.values.size()));
+    if (!out) throw DataError("cannot write IDX file " + path);
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) throw DataError("cannot write IDX file " + path + ": " + ec.message());
+}
+
+}  // namespace xformer::data
