@@ -1,5 +1,7 @@
 #include "xformer/nn/sasa.h"
 
+#include "xformer/nn/sasa_cpu.h"
+
 #include <cmath>
 #include <limits>
 
@@ -110,6 +112,21 @@ struct SasaFunction : public torch::autograd::Function<SasaFunction> {
   }
 };
 
+// The CPU kernels (sasa_cpu.h) under autograd.
+struct SasaCpuFunction : public torch::autograd::Function<SasaCpuFunction> {
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& q, const torch::Tensor& k,
+                               const torch::Tensor& v, const torch::Tensor& rel_rows, const torch::Tensor& rel_cols) {
+    auto out = sasa_cpu_forward(q, k, v, rel_rows, rel_cols);
+    ctx->save_for_backward({q, k, v, out[1], rel_rows, rel_cols});
+    return out[0];
+  }
+  static torch::autograd::tensor_list backward(torch::autograd::AutogradContext* ctx,
+                                               torch::autograd::tensor_list grads) {
+    const auto s = ctx->get_saved_variables();
+    return sasa_cpu_backward(grads[0], s[0], s[1], s[2], s[3], s[4], s[5]);
+  }
+};
+
 // Spatially aware values (the attention stem): neighbour (a, b) mixes the M value maps, so the
 // values differ per offset; plain autograd through the offset loop (one small layer).
 torch::Tensor sasa_attend_mixed(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
@@ -141,12 +158,24 @@ torch::Tensor sasa_attend_mixed(const torch::Tensor& q, const torch::Tensor& k, 
 
 }  // namespace
 
+torch::Tensor sasa_attend_offsets(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                  const torch::Tensor& rel_rows, const torch::Tensor& rel_cols) {
+  check_shapes(q, k, v, rel_rows, rel_cols);
+  TORCH_CHECK(v.dim() == 5, "sasa_attend_offsets: no value mixtures");
+  return SasaFunction::apply(q, k, v, rel_rows, rel_cols);
+}
+
 torch::Tensor sasa_attend(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                           const torch::Tensor& rel_rows, const torch::Tensor& rel_cols,
                           const torch::Tensor& value_mix) {
   check_shapes(q, k, v, rel_rows, rel_cols);
   TORCH_CHECK(value_mix.defined() == (v.dim() == 6), "sasa: value mixtures need v (B, N, M, dv, H, W)");
-  if (!value_mix.defined()) return SasaFunction::apply(q, k, v, rel_rows, rel_cols);
+  if (!value_mix.defined()) {
+    const bool kernel = q.is_cpu() && (q.scalar_type() == torch::kFloat || q.scalar_type() == torch::kDouble) &&
+                        k.scalar_type() == q.scalar_type() && v.scalar_type() == q.scalar_type() &&
+                        rel_rows.scalar_type() == q.scalar_type() && rel_cols.scalar_type() == q.scalar_type();
+    return kernel ? SasaCpuFunction::apply(q, k, v, rel_rows, rel_cols) : sasa_attend_offsets(q, k, v, rel_rows, rel_cols);
+  }
   TORCH_CHECK(value_mix.dim() == 3 && value_mix.size(0) == rel_rows.size(0) && value_mix.size(1) == rel_rows.size(0) &&
                   value_mix.size(2) == v.size(2),
               "sasa: value_mix (K, K, M) expected, got ", value_mix.sizes());

@@ -8,8 +8,9 @@
 // part (the first dk / 2) and a column offset part (the rest); the tables are shared by the heads.
 // Neighbourhood offsets run from -(K / 2) to K - 1 - K / 2 (centred for odd K).
 //
-// The layer loops over the K^2 offsets with shifted views of the padded keys and values, so the
-// extra memory is the (B, N, K^2, H, W) logits, not the K^2-times-larger unfolded neighbourhoods
+// On the CPU, kernels that walk each image row once (sasa_cpu.h); elsewhere a loop over the K^2
+// offsets with shifted views of the padded keys and values. Either way the extra memory is the
+// (B, N, K^2, H, W) attention weights, not the K^2-times-larger unfolded neighbourhoods
 // (`sasa_attend_unfold`, kept as the benchmark's reference).
 #pragma once
 #include <torch/torch.h>
@@ -23,6 +24,13 @@ namespace xformer::nn {
 torch::Tensor sasa_attend(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                           const torch::Tensor& rel_rows, const torch::Tensor& rel_cols,
                           const torch::Tensor& value_mix = {});
+
+// The same without value mixtures as LibTorch ops on any device: a loop over the K^2 offsets
+// with shifted views of the padded keys and values and a hand-written backward that adds each
+// neighbour's gradient in place. sasa_attend uses it off the CPU (or for other dtypes) and the
+// CPU kernels (sasa_cpu.h) on it.
+torch::Tensor sasa_attend_offsets(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                  const torch::Tensor& rel_rows, const torch::Tensor& rel_cols);
 
 // The same result from the neighbourhoods unfolded in full ((B, N, d, H, W, K, K) products):
 // simple, K^2 times the memory. No value mixtures.

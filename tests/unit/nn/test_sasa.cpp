@@ -1,4 +1,4 @@
-// Stand-alone self-attention (SASA): the offset-loop layer and the unfolded one equal a naive
+// Stand-alone self-attention (SASA): the CPU kernels, the offset loop and the unfolded version equal a naive
 // per-pixel loop (odd and even neighbourhoods, neighbourhoods larger than the image, heads, odd
 // head widths, spatially aware values), in values and gradients; the module is translation
 // equivariant away from the borders and pools where it strides.
@@ -61,19 +61,26 @@ TEST_CASE("SASA attention equals a naive per-pixel loop, in values and gradients
       auto v = torch::randn({c.B, c.N, c.dv, c.H, c.W}, opts);
       auto rows = torch::randn({c.K, c.dk / 2}, opts), cols = torch::randn({c.K, c.dk - c.dk / 2}, opts);
       auto expected = naive_sasa(q, k, v, rows, cols);
-      auto offsets = nn::sasa_attend(q, k, v, rows, cols);
-      auto unfolded = nn::sasa_attend_unfold(q, k, v, rows, cols);
-      CHECK(max_abs_diff(offsets, expected) < 1e-10);
-      CHECK(max_abs_diff(unfolded, expected) < 1e-10);
       auto weights = torch::randn_like(expected);
       auto grads = [&](const torch::Tensor& out) {
         return torch::autograd::grad({(out * weights).sum()}, {q, k, v, rows, cols});
       };
-      auto g_expected = grads(expected), g_offsets = grads(offsets), g_unfolded = grads(unfolded);
-      for (size_t i = 0; i < g_expected.size(); ++i) {
-        CHECK(max_abs_diff(g_offsets[i], g_expected[i]) < 1e-9);
-        CHECK(max_abs_diff(g_unfolded[i], g_expected[i]) < 1e-9);
+      auto g_expected = grads(expected);
+      // The CPU kernels (sasa_attend on the CPU), the LibTorch offset loop, the unfolded version.
+      for (auto* attend : {&nn::sasa_attend_offsets, &nn::sasa_attend_unfold}) {
+        auto out = (*attend)(q, k, v, rows, cols);
+        CHECK(max_abs_diff(out, expected) < 1e-10);
+        auto g = grads(out);
+        for (size_t i = 0; i < g.size(); ++i) CHECK(max_abs_diff(g[i], g_expected[i]) < 1e-9);
       }
+      auto kernel = nn::sasa_attend(q, k, v, rows, cols);
+      CHECK(max_abs_diff(kernel, expected) < 1e-10);
+      auto g = grads(kernel);
+      for (size_t i = 0; i < g.size(); ++i) CHECK(max_abs_diff(g[i], g_expected[i]) < 1e-9);
+      // Single precision goes through the kernels too, and non-contiguous inputs are fine.
+      auto f = [](const torch::Tensor& t) { return t.detach().to(torch::kFloat); };
+      auto kt = f(k).transpose(3, 4).contiguous().transpose(3, 4);
+      CHECK(max_abs_diff(nn::sasa_attend(f(q), kt, f(v), f(rows), f(cols)).to(torch::kDouble), expected) < 1e-4);
     }
   }
 }
