@@ -1,4 +1,4 @@
-// CUDA against the CPU: every attention variant, both models, the fused loss and Adam give the
+// CUDA against the CPU: every attention variant (SASA's included), the models, the fused loss and Adam give the
 // same numbers on the GPU (fp32, TF32 off: |diff| < 1e-4 on unit-scale outputs), autocast
 // stays close to fp32, and the tiny configs train, evaluate and sample on the GPU in bf16 and
 // fp16. Every case passes trivially (with a warning) where no CUDA device is present.
@@ -7,8 +7,10 @@
 #include "cli/cli_helpers.h"
 #include "xformer/core/precision.h"
 #include "xformer/models/music_transformer.h"
+#include "xformer/models/resnet.h"
 #include "xformer/nn/attention.h"
 #include "xformer/nn/loss.h"
+#include "xformer/nn/sasa.h"
 #include "xformer/train/adam.h"
 
 using namespace xformer;
@@ -219,4 +221,32 @@ TEST_CASE("tiny configs train, evaluate and sample on CUDA", "[cuda][cli]") {
     CHECK(r.exit_code == 0);
     CHECK(std::filesystem::exists(tmp.str("out/sample_2.mid")));
   }
+}
+
+TEST_CASE("SASA attention and a SASA ResNet on CUDA match the CPU", "[cuda]") {
+  if (!have_cuda()) return;
+  torch::manual_seed(6);
+  auto q = torch::randn({2, 2, 4, 9, 7}), k = torch::randn({2, 2, 4, 9, 7}), v = torch::randn({2, 2, 3, 9, 7});
+  auto rows = torch::randn({5, 2}), cols = torch::randn({5, 2});
+  for (auto* t : {&q, &k, &v, &rows, &cols}) t->requires_grad_(true);
+  auto cpu = nn::sasa_attend(q, k, v, rows, cols);  // the CPU kernels
+  auto weights = torch::randn_like(cpu);
+  auto cpu_grads = torch::autograd::grad({(cpu * weights).sum()}, {q, k, v, rows, cols});
+  std::vector<torch::Tensor> on_gpu;
+  for (auto* t : {&q, &k, &v, &rows, &cols}) on_gpu.push_back(t->detach().to(kCuda).requires_grad_(true));
+  auto gpu = nn::sasa_attend(on_gpu[0], on_gpu[1], on_gpu[2], on_gpu[3], on_gpu[4]);  // the offset loop
+  CHECK(diff(cpu, gpu) < 1e-4);
+  auto gpu_grads = torch::autograd::grad({(gpu * weights.to(kCuda)).sum()}, on_gpu);
+  for (size_t i = 0; i < gpu_grads.size(); ++i) CHECK(diff(cpu_grads[i], gpu_grads[i]) < 1e-4);
+
+  models::ResNetOptions o;
+  o.blocks = {1, 1, 1, 1};
+  o.width = 8, o.stem_width = 8, o.heads = 2, o.kernel = 3, o.spatial = "attention", o.stem = "attention";
+  o.small_images = true, o.classes = 5;
+  models::ResNet net(o);
+  net->eval();
+  auto net_gpu = moved_to_cuda(net, models::ResNet(o));
+  auto images = torch::randn({3, 3, 12, 12});
+  torch::NoGradGuard no_grad;
+  CHECK(diff(net(images), net_gpu(images.to(kCuda))) < 1e-4);
 }

@@ -25,20 +25,8 @@ std::vector<std::string> numbered_classes(int64_t n) {
   return names;
 }
 
-// (C, H, W) uint8 -> the requested channels and size.
-torch::Tensor conform(torch::Tensor chw, const ImageSetOptions& o) {
-  if (o.channels == 3 && chw.size(0) == 1) chw = chw.expand({3, -1, -1});
-  if (o.channels == 1 && chw.size(0) == 3) chw = chw.to(torch::kFloat).mean(0, true).round().to(torch::kUInt8);
-  if (o.size > 0 && (chw.size(1) != o.size || chw.size(2) != o.size)) {
-    auto resized = torch::nn::functional::interpolate(
-        chw.unsqueeze(0).to(torch::kFloat),
-        torch::nn::functional::InterpolateFuncOptions()
-            .size(std::vector<int64_t>{o.size, o.size})
-            .mode(torch::kBilinear)
-            .align_corners(false));
-    chw = resized.squeeze(0).round().clamp(0, 255).to(torch::kUInt8);
-  }
-  return chw.contiguous();
+torch::Tensor conform(const torch::Tensor& chw, const ImageSetOptions& o) {
+  return conform_image(chw, o.channels, o.size, o.size);
 }
 
 LabelledImages from_idx(const std::string& images_path, const std::string& labels_path, const ImageSetOptions& o) {
@@ -126,6 +114,20 @@ LabelledImages from_folders(const std::string& root, const ImageSetOptions& o) {
 }
 
 }  // namespace
+
+torch::Tensor conform_image(torch::Tensor chw, int64_t channels, int64_t height, int64_t width) {
+  if (channels == 3 && chw.size(0) == 1) chw = chw.expand({3, -1, -1});
+  if (channels == 1 && chw.size(0) == 3) chw = chw.to(torch::kFloat).mean(0, true).round().to(torch::kUInt8);
+  if (height > 0 && width > 0 && (chw.size(1) != height || chw.size(2) != width)) {
+    auto resized = torch::nn::functional::interpolate(
+        chw.unsqueeze(0).to(torch::kFloat), torch::nn::functional::InterpolateFuncOptions()
+                                                .size(std::vector<int64_t>{height, width})
+                                                .mode(torch::kBilinear)
+                                                .align_corners(false));
+    chw = resized.squeeze(0).round().clamp(0, 255).to(torch::kUInt8);
+  }
+  return chw.contiguous();
+}
 
 LabelledImages load_labelled_images(const std::vector<std::string>& source, const ImageSetOptions& o) {
   if (o.channels != 0 && o.channels != 1 && o.channels != 3)

@@ -24,6 +24,10 @@ struct ImageSetOptions {
   std::vector<std::string> classes;
 };
 
+// (C, H, W) uint8 -> `channels` channels (1 <-> 3: grey mean or repeated; 0 = as it is) and
+// height x width (bilinear; 0 = as it is).
+torch::Tensor conform_image(torch::Tensor chw, int64_t channels, int64_t height, int64_t width);
+
 // `source`: one path (folder, CIFAR-10 file or pattern) or two (IDX images and labels).
 // DataError naming the file for unreadable, inconsistent or empty sources; unreadable images
 // inside a class folder are reported and skipped.

@@ -223,15 +223,8 @@ class ClassificationTask : public Task {
       const auto files = fs::is_directory(o.input) ? data::list_image_files(o.input) : std::vector<std::string>{o.input};
       std::vector<torch::Tensor> each;
       for (const auto& f : files) {
-        auto t = data::to_tensor(data::read_image(f, 3)).to(torch::kUInt8);
-        if (options_.channels == 1) t = t.to(torch::kFloat).mean(0, true).round().to(torch::kUInt8);
-        if (t.size(1) != height_ || t.size(2) != width_)
-          t = torch::nn::functional::interpolate(t.unsqueeze(0).to(torch::kFloat),
-                                                 torch::nn::functional::InterpolateFuncOptions()
-                                                     .size(std::vector<int64_t>{height_, width_})
-                                                     .mode(torch::kBilinear)
-                                                     .align_corners(false))
-                  .squeeze(0).round().clamp(0, 255).to(torch::kUInt8);
+        auto t = data::conform_image(data::to_tensor(data::read_image(f, 3)).to(torch::kUInt8), options_.channels,
+                                     height_, width_);
         each.push_back(t);
         names.push_back(f);
       }
