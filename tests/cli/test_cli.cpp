@@ -431,3 +431,23 @@ TEST_CASE("classification: train, eval, sample and model stats end to end", "[cl
   CHECK(run_xformer("train --config configs/classification/tiny.json --run-dir '" + tmp.str("bad2") +
                     "' --set model.heads=3").exit_code == 2);
 }
+
+TEST_CASE("classification: resume with augmentation reproduces the same losses", "[cli][resume][classification]") {
+  TempDir tmp("cli_classification_resume");
+  // Random crops and flips on, checkpoint mid-epoch (13 batches of 32 per epoch of 400).
+  const std::string common = " --config configs/classification/tiny.json --set task.crop_padding=2"
+                             " --set task.horizontal_flip=true --set train.log_every=1 --set train.eval_every=0"
+                             " --set train.save_every=9";
+  REQUIRE(run_xformer("train" + common + " --run-dir '" + tmp.str("full") + "' --set train.max_steps=18").exit_code == 0);
+  REQUIRE(run_xformer("train" + common + " --run-dir '" + tmp.str("split") + "' --set train.max_steps=9").exit_code == 0);
+  auto rest = run_xformer("train --resume --run-dir '" + tmp.str("split") + "' --set train.max_steps=18");
+  INFO(rest.output);
+  REQUIRE(rest.exit_code == 0);
+  auto a = read_metrics(tmp.str("full"), "train"), b = read_metrics(tmp.str("split"), "train");
+  REQUIRE(a.size() == 18);
+  REQUIRE(b.size() == 18);
+  for (size_t i = 0; i < a.size(); ++i) {
+    INFO("step " << i + 1);
+    CHECK(b[i]["loss"].get<double>() == a[i]["loss"].get<double>());
+  }
+}
