@@ -126,4 +126,16 @@ SmoothedLoss linear_label_smoothed_cross_entropy(const torch::Tensor& hidden,
   return out;
 }
 
+torch::Tensor sigmoid_focal_loss(const torch::Tensor& logits, const torch::Tensor& targets, double alpha,
+                                 double gamma) {
+  TORCH_CHECK(logits.sizes() == targets.sizes(), "sigmoid_focal_loss: logits and targets of one shape expected");
+  auto x = logits.to(torch::kFloat), t = targets.to(torch::kFloat);
+  auto p = x.sigmoid();
+  auto ce = torch::nn::functional::binary_cross_entropy_with_logits(
+      x, t, torch::nn::functional::BinaryCrossEntropyWithLogitsFuncOptions().reduction(torch::kNone));
+  auto p_t = p * t + (1 - p) * (1 - t);
+  auto alpha_t = alpha * t + (1 - alpha) * (1 - t);
+  return (alpha_t * (1 - p_t).pow(gamma) * ce).sum();
+}
+
 }  // namespace xformer::nn

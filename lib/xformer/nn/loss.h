@@ -30,4 +30,10 @@ SmoothedLoss linear_label_smoothed_cross_entropy(const torch::Tensor& hidden,
                                                  const torch::Tensor& target, double epsilon,
                                                  int64_t ignore_index, int64_t chunk_rows = 0);
 
+// Sigmoid focal loss (Lin et al. 2017), summed: logits and 0/1 targets of the same shape;
+// each element adds -alpha_t (1 - p_t)^gamma log p_t with p_t the probability of its target
+// and alpha_t = alpha for positives, 1 - alpha for negatives.
+torch::Tensor sigmoid_focal_loss(const torch::Tensor& logits, const torch::Tensor& targets, double alpha = 0.25,
+                                 double gamma = 2.0);
+
 }  // namespace xformer::nn
