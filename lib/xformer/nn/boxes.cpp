@@ -47,7 +47,7 @@ torch::Tensor batched_nms(const torch::Tensor& boxes, const torch::Tensor& score
   return nms(shifted, scores, iou_threshold);
 }
 
-torch::Tensor level_anchors(int64_t height, int64_t width, int64_t stride, double size,
+torch::Tensor level_anchors(int64_t height, int64_t width, double stride, double size,
                             const std::vector<double>& scales, const std::vector<double>& ratios) {
   std::vector<float> shapes;  // (A, 2): half widths and half heights
   for (double s : scales)

@@ -21,7 +21,7 @@ torch::Tensor batched_nms(const torch::Tensor& boxes, const torch::Tensor& score
 // pixels per cell, centred at ((x + 0.5) stride, (y + 0.5) stride), one box per (scale, ratio)
 // with area (size scale)^2 and height / width = ratio. (H W A, 4), cell-major, then scales,
 // then ratios.
-torch::Tensor level_anchors(int64_t height, int64_t width, int64_t stride, double size,
+torch::Tensor level_anchors(int64_t height, int64_t width, double stride, double size,
                             const std::vector<double>& scales, const std::vector<double>& ratios);
 
 // Regression targets of boxes against anchors (both (N, 4)): (dx, dy, dw, dh) =
