@@ -451,3 +451,53 @@ TEST_CASE("classification: resume with augmentation reproduces the same losses",
     CHECK(b[i]["loss"].get<double>() == a[i]["loss"].get<double>());
   }
 }
+
+TEST_CASE("detection: train, eval and sample the tiny config end to end", "[cli][e2e][detection]") {
+  TempDir tmp("cli_detection");
+  const std::string run = tmp.str("run");
+  auto r = run_xformer("train --config configs/detection/tiny.json --run-dir '" + run + "'");
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  auto train = read_metrics(run, "train");
+  REQUIRE(train.size() == 4);
+  CHECK(train.back()["loss"].get<double>() < 0.7 * train.front()["loss"].get<double>());
+  auto valid = read_metrics(run, "valid");
+  REQUIRE(valid.size() == 2);
+  for (const char* k : {"map", "ap50", "ap75", "ap_small", "ap_medium", "ap_large"}) CHECK(valid.back().contains(k));
+  CHECK(valid.back()["ap50"].get<double>() > valid.front()["ap50"].get<double>());
+  CHECK(valid.back()["ap50"].get<double>() >= valid.back()["map"].get<double>());
+
+  r = run_xformer("eval --run '" + run + "' --split test");
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  REQUIRE(read_metrics(run, "test").size() == 1);
+  // Detections in COCO's results format, with the dataset's category ids (1..10).
+  std::ifstream results(fs::path(run) / "samples" / "test.detections.json");
+  REQUIRE(results.good());
+  const auto found = nlohmann::json::parse(results);
+  REQUIRE(!found.empty());
+  CHECK(found[0]["category_id"].get<int>() >= 1);
+  CHECK(found[0]["bbox"].size() == 4);
+
+  r = run_xformer("sample --run '" + run + "' --num 2 --out '" + tmp.str("out") + "'");
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  CHECK(xformer::data::read_image(tmp.str("out/000001.png")).width == 32);
+  CHECK(fs::exists(tmp.str("out/detections.json")));
+  r = run_xformer("sample --run '" + run + "' --input tests/data/detection/valid --out '" + tmp.str("dir") + "'");
+  INFO(r.output);
+  CHECK(r.exit_code == 0);
+  CHECK(fs::exists(tmp.str("dir/000008.png")));
+  CHECK(run_xformer("sample --run '" + run + "' --temperature 1").exit_code == 2);
+
+  // Broken annotations are named; config mistakes are usage errors.
+  std::ofstream(tmp.str("bad.json")) << R"({"images": [{"id": 1, "file_name": "a.png"}], "annotations": [)"
+                                     << R"({"id": 7, "image_id": 2, "category_id": 1, "bbox": [0, 0, 4, 4]}],)"
+                                     << R"( "categories": [{"id": 1, "name": "x"}]})";
+  r = run_xformer("train --config configs/detection/tiny.json --run-dir '" + tmp.str("bad") + "' --set task.train='" +
+                  tmp.str("bad.json") + "'");
+  CHECK(r.exit_code == 1);
+  CHECK(r.output.find("annotation 7 refers to unknown image 2") != std::string::npos);
+  CHECK(run_xformer("train --config configs/detection/tiny.json --run-dir '" + tmp.str("bad2") +
+                    "' --set model.backbone=vgg").exit_code == 2);
+}

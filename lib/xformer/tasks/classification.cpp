@@ -297,7 +297,7 @@ class ClassificationTask : public Task {
   // uint8 images -> floats in [-1, 1] on the device, with their labels.
   Batch make_batch(const torch::Tensor& images, const torch::Tensor& labels) const {
     Batch b;
-    b.tensors["images"] = to_device(images.to(torch::kFloat).div_(127.5).sub_(1.0), ctx_.device);
+    b.tensors["images"] = to_device(pixels_to_input(images), ctx_.device);
     b.tensors["labels"] = to_device(labels, ctx_.device);
     b.n_items = b.n_tokens = images.size(0);
     return b;

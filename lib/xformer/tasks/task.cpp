@@ -3,6 +3,7 @@
 #include "xformer/core/error.h"
 #include "xformer/core/registry.h"
 #include "xformer/tasks/classification.h"
+#include "xformer/tasks/detection.h"
 #include "xformer/tasks/image.h"
 #include "xformer/tasks/music.h"
 #include "xformer/tasks/translation.h"
@@ -19,6 +20,8 @@ torch::Tensor to_device(const torch::Tensor& host, const torch::Device& device) 
   if (!device.is_cuda()) return host.to(device);
   return host.pin_memory().to(device, /*non_blocking=*/true);
 }
+
+torch::Tensor pixels_to_input(const torch::Tensor& pixels) { return pixels.to(torch::kFloat).div(127.5).sub_(1.0); }
 
 std::string split_name(Split split) {
   switch (split) {
@@ -42,6 +45,7 @@ void register_builtins() {
   tasks::register_music(r);
   tasks::register_image_tasks(r);
   tasks::register_classification(r);
+  tasks::register_detection(r);
 }
 
 Metrics Task::model_stats() {

@@ -26,6 +26,9 @@ void declare_split_folders(Schema& schema, const std::string& root, const std::s
 // queues ahead of the kernels that read it); unchanged on the CPU.
 torch::Tensor to_device(const torch::Tensor& host, const torch::Device& device);
 
+// Image pixels (uint8 or float 0..255) -> the networks' input: floats in [-1, 1].
+torch::Tensor pixels_to_input(const torch::Tensor& pixels);
+
 // Named tensors of one batch, already on the task's device.
 struct Batch {
   std::map<std::string, torch::Tensor> tensors;

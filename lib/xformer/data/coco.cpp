@@ -1,0 +1,66 @@
+#include "xformer/data/coco.h"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <map>
+
+#include "xformer/core/error.h"
+
+namespace fs = std::filesystem;
+
+namespace xformer::data {
+
+CocoSet read_coco(const std::string& json_path, const std::string& image_root) {
+  std::ifstream in(json_path);
+  if (!in) throw DataError("cannot read COCO annotations " + json_path);
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(in);
+  } catch (const nlohmann::json::exception& e) {
+    throw DataError("COCO annotations " + json_path + ": invalid JSON (" + e.what() + ")");
+  }
+  const std::string root = image_root.empty() ? fs::path(json_path).parent_path().string() : image_root;
+  auto fail = [&](const std::string& what) -> void { throw DataError("COCO annotations " + json_path + ": " + what); };
+  for (const char* key : {"images", "annotations", "categories"})
+    if (!j.contains(key) || !j[key].is_array()) fail(std::string("no '") + key + "' list");
+  CocoSet set;
+  std::map<int64_t, size_t> image_index, category_index;
+  try {
+    std::vector<std::pair<int64_t, std::string>> categories;
+    for (const auto& c : j["categories"]) categories.emplace_back(c.at("id").get<int64_t>(), c.at("name").get<std::string>());
+    std::sort(categories.begin(), categories.end());
+    for (const auto& [id, name] : categories) {
+      category_index[id] = set.classes.size();
+      set.classes.push_back(name), set.category_ids.push_back(id);
+    }
+    for (const auto& im : j["images"]) {
+      CocoImage image;
+      image.id = im.at("id").get<int64_t>();
+      image.path = (fs::path(root) / im.at("file_name").get<std::string>()).string();
+      if (image_index.count(image.id)) fail("image id " + std::to_string(image.id) + " appears twice");
+      image_index[image.id] = set.images.size();
+      set.images.push_back(std::move(image));
+    }
+    for (const auto& a : j["annotations"]) {
+      if (a.value("iscrowd", 0) != 0) continue;
+      const auto image = a.at("image_id").get<int64_t>(), category = a.at("category_id").get<int64_t>();
+      const auto& box = a.at("bbox");
+      const std::string where = "annotation " + std::to_string(a.value("id", int64_t{-1}));
+      if (!image_index.count(image)) fail(where + " refers to unknown image " + std::to_string(image));
+      if (!category_index.count(category)) fail(where + " refers to unknown category " + std::to_string(category));
+      if (!box.is_array() || box.size() != 4) fail(where + ": bbox must be [x, y, width, height]");
+      const double x = box[0], y = box[1], w = box[2], h = box[3];
+      if (!(w > 0 && h > 0)) fail(where + ": bbox without area");
+      set.images[image_index[image]].objects.push_back({x, y, x + w, y + h, static_cast<int64_t>(category_index[category])});
+    }
+  } catch (const nlohmann::json::exception& e) {
+    fail(std::string("missing or mistyped field (") + e.what() + ")");
+  }
+  if (set.classes.empty()) fail("no categories");
+  return set;
+}
+
+}  // namespace xformer::data

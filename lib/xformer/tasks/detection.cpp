@@ -1,0 +1,370 @@
+#include "xformer/tasks/detection.h"
+
+#include <spdlog/spdlog.h>
+
+#include <filesystem>
+#include <fstream>
+#include <numeric>
+#include <random>
+
+#include "xformer/core/error.h"
+#include "xformer/data/coco.h"
+#include "xformer/data/image.h"
+#include "xformer/data/image_ops.h"
+#include "xformer/data/labelled_images.h"
+#include "xformer/metrics/detection.h"
+#include "xformer/models/retinanet.h"
+#include "xformer/tasks/task.h"
+
+namespace fs = std::filesystem;
+
+namespace xformer::tasks {
+
+namespace {
+
+void declare_task_keys(Schema& s) {
+  const std::string root = "data/detection/digits/";
+  s.add("task.train", KeyType::String, root + "train.json",
+        "COCO annotations of the training images (file names relative to the JSON's folder).");
+  s.add("task.valid", KeyType::String, root + "valid.json", "COCO annotations of the validation images.");
+  s.add("task.test", KeyType::String, root + "test.json", "COCO annotations of the test images.");
+  s.add("task.size", KeyType::Int, 0, "Resize images (and boxes) to size x size; 0 = as they are (all one size).");
+  s.add("task.channels", KeyType::Int, 3, "1 (grey) or 3 (RGB).");
+  s.add("task.batch_size", KeyType::Int, 16, "Images per batch.");
+  s.add("task.horizontal_flip", KeyType::Bool, false, "Augmentation: mirror half of the training images.");
+  s.add("task.score_threshold", KeyType::Float, 0.05, "Detections below this class probability are dropped.");
+  s.add("task.nms_iou", KeyType::Float, 0.5, "Per-class non-maximum suppression above this IoU.");
+  s.add("task.max_detections", KeyType::Int, 100, "Detections kept per image.");
+}
+
+void declare_model_keys(Schema& s) {
+  s.add("model.backbone", KeyType::String, "sasa_resnet", "The backbone's spatial layers.", {"resnet", "sasa_resnet"});
+  s.add("model.depth", KeyType::Int, 26, "Backbone depth: 26, 38 or 50.");
+  s.add("model.width", KeyType::Int, 64, "Backbone bottleneck width of the first stage.");
+  s.add("model.stem_width", KeyType::Int, 64, "Channels out of the backbone's stem.");
+  s.add("model.small_images", KeyType::Bool, false, "Keep the resolution in the stem (small images).");
+  s.add("model.stem", KeyType::String, "conv", "sasa_resnet: the stem, spatially aware attention or a convolution.",
+        {"attention", "conv"});
+  s.add("model.heads", KeyType::Int, 8, "sasa_resnet: attention heads.");
+  s.add("model.kernel", KeyType::Int, 7, "sasa_resnet: neighbourhood side of the attention layers.");
+  s.add("model.fpn_channels", KeyType::Int, 256, "Channels of the feature pyramid and the heads.");
+  s.add("model.head_convs", KeyType::Int, 4, "3x3 convolutions in each head before its output layer.");
+  s.add("model.anchor_scale", KeyType::Float, 4.0, "Anchor side in strides of its level (times 2^0, 2^1/3, 2^2/3).");
+}
+
+// A split in memory: images (N, C, S, S) uint8 and each image's boxes (M, 4) and labels (M).
+struct DetectionSet {
+  torch::Tensor images;
+  std::vector<torch::Tensor> boxes, labels;
+  std::vector<int64_t> ids;
+  std::vector<std::string> paths;
+};
+
+class DetectionTask : public Task {
+ public:
+  DetectionTask(const json& config, const RunContext& ctx)
+      : t_(config.at("task")), ctx_(ctx), seed_(config.at("train").at("seed").get<uint64_t>()) {
+    channels_ = t_.at("channels");
+    if (channels_ != 1 && channels_ != 3) throw ConfigError("config error: task.channels must be 1 or 3");
+    for (const char* k : {"batch_size", "max_detections"})
+      if (t_.at(k).get<int64_t>() < 1) throw ConfigError(std::string("config error: task.") + k + " must be >= 1");
+    if (t_.at("size").get<int64_t>() < 0) throw ConfigError("config error: task.size must be >= 0");
+    // The classes come from the training annotations (saved in the run for eval and sample).
+    const auto saved = fs::path(ctx_.run_dir) / "classes.json";
+    if (!ctx_.for_training && !ctx_.run_dir.empty() && fs::exists(saved)) {
+      classes_ = json::parse(std::ifstream(saved)).at("classes").get<std::vector<std::string>>();
+    } else {
+      classes_ = data::read_coco(t_.at("train")).classes;
+    }
+    if (ctx_.for_training) {
+      train_ = load_split(Split::Train);
+      if (!ctx_.run_dir.empty()) {
+        std::ofstream(saved.string() + ".tmp") << json{{"classes", classes_}}.dump(2) << "\n";
+        fs::rename(saved.string() + ".tmp", saved);
+      }
+    }
+    const auto& m = config.at("model");
+    models::RetinaNetOptions o;
+    auto& b = o.backbone;
+    try {
+      b.blocks = models::resnet_blocks(m.at("depth"));
+    } catch (const std::invalid_argument& e) {
+      throw ConfigError(std::string("config error: model.depth: ") + e.what());
+    }
+    b.width = m.at("width"), b.stem_width = m.at("stem_width"), b.small_images = m.at("small_images");
+    b.in_channels = channels_;
+    if (m.at("backbone") == "sasa_resnet") {
+      b.spatial = "attention", b.stem = m.at("stem"), b.heads = m.at("heads"), b.kernel = m.at("kernel");
+      for (int64_t w : {b.width, b.stem_width})
+        if (b.heads < 1 || w % b.heads != 0 || w / b.heads < 2)
+          throw ConfigError("config error: model.width and model.stem_width must be multiples of model.heads "
+                            "with at least 2 channels per head");
+    }
+    o.classes = static_cast<int64_t>(classes_.size());
+    o.fpn_channels = m.at("fpn_channels"), o.head_convs = m.at("head_convs"), o.anchor_scale = m.at("anchor_scale");
+    if (b.width < 1 || b.stem_width < 1 || o.fpn_channels < 1 || o.head_convs < 0 || !(o.anchor_scale > 0))
+      throw ConfigError("config error: model widths must be >= 1, model.head_convs >= 0, model.anchor_scale > 0");
+    torch::manual_seed(seed_);
+    model_ = models::RetinaNet(o);
+    model_->to(ctx_.device);
+  }
+
+  std::shared_ptr<torch::nn::Module> model() override { return model_.ptr(); }
+
+  void begin_epoch(int64_t epoch) override {
+    epoch_ = epoch, position_ = 0;
+    std::mt19937_64 rng(seed_ * 1000003ULL + static_cast<uint64_t>(epoch));
+    order_.resize(train_.images.size(0));
+    std::iota(order_.begin(), order_.end(), 0);
+    std::shuffle(order_.begin(), order_.end(), rng);
+  }
+
+  std::optional<Batch> next_batch() override {
+    const int64_t size = t_.at("batch_size"), begin = position_ * size;
+    if (begin >= static_cast<int64_t>(order_.size())) return std::nullopt;
+    const int64_t end = std::min<int64_t>(begin + size, order_.size());
+    std::vector<int64_t> index(order_.begin() + begin, order_.begin() + end);
+    std::mt19937_64 rng((seed_ * 1000003ULL + static_cast<uint64_t>(epoch_)) * 7919ULL + static_cast<uint64_t>(position_));
+    ++position_;
+    std::vector<char> flip(index.size(), 0);
+    if (t_.at("horizontal_flip").get<bool>())
+      for (auto& f : flip) f = static_cast<char>(rng() % 2);
+    return make_batch(train_, index, flip);
+  }
+
+  json state() const override { return {{"epoch", epoch_}, {"position", position_}}; }
+  void load_state(const json& s) override {
+    begin_epoch(s.at("epoch"));
+    position_ = s.at("position");
+  }
+
+  LossOut loss(const Batch& batch) override {
+    auto out = model_->forward(batch.tensors.at("images"));
+    auto l = models::retinanet_loss(out, targets_of(batch));
+    LossOut r;
+    r.loss = l.classification + l.regression;  // already per positive anchor
+    r.sample_size = 1;
+    r.sums["classification"] = l.classification.item<double>();
+    r.sums["regression"] = l.regression.item<double>();
+    return r;
+  }
+
+  Metrics evaluate(Split split, const std::string& out_prefix) override {
+    torch::NoGradGuard no_grad;
+    const auto set = load_split(split);
+    std::vector<metrics::Detection> found;
+    std::vector<metrics::GroundTruth> truth;
+    const auto detections = detect(set);
+    for (size_t i = 0; i < detections.size(); ++i) {
+      const auto& d = detections[i];
+      for (int64_t k = 0; k < d.boxes.size(0); ++k)
+        found.push_back({static_cast<int64_t>(i), d.labels[k].item<int64_t>(), d.scores[k].item<double>(), box(d.boxes[k])});
+      for (int64_t k = 0; k < set.boxes[i].size(0); ++k)
+        truth.push_back({static_cast<int64_t>(i), set.labels[i][k].item<int64_t>(), box(set.boxes[i][k])});
+    }
+    if (!out_prefix.empty()) write_detections(out_prefix + ".detections.json", set, detections);
+    const auto ap = metrics::detection_ap(found, truth, static_cast<int64_t>(classes_.size()));
+    return {{"map", ap.map},           {"ap50", ap.ap50},           {"ap75", ap.ap75},
+            {"ap_small", ap.ap_small}, {"ap_medium", ap.ap_medium}, {"ap_large", ap.ap_large},
+            {"detections_per_image", static_cast<double>(found.size()) / std::max<size_t>(1, detections.size())}};
+  }
+
+  // Detects objects in --input (an image or a folder; or, without it, the first --num test
+  // images) and writes each picture with its boxes drawn, plus detections.json.
+  void sample(const SampleOptions& o) override {
+    if (o.beam > 0 || o.temperature || o.top_k > 0 || o.top_p < 1 || !o.primer.empty() || o.length > 0 ||
+        !o.attention.empty() || o.wav)
+      throw ConfigError("usage error: detection takes --input, --num and --out only");
+    torch::NoGradGuard no_grad;
+    DetectionSet set;
+    if (o.input.empty()) {
+      auto test = load_split(Split::Test);
+      const int64_t n = std::min<int64_t>(std::max(1, o.num), test.images.size(0));
+      set.images = test.images.narrow(0, 0, n);
+      set.ids.assign(test.ids.begin(), test.ids.begin() + n);
+      set.paths.assign(test.paths.begin(), test.paths.begin() + n);
+    } else {
+      const auto files = fs::is_directory(o.input) ? data::list_image_files(o.input) : std::vector<std::string>{o.input};
+      if (files.empty()) throw DataError("--input " + o.input + ": no image files");
+      std::vector<torch::Tensor> each;
+      for (const auto& f : files) {
+        auto t = conform(data::to_tensor(data::read_image(f, 3)).to(torch::kUInt8));
+        if (!each.empty() && t.sizes() != each.front().sizes())
+          throw DataError("--input " + f + ": images of different sizes (set task.size)");
+        each.push_back(t);
+        set.ids.push_back(static_cast<int64_t>(set.ids.size()) + 1);
+        set.paths.push_back(f);
+      }
+      set.images = torch::stack(each);
+    }
+    const fs::path out_dir = o.out.empty() ? fs::path(ctx_.run_dir) / "samples" / "detections" : fs::path(o.out);
+    fs::create_directories(out_dir);
+    const auto detections = detect(set);
+    for (size_t i = 0; i < detections.size(); ++i) {
+      auto picture = set.images[i].to(torch::kFloat).expand({3, -1, -1}).clone();
+      for (int64_t k = 0; k < detections[i].boxes.size(0); ++k)
+        draw_box(picture, detections[i].boxes[k], detections[i].labels[k].item<int64_t>());
+      data::write_png((out_dir / (fs::path(set.paths[i]).stem().string() + ".png")).string(), data::to_image(picture));
+    }
+    write_detections((out_dir / "detections.json").string(), set, detections);
+    spdlog::info("wrote {} images with their detections and detections.json to {}", detections.size(), out_dir.string());
+  }
+
+ private:
+  static metrics::Box box(const torch::Tensor& b) {
+    return {b[0].item<double>(), b[1].item<double>(), b[2].item<double>(), b[3].item<double>()};
+  }
+
+  torch::Tensor conform(const torch::Tensor& chw) const {
+    const int64_t size = t_.at("size");
+    return data::conform_image(chw, channels_, size, size);
+  }
+
+  DetectionSet load_split(Split split) const {
+    const auto coco = data::read_coco(t_.at(split_name(split)));
+    if (coco.classes != classes_)
+      throw DataError("task." + split_name(split) + ": its categories differ from the training annotations'");
+    DetectionSet set;
+    std::vector<torch::Tensor> images;
+    for (const auto& im : coco.images) {
+      auto raw = data::to_tensor(data::read_image(im.path, 3)).to(torch::kUInt8);
+      auto t = conform(raw);
+      if (!images.empty() && t.sizes() != images.front().sizes())
+        throw DataError(im.path + ": " + std::to_string(t.size(1)) + "x" + std::to_string(t.size(2)) +
+                        " differs from the other images (set task.size)");
+      const double sy = static_cast<double>(t.size(1)) / raw.size(1), sx = static_cast<double>(t.size(2)) / raw.size(2);
+      std::vector<float> boxes;
+      std::vector<int64_t> labels;
+      for (const auto& ob : im.objects) {
+        for (double v : {ob.x1 * sx, ob.y1 * sy, ob.x2 * sx, ob.y2 * sy}) boxes.push_back(static_cast<float>(v));
+        labels.push_back(ob.label);
+      }
+      images.push_back(t);
+      set.boxes.push_back(torch::tensor(boxes).view({-1, 4}));
+      set.labels.push_back(torch::tensor(labels, torch::kLong));
+      set.ids.push_back(im.id);
+      set.paths.push_back(im.path);
+    }
+    if (images.empty()) throw DataError("task." + split_name(split) + ": no images");
+    set.images = torch::stack(images);
+    int64_t objects = 0;
+    for (const auto& l : set.labels) objects += l.size(0);
+    spdlog::info("{}: {} images, {} objects, {} classes", split_name(split), images.size(), objects, classes_.size());
+    return set;
+  }
+
+  // Images [index] (mirrored where flip) -> images in [-1, 1] and boxes / labels padded to the
+  // most objects in the batch (label -1 = padding).
+  Batch make_batch(const DetectionSet& set, const std::vector<int64_t>& index, const std::vector<char>& flip) const {
+    const int64_t B = static_cast<int64_t>(index.size());
+    int64_t most = 0;
+    for (auto i : index) most = std::max(most, set.boxes[i].size(0));
+    auto images = set.images.index_select(0, torch::tensor(index, torch::kLong)).to(torch::kFloat);
+    auto boxes = torch::zeros({B, most, 4});
+    auto labels = torch::full({B, most}, -1, torch::kLong);
+    const double W = static_cast<double>(set.images.size(3));
+    for (int64_t b = 0; b < B; ++b) {
+      auto bx = set.boxes[index[b]].clone();
+      if (flip[b]) {
+        images[b] = images[b].flip({2});
+        bx = torch::stack({W - bx.select(1, 2), bx.select(1, 1), W - bx.select(1, 0), bx.select(1, 3)}, 1);
+      }
+      const int64_t m = bx.size(0);
+      if (m > 0) {
+        boxes[b].narrow(0, 0, m).copy_(bx);
+        labels[b].narrow(0, 0, m).copy_(set.labels[index[b]]);
+      }
+    }
+    Batch batch;
+    batch.tensors["images"] = to_device(pixels_to_input(images), ctx_.device);
+    batch.tensors["boxes"] = boxes;
+    batch.tensors["labels"] = labels;
+    batch.n_items = batch.n_tokens = B;
+    return batch;
+  }
+
+  static std::vector<models::ObjectTargets> targets_of(const Batch& batch) {
+    const auto& boxes = batch.tensors.at("boxes");
+    const auto& labels = batch.tensors.at("labels");
+    std::vector<models::ObjectTargets> targets;
+    for (int64_t b = 0; b < boxes.size(0); ++b) {
+      auto real = labels[b].ge(0).nonzero().squeeze(1);
+      targets.push_back({boxes[b].index_select(0, real), labels[b].index_select(0, real)});
+    }
+    return targets;
+  }
+
+  std::vector<models::Detections> detect(const DetectionSet& set) {
+    model_->eval();
+    const int64_t size = t_.at("batch_size"), n = set.images.size(0);
+    std::vector<models::Detections> all;
+    for (int64_t b = 0; b < n; b += size) {
+      std::vector<int64_t> index(std::min(size, n - b));
+      std::iota(index.begin(), index.end(), b);
+      auto images = to_device(pixels_to_input(set.images.index_select(0, torch::tensor(index, torch::kLong))), ctx_.device);
+      auto found = models::retinanet_detect(model_->forward(images), set.images.size(2),
+                                            set.images.size(3), t_.at("score_threshold"), 1000, t_.at("nms_iou"),
+                                            t_.at("max_detections"));
+      all.insert(all.end(), found.begin(), found.end());
+    }
+    return all;
+  }
+
+  // COCO results format: one entry per detection with the image id, category id, [x, y, w, h].
+  void write_detections(const std::string& path, const DetectionSet& set,
+                        const std::vector<models::Detections>& detections) const {
+    const auto ids = data::read_coco(t_.at("train")).category_ids;
+    json out = json::array();
+    for (size_t i = 0; i < detections.size(); ++i)
+      for (int64_t k = 0; k < detections[i].boxes.size(0); ++k) {
+        const auto b = box(detections[i].boxes[k]);
+        const auto label = detections[i].labels[k].item<int64_t>();
+        out.push_back({{"image_id", set.ids[i]}, {"file_name", set.paths[i]}, {"category_id", ids[label]},
+                       {"category", classes_[label]}, {"score", detections[i].scores[k].item<double>()},
+                       {"bbox", {b[0], b[1], b[2] - b[0], b[3] - b[1]}}});
+      }
+    std::ofstream(path + ".tmp") << out.dump(1) << "\n";
+    fs::rename(path + ".tmp", path);
+  }
+
+  // A one-pixel rectangle in the label's colour on a (3, H, W) float picture.
+  static void draw_box(torch::Tensor& picture, const torch::Tensor& b, int64_t label) {
+    static const float kColours[6][3] = {{255, 64, 64}, {64, 255, 64}, {64, 128, 255},
+                                         {255, 255, 64}, {255, 64, 255}, {64, 255, 255}};
+    const auto* c = kColours[label % 6];
+    const int64_t H = picture.size(1), W = picture.size(2);
+    auto clampi = [](double v, int64_t hi) { return std::clamp<int64_t>(static_cast<int64_t>(std::lround(v)), 0, hi - 1); };
+    const int64_t x1 = clampi(b[0].item<double>(), W), y1 = clampi(b[1].item<double>(), H);
+    const int64_t x2 = clampi(b[2].item<double>() - 1, W), y2 = clampi(b[3].item<double>() - 1, H);
+    for (int64_t k = 0; k < 3; ++k) {
+      auto ch = picture[k];
+      ch.select(0, y1).narrow(0, x1, x2 - x1 + 1).fill_(c[k]);
+      ch.select(0, y2).narrow(0, x1, x2 - x1 + 1).fill_(c[k]);
+      ch.select(1, x1).narrow(0, y1, y2 - y1 + 1).fill_(c[k]);
+      ch.select(1, x2).narrow(0, y1, y2 - y1 + 1).fill_(c[k]);
+    }
+  }
+
+  json t_;
+  RunContext ctx_;
+  uint64_t seed_;
+  int64_t channels_ = 3;
+  std::vector<std::string> classes_;
+  DetectionSet train_;
+  models::RetinaNet model_{nullptr};
+  std::vector<int64_t> order_;
+  int64_t epoch_ = 0, position_ = 0;
+};
+
+}  // namespace
+
+void register_detection(Registry& registry) {
+  registry.add_task({"detection", "Object detection (RetinaNet on a conv or SASA ResNet; COCO-style mAP)",
+                     declare_task_keys, [](const json& config, const RunContext& ctx) -> std::unique_ptr<Task> {
+                       return std::make_unique<DetectionTask>(config, ctx);
+                     }});
+  registry.add_arch({"retinanet", "RetinaNet (Lin et al. 2017): FPN P3-P7, focal loss, on a ResNet or SASA ResNet",
+                     {"detection"}, declare_model_keys});
+}
+
+}  // namespace xformer::tasks
