@@ -11,6 +11,7 @@ packages=(
   libcli11-dev nlohmann-json3-dev libspdlog-dev catch2
   libsentencepiece-dev  # tokenizer (loaded through a shim, see lib/xformer/data/spm_shim.cpp)
   libstb-dev            # image files: PNG/JPEG/BMP read, PNG write (stb_image)
+  zlib1g-dev            # gzipped IDX files (MNIST, Fashion-MNIST)
   python3               # data preparation scripts
 )
 if [[ "${1:-}" == "--bench" ]]; then packages+=(python3-torch); fi

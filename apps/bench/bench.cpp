@@ -6,7 +6,7 @@
 //   xformer_bench attention --method plain|skew|naive --length L [--d-model D --heads H]
 //   xformer_bench music-sample --length L --cache on|off [shape options]
 //   xformer_bench image-sample --side S --scale F --cache on|off [shape options]
-//   xformer_bench sasa --method offsets|unfold|conv --side S --kernel K [--d-model C --heads N]
+//   xformer_bench sasa --method kernel|offsets|unfold|conv --side S --kernel K [--d-model C --heads N]
 //   xformer_bench resnet --spatial conv|attention --side S [--d-model 4W --heads N --batch B]
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
@@ -224,8 +224,8 @@ int time_attention_layer(int64_t L, int64_t D, int64_t H, int reps,
 }
 
 // One spatial layer of a SASA ResNet, forward + backward on (batch, C, S, S): the SASA layer
-// (offset loop or fully unfolded neighbourhoods, K x K, `heads` heads, with its q/k/v
-// projections) or the 3x3 convolution it replaces.
+// (K x K, `heads` heads, with its q/k/v projections) by the CPU kernels, the LibTorch offset
+// loop or the fully unfolded neighbourhoods, or the 3x3 convolution it replaces.
 int bench_sasa(const Shape& s, const std::string& method, int64_t side, int64_t kernel, int reps) {
   const int64_t C = s.d_model, N = s.heads, dk = C / N;
   auto x = torch::randn({s.batch, C, side, side}, torch::requires_grad());
@@ -235,12 +235,13 @@ int bench_sasa(const Shape& s, const std::string& method, int64_t side, int64_t 
     torch::Tensor y;
     if (method == "conv") {
       y = conv(x);
-    } else if (method == "offsets") {
-      y = layer(x);
+    } else if (method == "kernel") {
+      y = layer(x);  // on the CPU: the kernels of sasa_cpu.h
     } else {
       auto heads = [&](const torch::Tensor& t) { return t.view({s.batch, N, dk, side, side}); };
-      y = nn::sasa_attend_unfold(heads(layer->query(x)) * std::pow(dk, -0.5), heads(layer->key(x)),
-                                 heads(layer->value(x)), layer->rel_rows, layer->rel_cols);
+      auto attend = method == "offsets" ? &nn::sasa_attend_offsets : &nn::sasa_attend_unfold;
+      y = attend(heads(layer->query(x)) * std::pow(dk, -0.5), heads(layer->key(x)), heads(layer->value(x)),
+                 layer->rel_rows, layer->rel_cols);
     }
     y.sum().backward();
   };
@@ -422,11 +423,11 @@ int main(int argc, char** argv) {
   image_sample->add_option("--side", side, "Image side in pixels (3 channels)");
   image_sample->add_option("--scale", scale, "Super-resolution factor (1 = unconditional)");
   image_sample->add_option("--cache", cache)->check(CLI::IsMember({"on", "off"}));
-  std::string sasa_method = "offsets", spatial = "attention";
+  std::string sasa_method = "kernel", spatial = "attention";
   int64_t kernel = 7;
   auto* sasa = app.add_subcommand("sasa", "One SASA layer or 3x3 convolution: time and peak memory");
   add_shape(sasa, s);
-  sasa->add_option("--method", sasa_method)->check(CLI::IsMember({"offsets", "unfold", "conv"}));
+  sasa->add_option("--method", sasa_method)->check(CLI::IsMember({"kernel", "offsets", "unfold", "conv"}));
   sasa->add_option("--side", side, "Feature map side");
   sasa->add_option("--kernel", kernel, "Neighbourhood side");
   sasa->add_option("--reps", reps);

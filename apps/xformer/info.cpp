@@ -24,7 +24,14 @@ struct InfoArgs {
 int print_model_stats(const json& config) {
   RunContext ctx;
   ctx.for_training = false;
-  auto task = make_task(config, ctx);
+  std::unique_ptr<Task> task;
+  try {
+    task = make_task(config, ctx);
+  } catch (const Error& e) {
+    throw Error("--model-stats: cannot build the " + config.at("task").at("name").get<std::string>() +
+                    " model from its config alone: " + e.what(),
+                e.exit_code());
+  }
   const auto stats = task->model_stats();
   std::cout << "model " << config.at("model").at("arch").get<std::string>() << " (task "
             << config.at("task").at("name").get<std::string>() << ")\n"

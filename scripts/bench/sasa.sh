@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Stand-alone self-attention (SASA) against convolution: forward + backward time and peak memory
-# of one spatial layer (batch 8, 7x7 neighbourhoods, 8 heads) as SASA's offset loop, as the fully
-# unfolded neighbourhoods (the simple way), and as the 3x3 convolution it replaces, at the widths
+# of one spatial layer (batch 8, 7x7 neighbourhoods, 8 heads) as SASA's CPU kernels, as the
+# LibTorch offset loop (the path off the CPU), as the fully unfolded neighbourhoods (the simple
+# way), and as the 3x3 convolution it replaces, at the widths
 # and map sizes of ResNet stages 1-3 on ImageNet; then training step time of ResNet-26 with
 # convolutions against SASA (conv stem, 32x32 images, width 16, batch 32). Each measurement runs
 # in its own process.
@@ -20,9 +21,9 @@ scripts/build.sh xformer_bench >/dev/null
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 for shape in $shapes; do
   C=${shape%%:*} S=${shape##*:}
-  for method in conv offsets unfold; do
+  for method in conv kernel offsets unfold; do
     build/xformer_bench sasa --method "$method" --d-model "$C" --heads 8 --side "$S" --kernel 7 --batch 8 \
-      --reps 3 2>/dev/null
+      --reps 2 2>/dev/null
   done
 done | python3 -c '
 import json, sys

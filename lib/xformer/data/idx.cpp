@@ -7,12 +7,42 @@
 
 #include "xformer/core/error.h"
 
+#ifdef XFORMER_HAVE_ZLIB
+#include <zlib.h>
+#endif
+
 namespace xformer::data {
 
-IdxArray read_idx(const std::string& path) {
+namespace {
+
+bool gzipped(const std::string& path) { return path.size() > 3 && path.compare(path.size() - 3, 3, ".gz") == 0; }
+
+std::vector<uint8_t> read_bytes(const std::string& path) {
+  if (gzipped(path)) {
+#ifdef XFORMER_HAVE_ZLIB
+    gzFile f = gzopen(path.c_str(), "rb");
+    if (!f) throw DataError("cannot read IDX file " + path);
+    std::vector<uint8_t> bytes;
+    uint8_t buffer[1 << 16];
+    int n = 0;
+    while ((n = gzread(f, buffer, sizeof buffer)) > 0) bytes.insert(bytes.end(), buffer, buffer + n);
+    const bool failed = n < 0;
+    gzclose(f);
+    if (failed) throw DataError("IDX file " + path + ": corrupt gzip data");
+    return bytes;
+#else
+    throw DataError("IDX file " + path + ": this build has no zlib; gunzip the file first");
+#endif
+  }
   std::ifstream in(path, std::ios::binary);
   if (!in) throw DataError("cannot read IDX file " + path);
-  const std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+}  // namespace
+
+IdxArray read_idx(const std::string& path) {
+  const std::vector<uint8_t> bytes = read_bytes(path);
   auto fail = [&](const std::string& why) { throw DataError("IDX file " + path + ": " + why); };
   if (bytes.size() < 4 || bytes[0] != 0 || bytes[1] != 0) fail("not an IDX file (bad magic number)");
   if (bytes[2] != 0x08) fail("element type " + std::to_string(bytes[2]) + ", only unsigned bytes (8) are supported");

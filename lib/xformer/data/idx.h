@@ -13,7 +13,8 @@ struct IdxArray {
   std::vector<uint8_t> values;
 };
 
-// Reads an unsigned-byte IDX file. DataError naming the file on a bad header (magic, element
+// Reads an unsigned-byte IDX file, gzipped when its name ends in .gz (as MNIST and
+// Fashion-MNIST are distributed). DataError naming the file on a bad header (magic, element
 // type other than unsigned byte) or a size that does not match the header.
 IdxArray read_idx(const std::string& path);
 

@@ -1,8 +1,9 @@
-// Labelled image sets: IDX files round-trip and reject bad headers and sizes by name; MNIST
+// Labelled image sets: IDX files (plain and gzipped) round-trip and reject bad headers and sizes by name; MNIST
 // IDX pairs, CIFAR-10 batches and class folders load with the right labels, channels and sizes;
 // other splits must fit the training set's classes.
 #include "test_support.h"
 
+#include <cstdlib>
 #include <fstream>
 
 #include "xformer/core/error.h"
@@ -41,6 +42,14 @@ TEST_CASE("IDX files: write then read, bad files named", "[data][classification]
   std::vector<char> head(8);
   in.read(head.data(), 8);
   CHECK(head == std::vector<char>{0, 0, 8, 3, 0, 0, 0, 2});
+
+  // Gzipped, as MNIST and Fashion-MNIST are distributed.
+  REQUIRE(std::system(("gzip -k '" + tmp.str("a.idx") + "'").c_str()) == 0);
+  const auto why = error_of([&] { CHECK(read_idx(tmp.str("a.idx.gz")).values == a.values); });
+  if (why.find("no zlib") != std::string::npos) WARN("built without zlib: gzip not checked");
+  else CHECK(why.empty());
+  std::ofstream(tmp.str("broken.idx.gz"), std::ios::binary) << "\x1f\x8b\x08\x00garbage";
+  if (why.empty()) CHECK(!error_of([&] { read_idx(tmp.str("broken.idx.gz")); }).empty());
 
   std::ofstream(tmp.str("short.idx"), std::ios::binary).write("\0\0\x08\x01\0\0\0\x05\x01\x02", 10);
   CHECK(error_of([&] { read_idx(tmp.str("short.idx")); }).find("short.idx: 2 bytes of data, the header says 5") !=
