@@ -141,29 +141,18 @@ class ClassificationTask : public Task {
             {"width", static_cast<double>(width_)}};
   }
 
-  void begin_epoch(int64_t epoch) override {
-    epoch_ = epoch, position_ = 0;
-    std::mt19937_64 rng(seed_ * 1000003ULL + static_cast<uint64_t>(epoch));
-    order_.resize(train_.images.size(0));
-    std::iota(order_.begin(), order_.end(), 0);
-    std::shuffle(order_.begin(), order_.end(), rng);
-  }
+  void begin_epoch(int64_t epoch) override { order_.begin(train_.images.size(0), seed_, epoch); }
 
   std::optional<Batch> next_batch() override {
-    const int64_t size = t_.at("batch_size"), begin = position_ * size;
-    if (begin >= static_cast<int64_t>(order_.size())) return std::nullopt;
-    const int64_t end = std::min<int64_t>(begin + size, order_.size());
-    auto index = torch::tensor(std::vector<int64_t>(order_.begin() + begin, order_.begin() + end), torch::kLong);
-    auto images = augment(train_.images.index_select(0, index), position_);
-    ++position_;
+    auto picked = order_.next(t_.at("batch_size"));
+    if (!picked) return std::nullopt;
+    auto index = torch::tensor(*picked, torch::kLong);
+    auto images = augment(train_.images.index_select(0, index), order_.batch_seed());
     return make_batch(images, train_.labels.index_select(0, index));
   }
 
-  json state() const override { return {{"epoch", epoch_}, {"position", position_}}; }
-  void load_state(const json& s) override {
-    begin_epoch(s.at("epoch"));
-    position_ = s.at("position");
-  }
+  json state() const override { return order_.state(); }
+  void load_state(const json& s) override { order_.load_state(s, train_.images.size(0), seed_); }
 
   LossOut loss(const Batch& batch) override {
     const auto& labels = batch.tensors.at("labels");
@@ -275,13 +264,13 @@ class ClassificationTask : public Task {
     return set;
   }
 
-  // Random crops of the zero-padded images and horizontal flips, reproducible from (seed,
-  // epoch, batch). (B, C, H, W) uint8 -> same.
-  torch::Tensor augment(torch::Tensor images, int64_t batch) const {
+  // Random crops of the zero-padded images and horizontal flips, reproducible from the batch's
+  // seed. (B, C, H, W) uint8 -> same.
+  torch::Tensor augment(torch::Tensor images, uint64_t batch_seed) const {
     const int64_t pad = t_.at("crop_padding");
     const bool flip = t_.at("horizontal_flip");
     if (pad == 0 && !flip) return images;
-    std::mt19937_64 rng((seed_ * 1000003ULL + static_cast<uint64_t>(epoch_)) * 7919ULL + static_cast<uint64_t>(batch));
+    std::mt19937_64 rng(batch_seed);
     const int64_t H = images.size(2), W = images.size(3);
     auto padded = pad > 0 ? torch::constant_pad_nd(images, {pad, pad, pad, pad}, 0) : images;
     auto out = torch::empty_like(images);
@@ -322,8 +311,7 @@ class ClassificationTask : public Task {
   int64_t height_ = 0, width_ = 0;
   data::LabelledImages train_;
   models::ResNet model_{nullptr};
-  std::vector<int64_t> order_;
-  int64_t epoch_ = 0, position_ = 0;
+  EpochOrder order_;
 };
 
 }  // namespace

@@ -111,32 +111,20 @@ class DetectionTask : public Task {
 
   std::shared_ptr<torch::nn::Module> model() override { return model_.ptr(); }
 
-  void begin_epoch(int64_t epoch) override {
-    epoch_ = epoch, position_ = 0;
-    std::mt19937_64 rng(seed_ * 1000003ULL + static_cast<uint64_t>(epoch));
-    order_.resize(train_.images.size(0));
-    std::iota(order_.begin(), order_.end(), 0);
-    std::shuffle(order_.begin(), order_.end(), rng);
-  }
+  void begin_epoch(int64_t epoch) override { order_.begin(train_.images.size(0), seed_, epoch); }
 
   std::optional<Batch> next_batch() override {
-    const int64_t size = t_.at("batch_size"), begin = position_ * size;
-    if (begin >= static_cast<int64_t>(order_.size())) return std::nullopt;
-    const int64_t end = std::min<int64_t>(begin + size, order_.size());
-    std::vector<int64_t> index(order_.begin() + begin, order_.begin() + end);
-    std::mt19937_64 rng((seed_ * 1000003ULL + static_cast<uint64_t>(epoch_)) * 7919ULL + static_cast<uint64_t>(position_));
-    ++position_;
-    std::vector<char> flip(index.size(), 0);
+    auto index = order_.next(t_.at("batch_size"));
+    if (!index) return std::nullopt;
+    std::mt19937_64 rng(order_.batch_seed());
+    std::vector<char> flip(index->size(), 0);
     if (t_.at("horizontal_flip").get<bool>())
       for (auto& f : flip) f = static_cast<char>(rng() % 2);
-    return make_batch(train_, index, flip);
+    return make_batch(train_, *index, flip);
   }
 
-  json state() const override { return {{"epoch", epoch_}, {"position", position_}}; }
-  void load_state(const json& s) override {
-    begin_epoch(s.at("epoch"));
-    position_ = s.at("position");
-  }
+  json state() const override { return order_.state(); }
+  void load_state(const json& s) override { order_.load_state(s, train_.images.size(0), seed_); }
 
   LossOut loss(const Batch& batch) override {
     auto out = model_->forward(batch.tensors.at("images"));
@@ -352,8 +340,7 @@ class DetectionTask : public Task {
   std::vector<std::string> classes_;
   DetectionSet train_;
   models::RetinaNet model_{nullptr};
-  std::vector<int64_t> order_;
-  int64_t epoch_ = 0, position_ = 0;
+  EpochOrder order_;
 };
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "xformer/core/config.h"
 
@@ -25,6 +26,23 @@ void declare_split_folders(Schema& schema, const std::string& root, const std::s
 // A host tensor on `device`: to a GPU through pinned memory without waiting for the copy (it
 // queues ahead of the kernels that read it); unchanged on the CPU.
 torch::Tensor to_device(const torch::Tensor& host, const torch::Device& device);
+
+// The batches of one epoch over `items` in-memory items: a permutation drawn from (seed,
+// epoch), walked batch_size at a time. epoch and position (batches taken) are what a checkpoint
+// saves; batch_seed() seeds the last batch's own random stream (augmentation), so resume is exact.
+class EpochOrder {
+ public:
+  void begin(int64_t items, uint64_t seed, int64_t epoch);
+  std::optional<std::vector<int64_t>> next(int64_t batch_size);
+  uint64_t batch_seed() const;
+  json state() const { return {{"epoch", epoch_}, {"position", position_}}; }
+  void load_state(const json& state, int64_t items, uint64_t seed);
+
+ private:
+  std::vector<int64_t> order_;
+  uint64_t seed_ = 0;
+  int64_t epoch_ = 0, position_ = 0;
+};
 
 // Image pixels (uint8 or float 0..255) -> the networks' input: floats in [-1, 1].
 torch::Tensor pixels_to_input(const torch::Tensor& pixels);
