@@ -13,6 +13,7 @@
 #include "xformer/data/image_ops.h"
 #include "xformer/data/labelled_images.h"
 #include "xformer/models/resnet.h"
+#include "xformer/tasks/backbone.h"
 #include "xformer/tasks/task.h"
 
 namespace fs = std::filesystem;
@@ -44,23 +45,8 @@ void declare_task_keys(Schema& s) {
   s.add("task.horizontal_flip", KeyType::Bool, false, "Augmentation: mirror half of the training images.");
 }
 
-void declare_resnet_keys(Schema& s) {
-  s.add("model.depth", KeyType::Int, 26, "Bottleneck ResNet depth: 26, 38 or 50.");
-  s.add("model.width", KeyType::Int, 64, "Bottleneck width of the first stage (doubling per stage; outputs 4x).");
-  s.add("model.stem_width", KeyType::Int, 64, "Channels out of the stem.");
-  s.add("model.small_images", KeyType::Bool, false,
-        "Keep the resolution in the stem (3x3 layer, no pooling): for 28-32 pixel images.");
-}
-
-void declare_sasa_keys(Schema& s) {
-  declare_resnet_keys(s);
-  s.add("model.heads", KeyType::Int, 8, "Attention heads of every SASA layer.");
-  s.add("model.kernel", KeyType::Int, 7, "Neighbourhood side k of the spatial attention layers.");
-  s.add("model.stem", KeyType::String, "attention", "The stem: spatially aware attention or a convolution.",
-        {"attention", "conv"});
-  s.add("model.stem_kernel", KeyType::Int, 4, "Neighbourhood side of the attention stem.");
-  s.add("model.stem_mixtures", KeyType::Int, 4, "Value mixtures (spatially aware values) of the attention stem.");
-}
+void declare_resnet_keys(Schema& s) { declare_backbone_keys(s, false); }
+void declare_sasa_keys(Schema& s) { declare_backbone_keys(s, true); }
 
 std::vector<std::string> source_paths(const json& v) {
   return v.is_array() ? v.get<std::vector<std::string>>() : std::vector<std::string>{v.get<std::string>()};
@@ -104,28 +90,8 @@ class ClassificationTask : public Task {
       options_.size = j.at("size");
     }
     if (!ctx_.for_training) train_ = {};
-    const auto& m = config.at("model");
-    models::ResNetOptions o;
-    try {
-      o.blocks = models::resnet_blocks(m.at("depth"));
-    } catch (const std::invalid_argument& e) {
-      throw ConfigError(std::string("config error: model.depth: ") + e.what());
-    }
-    o.width = m.at("width"), o.stem_width = m.at("stem_width"), o.small_images = m.at("small_images");
-    o.in_channels = options_.channels, o.classes = static_cast<int64_t>(options_.classes.size());
-    if (m.at("arch") == "sasa_resnet") {
-      o.spatial = "attention", o.stem = m.at("stem");
-      o.heads = m.at("heads"), o.kernel = m.at("kernel");
-      o.stem_kernel = m.at("stem_kernel"), o.stem_mixtures = m.at("stem_mixtures");
-      if (o.kernel < 1 || o.stem_kernel < 1 || o.stem_mixtures < 1)
-        throw ConfigError("config error: model.kernel, model.stem_kernel and model.stem_mixtures must be >= 1");
-      for (int64_t w : {o.width, o.stem_width})
-        if (w % o.heads != 0 || w / o.heads < 2)
-          throw ConfigError("config error: model.width and model.stem_width (" + std::to_string(w) +
-                            ") must be multiples of model.heads (" + std::to_string(o.heads) +
-                            ") with at least 2 channels per head");
-    }
-    if (o.width < 1 || o.stem_width < 1) throw ConfigError("config error: model.width and model.stem_width must be >= 1");
+    auto o = backbone_options(config.at("model"), config.at("model").at("arch") == "sasa_resnet", options_.channels);
+    o.classes = static_cast<int64_t>(options_.classes.size());
     torch::manual_seed(seed_);
     model_ = models::ResNet(o);
     model_->to(ctx_.device);

@@ -14,6 +14,7 @@
 #include "xformer/data/labelled_images.h"
 #include "xformer/metrics/detection.h"
 #include "xformer/models/retinanet.h"
+#include "xformer/tasks/backbone.h"
 #include "xformer/tasks/task.h"
 
 namespace fs = std::filesystem;
@@ -39,14 +40,7 @@ void declare_task_keys(Schema& s) {
 
 void declare_model_keys(Schema& s) {
   s.add("model.backbone", KeyType::String, "sasa_resnet", "The backbone's spatial layers.", {"resnet", "sasa_resnet"});
-  s.add("model.depth", KeyType::Int, 26, "Backbone depth: 26, 38 or 50.");
-  s.add("model.width", KeyType::Int, 64, "Backbone bottleneck width of the first stage.");
-  s.add("model.stem_width", KeyType::Int, 64, "Channels out of the backbone's stem.");
-  s.add("model.small_images", KeyType::Bool, false, "Keep the resolution in the stem (small images).");
-  s.add("model.stem", KeyType::String, "conv", "sasa_resnet: the stem, spatially aware attention or a convolution.",
-        {"attention", "conv"});
-  s.add("model.heads", KeyType::Int, 8, "sasa_resnet: attention heads.");
-  s.add("model.kernel", KeyType::Int, 7, "sasa_resnet: neighbourhood side of the attention layers.");
+  declare_backbone_keys(s, true);
   s.add("model.fpn_channels", KeyType::Int, 256, "Channels of the feature pyramid and the heads.");
   s.add("model.head_convs", KeyType::Int, 4, "3x3 convolutions in each head before its output layer.");
   s.add("model.anchor_scale", KeyType::Float, 4.0, "Anchor side in strides of its level (times 2^0, 2^1/3, 2^2/3).");
@@ -72,38 +66,27 @@ class DetectionTask : public Task {
     // The classes come from the training annotations (saved in the run for eval and sample).
     const auto saved = fs::path(ctx_.run_dir) / "classes.json";
     if (!ctx_.for_training && !ctx_.run_dir.empty() && fs::exists(saved)) {
-      classes_ = json::parse(std::ifstream(saved)).at("classes").get<std::vector<std::string>>();
+      const auto j = json::parse(std::ifstream(saved));
+      classes_ = j.at("classes").get<std::vector<std::string>>();
+      category_ids_ = j.at("category_ids").get<std::vector<int64_t>>();
     } else {
-      classes_ = data::read_coco(t_.at("train")).classes;
+      const auto coco = data::read_coco(t_.at("train"));
+      classes_ = coco.classes, category_ids_ = coco.category_ids;
     }
     if (ctx_.for_training) {
       train_ = load_split(Split::Train);
       if (!ctx_.run_dir.empty()) {
-        std::ofstream(saved.string() + ".tmp") << json{{"classes", classes_}}.dump(2) << "\n";
+        std::ofstream(saved.string() + ".tmp") << json{{"classes", classes_}, {"category_ids", category_ids_}}.dump(2) << "\n";
         fs::rename(saved.string() + ".tmp", saved);
       }
     }
     const auto& m = config.at("model");
     models::RetinaNetOptions o;
-    auto& b = o.backbone;
-    try {
-      b.blocks = models::resnet_blocks(m.at("depth"));
-    } catch (const std::invalid_argument& e) {
-      throw ConfigError(std::string("config error: model.depth: ") + e.what());
-    }
-    b.width = m.at("width"), b.stem_width = m.at("stem_width"), b.small_images = m.at("small_images");
-    b.in_channels = channels_;
-    if (m.at("backbone") == "sasa_resnet") {
-      b.spatial = "attention", b.stem = m.at("stem"), b.heads = m.at("heads"), b.kernel = m.at("kernel");
-      for (int64_t w : {b.width, b.stem_width})
-        if (b.heads < 1 || w % b.heads != 0 || w / b.heads < 2)
-          throw ConfigError("config error: model.width and model.stem_width must be multiples of model.heads "
-                            "with at least 2 channels per head");
-    }
+    o.backbone = backbone_options(m, m.at("backbone") == "sasa_resnet", channels_);
     o.classes = static_cast<int64_t>(classes_.size());
     o.fpn_channels = m.at("fpn_channels"), o.head_convs = m.at("head_convs"), o.anchor_scale = m.at("anchor_scale");
-    if (b.width < 1 || b.stem_width < 1 || o.fpn_channels < 1 || o.head_convs < 0 || !(o.anchor_scale > 0))
-      throw ConfigError("config error: model widths must be >= 1, model.head_convs >= 0, model.anchor_scale > 0");
+    if (o.fpn_channels < 1 || o.head_convs < 0 || !(o.anchor_scale > 0))
+      throw ConfigError("config error: model.fpn_channels must be >= 1, model.head_convs >= 0, model.anchor_scale > 0");
     torch::manual_seed(seed_);
     model_ = models::RetinaNet(o);
     model_->to(ctx_.device);
@@ -301,13 +284,12 @@ class DetectionTask : public Task {
   // COCO results format: one entry per detection with the image id, category id, [x, y, w, h].
   void write_detections(const std::string& path, const DetectionSet& set,
                         const std::vector<models::Detections>& detections) const {
-    const auto ids = data::read_coco(t_.at("train")).category_ids;
     json out = json::array();
     for (size_t i = 0; i < detections.size(); ++i)
       for (int64_t k = 0; k < detections[i].boxes.size(0); ++k) {
         const auto b = box(detections[i].boxes[k]);
         const auto label = detections[i].labels[k].item<int64_t>();
-        out.push_back({{"image_id", set.ids[i]}, {"file_name", set.paths[i]}, {"category_id", ids[label]},
+        out.push_back({{"image_id", set.ids[i]}, {"file_name", set.paths[i]}, {"category_id", category_ids_[label]},
                        {"category", classes_[label]}, {"score", detections[i].scores[k].item<double>()},
                        {"bbox", {b[0], b[1], b[2] - b[0], b[3] - b[1]}}});
       }
@@ -338,6 +320,7 @@ class DetectionTask : public Task {
   uint64_t seed_;
   int64_t channels_ = 3;
   std::vector<std::string> classes_;
+  std::vector<int64_t> category_ids_;  // the annotations' ids of those classes
   DetectionSet train_;
   models::RetinaNet model_{nullptr};
   EpochOrder order_;
