@@ -12,6 +12,7 @@ packages=(
   libsentencepiece-dev  # tokenizer (loaded through a shim, see lib/xformer/data/spm_shim.cpp)
   libstb-dev            # image files: PNG/JPEG/BMP read, PNG write (stb_image)
   zlib1g-dev            # gzipped IDX files (MNIST, Fashion-MNIST)
+  libgloo-dev           # c10d Gloo headers: multi-process training (docs/scaling.md)
   python3               # data preparation scripts
 )
 if [[ "${1:-}" == "--bench" ]]; then packages+=(python3-torch); fi

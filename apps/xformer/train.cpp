@@ -1,4 +1,8 @@
-// xformer train --config FILE [--set KEY=VALUE]... [--run-dir DIR] [--resume] [--force]
+// xformer train --config FILE [--set KEY=VALUE]... [--run-dir DIR] [--resume] [--force] [--nproc N]
+//
+// One process trains alone; started as one rank of several (torchrun, srun, or --nproc, which
+// starts them), it joins the others first. Rank 0 prepares the run directory and builds the
+// task (which may train a tokenizer into it) before the other ranks build theirs.
 #include <spdlog/spdlog.h>
 #include <torch/version.h>
 
@@ -7,6 +11,8 @@
 #include "verbs.h"
 #include "xformer/core/error.h"
 #include "xformer/core/logging.h"
+#include "xformer/train/distributed.h"
+#include "xformer/train/launcher.h"
 #include "xformer/train/run_dir.h"
 #include "xformer/train/trainer.h"
 
@@ -19,9 +25,23 @@ struct TrainArgs {
   std::string config, run_dir;
   std::vector<std::string> sets;
   bool resume = false, force = false;
+  int nproc = 0;
 };
 
+// The arguments that start one rank of this same command (everything but --nproc).
+std::vector<std::string> rank_arguments(const TrainArgs& a) {
+  std::vector<std::string> args = {"train"};
+  if (!a.config.empty()) args.insert(args.end(), {"--config", a.config});
+  for (const auto& s : a.sets) args.insert(args.end(), {"--set", s});
+  if (!a.run_dir.empty()) args.insert(args.end(), {"--run-dir", a.run_dir});
+  if (a.resume) args.push_back("--resume");
+  if (a.force) args.push_back("--force");
+  if (spdlog::get_level() <= spdlog::level::debug) args.insert(args.begin(), "--verbose");
+  return args;
+}
+
 int train(const TrainArgs& a) {
+  if (a.nproc > 0) return train::run_local_ranks(a.nproc, rank_arguments(a));
   std::string run_dir = a.run_dir;
   if (run_dir.empty()) {
     if (a.config.empty()) throw ConfigError("usage error: train needs --config or --run-dir");
@@ -34,22 +54,40 @@ int train(const TrainArgs& a) {
     config_file = (fs::path(run_dir) / "config.json").string();
   }
   json config = load_resolved_config(config_file, a.sets);
-  train::prepare_run_dir(run_dir, a.resume, a.force);
-  log_to_file((fs::path(run_dir) / "train.log").string());
-  spdlog::info("xformer {} | LibTorch {} | run {}", XFORMER_VERSION, TORCH_VERSION, run_dir);
-  train::write_run_config(run_dir, config);
+  const auto dist = train::distributed_env_from_environment();
+  const bool main_rank = dist.rank == 0;
+  if (main_rank) {
+    train::prepare_run_dir(run_dir, a.resume, a.force);
+    log_to_file((fs::path(run_dir) / "train.log").string());
+    spdlog::info("xformer {} | LibTorch {} | run {}", XFORMER_VERSION, TORCH_VERSION, run_dir);
+    train::write_run_config(run_dir, config);
+  } else {
+    spdlog::set_level(spdlog::level::warn);  // rank 0 speaks for the job
+  }
 
   RunContext ctx;
   ctx.run_dir = run_dir;
   ctx.device = setup_runtime(config);
+  if (ctx.device.is_cuda() && dist.active()) ctx.device = torch::Device(torch::kCUDA, dist.local_rank);
   ctx.for_training = true;
+  std::unique_ptr<train::Communicator> comm;
+  if (dist.active()) {
+    const auto& t = config.at("train");
+    comm = std::make_unique<train::Communicator>(
+        dist, ctx.device, std::chrono::seconds(t.at("dist_timeout").get<int64_t>()),
+        static_cast<int64_t>(t.at("dist_bucket_mb").get<double>() * (1 << 20)));
+    spdlog::info("rank {} of {} ({} backend, TCPStore {}:{})", dist.rank, dist.world_size, comm->backend(),
+                 dist.master_addr, dist.master_port);
+    if (!main_rank) comm->barrier();  // wait for rank 0's task (tokenizer, ...)
+  }
   auto task = make_task(config, ctx);
+  if (comm && main_rank) comm->barrier();
   int64_t params = 0;
   for (const auto& p : task->model()->parameters()) params += p.numel();
   spdlog::info("task {} | model {} | {:.2f}M parameters | device {}",
                config["task"]["name"].get<std::string>(), config["model"]["arch"].get<std::string>(),
                params / 1e6, ctx.device.str());
-  train::Trainer trainer(config, *task, {run_dir, a.resume});
+  train::Trainer trainer(config, *task, {run_dir, a.resume, comm.get()});
   return trainer.run();
 }
 }  // namespace
@@ -62,6 +100,9 @@ void add_train(CLI::App& app, Action& run) {
   cmd->add_option("-r,--run-dir", args->run_dir, "Run directory (default runs/<config name>)");
   cmd->add_flag("--resume", args->resume, "Continue the run from checkpoints/last.pt");
   cmd->add_flag("--force", args->force, "Empty a non-empty run directory first");
+  cmd->add_option("--nproc", args->nproc,
+                  "Train data-parallel with N processes on this machine (see docs/scaling.md)")
+      ->check(CLI::Range(1, 1024));
   cmd->callback([args, &run] { run = [args] { return train(*args); }; });
 }
 

@@ -6,8 +6,8 @@
 
 namespace xformer {
 
-ProgressBar::ProgressBar(int64_t total)
-    : total_(total), enabled_(isatty(STDERR_FILENO)), start_(std::chrono::steady_clock::now()) {}
+ProgressBar::ProgressBar(int64_t total, bool show)
+    : total_(total), enabled_(show && isatty(STDERR_FILENO)), start_(std::chrono::steady_clock::now()) {}
 
 void ProgressBar::update(int64_t done, const std::string& status) {
   if (!enabled_) return;

@@ -9,7 +9,8 @@ namespace xformer {
 
 class ProgressBar {
  public:
-  explicit ProgressBar(int64_t total);  // total <= 0: unknown (no ETA)
+  // total <= 0: unknown (no ETA); show = false: never drawn (e.g. on ranks other than 0)
+  explicit ProgressBar(int64_t total, bool show = true);
   void update(int64_t done, const std::string& status);
   void clear();  // erase the bar before a log line
   bool enabled() const { return enabled_; }

@@ -100,7 +100,13 @@ void declare_trainer_keys(Schema& s) {
   s.add("train.threads", KeyType::Int, 0,
         "LibTorch intra-op threads; 0 = 1 (see docs/performance.md).");
   s.add("train.blas_threads", KeyType::Int, 0,
-        "OpenBLAS threads; 0 = one per core (see docs/performance.md).");
+        "OpenBLAS threads; 0 = one per core (shared out among the local ranks; see "
+        "docs/performance.md).");
+  s.add("train.dist_timeout", KeyType::Int, 1800,
+        "Multi-process training: seconds a rank waits in a collective (or at start-up) before it "
+        "fails, naming itself; covers rank 0's validation runs (see docs/scaling.md).");
+  s.add("train.dist_bucket_mb", KeyType::Float, 25.0,
+        "Multi-process training: gradients are all-reduced in buckets of about this many MB.");
 }
 
 Schema schema_for(const RawConfig& raw) {

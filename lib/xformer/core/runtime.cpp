@@ -61,7 +61,11 @@ void keep_freed_memory_for_reuse() {
 }
 
 std::string configure_threads(int64_t torch_threads, int64_t blas_threads) {
-  const int64_t cores = std::max<unsigned>(1, std::thread::hardware_concurrency());
+  // Local ranks of a multi-process job (LOCAL_WORLD_SIZE, set by torchrun and --nproc) share
+  // the cores out.
+  const char* local_ranks = std::getenv("LOCAL_WORLD_SIZE");
+  const int64_t sharing = std::max<int64_t>(1, local_ranks ? std::atoll(local_ranks) : 1);
+  const int64_t cores = std::max<int64_t>(1, std::thread::hardware_concurrency() / sharing);
   // Defaults measured on a 2-core machine (docs/performance.md): GEMMs dominate, and LibTorch's
   // OpenMP pool spinning next to OpenBLAS's own threads slows both, so LibTorch gets one
   // thread and OpenBLAS one per core.

@@ -117,6 +117,8 @@ class ClassificationTask : public Task {
     return make_batch(images, train_.labels.index_select(0, index));
   }
 
+  bool skip_batch() override { return order_.next(t_.at("batch_size")).has_value(); }
+
   json state() const override { return order_.state(); }
   void load_state(const json& s) override { order_.load_state(s, train_.images.size(0), seed_); }
 

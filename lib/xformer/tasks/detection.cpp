@@ -106,6 +106,8 @@ class DetectionTask : public Task {
     return make_batch(train_, *index, flip);
   }
 
+  bool skip_batch() override { return order_.next(t_.at("batch_size")).has_value(); }
+
   json state() const override { return order_.state(); }
   void load_state(const json& s) override { order_.load_state(s, train_.images.size(0), seed_); }
 

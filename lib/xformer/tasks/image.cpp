@@ -120,6 +120,12 @@ class ImageTask : public Task {
     return collate(train_, crops_, begin, std::min<int64_t>(begin + size, crops_.size()));
   }
 
+  bool skip_batch() override {
+    if (position_ * t_.at("batch_size").get<int64_t>() >= static_cast<int64_t>(crops_.size())) return false;
+    ++position_;
+    return true;
+  }
+
   json state() const override { return {{"epoch", epoch_}, {"position", position_}}; }
   void load_state(const json& s) override {
     begin_epoch(s.at("epoch"));

@@ -92,6 +92,12 @@ class MusicTask : public Task {
     return collate(crops_.begin() + begin, crops_.begin() + end);
   }
 
+  bool skip_batch() override {
+    if (position_ * t_.at("batch_size").get<int64_t>() >= static_cast<int64_t>(crops_.size())) return false;
+    ++position_;
+    return true;
+  }
+
   json state() const override { return {{"epoch", epoch_}, {"position", position_}}; }
   void load_state(const json& s) override {
     begin_epoch(s.at("epoch"));

@@ -96,6 +96,9 @@ class Task {
   // walks it and returns nullopt at its end. state()/load_state() save and restore the position.
   virtual void begin_epoch(int64_t epoch) = 0;
   virtual std::optional<Batch> next_batch() = 0;
+  // Moves past the next batch without building it (another rank computes it in multi-process
+  // training); false at the epoch's end, like next_batch. The default builds and drops it.
+  virtual bool skip_batch() { return next_batch().has_value(); }
   virtual json state() const = 0;
   virtual void load_state(const json& state) = 0;
 

@@ -91,6 +91,12 @@ class TranslationTask : public Task {
     return collate(train_, batches_[position_++]);
   }
 
+  bool skip_batch() override {
+    if (position_ >= static_cast<int64_t>(batches_.size())) return false;
+    ++position_;
+    return true;
+  }
+
   json state() const override { return {{"epoch", epoch_}, {"position", position_}}; }
 
   void load_state(const json& s) override {

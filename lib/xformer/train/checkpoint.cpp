@@ -12,7 +12,8 @@ namespace fs = std::filesystem;
 namespace xformer::train {
 
 void save_checkpoint(const std::string& path, const torch::nn::Module& model,
-                     const torch::optim::Optimizer* optimizer, const nlohmann::json& meta) {
+                     const torch::optim::Optimizer* optimizer, const nlohmann::json& meta,
+                     const std::vector<torch::Tensor>& rank_rng_states) {
   torch::serialize::OutputArchive archive;
   torch::serialize::OutputArchive model_archive;
   model.save(model_archive);
@@ -27,6 +28,8 @@ void save_checkpoint(const std::string& path, const torch::nn::Module& model,
   full["libtorch"] = TORCH_VERSION;
   archive.write("meta", c10::IValue(full.dump()));
   archive.write("rng_cpu", at::detail::getDefaultCPUGenerator().get_state());
+  for (size_t r = 1; r < rank_rng_states.size(); ++r)
+    archive.write("rng_cpu_rank" + std::to_string(r), rank_rng_states[r].cpu());
 
   const std::string tmp = path + ".tmp" + std::to_string(getpid());
   try {
@@ -67,7 +70,7 @@ nlohmann::json meta_of(torch::serialize::InputArchive& archive, const std::strin
 }  // namespace
 
 nlohmann::json load_checkpoint(const std::string& path, torch::nn::Module& model,
-                               torch::optim::Optimizer* optimizer, bool restore_rng) {
+                               torch::optim::Optimizer* optimizer, bool restore_rng, int rank) {
   auto params = model.parameters();
   auto archive = open_archive(path, params.empty() ? torch::Device(torch::kCPU) : params[0].device());
   auto meta = meta_of(archive, path);
@@ -82,9 +85,13 @@ nlohmann::json load_checkpoint(const std::string& path, torch::nn::Module& model
     }
     if (restore_rng) {
       torch::Tensor state;
-      archive.read("rng_cpu", state);
-      at::Generator generator = at::detail::getDefaultCPUGenerator();  // a handle
-      generator.set_state(state.to(torch::kCPU));
+      const bool found = rank == 0 ? (archive.read("rng_cpu", state), true)
+                                   : archive.try_read("rng_cpu_rank" + std::to_string(rank), state);
+      if (found) {
+        at::Generator generator = at::detail::getDefaultCPUGenerator();  // a handle
+        generator.set_state(state.to(torch::kCPU));
+      }
+      meta["rng_restored"] = found;
     }
   } catch (const c10::Error& e) {
     throw DataError("checkpoint '" + path + "' does not fit this model/optimizer: " +

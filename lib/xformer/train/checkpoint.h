@@ -1,4 +1,5 @@
-// Checkpoints: one file per checkpoint holding the model, the optimizer, the CPU RNG state and
+// Checkpoints: one file per checkpoint holding the model, the optimizer, the CPU RNG state (of
+// every rank in multi-process training) and
 // a JSON "meta" record (format version, LibTorch version, step, epoch, data position, trainer
 // counters, the resolved config). Written to a temporary file and renamed, so a crash never
 // leaves a half-written checkpoint under a real name.
@@ -15,13 +16,18 @@ namespace xformer::train {
 
 constexpr int kCheckpointFormat = 2;  // 2: train::Adam state
 
+// `rank_rng_states`, when given, holds every rank's CPU RNG state in rank order (rank 0's is
+// this process's own).
 void save_checkpoint(const std::string& path, const torch::nn::Module& model,
-                     const torch::optim::Optimizer* optimizer, const nlohmann::json& meta);
+                     const torch::optim::Optimizer* optimizer, const nlohmann::json& meta,
+                     const std::vector<torch::Tensor>& rank_rng_states = {});
 
-// Loads into `model` (and `optimizer` when given) and restores the RNG state; returns meta.
-// DataError naming the path if missing, unreadable or of another format.
+// Loads into `model` (and `optimizer` when given) and, with `restore_rng`, restores the RNG
+// state saved for `rank`; returns meta, with "rng_restored": false when the checkpoint has no
+// state for that rank (it was written by fewer ranks). DataError naming the path if missing,
+// unreadable or of another format.
 nlohmann::json load_checkpoint(const std::string& path, torch::nn::Module& model,
-                               torch::optim::Optimizer* optimizer, bool restore_rng);
+                               torch::optim::Optimizer* optimizer, bool restore_rng, int rank = 0);
 
 // Reads only the meta record.
 nlohmann::json read_checkpoint_meta(const std::string& path);

@@ -63,6 +63,19 @@ Trainer::Trainer(const json& config, Task& task, TrainerOptions options)
   if (!params_.empty()) device_ = params_[0].device();
   precision_ = resolve_precision(config_.at("train").at("precision"), device_);
   scaler_ = LossScaler(precision_ == Precision::Float16);
+  const int64_t update_freq = config_.at("train").at("update_freq");
+  if (update_freq % world_size() != 0)
+    throw ConfigError("config error: train.update_freq (" + std::to_string(update_freq) +
+                      ") must be a multiple of the number of ranks (" + std::to_string(world_size()) +
+                      "): an update is update_freq batches shared out among the ranks, so that the "
+                      "effective batch does not depend on how many run (e.g. --set train.update_freq=" +
+                      std::to_string(world_size()) + ")");
+}
+
+void Trainer::seed_rank_stream() {
+  if (!options_.comm || options_.comm->rank() == 0) return;
+  const uint64_t seed = config_.at("train").at("seed").get<uint64_t>();
+  torch::manual_seed(seed * 1000003ULL + static_cast<uint64_t>(options_.comm->rank()));
 }
 
 json Trainer::meta() const {
@@ -81,9 +94,12 @@ json Trainer::meta() const {
 }
 
 void Trainer::save() {
+  std::vector<torch::Tensor> rng_states;  // every rank's, gathered on every rank
+  if (options_.comm) rng_states = options_.comm->all_gather(at::detail::getDefaultCPUGenerator().get_state());
+  if (!main_rank()) return;
   const fs::path dir = fs::path(options_.run_dir) / "checkpoints";
   const std::string path = (dir / step_file(step_)).string();
-  save_checkpoint(path, *model_, optimizer_.get(), meta());
+  save_checkpoint(path, *model_, optimizer_.get(), meta(), rng_states);
   replace_with_link(path, (dir / "last.pt").string());
   // Prune old step files beyond keep_last (last.pt/best.pt are links and keep their data).
   std::vector<fs::path> steps;
@@ -97,7 +113,13 @@ void Trainer::save() {
 
 void Trainer::restore() {
   const std::string path = (fs::path(options_.run_dir) / "checkpoints" / "last.pt").string();
-  auto m = load_checkpoint(path, *model_, optimizer_.get(), /*restore_rng=*/true);
+  const int rank = options_.comm ? options_.comm->rank() : 0;
+  auto m = load_checkpoint(path, *model_, optimizer_.get(), /*restore_rng=*/true, rank);
+  if (!m.value("rng_restored", true)) {
+    spdlog::warn("rank {}: {} holds no random state for this rank (written by fewer ranks); "
+                 "dropout continues from a fresh seed", rank, path);
+    seed_rank_stream();
+  }
   step_ = m.at("step");
   epoch_ = m.at("epoch");
   nonfinite_in_row_ = m.at("nonfinite_in_row");
@@ -119,43 +141,74 @@ bool Trainer::update(UpdateStats& stats) {
   std::map<std::string, double> sums;
   double tokens = 0, items = 0;
   model_->train();
+  const int world = world_size(), rank = options_.comm ? options_.comm->rank() : 0;
+  // With one batch per update (and one rank) the divisor of the gradients is that batch's sample
+  // size, known before backward, which applies it for free; otherwise the gradients are rescaled
+  // once the whole update is summed. The fp16 loss scale rides along either way.
+  const bool divide_in_backward = update_freq == 1 && world == 1;
   for (int64_t i = 0; i < update_freq; ++i) {
-    auto batch = task_.next_batch();
-    if (!batch) {
+    // The update's i-th batch of the global order: this rank's to compute, or another's to skip.
+    const bool mine = i % world == rank;
+    std::optional<Batch> batch;
+    auto pull = [&] {
+      if (!mine) return task_.skip_batch();
+      batch = task_.next_batch();
+      return batch.has_value();
+    };
+    if (!pull()) {
       if (max_epochs > 0 && epoch_ >= max_epochs) {
-        if (i == 0) return false;
+        if (i == 0) return false;  // every rank walks the same order, so all stop here
         break;  // use what this update accumulated
       }
       task_.begin_epoch(++epoch_);
-      batch = task_.next_batch();
-      if (!batch) throw DataError("the training split yields no batches");
+      if (!pull()) throw DataError("the training split yields no batches");
     }
+    if (!mine) continue;
     LossOut out;
     {
       AutocastScope autocast(precision_, device_);  // forward only; backward follows its types
       out = task_.loss(*batch);
     }
-    // Gradients of summed losses -> gradients of the mean over the update. With one batch per
-    // update the divisor is known here and rides along with backward for free; otherwise the
-    // gradients are rescaled once the whole update is summed. The fp16 loss scale rides along too.
-    const double grad_scale = scaler_.scale() / (update_freq == 1 ? std::max(out.sample_size, 1.0) : 1.0);
+    // Gradients of summed losses -> gradients of the mean over the update (see above).
+    const double grad_scale = scaler_.scale() / (divide_in_backward ? std::max(out.sample_size, 1.0) : 1.0);
     out.loss.backward(torch::full_like(out.loss, grad_scale));
     loss_sum += out.loss.item<double>();
     sample_size += out.sample_size;
     for (const auto& [k, v] : out.sums) sums[k] += v;
     tokens += batch->n_tokens;
     items += batch->n_items;
+    if (sum_keys_.empty())
+      for (const auto& kv : out.sums) sum_keys_.push_back(kv.first);
+  }
+  interrupted_ = interrupt_requested();
+  torch::NoGradGuard no_grad;
+  if (auto* comm = options_.comm) {
+    // One all-reduce for the statistics (and the stop flag, so that every rank stops at the
+    // same update), then the gradients in buckets. Every rank then takes the same decisions.
+    std::vector<double> v = {loss_sum, sample_size, tokens, items, interrupted_ ? 1.0 : 0.0};
+    for (const auto& k : sum_keys_) v.push_back(sums[k]);
+    v = comm->all_reduce_values(v);
+    loss_sum = v[0], sample_size = v[1], tokens = v[2], items = v[3], interrupted_ = v[4] > 0;
+    for (size_t k = 0; k < sum_keys_.size(); ++k) sums[sum_keys_[k]] = v[5 + k];
+    if (std::isfinite(loss_sum)) {
+      std::vector<torch::Tensor> all;
+      for (auto& p : params_) {
+        if (!p.requires_grad()) continue;
+        if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);  // unused on this rank
+        all.push_back(p.grad());
+      }
+      comm->all_reduce_sum(all);
+    }
   }
   if (!std::isfinite(loss_sum)) {
     skip_nonfinite("loss", loss_sum);
     return true;
   }
-  torch::NoGradGuard no_grad;
   // Multi-tensor ops over all gradients: a few kernel launches on a GPU, not one per parameter.
   std::vector<torch::Tensor> grads;
   for (auto& p : params_)
     if (p.grad().defined()) grads.push_back(p.grad());
-  const double unscale = (update_freq > 1 ? 1.0 / std::max(sample_size, 1.0) : 1.0) / scaler_.scale();
+  const double unscale = (divide_in_backward ? 1.0 : 1.0 / std::max(sample_size, 1.0)) / scaler_.scale();
   if (unscale != 1.0 && !grads.empty()) at::_foreach_mul_(grads, unscale);
   const double gnorm = grads.empty() ? 0.0 : torch::stack(at::_foreach_norm(grads)).norm().item<double>();
   if (!std::isfinite(gnorm)) {
@@ -192,7 +245,7 @@ void Trainer::skip_nonfinite(const std::string& what, double value) {
                 what + " (lower optim.lr, or set optim.clip_norm)");
 }
 
-void Trainer::evaluate_and_track() {
+bool Trainer::evaluate_valid() {
   const auto& t = config_.at("train");
   model_->eval();
   Metrics m;
@@ -217,12 +270,10 @@ void Trainer::evaluate_and_track() {
   const bool higher = t.at("best_mode") == "max";
   const bool improved = !best_ || (higher ? it->second > *best_ : it->second < *best_);
   spdlog::info("valid | step {} | {}{}", step_, format_metrics(m), improved ? " | new best" : "");
-  save();
+  // Updated before the checkpoint is written, so that a resumed run compares with the true best.
   if (improved) {
     best_ = it->second;
     evals_since_best_ = 0;
-    const fs::path dir = fs::path(options_.run_dir) / "checkpoints";
-    replace_with_link((dir / "last.pt").string(), (dir / "best.pt").string());
   } else {
     const int64_t patience = t.at("patience");
     if (patience > 0 && ++evals_since_best_ >= patience) {
@@ -230,6 +281,41 @@ void Trainer::evaluate_and_track() {
       stop_early_ = true;
     }
   }
+  return improved;
+}
+
+void Trainer::evaluate_and_track() {
+  // Rank 0 evaluates while the others wait in the all-reduce that tells them whether to stop.
+  const bool improved = main_rank() && evaluate_valid();
+  if (options_.comm) stop_early_ = options_.comm->all_reduce_values({stop_early_ ? 1.0 : 0.0})[0] > 0;
+  save();
+  if (improved) {
+    const fs::path dir = fs::path(options_.run_dir) / "checkpoints";
+    replace_with_link((dir / "last.pt").string(), (dir / "best.pt").string());
+  }
+}
+
+void Trainer::log_train(const UpdateStats& stats) {
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - stats.start).count();
+  const double ss = std::max(stats.sample_size, 1.0);
+  json record = {{"step", step_},
+                 {"split", "train"},
+                 {"epoch", epoch_},
+                 {"loss", stats.loss / ss},
+                 {"lr", learning_rate(config_, step_)},
+                 {"gnorm", stats.gnorm / stats.updates},
+                 {"tokens_per_s", stats.tokens / secs},
+                 {"items_per_s", stats.items / secs},
+                 {"nonfinite_total", nonfinite_total_}};
+  if (scaler_.enabled()) record["loss_scale"] = scaler_.scale();
+  for (const auto& [k, v] : stats.sums) record[k] = v / ss;
+  if (stats.sums.count("nll")) record["ppl"] = std::exp(stats.sums.at("nll") / ss);
+  append_metrics(options_.run_dir, record);
+  std::string line = fmt::format("train | epoch {} | step {} | loss {:.4f}", epoch_, step_,
+                                 record["loss"].get<double>());
+  if (record.contains("ppl")) line += fmt::format(" | ppl {:.2f}", record["ppl"].get<double>());
+  spdlog::info("{} | lr {:.3g} | gnorm {:.3f} | {:.0f} tok/s", line, record["lr"].get<double>(),
+               record["gnorm"].get<double>(), record["tokens_per_s"].get<double>());
 }
 
 int Trainer::run() {
@@ -247,37 +333,20 @@ int Trainer::run() {
     }
   } else {
     task_.begin_epoch(epoch_);
+    seed_rank_stream();
   }
+  // The same start on every rank: initialisation is seeded alike, and this makes it certain.
+  if (options_.comm) options_.comm->broadcast_from_rank0(params_);
   install_interrupt_handler();
-  ProgressBar bar(max_steps);
+  ProgressBar bar(max_steps, main_rank());
   UpdateStats stats;
   bool evaluated_now = false;
   while ((max_steps <= 0 || step_ < max_steps) && !stop_early_) {
     if (!update(stats)) break;
     evaluated_now = false;
     if (stats.updates > 0 && (step_ % log_every == 0 || step_ == max_steps)) {
-      const double secs =
-          std::chrono::duration<double>(std::chrono::steady_clock::now() - stats.start).count();
-      const double ss = std::max(stats.sample_size, 1.0);
-      json record = {{"step", step_},
-                     {"split", "train"},
-                     {"epoch", epoch_},
-                     {"loss", stats.loss / ss},
-                     {"lr", learning_rate(config_, step_)},
-                     {"gnorm", stats.gnorm / stats.updates},
-                     {"tokens_per_s", stats.tokens / secs},
-                     {"items_per_s", stats.items / secs},
-                     {"nonfinite_total", nonfinite_total_}};
-      if (scaler_.enabled()) record["loss_scale"] = scaler_.scale();
-      for (const auto& [k, v] : stats.sums) record[k] = v / ss;
-      if (stats.sums.count("nll")) record["ppl"] = std::exp(stats.sums["nll"] / ss);
-      append_metrics(options_.run_dir, record);
       bar.clear();
-      std::string line = fmt::format("train | epoch {} | step {} | loss {:.4f}", epoch_, step_,
-                                     record["loss"].get<double>());
-      if (record.contains("ppl")) line += fmt::format(" | ppl {:.2f}", record["ppl"].get<double>());
-      spdlog::info("{} | lr {:.3g} | gnorm {:.3f} | {:.0f} tok/s", line, record["lr"].get<double>(),
-                   record["gnorm"].get<double>(), record["tokens_per_s"].get<double>());
+      if (main_rank()) log_train(stats);
       stats = UpdateStats();
     }
     bar.update(step_, "loss " + std::to_string(stats.updates ? stats.loss / std::max(stats.sample_size, 1.0) : 0.0).substr(0, 6));
@@ -288,7 +357,8 @@ int Trainer::run() {
     } else if (save_every > 0 && step_ % save_every == 0) {
       save();
     }
-    if (interrupt_requested()) {
+    // One process polls its own signal flag; ranks act on the flag they agreed on in update().
+    if (options_.comm ? interrupted_ : interrupt_requested()) {
       bar.clear();
       save();
       spdlog::warn("interrupted: checkpoint saved at step {}; continue with --resume", step_);

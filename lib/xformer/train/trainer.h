@@ -5,6 +5,13 @@
 //
 // Losses are summed over a batch and gradients divided by the summed sample size of all
 // batches of an update, so update_freq = k over batches of n tokens equals one batch of k*n.
+//
+// Data parallel over R ranks (a Communicator): an update is still update_freq batches of the
+// one global batch order; rank r computes those whose index in the update is r mod R and skips
+// the others, then losses, sample sizes and gradients are summed over the ranks. So R ranks
+// train the same model as one process with the same config (up to float summation order), and
+// the effective batch never changes with R. Rank 0 evaluates and writes logs and checkpoints;
+// each rank's RNG state goes into the checkpoint, so resume stays exact.
 #pragma once
 #include <torch/torch.h>
 
@@ -14,12 +21,14 @@
 #include "xformer/core/config.h"
 #include "xformer/core/precision.h"
 #include "xformer/tasks/task.h"
+#include "xformer/train/distributed.h"
 
 namespace xformer::train {
 
 struct TrainerOptions {
   std::string run_dir;
   bool resume = false;
+  Communicator* comm = nullptr;  // set: one rank of a multi-process job
 };
 
 class Trainer {
@@ -35,6 +44,12 @@ class Trainer {
   // An update with a NaN/Inf loss or gradient norm is skipped; too many in a row stop training.
   void skip_nonfinite(const std::string& what, double value);
   void evaluate_and_track();
+  // Rank 0: evaluates on the valid split, logs, and updates best_/patience; true on a new best.
+  bool evaluate_valid();
+  void log_train(const UpdateStats& stats);  // one metrics.jsonl line and one log line
+  bool main_rank() const { return !options_.comm || options_.comm->rank() == 0; }
+  int world_size() const { return options_.comm ? options_.comm->world_size() : 1; }
+  void seed_rank_stream();  // ranks other than 0: a dropout stream of their own
   void save();  // step checkpoint + last.pt, pruned to keep_last
   void restore();
   json meta() const;
@@ -54,6 +69,8 @@ class Trainer {
   int64_t evals_since_best_ = 0;
   std::optional<double> best_;
   bool stop_early_ = false;
+  bool interrupted_ = false;  // a stop signal, agreed on by every rank
+  std::vector<std::string> sum_keys_;  // the task's extra loss statistics, in all-reduce order
 };
 
 }  // namespace xformer::train

@@ -1,0 +1,77 @@
+#include "xformer/core/subprocess.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+
+extern char** environ;
+
+#include "xformer/core/error.h"
+
+namespace xformer {
+
+pid_t spawn_process(const std::vector<std::string>& argv, const SpawnOptions& options) {
+  if (argv.empty()) throw Error("spawn_process: empty argument vector");
+  // Everything the child needs is prepared before fork: after it, only async-signal-safe calls.
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  std::vector<std::string> env_strings;
+  for (char** e = environ; *e; ++e) {
+    const std::string entry = *e;
+    bool replaced = false;
+    for (const auto& kv : options.env) replaced |= entry.rfind(kv.first + "=", 0) == 0;
+    if (!replaced) env_strings.push_back(entry);
+  }
+  for (const auto& [k, v] : options.env) env_strings.push_back(k + "=" + v);
+  std::vector<char*> envp;
+  for (auto& e : env_strings) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  int out_fd = -1;
+  if (!options.output.empty()) {
+    out_fd = open(options.output.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (out_fd < 0) throw DataError("cannot open '" + options.output + "' for writing: " + strerror(errno));
+  }
+  const pid_t pid = fork();
+  if (pid < 0) {
+    if (out_fd >= 0) close(out_fd);
+    throw Error(std::string("cannot start '") + argv[0] + "': " + strerror(errno));
+  }
+  if (pid == 0) {
+    if (options.own_process_group) setpgid(0, 0);
+    if (out_fd >= 0) {
+      dup2(out_fd, STDOUT_FILENO);
+      dup2(out_fd, STDERR_FILENO);
+    }
+    execve(args[0], args.data(), envp.data());
+    _exit(127);
+  }
+  if (out_fd >= 0) close(out_fd);
+  return pid;
+}
+
+std::string self_executable() {
+  char buf[4096];
+  const ssize_t n = readlink("/proc/self/exe", buf, sizeof(buf) - 1);
+  if (n <= 0) throw Error("cannot find the running program (/proc/self/exe)");
+  return std::string(buf, static_cast<size_t>(n));
+}
+
+std::string describe_exit_status(int status) {
+  if (WIFEXITED(status)) return "exited with code " + std::to_string(WEXITSTATUS(status));
+  if (WIFSIGNALED(status))
+    return "was killed by signal " + std::to_string(WTERMSIG(status)) + " (" + strsignal(WTERMSIG(status)) + ")";
+  return "stopped (status " + std::to_string(status) + ")";
+}
+
+int exit_code_of(int status) {
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+  return kExitFailure;
+}
+
+}  // namespace xformer

@@ -1,0 +1,69 @@
+// Data-parallel training across processes on torch.distributed's c10d: ProcessGroupGloo on the
+// CPU, ProcessGroupNCCL on CUDA where the build has it. Ranks meet through a TCPStore served
+// by rank 0, found from the standard environment (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR,
+// MASTER_PORT; Slurm's SLURM_PROCID / SLURM_NTASKS / SLURM_LOCALID stand in under `srun`), so
+// `torchrun --no-python`, `srun` and `xformer train --nproc N` all start the same way.
+//
+// Every collective has a timeout: a rank that dies closes its sockets and the others fail at
+// once; a rank that hangs makes the others fail when the timeout expires. Either way the error
+// names this rank, the operation and the timeout, never a silent hang.
+#pragma once
+#include <ATen/core/Tensor.h>
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace xformer::train {
+
+struct DistributedEnv {
+  int rank = 0, world_size = 1, local_rank = 0, local_world_size = 1;
+  std::string master_addr = "127.0.0.1";
+  int master_port = 29500;
+  bool active() const { return world_size > 1; }
+};
+
+// The process's place in the job, from the environment (world_size 1 when nothing is set).
+// ConfigError naming the variable when a value is malformed or inconsistent.
+DistributedEnv distributed_env_from_environment();
+
+// Whether this build can run more than one rank (c10d with Gloo was found at build time).
+bool distributed_available();
+
+class Communicator {
+ public:
+  // Joins the group: blocks until every rank has connected, or throws after `timeout`.
+  Communicator(const DistributedEnv& env, const c10::Device& device, std::chrono::milliseconds timeout,
+               int64_t bucket_bytes);
+  ~Communicator();
+  Communicator(const Communicator&) = delete;
+  Communicator& operator=(const Communicator&) = delete;
+
+  int rank() const { return env_.rank; }
+  int world_size() const { return env_.world_size; }
+  const std::string& backend() const { return backend_; }
+
+  // Sums `tensors` over the ranks, in place. Tensors of one dtype and device travel flattened
+  // in buckets of about bucket_bytes (one collective per bucket rather than per tensor).
+  void all_reduce_sum(const std::vector<at::Tensor>& tensors);
+  // Sums a few numbers over the ranks (losses, counts, flags).
+  std::vector<double> all_reduce_values(const std::vector<double>& values);
+  // Copies rank 0's tensors to every rank, in place (parameters at the start).
+  void broadcast_from_rank0(const std::vector<at::Tensor>& tensors);
+  // Every rank's `tensor` (same shape and dtype everywhere), in rank order.
+  std::vector<at::Tensor> all_gather(const at::Tensor& tensor);
+  void barrier();
+
+ private:
+  struct Impl;
+  [[noreturn]] void fail(const std::string& operation, const std::exception& e) const;
+
+  DistributedEnv env_;
+  std::string backend_;
+  std::chrono::milliseconds timeout_;
+  int64_t bucket_bytes_;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace xformer::train

@@ -1,0 +1,114 @@
+#include "xformer/train/launcher.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <spdlog/spdlog.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <thread>
+
+#include "xformer/core/error.h"
+#include "xformer/core/subprocess.h"
+
+namespace xformer::train {
+
+namespace {
+
+std::atomic<int> g_signal{0};
+extern "C" void on_launcher_signal(int signal) { g_signal.store(signal); }
+
+// A TCP port that is free now on the loopback interface (the kernel picks it).
+int free_loopback_port() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) throw Error("cannot open a socket to find a free port");
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = 0;
+  socklen_t len = sizeof(a);
+  const bool ok = bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0 &&
+                  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0;
+  close(fd);
+  if (!ok) throw Error("cannot find a free TCP port on 127.0.0.1 (set MASTER_PORT)");
+  return ntohs(a.sin_port);
+}
+
+}  // namespace
+
+int run_local_ranks(int nproc, const std::vector<std::string>& args, std::chrono::seconds grace) {
+  if (nproc < 1) throw ConfigError("usage error: --nproc must be at least 1");
+  const char* user_port = std::getenv("MASTER_PORT");
+  const std::string port = user_port && *user_port ? user_port : std::to_string(free_loopback_port());
+
+  struct sigaction sa {};
+  sa.sa_handler = on_launcher_signal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+
+  std::vector<std::string> argv = {self_executable()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  std::vector<pid_t> pids(nproc, -1);
+  for (int r = 0; r < nproc; ++r) {
+    SpawnOptions o;
+    o.env = {{"RANK", std::to_string(r)},         {"LOCAL_RANK", std::to_string(r)},
+             {"WORLD_SIZE", std::to_string(nproc)}, {"LOCAL_WORLD_SIZE", std::to_string(nproc)},
+             {"MASTER_ADDR", "127.0.0.1"},          {"MASTER_PORT", port}};
+    o.own_process_group = true;  // a terminal's Ctrl-C reaches the launcher, which passes it on once
+    pids[r] = spawn_process(argv, o);
+  }
+  spdlog::info("started {} ranks on this machine (pids {}..{}, TCPStore 127.0.0.1:{}); rank 0 writes the run",
+               nproc, pids.front(), pids.back(), port);
+
+  int alive = nproc, failed_rank = -1, failed_code = kExitOk;
+  bool forwarded = false;
+  bool kill_pending = false;  // SIGKILL whoever is left at kill_at
+  std::chrono::steady_clock::time_point kill_at;
+  auto signal_alive = [&](int sig) {
+    for (pid_t p : pids)
+      if (p > 0) kill(p, sig);
+  };
+  while (alive > 0) {
+    if (const int sig = g_signal.load(); sig && !forwarded) {
+      spdlog::warn("signal {}: passing it on to the ranks (they save a checkpoint and stop)", sig);
+      signal_alive(sig);
+      forwarded = true;
+    }
+    int status = 0;
+    const pid_t pid = waitpid(-1, &status, WNOHANG);
+    if (pid > 0) {
+      int rank = 0;
+      while (rank < nproc && pids[rank] != pid) ++rank;
+      if (rank == nproc) continue;
+      pids[rank] = -1;
+      --alive;
+      const bool ok = WIFEXITED(status) &&
+                      (WEXITSTATUS(status) == kExitOk || (forwarded && WEXITSTATUS(status) == kExitInterrupted));
+      if (!ok && failed_rank < 0) {
+        failed_rank = rank;
+        failed_code = WIFEXITED(status) ? WEXITSTATUS(status) : kExitFailure;
+        spdlog::error("rank {} (pid {}) {}; stopping the other ranks", rank, pid, describe_exit_status(status));
+        signal_alive(SIGCONT);  // a stopped rank must run to see the SIGTERM
+        signal_alive(SIGTERM);
+        kill_at = std::chrono::steady_clock::now() + grace;
+        kill_pending = true;
+      }
+      continue;
+    }
+    if (kill_pending && std::chrono::steady_clock::now() > kill_at) {
+      spdlog::error("{} rank(s) still running {} s after the failure: killing them", alive, grace.count());
+      signal_alive(SIGKILL);
+      kill_pending = false;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  if (failed_rank >= 0) return failed_code == kExitOk ? kExitFailure : failed_code;
+  return forwarded ? kExitInterrupted : kExitOk;
+}
+
+}  // namespace xformer::train

@@ -1,0 +1,122 @@
+// Multi-process training end to end: two local ranks over Gloo train the same model as one
+// process with the same config, resume exactly, and fail fast when a rank dies or hangs.
+#include <chrono>
+#include <regex>
+
+#include "cli/cli_helpers.h"
+#include "test_support.h"
+#include "xformer/train/distributed.h"
+
+using namespace xformer::testing;
+namespace fs = std::filesystem;
+
+namespace {
+
+// Quick runs: every step logged, no BLEU, no evaluation until the end.
+const std::string kQuick =
+    " --set train.log_every=1 --set train.eval_every=0 --set train.save_every=0 --set task.eval_bleu=false"
+    " --set train.update_freq=2 --set task.max_tokens=400 --set train.dist_timeout=60";
+
+void check_same_losses(const std::vector<nlohmann::json>& a, const std::vector<nlohmann::json>& b) {
+  REQUIRE(a.size() == b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    INFO("line " << i << ": " << a[i].dump() << " vs " << b[i].dump());
+    CHECK(a[i]["step"] == b[i]["step"]);
+    // Equal up to the order in which gradients are summed (two ranks add two batches' gradients
+    // after backward, one process accumulates them during it).
+    CHECK(b[i]["loss"].get<double>() == Approx(a[i]["loss"].get<double>()).epsilon(1e-5));
+  }
+}
+
+}  // namespace
+
+TEST_CASE("two ranks over Gloo train as one process with the same effective batch", "[cli][distributed]") {
+  if (!xformer::train::distributed_available()) return;
+  TempDir tmp("cli_dist");
+  auto one = run_xformer("train " + tiny_args(tmp.str("one"), tmp.str("spm")) + kQuick + " --set train.max_steps=6");
+  INFO(one.output);
+  REQUIRE(one.exit_code == 0);
+  auto two = run_xformer("train --nproc 2 " + tiny_args(tmp.str("two"), tmp.str("spm")) + kQuick +
+                         " --set train.max_steps=6");
+  INFO(two.output);
+  REQUIRE(two.exit_code == 0);
+  CHECK(two.output.find("rank 0 of 2 (gloo backend") != std::string::npos);
+  check_same_losses(read_metrics(tmp.str("one"), "train"), read_metrics(tmp.str("two"), "train"));
+  check_same_losses(read_metrics(tmp.str("one"), "valid"), read_metrics(tmp.str("two"), "valid"));
+  // The tokens of an update are those of the whole update, not of one rank's share.
+  CHECK(read_metrics(tmp.str("two"), "train").size() == 6);
+  // Only rank 0 writes: one metrics line per step, one config, one log.
+  CHECK(fs::exists(tmp.str("two") + "/checkpoints/last.pt"));
+
+  SECTION("resume of a two-rank run continues exactly (dropout on: every rank's RNG restored)") {
+    const std::string drop = kQuick + " --set model.dropout=0.1";
+    auto full = run_xformer("train --nproc 2 " + tiny_args(tmp.str("full"), tmp.str("spm")) + drop +
+                            " --set train.max_steps=8");
+    INFO(full.output);
+    REQUIRE(full.exit_code == 0);
+    auto half = run_xformer("train --nproc 2 " + tiny_args(tmp.str("split"), tmp.str("spm")) + drop +
+                            " --set train.max_steps=4");
+    REQUIRE(half.exit_code == 0);
+    auto rest = run_xformer("train --nproc 2 --resume --run-dir '" + tmp.str("split") + "' --set train.max_steps=8");
+    INFO(rest.output);
+    REQUIRE(rest.exit_code == 0);
+    auto a = read_metrics(tmp.str("full"), "train"), b = read_metrics(tmp.str("split"), "train");
+    REQUIRE(a.size() == 8);
+    REQUIRE(b.size() == 8);
+    for (size_t i = 0; i < a.size(); ++i) {
+      INFO("step " << i + 1);
+      CHECK(b[i]["loss"].get<double>() == a[i]["loss"].get<double>());  // exact, on the CPU
+    }
+  }
+}
+
+TEST_CASE("multi-process mistakes are config errors", "[cli][distributed]") {
+  if (!xformer::train::distributed_available()) return;
+  TempDir tmp("cli_dist_err");
+  auto r = run_xformer("train --nproc 2 " + tiny_args(tmp.str("run"), tmp.str("spm")) +
+                       " --set train.max_steps=2 --set train.update_freq=3");
+  INFO(r.output);
+  CHECK(r.exit_code == 2);
+  CHECK(r.output.find("train.update_freq (3) must be a multiple of the number of ranks (2)") != std::string::npos);
+  auto bad = run_shell("WORLD_SIZE=2 RANK=x '" + std::string(XFORMER_BINARY) + "' train " +
+                       tiny_args(tmp.str("run2"), tmp.str("spm")));
+  CHECK(bad.exit_code == 2);
+  CHECK(bad.output.find("RANK='x'") != std::string::npos);
+}
+
+TEST_CASE("a killed or hung rank makes the job fail fast, naming the rank", "[cli][distributed]") {
+  if (!xformer::train::distributed_available()) return;
+  TempDir tmp("cli_dist_fail");
+  // Start a long two-rank run, wait for its first steps, then kill (or stop) rank 1; the job
+  // must end with an error well within the collective timeout.
+  auto run_and = [&](const std::string& name, const std::string& signal, int timeout) {
+    const std::string run = tmp.str(name), log = tmp.str(name + ".log");
+    return run_shell("'" + std::string(XFORMER_BINARY) + "' train --nproc 2 " + tiny_args(run, tmp.str("spm")) +
+                     kQuick + " --set train.max_steps=100000 --set train.dist_timeout=" + std::to_string(timeout) +
+                     " > " + log + " 2>&1 & pid=$!; "
+                     "for i in $(seq 600); do [ -s '" + run + "/metrics.jsonl' ] && break; sleep 0.1; done; "
+                     "rank1=$(sed -n 's/.*(pids [0-9]*\\.\\.\\([0-9]*\\),.*/\\1/p' " + log + "); "
+                     "start=$(date +%s); kill -" + signal + " $rank1; wait $pid; code=$?; "
+                     "echo exit=$code seconds=$(( $(date +%s) - start )); cat " + log);
+  };
+  SECTION("killed") {
+    auto r = run_and("killed", "KILL", 60);
+    INFO(r.output);
+    CHECK(r.output.find("exit=1 ") != std::string::npos);
+    CHECK(r.output.find("rank 1 (pid") != std::string::npos);
+    CHECK(r.output.find("killed by signal 9") != std::string::npos);
+    std::smatch m;
+    REQUIRE(std::regex_search(r.output, m, std::regex("seconds=([0-9]+)")));
+    CHECK(std::stoi(m[1]) < 30);  // at once, not after the 60 s timeout
+  }
+  SECTION("hung") {
+    auto r = run_and("hung", "STOP", 5);
+    INFO(r.output);
+    CHECK(r.output.find("exit=1 ") != std::string::npos);
+    CHECK(r.output.find("rank 0 of 2") != std::string::npos);  // the survivor's error names itself
+    CHECK(r.output.find("dist_timeout = 5 s") != std::string::npos);
+    std::smatch m;
+    REQUIRE(std::regex_search(r.output, m, std::regex("seconds=([0-9]+)")));
+    CHECK(std::stoi(m[1]) < 40);
+  }
+}

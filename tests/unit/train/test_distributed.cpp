@@ -1,0 +1,212 @@
+// The c10d layer under multi-process training: the environment it reads, and its collectives
+// checked against sums computed here, with two ranks as two threads of this process.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/wait.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <optional>
+#include <sstream>
+#include <thread>
+
+#include "test_support.h"
+#include "xformer/core/error.h"
+#include "xformer/core/subprocess.h"
+#include "xformer/train/distributed.h"
+
+using namespace xformer;
+using namespace xformer::train;
+
+namespace {
+
+// Sets environment variables for one scope and restores the previous values after it.
+class ScopedEnv {
+ public:
+  explicit ScopedEnv(std::initializer_list<std::pair<std::string, std::string>> vars) {
+    for (const auto& [k, v] : vars) {
+      const char* old = std::getenv(k.c_str());
+      saved_.push_back({k, old ? std::optional<std::string>(old) : std::nullopt});
+      setenv(k.c_str(), v.c_str(), 1);
+    }
+  }
+  ~ScopedEnv() {
+    for (const auto& [k, v] : saved_) v ? setenv(k.c_str(), v->c_str(), 1) : unsetenv(k.c_str());
+  }
+
+ private:
+  std::vector<std::pair<std::string, std::optional<std::string>>> saved_;
+};
+
+const std::vector<std::string> kDistVars = {"WORLD_SIZE", "RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE",
+                                            "MASTER_ADDR", "MASTER_PORT", "SLURM_STEP_NUM_TASKS",
+                                            "SLURM_PROCID", "SLURM_LOCALID", "SLURM_STEP_TASKS_PER_NODE"};
+
+// Every distribution variable unset for the scope.
+struct CleanEnv {
+  std::vector<std::pair<std::string, std::string>> saved;
+  CleanEnv() {
+    for (const auto& k : kDistVars)
+      if (const char* v = std::getenv(k.c_str())) saved.push_back({k, v}), unsetenv(k.c_str());
+  }
+  ~CleanEnv() {
+    for (const auto& k : kDistVars) unsetenv(k.c_str());
+    for (const auto& [k, v] : saved) setenv(k.c_str(), v.c_str(), 1);
+  }
+};
+
+int free_port() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(a);
+  REQUIRE(bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0);
+  REQUIRE(getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0);
+  close(fd);
+  return ntohs(a.sin_port);
+}
+
+}  // namespace
+
+TEST_CASE("the distributed environment: torchrun's variables, srun's, and mistakes", "[distributed]") {
+  CleanEnv clean;
+  SECTION("nothing set: one process") {
+    auto e = distributed_env_from_environment();
+    CHECK(e.world_size == 1);
+    CHECK(e.rank == 0);
+    CHECK_FALSE(e.active());
+  }
+  SECTION("torchrun") {
+    ScopedEnv env({{"WORLD_SIZE", "4"}, {"RANK", "3"}, {"LOCAL_RANK", "1"}, {"LOCAL_WORLD_SIZE", "2"},
+                   {"MASTER_ADDR", "node7"}, {"MASTER_PORT", "1234"}});
+    auto e = distributed_env_from_environment();
+    CHECK(e.active());
+    CHECK(e.world_size == 4);
+    CHECK(e.rank == 3);
+    CHECK(e.local_rank == 1);
+    CHECK(e.local_world_size == 2);
+    CHECK(e.master_addr == "node7");
+    CHECK(e.master_port == 1234);
+  }
+  SECTION("srun") {
+    ScopedEnv env({{"SLURM_STEP_NUM_TASKS", "8"}, {"SLURM_PROCID", "5"}, {"SLURM_LOCALID", "1"},
+                   {"SLURM_STEP_TASKS_PER_NODE", "4(x2)"}, {"MASTER_ADDR", "n1"}});
+    auto e = distributed_env_from_environment();
+    CHECK(e.world_size == 8);
+    CHECK(e.rank == 5);
+    CHECK(e.local_rank == 1);
+    CHECK(e.local_world_size == 4);
+    CHECK(e.master_port == 29500);
+  }
+  SECTION("srun without MASTER_ADDR") {
+    ScopedEnv env({{"SLURM_STEP_NUM_TASKS", "2"}, {"SLURM_PROCID", "0"}});
+    CHECK_THROWS_WITH(distributed_env_from_environment(), Catch::Contains("MASTER_ADDR"));
+  }
+  SECTION("malformed or inconsistent values name the variable") {
+    {
+      ScopedEnv env({{"WORLD_SIZE", "two"}, {"RANK", "0"}});
+      CHECK_THROWS_WITH(distributed_env_from_environment(), Catch::Contains("WORLD_SIZE='two'"));
+    }
+    {
+      ScopedEnv env({{"WORLD_SIZE", "2"}, {"RANK", "2"}});
+      CHECK_THROWS_WITH(distributed_env_from_environment(), Catch::Contains("rank 2 is not below"));
+    }
+    {
+      ScopedEnv env({{"WORLD_SIZE", "2"}});
+      CHECK_THROWS_WITH(distributed_env_from_environment(), Catch::Contains("RANK is not set"));
+    }
+    {
+      ScopedEnv env({{"WORLD_SIZE", "2"}, {"RANK", "0"}, {"MASTER_PORT", "70000"}});
+      CHECK_THROWS_WITH(distributed_env_from_environment(), Catch::Contains("MASTER_PORT"));
+    }
+  }
+}
+
+TEST_CASE("collectives over Gloo: bucketed all-reduce, values, broadcast, all-gather", "[distributed]") {
+  if (!distributed_available()) {
+    WARN("this build has no c10d Gloo: skipped");
+    return;
+  }
+  const int port = free_port(), world = 2;
+  // Per rank r: tensors of two dtypes, sizes that need several 64-byte buckets, and one big one.
+  auto make = [](int r) {
+    std::vector<torch::Tensor> t = {
+        torch::arange(5, torch::kFloat) * (r + 1), torch::full({3, 4}, 0.5 * (r + 1), torch::kDouble),
+        torch::arange(40, torch::kFloat).reshape({2, 20}) + 100 * r, torch::ones({1}, torch::kFloat) * r,
+        torch::arange(7, torch::kDouble).neg() * r};
+    return t;
+  };
+  std::vector<std::vector<torch::Tensor>> reduced(world), broadcast(world), gathered(world);
+  std::vector<std::vector<double>> values(world);
+  std::vector<std::string> errors(world);
+  std::vector<std::thread> threads;
+  for (int r = 0; r < world; ++r)
+    threads.emplace_back([&, r] {
+      try {
+        DistributedEnv e;
+        e.rank = r, e.world_size = world, e.local_rank = r, e.master_port = port;
+        Communicator comm(e, torch::kCPU, std::chrono::seconds(30), /*bucket_bytes=*/64);
+        reduced[r] = make(r);
+        comm.all_reduce_sum(reduced[r]);
+        values[r] = comm.all_reduce_values({1.0 * r, 2.5, -r * 3.0});
+        broadcast[r] = {torch::full({4}, 10.0 * r + 1), torch::full({2, 2}, -1.0 * r)};
+        comm.broadcast_from_rank0(broadcast[r]);
+        gathered[r] = comm.all_gather(torch::full({3}, static_cast<int64_t>(r + 7), torch::kLong));
+        comm.barrier();
+      } catch (const std::exception& ex) {
+        errors[r] = ex.what();
+      }
+    });
+  for (auto& t : threads) t.join();
+  for (int r = 0; r < world; ++r) {
+    INFO("rank " << r);
+    REQUIRE(errors[r].empty());
+    auto a = make(0), b = make(1);
+    for (size_t i = 0; i < a.size(); ++i) CHECK(torch::equal(reduced[r][i], a[i] + b[i]));
+    CHECK(values[r] == std::vector<double>{1.0, 5.0, -3.0});
+    CHECK(torch::equal(broadcast[r][0], torch::full({4}, 1.0)));
+    CHECK(torch::equal(broadcast[r][1], torch::full({2, 2}, -0.0)));
+    REQUIRE(gathered[r].size() == 2);
+    CHECK(torch::equal(gathered[r][0], torch::full({3}, 7, torch::kLong)));
+    CHECK(torch::equal(gathered[r][1], torch::full({3}, 8, torch::kLong)));
+  }
+}
+
+TEST_CASE("a rank whose peer never comes fails within the timeout, naming itself", "[distributed]") {
+  if (!distributed_available()) return;
+  DistributedEnv e;
+  e.rank = 0, e.world_size = 2, e.master_port = free_port();
+  const auto start = std::chrono::steady_clock::now();
+  CHECK_THROWS_WITH(Communicator(e, torch::kCPU, std::chrono::seconds(2), 1 << 20),
+                    Catch::Contains("rank 0 of 2") && Catch::Contains("dist_timeout"));
+  CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(30));
+}
+
+TEST_CASE("child processes: argument vectors, environment, output file, exit status", "[distributed][subprocess]") {
+  testing::TempDir tmp("subprocess");
+  const std::string out = tmp.str("out.txt");
+  SpawnOptions o;
+  o.env = {{"XFORMER_TEST_VALUE", "a b;c"}};
+  o.output = out;
+  // An argument with spaces and a semicolon reaches the program as one argument, unchanged.
+  const pid_t pid = spawn_process({"/usr/bin/env"}, o);
+  int status = 0;
+  REQUIRE(waitpid(pid, &status, 0) == pid);
+  CHECK(describe_exit_status(status) == "exited with code 0");
+  std::ifstream in(out);
+  std::stringstream text;
+  text << in.rdbuf();
+  CHECK(text.str().find("XFORMER_TEST_VALUE=a b;c\n") != std::string::npos);
+
+  const pid_t p2 = spawn_process({"/bin/sh", "-c", "kill -9 $$"});
+  REQUIRE(waitpid(p2, &status, 0) == p2);
+  CHECK(describe_exit_status(status).find("killed by signal 9") != std::string::npos);
+  CHECK(exit_code_of(status) == 137);
+
+  const pid_t p3 = spawn_process({"/nonexistent/program"});
+  REQUIRE(waitpid(p3, &status, 0) == p3);
+  CHECK(exit_code_of(status) == 127);
+}
