@@ -135,13 +135,15 @@ TEST_CASE("a sweep runs 4 trials 2 at a time, writes a sorted table and skips do
 
   // A re-run trains nothing: the same metrics, four trials skipped.
   const std::string metrics_before = read_text(out + "/" + names[0] + "/metrics.jsonl");
+  const std::string log_before = read_text(out + "/logs/" + names[0] + ".log");
+  CHECK(count(log_before, "=== ") == 2);  // one train, one eval
   r = run_xformer("sweep --config '" + sweep + "' --jobs 2");
   INFO(r.output);
   CHECK(r.exit_code == 0);
   CHECK(r.output.find("0 trial(s) to run, 4 skipped") != std::string::npos);
   CHECK(count(r.output, "already done, skipped") == 4);
   CHECK(read_text(out + "/" + names[0] + "/metrics.jsonl") == metrics_before);
-  CHECK(count(read_text(out + "/logs/" + names[0] + ".log"), "=== ") == 1);
+  CHECK(read_text(out + "/logs/" + names[0] + ".log") == log_before);
 
   // --summarize rewrites and prints the same table; --dry-run lists the trials as done.
   fs::remove(out + "/results.md");
@@ -235,7 +237,7 @@ TEST_CASE("sweep --dry-run and --emit slurm run nothing; an array task runs its 
 
 TEST_CASE("sweep usage and sweep file errors exit 2 before anything runs", "[cli][sweep]") {
   TempDir tmp("cli_sweep_errors");
-  const std::string typo = write_sweep(tmp, R"(, "grid": {"optim.lrate": [0.1]})", "typo.json");
+  const std::string typo = write_sweep(tmp, R"(, "grid": {"optim.lrr": [0.1]})", "typo.json");
   const std::string bad_key = write_sweep(tmp, R"(, "grdi": {"optim.lr": [0.1]})", "bad_key.json");
   const std::string ok = write_sweep(tmp, R"(, "grid": {"optim.lr": [0.1]})", "ok.json");
   struct Case {
@@ -243,7 +245,7 @@ TEST_CASE("sweep usage and sweep file errors exit 2 before anything runs", "[cli
   };
   const std::vector<Case> cases = {
       {"sweep", "sweep needs --config"},
-      {"sweep --config '" + typo + "'", "trial 0 (lrate=0.1): unknown key 'optim.lrate'"},
+      {"sweep --config '" + typo + "'", "trial 0 (lrr=0.1): config error: unknown key 'optim.lrr' in --set optim.lrr (did you mean 'optim.lr'?)"},
       {"sweep --config '" + bad_key + "'", "unknown key 'grdi' (did you mean 'grid'?)"},
       {"sweep --config '" + ok + "' --trial 1", "--trial 1 is out of range"},
       {"sweep --config '" + ok + "' --emit pbs", "--emit supports 'slurm'"},

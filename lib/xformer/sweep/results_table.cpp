@@ -1,5 +1,10 @@
 #include "xformer/sweep/results_table.h"
 
+#include <signal.h>
+#include <unistd.h>
+
+#include <cerrno>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -81,6 +86,12 @@ void read_metrics(const std::string& run_dir, const std::string& metric, bool hi
   }
 }
 
+std::string this_host() {
+  char buf[256] = {0};
+  if (gethostname(buf, sizeof buf - 1) != 0) return "";
+  return buf;
+}
+
 }  // namespace
 
 std::string csv_quote(const std::string& cell) {
@@ -115,6 +126,11 @@ ResultsTable build_results(const std::string& output) {
     if (status.contains("overrides") && status["overrides"] != t.value("overrides", json::array()) &&
         r.status != kRunning)
       r.status = kPending;
+    // "running" written by a sweep process on this machine that is gone (killed, or the machine
+    // rebooted): the trial is not running any more. A re-run resumes it.
+    if (r.status == kRunning && status.contains("sweep_pid") && status.value("host", "") == this_host() &&
+        ::kill(static_cast<pid_t>(status["sweep_pid"].get<int64_t>()), 0) != 0 && errno == ESRCH)
+      r.status = "stopped";
     read_metrics(run_path(output, r.name), metric, higher, eval_split, r);
     if (r.status == kDone) r.group = r.key ? 0 : 1;
     else if (r.status == kFailed) r.group = 3;

@@ -71,6 +71,12 @@ pid_t spawn(const std::vector<std::string>& argv, const std::string& log) {
   return pid;
 }
 
+std::string host_name() {
+  char buf[256] = {0};
+  if (gethostname(buf, sizeof buf - 1) != 0) return "";
+  return buf;
+}
+
 void append_log(const std::string& log, const std::string& line) {
   std::ofstream out(log, std::ios::app);
   out << line << "\n";
@@ -206,6 +212,8 @@ int run_sweep(const SweepSpec& spec, const RunOptions& opt) {
     append_log(log, "=== " + now_iso() + " attempt " + st["attempts"].dump() + ": " + command_line(argv));
     st["status"] = kRunning;
     st["started"] = now_iso();
+    st["host"] = host_name();
+    st["sweep_pid"] = static_cast<int64_t>(::getpid());
     write_status(spec.output, t->name, st);
     const pid_t pid = spawn(argv, log);
     running[pid] = {t, phase, std::chrono::steady_clock::now()};
