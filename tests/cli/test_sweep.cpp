@@ -261,3 +261,35 @@ TEST_CASE("sweep usage and sweep file errors exit 2 before anything runs", "[cli
   }
   CHECK(!fs::exists(tmp.str("out")));
 }
+
+TEST_CASE("an interrupted sweep stops its trials with a checkpoint; a re-run resumes them", "[cli][sweep]") {
+  TempDir tmp("cli_sweep_interrupt");
+  const std::string out = tmp.str("out");
+  const std::string long_sweep = tmp.str("long.json");
+  std::ofstream(long_sweep) << R"({"base": ")" << source_path("configs/translation/tiny.json") << R"(",
+    "output": ")" << out << R"(", "grid": {"optim.lr": [0.001, 0.002]},
+    "set": {"task.spm_cache": ")" << tmp.str("spm") << R"(", "train.max_steps": 5000, "train.log_every": 5,
+            "train.eval_every": 0}})";
+  // Ctrl-C once both trials have logged a few steps (at most ~60 s of waiting).
+  auto r = run_shell("'" + std::string(XFORMER_BINARY) + "' sweep --config '" + long_sweep + "' --jobs 2 2>&1 & pid=$!; " +
+                     "for i in $(seq 300); do [ \"$(grep -l '| step 5 |' '" + out + "'/*/train.log 2>/dev/null | wc -l)\" = 2 ] && break; sleep 0.2; done; " +
+                     "kill -INT $pid; wait $pid; echo \"sweep exit $?\"");
+  INFO(r.output);
+  CHECK(r.output.find("sweep exit 130") != std::string::npos);
+  CHECK(r.output.find("asking 2 running trial(s) to save and stop") != std::string::npos);
+  for (const char* name : {"lr=0.001", "lr=0.002"}) {
+    INFO(name);
+    CHECK(nlohmann::json::parse(read_text(out + "/trials/" + name + ".json"))["status"] == "interrupted");
+    CHECK(fs::exists(out + "/" + name + "/checkpoints/last.pt"));
+  }
+  // The same trials with fewer steps: each resumes from its checkpoint (already past the end).
+  std::string text = read_text(long_sweep);
+  text.replace(text.find("\"train.max_steps\": 5000"), 23, "\"train.max_steps\": 5");
+  std::ofstream(long_sweep) << text;
+  r = run_xformer("sweep --config '" + long_sweep + "' --jobs 2");
+  INFO(r.output);
+  CHECK(r.exit_code == 0);
+  CHECK(count(r.output, ": resuming (attempt 1") == 2);
+  CHECK(r.output.find("2 done, 0 failed") != std::string::npos);
+  CHECK(read_text(out + "/logs/lr=0.001.log").find(" --resume\n") != std::string::npos);
+}
