@@ -1,4 +1,4 @@
-// xformer: one binary with verbs (train, eval, sample, info). Errors reach the user as one
+// xformer: one binary with verbs (train, eval, sample, info, sweep). Errors reach the user as one
 // line and an exit code: 2 for usage/config mistakes, 1 for runtime failures, 130 when
 // interrupted after saving.
 #include <spdlog/spdlog.h>
@@ -25,6 +25,7 @@ int main(int argc, char** argv) {
   app::add_eval(app, run);
   app::add_sample(app, run);
   app::add_info(app, run);
+  app::add_sweep(app, run);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

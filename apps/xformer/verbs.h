@@ -20,6 +20,7 @@ void add_train(CLI::App& app, Action& run);
 void add_eval(CLI::App& app, Action& run);
 void add_sample(CLI::App& app, Action& run);
 void add_info(CLI::App& app, Action& run);
+void add_sweep(CLI::App& app, Action& run);
 
 // Shared by the verbs -----------------------------------------------------------------------
 

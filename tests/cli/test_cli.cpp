@@ -14,7 +14,7 @@ namespace fs = std::filesystem;
 using namespace xformer::testing;
 
 TEST_CASE("every verb has --help", "[cli]") {
-  for (const char* verb : {"train", "eval", "sample", "info"}) {
+  for (const char* verb : {"train", "eval", "sample", "info", "sweep"}) {
     auto r = run_xformer(std::string(verb) + " --help");
     INFO(r.output);
     CHECK(r.exit_code == 0);

@@ -1,5 +1,7 @@
 #include "xformer/tasks/translation.h"
 
+#include <unistd.h>
+
 #include <spdlog/spdlog.h>
 
 #include <filesystem>
@@ -204,18 +206,21 @@ class TranslationTask : public Task {
       return model.string();
     }
     fs::create_directories(dir);
-    const fs::path input = dir / "input.txt";
+    // Names of this process's own: parallel runs (a sweep) may fill the same cache entry at once;
+    // each renames a complete model into place, and either copy serves.
+    const std::string tmp = "tmp." + std::to_string(::getpid());
+    const fs::path input = dir / (tmp + ".txt");
     { std::ofstream(input) << text; }
     spdlog::info("tokenizer: training a {} SentencePiece model, vocabulary {}, on {} pairs",
                  t_.at("spm_type").get<std::string>(), t_.at("vocab_size").get<int64_t>(), corpus.size());
     data::TokenizerTrainOptions o;
     o.input_files = {input.string()};
-    o.model_prefix = (dir / "tmp").string();
+    o.model_prefix = (dir / tmp).string();
     o.vocab_size = t_.at("vocab_size");
     o.model_type = t_.at("spm_type");
     data::Tokenizer::train(o);
-    fs::rename(dir / "tmp.vocab", dir / "spm.vocab");
-    fs::rename(dir / "tmp.model", model);  // last: its presence marks a complete cache entry
+    fs::rename(dir / (tmp + ".vocab"), dir / "spm.vocab");
+    fs::rename(dir / (tmp + ".model"), model);  // last: its presence marks a complete cache entry
     fs::remove(input);
     return model.string();
   }

@@ -1,0 +1,104 @@
+#include "xformer/sweep/sweep_state.h"
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "xformer/core/error.h"
+
+namespace fs = std::filesystem;
+
+namespace xformer::sweep {
+
+std::string plan_path(const std::string& output) { return (fs::path(output) / "sweep.json").string(); }
+std::string status_path(const std::string& output, const std::string& trial) {
+  return (fs::path(output) / "trials" / (trial + ".json")).string();
+}
+std::string log_path(const std::string& output, const std::string& trial) {
+  return (fs::path(output) / "logs" / (trial + ".log")).string();
+}
+std::string run_path(const std::string& output, const std::string& trial) {
+  return (fs::path(output) / trial).string();
+}
+
+void write_file_atomically(const std::string& path, const std::string& text) {
+  const fs::path target(path);
+  std::error_code ec;
+  if (target.has_parent_path()) fs::create_directories(target.parent_path(), ec);
+  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    out << text;
+    out.flush();
+    if (!out) throw DataError("cannot write '" + tmp + "'");
+  }
+  fs::rename(tmp, target, ec);
+  if (ec) throw DataError("cannot rename '" + tmp + "' to '" + path + "': " + ec.message());
+}
+
+namespace {
+nlohmann::json read_json(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw DataError("cannot open '" + path + "'");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  try {
+    return nlohmann::json::parse(ss.str());
+  } catch (const nlohmann::json::parse_error& e) {
+    throw DataError("'" + path + "' is not valid JSON: " + e.what());
+  }
+}
+}  // namespace
+
+nlohmann::json plan_json(const SweepSpec& spec) {
+  nlohmann::json trials = nlohmann::json::array();
+  for (const auto& t : spec.trials) {
+    nlohmann::json settings = nlohmann::json::array();
+    for (const auto& [key, value] : t.settings) settings.push_back({key, value});
+    trials.push_back({{"index", t.index}, {"name", t.name}, {"settings", settings},
+                      {"overrides", trial_overrides(spec, t)}});
+  }
+  std::error_code ec;
+  const fs::path abs = fs::absolute(spec.file, ec);
+  return {{"format", 1},
+          {"sweep_file", ec ? spec.file : abs.lexically_normal().string()},
+          {"name", spec.name},
+          {"base", spec.base},
+          {"axes", spec.axes},
+          {"metric", spec.metric},
+          {"mode", spec.mode},
+          {"eval", {{"enabled", spec.eval.enabled}, {"split", spec.eval.split}, {"checkpoint", spec.eval.checkpoint}}},
+          {"retries", spec.retries},
+          {"trials", trials}};
+}
+
+void write_plan(const SweepSpec& spec) {
+  write_file_atomically(plan_path(spec.output), plan_json(spec).dump(2) + "\n");
+}
+
+nlohmann::json read_plan(const std::string& output) {
+  const std::string path = plan_path(output);
+  if (!fs::exists(path))
+    throw ConfigError("'" + output + "' is not a sweep directory (no sweep.json; run `xformer sweep --config FILE` first)");
+  return read_json(path);
+}
+
+nlohmann::json read_status(const std::string& output, const std::string& trial) {
+  const std::string path = status_path(output, trial);
+  if (!fs::exists(path)) return {{"name", trial}, {"status", kPending}, {"attempts", 0}};
+  try {
+    return read_json(path);
+  } catch (const Error&) {
+    // A status file is only ever renamed into place, so this is damage from outside: treat the
+    // trial as not done (it is then run again, resuming from its checkpoint).
+    return {{"name", trial}, {"status", kPending}, {"attempts", 0}};
+  }
+}
+
+void write_status(const std::string& output, const std::string& trial, const nlohmann::json& status) {
+  write_file_atomically(status_path(output, trial), status.dump(2) + "\n");
+}
+
+}  // namespace xformer::sweep
