@@ -2,9 +2,6 @@
 // xformer sweep --summarize DIR
 // Expands a sweep file into trials and runs each as `xformer train` (+ `xformer eval`) in its
 // own run directory; see lib/xformer/sweep/ and docs/scaling.md.
-#include <limits.h>
-#include <unistd.h>
-
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -12,6 +9,7 @@
 
 #include "verbs.h"
 #include "xformer/core/error.h"
+#include "xformer/core/subprocess.h"
 #include "xformer/sweep/results_table.h"
 #include "xformer/sweep/sweep_state.h"
 #include "xformer/sweep/trial_runner.h"
@@ -24,13 +22,6 @@ struct SweepArgs {
   int jobs = 1, threads = 0, trial = -1;
   bool dry_run = false;
 };
-
-std::string self_binary() {
-  char buf[PATH_MAX];
-  const ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
-  if (n <= 0) throw Error("sweep: cannot find the path of the xformer binary (/proc/self/exe)");
-  return std::string(buf, static_cast<size_t>(n));
-}
 
 int sweep(const SweepArgs& a) {
   if (!a.summarize.empty()) {
@@ -51,7 +42,7 @@ int sweep(const SweepArgs& a) {
   if (a.trial >= n)
     throw ConfigError("usage error: --trial " + std::to_string(a.trial) + " is out of range: the sweep has " +
                       std::to_string(n) + " trial(s), 0.." + std::to_string(n - 1));
-  const std::string binary = self_binary();
+  const std::string binary = self_executable();
 
   if (!a.emit.empty()) {
     const std::string path = sweep::emit_slurm(spec, binary);

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <iostream>
 
 extern char** environ;
 
@@ -36,6 +37,9 @@ pid_t spawn_process(const std::vector<std::string>& argv, const SpawnOptions& op
     out_fd = open(options.output.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if (out_fd < 0) throw DataError("cannot open '" + options.output + "' for writing: " + strerror(errno));
   }
+  const std::string failed = "cannot execute " + argv[0] + "\n";
+  std::cout.flush();  // nothing buffered twice
+  std::cerr.flush();
   const pid_t pid = fork();
   if (pid < 0) {
     if (out_fd >= 0) close(out_fd);
@@ -47,7 +51,10 @@ pid_t spawn_process(const std::vector<std::string>& argv, const SpawnOptions& op
       dup2(out_fd, STDOUT_FILENO);
       dup2(out_fd, STDERR_FILENO);
     }
+    const int null = open("/dev/null", O_RDONLY);  // children never read our input
+    if (null >= 0) dup2(null, STDIN_FILENO);
     execve(args[0], args.data(), envp.data());
+    if (write(STDERR_FILENO, failed.data(), failed.size()) < 0) {}
     _exit(127);
   }
   if (out_fd >= 0) close(out_fd);

@@ -15,8 +15,8 @@ struct SpawnOptions {
   bool own_process_group = false;  // a terminal's Ctrl-C then reaches only us, not the child
 };
 
-// Starts argv[0] with argv. Error if it cannot start (the child reports exec failures as
-// exit code 127).
+// Starts argv[0] with argv, its input from /dev/null. Error if it cannot start (the child
+// reports exec failures as exit code 127, with a line on its output).
 pid_t spawn_process(const std::vector<std::string>& argv, const SpawnOptions& options = {});
 
 // The running program's own file (/proc/self/exe), to start copies of ourselves.

@@ -443,11 +443,7 @@ namespace {
 std::string override_text(const nlohmann::json& value) {
   if (value.is_string()) {
     const std::string& s = value.get_ref<const std::string&>();
-    try {
-      (void)nlohmann::json::parse(s);
-    } catch (const nlohmann::json::parse_error&) {
-      if (!s.empty()) return s;
-    }
+    if (!s.empty() && !nlohmann::json::accept(s)) return s;
   }
   return value.dump();
 }

@@ -21,6 +21,7 @@
 #include <thread>
 
 #include "xformer/core/error.h"
+#include "xformer/core/subprocess.h"
 #include "xformer/sweep/results_table.h"
 #include "xformer/sweep/sweep_state.h"
 
@@ -46,29 +47,10 @@ std::string now_iso() {
 // Starts argv[0] with `argv`, stdout and stderr appended to `log`, in its own process group
 // (so that a Ctrl-C on the terminal reaches the sweep, which passes it on exactly once).
 pid_t spawn(const std::vector<std::string>& argv, const std::string& log) {
-  std::vector<char*> args;
-  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
-  const std::string failed = "cannot execute " + argv[0] + "\n";
-  std::cout.flush();
-  std::cerr.flush();
-  const pid_t pid = fork();
-  if (pid < 0) throw Error(std::string("sweep: fork failed: ") + std::strerror(errno));
-  if (pid == 0) {
-    setpgid(0, 0);
-    const int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-    if (fd >= 0) {
-      dup2(fd, STDOUT_FILENO);
-      dup2(fd, STDERR_FILENO);
-      if (fd > STDERR_FILENO) close(fd);
-    }
-    const int null = open("/dev/null", O_RDONLY);
-    if (null >= 0) dup2(null, STDIN_FILENO);
-    execv(args[0], args.data());
-    if (write(STDERR_FILENO, failed.data(), failed.size()) < 0) {}
-    _exit(127);
-  }
-  return pid;
+  SpawnOptions o;
+  o.output = log;
+  o.own_process_group = true;
+  return spawn_process(argv, o);
 }
 
 std::string host_name() {
@@ -253,7 +235,7 @@ int run_sweep(const SweepSpec& spec, const RunOptions& opt) {
     if (it == running.end()) continue;
     const Running r = it->second;
     running.erase(it);
-    const int code = WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : 128 + WTERMSIG(wstatus);
+    const int code = exit_code_of(wstatus);
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - r.start).count();
     const Trial* t = r.trial;
     if (code == 0 && r.phase == "train" && spec.eval.enabled && !g_stop_signal) {
