@@ -68,7 +68,9 @@ int train(const TrainArgs& a) {
   RunContext ctx;
   ctx.run_dir = run_dir;
   ctx.device = setup_runtime(config);
-  if (ctx.device.is_cuda() && dist.active()) ctx.device = torch::Device(torch::kCUDA, dist.local_rank);
+  if (ctx.device.is_cuda() && dist.active())  // one GPU per local rank (shared when there are fewer)
+    ctx.device = torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(
+                                                 dist.local_rank % std::max<int64_t>(1, torch::cuda::device_count())));
   ctx.for_training = true;
   std::unique_ptr<train::Communicator> comm;
   if (dist.active()) {
