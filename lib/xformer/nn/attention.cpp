@@ -13,7 +13,37 @@ namespace xformer::nn {
 
 namespace F = torch::nn::functional;
 
+void KVCache::append(const torch::Tensor& k_new, const torch::Tensor& v_new) {
+  const int64_t t = k.defined() ? k.size(2) : 0, n = k_new.size(2);
+  const bool fits = k_buffer_.defined() && k.defined() && k.is_alias_of(k_buffer_) &&
+                    k_buffer_.size(0) == k_new.size(0) && t + n <= k_buffer_.size(2);
+  if (!fits) {
+    const int64_t capacity = std::max<int64_t>(2 * (t + n), 16);
+    auto grow = [&](const torch::Tensor& old, const torch::Tensor& like) {
+      auto sizes = like.sizes().vec();
+      sizes[2] = capacity;
+      auto buffer = torch::empty(sizes, like.options());
+      if (t > 0) buffer.narrow(2, 0, t).copy_(old);
+      return buffer;
+    };
+    k_buffer_ = grow(k, k_new);
+    v_buffer_ = grow(v, v_new);
+  }
+  k_buffer_.narrow(2, t, n).copy_(k_new);
+  v_buffer_.narrow(2, t, n).copy_(v_new);
+  k = k_buffer_.narrow(2, 0, t + n);
+  v = v_buffer_.narrow(2, 0, t + n);
+}
+
 void KVCache::reorder(const torch::Tensor& index) {
+  if (k_buffer_.defined() && k.defined() && k.is_alias_of(k_buffer_)) {
+    const int64_t t = k.size(2);
+    k_buffer_ = k_buffer_.index_select(0, index);
+    v_buffer_ = v_buffer_.index_select(0, index);
+    k = k_buffer_.narrow(2, 0, t);
+    v = v_buffer_.narrow(2, 0, t);
+    return;
+  }
   if (k.defined()) k = k.index_select(0, index);
   if (v.defined()) v = v.index_select(0, index);
 }
@@ -71,8 +101,8 @@ torch::Tensor MultiheadAttentionImpl::forward(const torch::Tensor& query,
       if (cache->k.defined()) k = cache->k, v = cache->v;
       else cache->k = k, cache->v = v;
     } else {
-      if (cache->k.defined()) k = torch::cat({cache->k, k}, 2), v = torch::cat({cache->v, v}, 2);
-      cache->k = k, cache->v = v;
+      cache->append(k, v);
+      k = cache->k, v = cache->v;
     }
   }
   if (local_.enabled()) {

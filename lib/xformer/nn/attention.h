@@ -17,8 +17,15 @@ namespace xformer::nn {
 
 struct KVCache {
   torch::Tensor k, v;  // (B, H, t, Dh); undefined until the first call
+  // Appends (B, H, n, Dh) keys and values. k and v are views of buffers that grow by doubling,
+  // so a step copies only its own positions (concatenating per step made a T-step decode
+  // O(T^2) in copies).
+  void append(const torch::Tensor& k_new, const torch::Tensor& v_new);
   // Keeps rows `index` (N') of the batch, e.g. to follow the surviving beams.
   void reorder(const torch::Tensor& index);
+
+ private:
+  torch::Tensor k_buffer_, v_buffer_;  // (B, H, capacity, Dh); k, v are their first t positions
 };
 
 struct AttentionMask {

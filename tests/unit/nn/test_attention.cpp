@@ -175,6 +175,37 @@ TEST_CASE("MultiheadAttention matches torch::nn::MultiheadAttention", "[nn][atte
   }
 }
 
+TEST_CASE("KVCache appends through growing buffers and follows reordered beams", "[nn][attention]") {
+  torch::manual_seed(5);
+  const int64_t B = 3, H = 2, Dh = 4;
+  nn::KVCache cache;
+  std::vector<torch::Tensor> ks, vs;
+  // Chunks of 1, 5, 1 ... positions: past the first capacity (16) and the second (2 x 22).
+  int64_t t = 0;
+  for (int step = 0; step < 12; ++step) {
+    const int64_t n = step % 3 == 1 ? 5 : 1;
+    auto k = torch::randn({B, H, n, Dh}), v = torch::randn({B, H, n, Dh});
+    ks.push_back(k), vs.push_back(v);
+    cache.append(k, v);
+    t += n;
+    REQUIRE(cache.k.sizes() == torch::IntArrayRef({B, H, t, Dh}));
+    CHECK(torch::equal(cache.k, torch::cat(ks, 2)));
+    CHECK(torch::equal(cache.v, torch::cat(vs, 2)));
+    if (step == 6) {  // beams 2, 0, 0 survive
+      auto index = torch::tensor({2, 0, 0}, torch::kLong);
+      cache.reorder(index);
+      for (auto& x : ks) x = x.index_select(0, index);
+      for (auto& x : vs) x = x.index_select(0, index);
+      CHECK(torch::equal(cache.k, torch::cat(ks, 2)));
+      CHECK(torch::equal(cache.v, torch::cat(vs, 2)));
+    }
+  }
+  // Growing copies only what it holds: earlier views stay valid and unchanged.
+  auto before = cache.k.clone();
+  cache.append(torch::randn({B, H, 1, Dh}), torch::randn({B, H, 1, Dh}));
+  CHECK(torch::equal(cache.k.narrow(2, 0, t), before));
+}
+
 TEST_CASE("sinusoidal_table holds sin on even dims, cos on odd dims", "[nn][positions]") {
   const int64_t D = 8;
   auto table = nn::sinusoidal_table(50, D);
