@@ -43,4 +43,28 @@ std::string tiny_args(const std::string& run_dir, const std::string& spm_cache) 
          "' --set task.spm_cache='" + spm_cache + "' --set train.threads=1 --set train.blas_threads=1";
 }
 
+void check_exact_resume(const std::string& dir, const std::function<std::string(const std::string&)>& train_args,
+                        int first, int steps, const std::string& resume_prefix) {
+  const std::string full = dir + "/full", split = dir + "/split";
+  auto a_run = run_xformer("train " + train_args(full) + " --set train.max_steps=" + std::to_string(steps));
+  INFO(a_run.output);
+  REQUIRE(a_run.exit_code == 0);
+  auto b_run = run_xformer("train " + train_args(split) + " --set train.max_steps=" + std::to_string(first));
+  INFO(b_run.output);
+  REQUIRE(b_run.exit_code == 0);
+  auto rest = run_xformer("train " + resume_prefix + " --resume --run-dir '" + split +
+                          "' --set train.max_steps=" + std::to_string(steps));
+  INFO(rest.output);
+  REQUIRE(rest.exit_code == 0);
+  auto a = read_metrics(full, "train"), b = read_metrics(split, "train");
+  REQUIRE(a.size() == static_cast<size_t>(steps));
+  REQUIRE(b.size() == static_cast<size_t>(steps));
+  for (size_t i = 0; i < a.size(); ++i) {
+    INFO("step " << i + 1);
+    CHECK(b[i]["step"] == a[i]["step"]);
+    CHECK(b[i]["loss"].get<double>() == a[i]["loss"].get<double>());  // exact, on the CPU
+    CHECK(b[i]["lr"].get<double>() == a[i]["lr"].get<double>());
+  }
+}
+
 }  // namespace xformer::testing

@@ -3,6 +3,7 @@
 #pragma once
 #include <nlohmann/json.hpp>
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -25,5 +26,12 @@ std::vector<nlohmann::json> read_metrics(const std::string& run_dir, const std::
 
 // The arguments every test run of the tiny config shares: quick, quiet, hermetic.
 std::string tiny_args(const std::string& run_dir, const std::string& spm_cache);
+
+// Resume must be exact: trains `steps` updates in one run (DIR/full) and in two (DIR/split:
+// `first` updates, then `train [resume_prefix] --resume`), and checks that every logged training
+// loss is equal. `train_args(run_dir)` gives the arguments after `train` (config, --run-dir,
+// overrides with train.log_every=1) except train.max_steps.
+void check_exact_resume(const std::string& dir, const std::function<std::string(const std::string&)>& train_args,
+                        int first, int steps, const std::string& resume_prefix = "");
 
 }  // namespace xformer::testing

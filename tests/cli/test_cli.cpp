@@ -156,27 +156,10 @@ TEST_CASE("train, eval and sample the tiny config end to end", "[cli][e2e]") {
 TEST_CASE("resume reproduces the same losses as an uninterrupted run", "[cli][resume]") {
   TempDir tmp("cli_resume");
   // Dropout on, so the restored RNG state matters; log every step to compare every loss.
-  const std::string common = " --set model.dropout=0.1 --set train.log_every=1 --set train.eval_every=0"
-                             " --set train.save_every=7 --set task.eval_bleu=false";
-  auto full = run_xformer("train " + tiny_args(tmp.str("full"), tmp.str("spm")) + common + " --set train.max_steps=16");
-  INFO(full.output);
-  REQUIRE(full.exit_code == 0);
-  auto half = run_xformer("train " + tiny_args(tmp.str("split"), tmp.str("spm")) + common + " --set train.max_steps=9");
-  REQUIRE(half.exit_code == 0);
-  auto rest = run_xformer("train --resume --run-dir '" + tmp.str("split") + "' --set train.max_steps=16");
-  INFO(rest.output);
-  REQUIRE(rest.exit_code == 0);
-
-  auto a = read_metrics(tmp.str("full"), "train");
-  auto b = read_metrics(tmp.str("split"), "train");
-  REQUIRE(a.size() == 16);
-  REQUIRE(b.size() == 16);
-  for (size_t i = 0; i < a.size(); ++i) {
-    INFO("step " << i + 1);
-    CHECK(b[i]["step"] == a[i]["step"]);
-    CHECK(b[i]["loss"].get<double>() == a[i]["loss"].get<double>());  // exact, on the CPU
-    CHECK(b[i]["lr"].get<double>() == a[i]["lr"].get<double>());
-  }
+  check_exact_resume(tmp.str(), [&](const std::string& run) {
+    return tiny_args(run, tmp.str("spm")) + " --set model.dropout=0.1 --set train.log_every=1 --set train.eval_every=0"
+           " --set train.save_every=7 --set task.eval_bleu=false";
+  }, 9, 16);
 }
 
 TEST_CASE("SIGINT saves a checkpoint and exits 130", "[cli][signal]") {
@@ -435,21 +418,10 @@ TEST_CASE("classification: train, eval, sample and model stats end to end", "[cl
 TEST_CASE("classification: resume with augmentation reproduces the same losses", "[cli][resume][classification]") {
   TempDir tmp("cli_classification_resume");
   // Random crops and flips on, checkpoint mid-epoch (13 batches of 32 per epoch of 400).
-  const std::string common = " --config configs/classification/tiny.json --set task.crop_padding=2"
-                             " --set task.horizontal_flip=true --set train.log_every=1 --set train.eval_every=0"
-                             " --set train.save_every=9";
-  REQUIRE(run_xformer("train" + common + " --run-dir '" + tmp.str("full") + "' --set train.max_steps=18").exit_code == 0);
-  REQUIRE(run_xformer("train" + common + " --run-dir '" + tmp.str("split") + "' --set train.max_steps=9").exit_code == 0);
-  auto rest = run_xformer("train --resume --run-dir '" + tmp.str("split") + "' --set train.max_steps=18");
-  INFO(rest.output);
-  REQUIRE(rest.exit_code == 0);
-  auto a = read_metrics(tmp.str("full"), "train"), b = read_metrics(tmp.str("split"), "train");
-  REQUIRE(a.size() == 18);
-  REQUIRE(b.size() == 18);
-  for (size_t i = 0; i < a.size(); ++i) {
-    INFO("step " << i + 1);
-    CHECK(b[i]["loss"].get<double>() == a[i]["loss"].get<double>());
-  }
+  check_exact_resume(tmp.str(), [](const std::string& run) {
+    return "--config configs/classification/tiny.json --set task.crop_padding=2 --set task.horizontal_flip=true"
+           " --set train.log_every=1 --set train.eval_every=0 --set train.save_every=9 --run-dir '" + run + "'";
+  }, 9, 18);
 }
 
 TEST_CASE("detection: train, eval and sample the tiny config end to end", "[cli][e2e][detection]") {

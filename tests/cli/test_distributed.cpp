@@ -49,24 +49,9 @@ TEST_CASE("two ranks over Gloo train as one process with the same effective batc
   CHECK(fs::exists(tmp.str("two") + "/checkpoints/last.pt"));
 
   SECTION("resume of a two-rank run continues exactly (dropout on: every rank's RNG restored)") {
-    const std::string drop = kQuick + " --set model.dropout=0.1";
-    auto full = run_xformer("train --nproc 2 " + tiny_args(tmp.str("full"), tmp.str("spm")) + drop +
-                            " --set train.max_steps=8");
-    INFO(full.output);
-    REQUIRE(full.exit_code == 0);
-    auto half = run_xformer("train --nproc 2 " + tiny_args(tmp.str("split"), tmp.str("spm")) + drop +
-                            " --set train.max_steps=4");
-    REQUIRE(half.exit_code == 0);
-    auto rest = run_xformer("train --nproc 2 --resume --run-dir '" + tmp.str("split") + "' --set train.max_steps=8");
-    INFO(rest.output);
-    REQUIRE(rest.exit_code == 0);
-    auto a = read_metrics(tmp.str("full"), "train"), b = read_metrics(tmp.str("split"), "train");
-    REQUIRE(a.size() == 8);
-    REQUIRE(b.size() == 8);
-    for (size_t i = 0; i < a.size(); ++i) {
-      INFO("step " << i + 1);
-      CHECK(b[i]["loss"].get<double>() == a[i]["loss"].get<double>());  // exact, on the CPU
-    }
+    check_exact_resume(tmp.str("resume"), [&](const std::string& run) {
+      return "--nproc 2 " + tiny_args(run, tmp.str("spm")) + kQuick + " --set model.dropout=0.1";
+    }, 4, 8, "--nproc 2");
   }
 }
 
