@@ -9,6 +9,7 @@
 
 #include "verbs.h"
 #include "xformer/core/error.h"
+#include "xformer/core/runtime.h"
 #include "xformer/core/subprocess.h"
 #include "xformer/sweep/results_table.h"
 #include "xformer/sweep/sweep_state.h"
@@ -59,7 +60,7 @@ int sweep(const SweepArgs& a) {
   if (a.threads > 0)
     opt.threads = a.threads;
   else if (!sweep::sweep_sets_threads(spec, first))
-    opt.threads = std::max(1, sweep::available_cores() / opt.jobs);
+    opt.threads = std::max(1, available_cores() / opt.jobs);
 
   if (a.dry_run) {
     std::cout << "sweep " << spec.name << ": " << n << " trial(s) in " << spec.output << ", metric " << spec.metric

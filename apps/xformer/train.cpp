@@ -56,8 +56,11 @@ int train(const TrainArgs& a) {
   json config = load_resolved_config(config_file, a.sets);
   const auto dist = train::distributed_env_from_environment();
   const bool main_rank = dist.rank == 0;
+  // The local ranks share the cores (configure_threads reads it; srun does not set it).
+  if (dist.active()) setenv("LOCAL_WORLD_SIZE", std::to_string(dist.local_world_size).c_str(), 1);
+  train::RunDirLock run_lock;  // held until training ends
   if (main_rank) {
-    train::prepare_run_dir(run_dir, a.resume, a.force);
+    run_lock = train::prepare_run_dir(run_dir, a.resume, a.force);
     log_to_file((fs::path(run_dir) / "train.log").string());
     spdlog::info("xformer {} | LibTorch {} | run {}", XFORMER_VERSION, TORCH_VERSION, run_dir);
     train::write_run_config(run_dir, config);

@@ -3,6 +3,7 @@
 #include <filesystem>
 #include <cmath>
 #include <fstream>
+#include <regex>
 #include <sstream>
 
 #include "cli/cli_helpers.h"
@@ -165,14 +166,21 @@ TEST_CASE("resume reproduces the same losses as an uninterrupted run", "[cli][re
 TEST_CASE("SIGINT saves a checkpoint and exits 130", "[cli][signal]") {
   TempDir tmp("cli_sigint");
   const std::string run = tmp.str("run");
-  // Start a long run, wait for its first log line, interrupt it.
-  auto r = run_shell("'" + std::string(XFORMER_BINARY) + "' train " + tiny_args(run, tmp.str("spm")) +
+  // Start a long run, wait for its first log line, try a second trainer on the same run
+  // directory (refused: the first holds its lock), interrupt the first.
+  const std::string bin = "'" + std::string(XFORMER_BINARY) + "'";
+  auto r = run_shell(bin + " train " + tiny_args(run, tmp.str("spm")) +
                      " --set train.max_steps=100000 --set train.log_every=1 --set train.eval_every=0"
                      " > " + tmp.str("log.txt") + " 2>&1 & pid=$!; "
-                     "for i in $(seq 600); do [ -s '" + run + "/metrics.jsonl' ] && break; sleep 0.1; done; "
-                     "kill -INT $pid; wait $pid; echo exit=$?");
+                     "for i in $(seq 600); do [ -s '" + run + "/metrics.jsonl' ] && break; sleep 0.1; done; " +
+                     bin + " train --resume --run-dir '" + run + "' 2>&1; echo second=$?; "
+                     "kill -INT $pid; wait $pid; echo exit=$? pid=$pid");
   INFO(r.output);
   CHECK(r.output.find("exit=130") != std::string::npos);
+  CHECK(r.output.find("second=2") != std::string::npos);
+  std::smatch m;
+  REQUIRE(std::regex_search(r.output, m, std::regex("pid=([0-9]+)")));
+  CHECK(r.output.find("is in use by another xformer train (pid " + m[1].str() + ")") != std::string::npos);
   CHECK(fs::exists(fs::path(run) / "checkpoints" / "last.pt"));
   // And the run continues from there.
   auto resumed = run_xformer("train --resume --run-dir '" + run + "' --set train.max_steps=" +

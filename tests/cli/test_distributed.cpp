@@ -72,36 +72,70 @@ TEST_CASE("multi-process mistakes are config errors", "[cli][distributed]") {
 TEST_CASE("a killed or hung rank makes the job fail fast, naming the rank", "[cli][distributed]") {
   if (!xformer::train::distributed_available()) return;
   TempDir tmp("cli_dist_fail");
-  // Start a long two-rank run, wait for its first steps, then kill (or stop) rank 1; the job
-  // must end with an error well within the collective timeout.
-  auto run_and = [&](const std::string& name, const std::string& signal, int timeout) {
+  // Starts a long two-rank run, waits for its first steps, then runs `action` (a shell snippet
+  // that sees $pid, the launcher, and $rank1); reports the launcher's exit code, the seconds
+  // it took to end after the action, and its log.
+  auto run_and = [&](const std::string& name, const std::string& action, int timeout) {
     const std::string run = tmp.str(name), log = tmp.str(name + ".log");
     return run_shell("'" + std::string(XFORMER_BINARY) + "' train --nproc 2 " + tiny_args(run, tmp.str("spm")) +
                      kQuick + " --set train.max_steps=100000 --set train.dist_timeout=" + std::to_string(timeout) +
                      " > " + log + " 2>&1 & pid=$!; "
                      "for i in $(seq 600); do [ -s '" + run + "/metrics.jsonl' ] && break; sleep 0.1; done; "
                      "rank1=$(sed -n 's/.*(pids [0-9]*\\.\\.\\([0-9]*\\),.*/\\1/p' " + log + "); "
-                     "start=$(date +%s); kill -" + signal + " $rank1; wait $pid; code=$?; "
+                     "start=$(date +%s); " + action + "; wait $pid; code=$?; "
                      "echo exit=$code seconds=$(( $(date +%s) - start )); cat " + log);
   };
+  auto seconds = [](const std::string& output) {
+    std::smatch m;
+    REQUIRE(std::regex_search(output, m, std::regex("seconds=([0-9]+)")));
+    return std::stoi(m[1]);
+  };
   SECTION("killed") {
-    auto r = run_and("killed", "KILL", 60);
+    auto r = run_and("killed", "kill -KILL $rank1", 60);
     INFO(r.output);
     CHECK(r.output.find("exit=1 ") != std::string::npos);
     CHECK(r.output.find("rank 1 (pid") != std::string::npos);
     CHECK(r.output.find("killed by signal 9") != std::string::npos);
-    std::smatch m;
-    REQUIRE(std::regex_search(r.output, m, std::regex("seconds=([0-9]+)")));
-    CHECK(std::stoi(m[1]) < 30);  // at once, not after the 60 s timeout
+    CHECK(seconds(r.output) < 30);  // at once, not after the 60 s timeout
   }
   SECTION("hung") {
-    auto r = run_and("hung", "STOP", 5);
+    auto r = run_and("hung", "kill -STOP $rank1", 5);
     INFO(r.output);
     CHECK(r.output.find("exit=1 ") != std::string::npos);
     CHECK(r.output.find("rank 0 of 2") != std::string::npos);  // the survivor's error names itself
     CHECK(r.output.find("dist_timeout = 5 s") != std::string::npos);
-    std::smatch m;
-    REQUIRE(std::regex_search(r.output, m, std::regex("seconds=([0-9]+)")));
-    CHECK(std::stoi(m[1]) < 40);
+    CHECK(seconds(r.output) < 40);
   }
+  SECTION("a second Ctrl-C stops a job whose rank hangs, without waiting for the timeout") {
+    auto r = run_and("twice", "kill -STOP $rank1; kill -INT $pid; sleep 1; kill -INT $pid", 600);
+    INFO(r.output);
+    CHECK(r.output.find("exit=130 ") != std::string::npos);
+    CHECK(seconds(r.output) < 60);
+  }
+  SECTION("ranks stop (and save) when their launcher is killed") {
+    const std::string run = tmp.str("orphans");
+    auto r = run_and("orphans", "kill -KILL $pid; sleep 0.5; for i in $(seq 300); do "
+                     "kill -0 $rank1 2>/dev/null || break; sleep 0.1; done; "
+                     "kill -0 $rank1 2>/dev/null && echo rank1=alive || echo rank1=gone", 60);
+    INFO(r.output);
+    CHECK(r.output.find("rank1=gone") != std::string::npos);
+    CHECK(fs::exists(run + "/checkpoints/last.pt"));
+    // The run is free again: no trainer holds its lock.
+    auto again = run_xformer("train --resume --run-dir '" + run + "' --set train.max_steps=" +
+                             std::to_string(read_metrics(run, "train").back()["step"].get<int>() + 1));
+    INFO(again.output);
+    CHECK(again.exit_code == 0);
+  }
+}
+
+TEST_CASE("a rank with no batch in an update still sums the same statistics", "[cli][distributed]") {
+  if (!xformer::train::distributed_available()) return;
+  TempDir tmp("cli_dist_short");
+  // One batch per epoch and one epoch: the only update gives rank 1 nothing to compute.
+  auto r = run_xformer("train --nproc 2 " + tiny_args(tmp.str("run"), tmp.str("spm")) + kQuick +
+                       " --set train.max_steps=0 --set train.max_epochs=1 --set task.max_tokens=100000"
+                       " --set task.max_sentences=100000");
+  INFO(r.output);
+  CHECK(r.exit_code == 0);
+  CHECK(read_metrics(tmp.str("run"), "train").size() == 1);
 }

@@ -10,6 +10,7 @@
 
 #include "cli/cli_helpers.h"
 #include "test_support.h"
+#include "xformer/core/runtime.h"
 #include "xformer/sweep/trial_runner.h"
 
 namespace fs = std::filesystem;
@@ -86,7 +87,7 @@ TEST_CASE("a sweep runs 4 trials 2 at a time, writes a sorted table and skips do
   const std::vector<std::string> names = {"lr=0.0003,warmup_steps=2", "lr=0.0003,warmup_steps=5",
                                           "lr=0.01,warmup_steps=2", "lr=0.01,warmup_steps=5"};
   // Each trial trained in its own run directory with its settings, then was evaluated.
-  const int threads = std::max(1, xformer::sweep::available_cores() / 2);
+  const int threads = std::max(1, xformer::available_cores() / 2);
   for (const auto& name : names) {
     const std::string run = out + "/" + name;
     INFO(name);

@@ -1,6 +1,7 @@
 #include "xformer/core/runtime.h"
 
 #include <dlfcn.h>
+#include <sched.h>
 #include <malloc.h>
 
 #include <algorithm>
@@ -60,12 +61,19 @@ void keep_freed_memory_for_reuse() {
   mallopt(M_TRIM_THRESHOLD, 1 << 30);
 }
 
+int available_cores() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0) return CPU_COUNT(&set);
+  return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+}
+
 std::string configure_threads(int64_t torch_threads, int64_t blas_threads) {
   // Local ranks of a multi-process job (LOCAL_WORLD_SIZE, set by torchrun and --nproc) share
   // the cores out.
   const char* local_ranks = std::getenv("LOCAL_WORLD_SIZE");
   const int64_t sharing = std::max<int64_t>(1, local_ranks ? std::atoll(local_ranks) : 1);
-  const int64_t cores = std::max<int64_t>(1, std::thread::hardware_concurrency() / sharing);
+  const int64_t cores = std::max<int64_t>(1, available_cores() / sharing);
   // Defaults measured on a 2-core machine (docs/performance.md): GEMMs dominate, and LibTorch's
   // OpenMP pool spinning next to OpenBLAS's own threads slows both, so LibTorch gets one
   // thread and OpenBLAS one per core.

@@ -26,6 +26,10 @@ std::string blas_core_name();
 // "auto" -> CUDA when available, else CPU. ConfigError for "cuda" without a GPU.
 torch::Device resolve_device(const std::string& name);
 
+// The cores this process may run on (its CPU affinity, which Slurm and taskset restrict),
+// at least 1.
+int available_cores();
+
 // Sets LibTorch intra-op threads and OpenBLAS threads (0 = the defaults chosen in
 // docs/performance.md). Returns a one-line description for the log.
 std::string configure_threads(int64_t torch_threads, int64_t blas_threads);

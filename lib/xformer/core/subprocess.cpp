@@ -1,6 +1,7 @@
 #include "xformer/core/subprocess.h"
 
 #include <fcntl.h>
+#include <sys/prctl.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -40,6 +41,7 @@ pid_t spawn_process(const std::vector<std::string>& argv, const SpawnOptions& op
   const std::string failed = "cannot execute " + argv[0] + "\n";
   std::cout.flush();  // nothing buffered twice
   std::cerr.flush();
+  const pid_t parent = getpid();
   const pid_t pid = fork();
   if (pid < 0) {
     if (out_fd >= 0) close(out_fd);
@@ -47,6 +49,10 @@ pid_t spawn_process(const std::vector<std::string>& argv, const SpawnOptions& op
   }
   if (pid == 0) {
     if (options.own_process_group) setpgid(0, 0);
+    // If we die (even by SIGKILL), the child gets SIGTERM: it saves and stops rather than
+    // training on unsupervised, out of reach of Ctrl-C.
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() != parent) _exit(kExitInterrupted);  // we died before prctl took effect
     if (out_fd >= 0) {
       dup2(out_fd, STDOUT_FILENO);
       dup2(out_fd, STDERR_FILENO);

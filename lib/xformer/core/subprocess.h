@@ -14,6 +14,8 @@ struct SpawnOptions {
   std::string output;  // file for stdout and stderr (appended); "" = share ours
   bool own_process_group = false;  // a terminal's Ctrl-C then reaches only us, not the child
 };
+// A child receives SIGTERM when the thread that started it ends (PR_SET_PDEATHSIG): start
+// children from the main thread.
 
 // Starts argv[0] with argv, its input from /dev/null. Error if it cannot start (the child
 // reports exec failures as exit code 127, with a line on its output).

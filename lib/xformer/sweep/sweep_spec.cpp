@@ -297,6 +297,7 @@ SweepSpec parse_sweep(const ordered_json& doc, const std::string& file) {
     if (!r.contains("count") || !r["count"].is_number_integer() || r["count"].get<int64_t>() < 1)
       fail(file, "'random.count' (the number of samples) must be a whole number >= 1");
     count = r["count"].get<int64_t>();
+    if (count > static_cast<int64_t>(kMaxTrials)) fail(file, "'random.count' is above 100000");
     if (r.contains("seed")) {
       if (!r["seed"].is_number_integer()) fail(file, "'random.seed' must be a whole number, got " + r["seed"].dump());
       seed = static_cast<uint64_t>(r["seed"].get<int64_t>());

@@ -6,6 +6,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "xformer/core/atomic_file.h"
 #include "xformer/core/error.h"
 
 namespace fs = std::filesystem;
@@ -21,21 +22,6 @@ std::string log_path(const std::string& output, const std::string& trial) {
 }
 std::string run_path(const std::string& output, const std::string& trial) {
   return (fs::path(output) / trial).string();
-}
-
-void write_file_atomically(const std::string& path, const std::string& text) {
-  const fs::path target(path);
-  std::error_code ec;
-  if (target.has_parent_path()) fs::create_directories(target.parent_path(), ec);
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out << text;
-    out.flush();
-    if (!out) throw DataError("cannot write '" + tmp + "'");
-  }
-  fs::rename(tmp, target, ec);
-  if (ec) throw DataError("cannot rename '" + tmp + "' to '" + path + "': " + ec.message());
 }
 
 namespace {

@@ -13,6 +13,8 @@
 #include <nlohmann/json.hpp>
 
 #include <string>
+
+#include "xformer/core/atomic_file.h"
 #include <vector>
 
 #include "xformer/sweep/sweep_spec.h"
@@ -31,8 +33,6 @@ std::string status_path(const std::string& output, const std::string& trial);
 std::string log_path(const std::string& output, const std::string& trial);
 std::string run_path(const std::string& output, const std::string& trial);
 
-// Writes `text` to `path` through a temporary file in the same folder (DataError on failure).
-void write_file_atomically(const std::string& path, const std::string& text);
 
 // The plan of a sweep as JSON, and writing/reading it (DataError naming the file).
 nlohmann::json plan_json(const SweepSpec& spec);

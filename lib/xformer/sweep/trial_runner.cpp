@@ -1,7 +1,6 @@
 #include "xformer/sweep/trial_runner.h"
 
 #include <fcntl.h>
-#include <sched.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -21,6 +20,7 @@
 #include <thread>
 
 #include "xformer/core/error.h"
+#include "xformer/core/runtime.h"
 #include "xformer/core/subprocess.h"
 #include "xformer/sweep/results_table.h"
 #include "xformer/sweep/sweep_state.h"
@@ -72,16 +72,6 @@ struct Running {
 
 }  // namespace
 
-int available_cores() {
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  if (sched_getaffinity(0, sizeof set, &set) == 0) {
-    const int n = CPU_COUNT(&set);
-    if (n > 0) return n;
-  }
-  return std::max(1u, std::thread::hardware_concurrency());
-}
-
 bool sweep_sets_threads(const SweepSpec& spec, const json& resolved_first) {
   auto is_thread_key = [](const std::string& k) { return k == "train.threads" || k == "train.blas_threads"; };
   for (const auto& [k, v] : spec.set)
@@ -90,7 +80,7 @@ bool sweep_sets_threads(const SweepSpec& spec, const json& resolved_first) {
     if (is_thread_key(a)) return true;
   if (resolved_first.is_object() && resolved_first.contains("train")) {
     const auto& t = resolved_first["train"];
-    if (t.value("blas_threads", 0) != 0) return true;
+    if (t.value("blas_threads", 0) != 0 || t.value("threads", 0) != 0) return true;
   }
   return false;
 }
@@ -159,7 +149,8 @@ int run_sweep(const SweepSpec& spec, const RunOptions& opt) {
       spdlog::info("trial {} {}: already done, skipped", t.index, t.name);
       continue;
     }
-    // A new invocation gets a fresh budget of attempts; the history stays in the status file.
+    // A new invocation gets a fresh budget of attempts (and a fresh status: the trial's log keeps
+    // the history of earlier invocations).
     st = {{"name", t.name}, {"index", t.index}, {"status", kPending}, {"attempts", 0},
           {"exit_codes", json::array()}, {"overrides", overrides}, {"log", log_path(spec.output, t.name)},
           {"run_dir", run_path(spec.output, t.name)}};

@@ -20,9 +20,6 @@ struct RunOptions {
   int only_trial = -1;      // run just this trial (Slurm array task); -1 = all
 };
 
-// CPU cores this process may use (its affinity mask, which cgroups and Slurm restrict).
-int available_cores();
-
 // The --set that gives a trial `threads` cores, or none when the sweep sets threads itself.
 bool sweep_sets_threads(const SweepSpec& spec, const nlohmann::json& resolved_first);
 

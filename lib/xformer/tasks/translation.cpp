@@ -1,7 +1,5 @@
 #include "xformer/tasks/translation.h"
 
-#include <unistd.h>
-
 #include <spdlog/spdlog.h>
 
 #include <filesystem>
@@ -9,6 +7,7 @@
 #include <functional>
 #include <iostream>
 
+#include "xformer/core/atomic_file.h"
 #include "xformer/core/error.h"
 #include "xformer/data/batching.h"
 #include "xformer/data/parallel_corpus.h"
@@ -208,7 +207,7 @@ class TranslationTask : public Task {
     fs::create_directories(dir);
     // Names of this process's own: parallel runs (a sweep) may fill the same cache entry at once;
     // each renames a complete model into place, and either copy serves.
-    const std::string tmp = "tmp." + std::to_string(::getpid());
+    const std::string tmp = fs::path(temp_path_for("spm")).filename().string();
     const fs::path input = dir / (tmp + ".txt");
     { std::ofstream(input) << text; }
     spdlog::info("tokenizer: training a {} SentencePiece model, vocabulary {}, on {} pairs",

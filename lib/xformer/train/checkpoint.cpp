@@ -1,10 +1,10 @@
 #include "xformer/train/checkpoint.h"
 
 #include <torch/version.h>
-#include <unistd.h>
 
 #include <filesystem>
 
+#include "xformer/core/atomic_file.h"
 #include "xformer/core/error.h"
 
 namespace fs = std::filesystem;
@@ -31,7 +31,7 @@ void save_checkpoint(const std::string& path, const torch::nn::Module& model,
   for (size_t r = 1; r < rank_rng_states.size(); ++r)
     archive.write("rng_cpu_rank" + std::to_string(r), rank_rng_states[r].cpu());
 
-  const std::string tmp = path + ".tmp" + std::to_string(getpid());
+  const std::string tmp = temp_path_for(path);
   try {
     archive.save_to(tmp);
     fs::rename(tmp, path);
@@ -113,7 +113,7 @@ std::string resolve_checkpoint(const std::string& run_dir, const std::string& wh
 }
 
 void replace_with_link(const std::string& target, const std::string& link) {
-  const std::string tmp = link + ".tmp" + std::to_string(getpid());
+  const std::string tmp = temp_path_for(link);
   std::error_code ec;
   fs::remove(tmp, ec);
   fs::create_hard_link(target, tmp, ec);

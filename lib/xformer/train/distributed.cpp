@@ -111,9 +111,14 @@ Communicator::Communicator(const DistributedEnv& env_in, const c10::Device& devi
     o.timeout = timeout;
     impl_->store = c10::make_intrusive<c10d::TCPStore>(env_.master_addr, o);
   } catch (const std::exception& e) {
-    fail("meeting the other ranks at the TCPStore " + env_.master_addr + ":" +
-             std::to_string(env_.master_port),
-         e);
+    const std::string where = env_.master_addr + ":" + std::to_string(env_.master_port);
+    std::string what = e.what();
+    if (const auto* c = dynamic_cast<const c10::Error*>(&e)) what = c->what_without_backtrace();
+    what = what.substr(0, what.find('\n'));
+    if (env_.rank == 0 && what.find("in use") != std::string::npos)
+      throw Error("rank 0 cannot serve the TCPStore at " + where + ": the port is in use (" + what +
+                  "); set MASTER_PORT to a free port");
+    fail("meeting the other ranks at the TCPStore " + where, e);
   }
   try {
 #if XFORMER_HAVE_NCCL
@@ -227,6 +232,18 @@ void Communicator::broadcast_from_rank0(const std::vector<at::Tensor>& tensors) 
   }
 }
 
+std::string Communicator::broadcast_text(const std::string& text) {
+  auto size = torch::tensor({static_cast<int64_t>(text.size())}, torch::kLong).to(impl_->device);
+  broadcast_from_rank0({size});
+  const int64_t n = size.item<int64_t>();
+  auto bytes = torch::zeros({std::max<int64_t>(n, 1)}, torch::kUInt8);
+  if (env_.rank == 0) std::copy(text.begin(), text.end(), bytes.data_ptr<uint8_t>());
+  bytes = bytes.to(impl_->device);
+  broadcast_from_rank0({bytes});
+  bytes = bytes.cpu();
+  return std::string(reinterpret_cast<const char*>(bytes.data_ptr<uint8_t>()), static_cast<size_t>(n));
+}
+
 std::vector<at::Tensor> Communicator::all_gather(const at::Tensor& tensor) {
   auto local = tensor.to(impl_->device).contiguous();
   std::vector<std::vector<at::Tensor>> out(1);
@@ -263,6 +280,7 @@ void Communicator::fail(const std::string& operation, const std::exception& e) c
 void Communicator::all_reduce_sum(const std::vector<at::Tensor>&) {}
 std::vector<double> Communicator::all_reduce_values(const std::vector<double>& v) { return v; }
 void Communicator::broadcast_from_rank0(const std::vector<at::Tensor>&) {}
+std::string Communicator::broadcast_text(const std::string& text) { return text; }
 std::vector<at::Tensor> Communicator::all_gather(const at::Tensor& t) { return {t}; }
 void Communicator::barrier() {}
 

@@ -51,6 +51,8 @@ class Communicator {
   std::vector<double> all_reduce_values(const std::vector<double>& values);
   // Copies rank 0's tensors to every rank, in place (parameters at the start).
   void broadcast_from_rank0(const std::vector<at::Tensor>& tensors);
+  // Rank 0's `text` on every rank (the argument is ignored elsewhere).
+  std::string broadcast_text(const std::string& text);
   // Every rank's `tensor` (same shape and dtype everywhere), in rank order.
   std::vector<at::Tensor> all_gather(const at::Tensor& tensor);
   void barrier();

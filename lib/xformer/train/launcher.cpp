@@ -19,8 +19,11 @@ namespace xformer::train {
 
 namespace {
 
-std::atomic<int> g_signal{0};
-extern "C" void on_launcher_signal(int signal) { g_signal.store(signal); }
+std::atomic<int> g_signal{0}, g_signal_count{0};
+extern "C" void on_launcher_signal(int signal) {
+  g_signal.store(signal);
+  g_signal_count.fetch_add(1);
+}
 
 // A TCP port that is free now on the loopback interface (the kernel picks it).
 int free_loopback_port() {
@@ -54,30 +57,48 @@ int run_local_ranks(int nproc, const std::vector<std::string>& args, std::chrono
   std::vector<std::string> argv = {self_executable()};
   argv.insert(argv.end(), args.begin(), args.end());
   std::vector<pid_t> pids(nproc, -1);
+  auto signal_alive = [&](int sig) {
+    for (pid_t p : pids)
+      if (p > 0) kill(p, sig);
+  };
   for (int r = 0; r < nproc; ++r) {
     SpawnOptions o;
     o.env = {{"RANK", std::to_string(r)},         {"LOCAL_RANK", std::to_string(r)},
              {"WORLD_SIZE", std::to_string(nproc)}, {"LOCAL_WORLD_SIZE", std::to_string(nproc)},
              {"MASTER_ADDR", "127.0.0.1"},          {"MASTER_PORT", port}};
-    o.own_process_group = true;  // a terminal's Ctrl-C reaches the launcher, which passes it on once
-    pids[r] = spawn_process(argv, o);
+    o.own_process_group = true;  // a terminal's Ctrl-C reaches the launcher, which passes it on
+    try {
+      pids[r] = spawn_process(argv, o);
+    } catch (const std::exception&) {
+      signal_alive(SIGKILL);  // the ranks already started would wait for this one in vain
+      for (pid_t p : pids)
+        if (p > 0) waitpid(p, nullptr, 0);
+      throw;
+    }
   }
   spdlog::info("started {} ranks on this machine (pids {}..{}, TCPStore 127.0.0.1:{}); rank 0 writes the run",
                nproc, pids.front(), pids.back(), port);
 
   int alive = nproc, failed_rank = -1, failed_code = kExitOk;
-  bool forwarded = false;
+  int forwarded = 0;  // signals passed on so far
   bool kill_pending = false;  // SIGKILL whoever is left at kill_at
   std::chrono::steady_clock::time_point kill_at;
-  auto signal_alive = [&](int sig) {
-    for (pid_t p : pids)
-      if (p > 0) kill(p, sig);
-  };
   while (alive > 0) {
-    if (const int sig = g_signal.load(); sig && !forwarded) {
-      spdlog::warn("signal {}: passing it on to the ranks (they save a checkpoint and stop)", sig);
+    // Every signal is passed on: the first makes each rank save and stop; a second makes the
+    // ranks exit at once (their own rule), and whoever cannot react (stopped, stuck in a
+    // collective) is killed after the grace period.
+    if (const int count = g_signal_count.load(); count > forwarded) {
+      const int sig = g_signal.load();
+      if (forwarded == 0)
+        spdlog::warn("signal {}: passing it on to the ranks (they save a checkpoint and stop)", sig);
+      else
+        spdlog::warn("signal {} again: the ranks stop now", sig);
+      if (count > 1) {
+        signal_alive(SIGCONT);
+        if (!kill_pending) kill_at = std::chrono::steady_clock::now() + grace, kill_pending = true;
+      }
       signal_alive(sig);
-      forwarded = true;
+      forwarded = count;
     }
     int status = 0;
     const pid_t pid = waitpid(-1, &status, WNOHANG);
@@ -87,8 +108,12 @@ int run_local_ranks(int nproc, const std::vector<std::string>& args, std::chrono
       if (rank == nproc) continue;
       pids[rank] = -1;
       --alive;
-      const bool ok = WIFEXITED(status) &&
-                      (WEXITSTATUS(status) == kExitOk || (forwarded && WEXITSTATUS(status) == kExitInterrupted));
+      // After a signal, stopping is success: with a checkpoint (130), or killed by the signal
+      // itself when it came before the rank was training.
+      // After a second signal (stop now), however a rank ends is the stop asked for.
+      const bool interrupted = forwarded && ((WIFEXITED(status) && WEXITSTATUS(status) == kExitInterrupted) ||
+                                             WIFSIGNALED(status) || forwarded > 1);
+      const bool ok = (WIFEXITED(status) && WEXITSTATUS(status) == kExitOk) || interrupted;
       if (!ok && failed_rank < 0) {
         failed_rank = rank;
         failed_code = WIFEXITED(status) ? WEXITSTATUS(status) : kExitFailure;
@@ -101,7 +126,7 @@ int run_local_ranks(int nproc, const std::vector<std::string>& args, std::chrono
       continue;
     }
     if (kill_pending && std::chrono::steady_clock::now() > kill_at) {
-      spdlog::error("{} rank(s) still running {} s after the failure: killing them", alive, grace.count());
+      spdlog::error("{} rank(s) still running {} s later: killing them", alive, grace.count());
       signal_alive(SIGKILL);
       kill_pending = false;
     }

@@ -2,7 +2,8 @@
 // would (RANK, LOCAL_RANK, WORLD_SIZE, LOCAL_WORLD_SIZE, MASTER_ADDR=127.0.0.1, MASTER_PORT =
 // a free port unless set), and supervises them: when one rank fails, the launcher names it,
 // stops the others (SIGTERM, then SIGKILL after a grace period) and fails too. SIGINT/SIGTERM
-// to the launcher reach every rank once (each saves a checkpoint and exits 130).
+// to the launcher reach every rank (the first: each saves a checkpoint and exits 130; a second:
+// they exit at once, and any that cannot are killed after the grace period).
 #pragma once
 #include <chrono>
 #include <string>

@@ -1,26 +1,69 @@
 #include "xformer/train/run_dir.h"
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
 #include <filesystem>
 #include <fstream>
 
+#include "xformer/core/atomic_file.h"
 #include "xformer/core/error.h"
 
 namespace fs = std::filesystem;
 
 namespace xformer::train {
 
-void prepare_run_dir(const std::string& dir, bool resume, bool force) {
-  const bool non_empty = fs::exists(dir) && !fs::is_empty(dir);
+namespace {
+constexpr const char* kLockFile = ".lock";
+
+RunDirLock lock_run_dir(const std::string& dir) {
+  fs::create_directories(dir);
+  const std::string path = (fs::path(dir) / kLockFile).string();
+  const int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) throw DataError("cannot create '" + path + "'");
+  if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    std::string owner;
+    std::ifstream(path) >> owner;
+    close(fd);
+    throw ConfigError("run directory '" + dir + "' is in use by another xformer train (pid " +
+                      (owner.empty() ? "unknown" : owner) + ")");
+  }
+  const std::string pid = std::to_string(getpid()) + "\n";
+  if (ftruncate(fd, 0) != 0 || write(fd, pid.data(), pid.size()) < 0) {}  // the pid is informative only
+  return RunDirLock(fd);
+}
+}  // namespace
+
+RunDirLock& RunDirLock::operator=(RunDirLock&& other) noexcept {
+  if (this != &other) {
+    if (fd_ >= 0) close(fd_);
+    fd_ = other.fd_;
+    other.fd_ = -1;
+  }
+  return *this;
+}
+
+RunDirLock::~RunDirLock() {
+  if (fd_ >= 0) close(fd_);
+}
+
+RunDirLock prepare_run_dir(const std::string& dir, bool resume, bool force) {
+  RunDirLock lock = lock_run_dir(dir);
+  bool non_empty = false;
+  for (const auto& entry : fs::directory_iterator(dir)) non_empty |= entry.path().filename() != kLockFile;
   if (non_empty && !resume && !force)
     throw ConfigError("run directory '" + dir +
                       "' is not empty: pass --resume to continue it or --force to start over");
   if (non_empty && force && !resume) {
-    for (const auto& entry : fs::directory_iterator(dir)) fs::remove_all(entry.path());
+    for (const auto& entry : fs::directory_iterator(dir))
+      if (entry.path().filename() != kLockFile) fs::remove_all(entry.path());
   }
   if (resume && !fs::exists(fs::path(dir) / "checkpoints" / "last.pt"))
     throw ConfigError("--resume: run directory '" + dir + "' has no checkpoints/last.pt");
   fs::create_directories(fs::path(dir) / "checkpoints");
   fs::create_directories(fs::path(dir) / "samples");
+  return lock;
 }
 
 nlohmann::json read_run_config(const std::string& dir) {
@@ -35,14 +78,7 @@ nlohmann::json read_run_config(const std::string& dir) {
 }
 
 void write_run_config(const std::string& dir, const nlohmann::json& config) {
-  const auto path = fs::path(dir) / "config.json";
-  const auto tmp = fs::path(dir) / "config.json.tmp";
-  {
-    std::ofstream out(tmp);
-    out << config.dump(2) << "\n";
-    if (!out) throw DataError("cannot write '" + tmp.string() + "'");
-  }
-  fs::rename(tmp, path);
+  write_file_atomically((fs::path(dir) / "config.json").string(), config.dump(2) + "\n");
 }
 
 void append_metrics(const std::string& dir, const nlohmann::json& record) {

@@ -10,9 +10,26 @@
 
 namespace xformer::train {
 
-// Prepares `dir` for `xformer train`. A non-empty dir is an error (exit 2) unless `resume`
-// (keep it) or `force` (empty it first).
-void prepare_run_dir(const std::string& dir, bool resume, bool force);
+// An exclusive lock on a run directory (flock on DIR/.lock, which holds the owner's pid),
+// held while the object lives and released by the kernel if the process dies.
+class RunDirLock {
+ public:
+  RunDirLock() = default;
+  explicit RunDirLock(int fd) : fd_(fd) {}
+  RunDirLock(RunDirLock&& other) noexcept : fd_(other.fd_) { other.fd_ = -1; }
+  RunDirLock& operator=(RunDirLock&& other) noexcept;
+  RunDirLock(const RunDirLock&) = delete;
+  RunDirLock& operator=(const RunDirLock&) = delete;
+  ~RunDirLock();
+
+ private:
+  int fd_ = -1;
+};
+
+// Prepares `dir` for `xformer train` and locks it: another process training in it is an error
+// (exit 2) naming its pid, so two trainers never write one run. A non-empty dir is an error
+// (exit 2) unless `resume` (keep it) or `force` (empty it first).
+RunDirLock prepare_run_dir(const std::string& dir, bool resume, bool force);
 
 // The resolved config saved in a run dir (DataError naming the file if missing/corrupt).
 nlohmann::json read_run_config(const std::string& dir);

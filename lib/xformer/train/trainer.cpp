@@ -185,6 +185,17 @@ bool Trainer::update(UpdateStats& stats) {
   if (auto* comm = options_.comm) {
     // One all-reduce for the statistics (and the stop flag, so that every rank stops at the
     // same update), then the gradients in buckets. Every rank then takes the same decisions.
+    if (!sum_keys_agreed_) {
+      // The statistics' names once, from rank 0 (which computes every update's first batch,
+      // while another rank may have had none yet): all ranks then reduce vectors of one size.
+      std::string names;
+      for (const auto& k : sum_keys_) names += k + "\n";
+      names = comm->broadcast_text(names);
+      sum_keys_.clear();
+      for (size_t at = 0, end; (end = names.find('\n', at)) != std::string::npos; at = end + 1)
+        sum_keys_.push_back(names.substr(at, end - at));
+      sum_keys_agreed_ = true;
+    }
     std::vector<double> v = {loss_sum, sample_size, tokens, items, interrupted_ ? 1.0 : 0.0};
     for (const auto& k : sum_keys_) v.push_back(sums[k]);
     v = comm->all_reduce_values(v);
@@ -329,6 +340,13 @@ int Trainer::run() {
     restore();
     if (max_steps > 0 && step_ >= max_steps) {
       spdlog::info("nothing to do: step {} >= train.max_steps {}", step_, max_steps);
+      return kExitOk;
+    }
+    // A run that stopped early stays stopped, unless resumed with a larger train.patience.
+    const int64_t patience = t.at("patience");
+    if (patience > 0 && evals_since_best_ >= patience) {
+      spdlog::info("nothing to do: the run stopped early ({} evaluations without a better {}, "
+                   "train.patience {})", evals_since_best_, t.at("best_metric").get<std::string>(), patience);
       return kExitOk;
     }
   } else {

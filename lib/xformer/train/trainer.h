@@ -8,9 +8,10 @@
 //
 // Data parallel over R ranks (a Communicator): an update is still update_freq batches of the
 // one global batch order; rank r computes those whose index in the update is r mod R and skips
-// the others, then losses, sample sizes and gradients are summed over the ranks. So R ranks
-// train the same model as one process with the same config (up to float summation order), and
-// the effective batch never changes with R. Rank 0 evaluates and writes logs and checkpoints;
+// the others, then losses, sample sizes and gradients are summed over the ranks. So the
+// effective batch never changes with R, and without dropout R ranks train the same model as
+// one process with the same config (up to float summation order; with dropout each rank draws
+// its own masks). Rank 0 evaluates and writes logs and checkpoints;
 // each rank's RNG state goes into the checkpoint, so resume stays exact.
 #pragma once
 #include <torch/torch.h>
@@ -71,6 +72,7 @@ class Trainer {
   bool stop_early_ = false;
   bool interrupted_ = false;  // a stop signal, agreed on by every rank
   std::vector<std::string> sum_keys_;  // the task's extra loss statistics, in all-reduce order
+  bool sum_keys_agreed_ = false;       // multi-process: sum_keys_ are rank 0's
 };
 
 }  // namespace xformer::train

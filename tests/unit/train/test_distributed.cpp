@@ -206,7 +206,13 @@ TEST_CASE("child processes: argument vectors, environment, output file, exit sta
   CHECK(describe_exit_status(status).find("killed by signal 9") != std::string::npos);
   CHECK(exit_code_of(status) == 137);
 
-  const pid_t p3 = spawn_process({"/nonexistent/program"});
+  SpawnOptions quiet;
+  quiet.output = tmp.str("missing.txt");
+  const pid_t p3 = spawn_process({"/nonexistent/program"}, quiet);
   REQUIRE(waitpid(p3, &status, 0) == p3);
   CHECK(exit_code_of(status) == 127);
+  std::ifstream missing(quiet.output);
+  std::string line;
+  std::getline(missing, line);
+  CHECK(line == "cannot execute /nonexistent/program");
 }

@@ -157,6 +157,18 @@ TEST_CASE("early stopping after patience evaluations without improvement", "[tra
   train::Trainer trainer(config, task, {tmp.str(), false});
   CHECK(trainer.run() == 0);
   CHECK(train_losses(tmp.str()).size() == 6);  // evals at 2 (best), 4, 6 (patience reached)
+
+  // The checkpoint records the counter as of its evaluation: resuming a run that stopped early
+  // does nothing, unless the patience grows.
+  FakeTask again;
+  train::Trainer resumed(config, again, {tmp.str(), true});
+  CHECK(resumed.run() == 0);
+  CHECK(train_losses(tmp.str()).size() == 6);
+  config["train"]["patience"] = 3;
+  FakeTask more;
+  train::Trainer patient(config, more, {tmp.str(), true});
+  CHECK(patient.run() == 0);
+  CHECK(train_losses(tmp.str()).size() == 8);  // one more evaluation at 8, then stop
 }
 
 TEST_CASE("an unknown best_metric is a config error", "[train]") {

@@ -1,0 +1,15 @@
+// Files that are never seen half-written: written under a temporary name, then renamed.
+#pragma once
+#include <string>
+
+namespace xformer {
+
+// `path` + ".tmp.<host>.<pid>": a temporary name no other process uses, here or on another
+// host sharing the filesystem (Slurm array tasks, parallel trials).
+std::string temp_path_for(const std::string& path);
+
+// Writes `text` to `path` through temp_path_for(path) and a rename, creating the parent
+// folder. DataError naming the file on failure.
+void write_file_atomically(const std::string& path, const std::string& text);
+
+}  // namespace xformer
