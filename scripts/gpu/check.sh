@@ -32,7 +32,7 @@ if has build; then
     -Dspdlog_DIR=$arch/spdlog -Dfmt_DIR=$arch/fmt -DCatch2_DIR=/tmp/deps/usr/lib/cmake/Catch2 \
     -DXFORMER_HEADER_ONLY_LOGGING=ON -DCMAKE_DISABLE_FIND_PACKAGE_PkgConfig=ON \
     > "$OUT/cmake.log" 2>&1 || { tail -40 "$OUT/cmake.log"; exit 1; }
-  grep SentencePiece "$OUT/cmake.log"
+  grep -E "SentencePiece|gloo" "$OUT/cmake.log"; grep HAVE_ build-cuda/generated/xformer_build_config.h
   stamp build
   ninja -C build-cuda -j16 -k 0 xformer xformer_tests xformer_bench > "$OUT/build.log" 2>&1 ||
     { grep -E "error|FAILED" -A5 "$OUT/build.log" | head -80; exit 1; }
