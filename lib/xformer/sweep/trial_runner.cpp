@@ -20,7 +20,6 @@
 #include <thread>
 
 #include "xformer/core/error.h"
-#include "xformer/core/runtime.h"
 #include "xformer/core/subprocess.h"
 #include "xformer/sweep/results_table.h"
 #include "xformer/sweep/sweep_state.h"
