@@ -11,7 +11,7 @@
 using xformer::testing::TempDir;
 
 namespace {
-std::string error_of(const std::string& path) {
+std::string coco_error_of(const std::string& path) {
   try {
     xformer::data::read_coco(path);
   } catch (const xformer::Error& e) {
@@ -45,14 +45,14 @@ TEST_CASE("COCO annotations read, broken ones named", "[data][detection]") {
 
   const std::string base = R"("categories": [{"id": 1, "name": "x"}], "images": [{"id": 1, "file_name": "a.png"}])";
   std::ofstream(tmp.str("flat.json")) << "{" << base << R"(, "annotations": [{"id": 4, "image_id": 1, "category_id": 1, "bbox": [0, 0, 0, 3]}]})";
-  CHECK(error_of(tmp.str("flat.json")).find("annotation 4: bbox without area") != std::string::npos);
+  CHECK(coco_error_of(tmp.str("flat.json")).find("annotation 4: bbox without area") != std::string::npos);
   std::ofstream(tmp.str("cat.json")) << "{" << base << R"(, "annotations": [{"id": 5, "image_id": 1, "category_id": 2, "bbox": [0, 0, 1, 1]}]})";
-  CHECK(error_of(tmp.str("cat.json")).find("unknown category 2") != std::string::npos);
+  CHECK(coco_error_of(tmp.str("cat.json")).find("unknown category 2") != std::string::npos);
   std::ofstream(tmp.str("missing.json")) << "{" << base << R"(, "annotations": [{"id": 6, "image_id": 1, "bbox": [0, 0, 1, 1]}]})";
-  CHECK(error_of(tmp.str("missing.json")).find("missing or mistyped field") != std::string::npos);
+  CHECK(coco_error_of(tmp.str("missing.json")).find("missing or mistyped field") != std::string::npos);
   std::ofstream(tmp.str("nolist.json")) << R"({"images": []})";
-  CHECK(error_of(tmp.str("nolist.json")).find("no 'annotations' list") != std::string::npos);
+  CHECK(coco_error_of(tmp.str("nolist.json")).find("no 'annotations' list") != std::string::npos);
   std::ofstream(tmp.str("bad.json")) << "{not json";
-  CHECK(error_of(tmp.str("bad.json")).find("invalid JSON") != std::string::npos);
-  CHECK(error_of(tmp.str("none.json")).find("none.json") != std::string::npos);
+  CHECK(coco_error_of(tmp.str("bad.json")).find("invalid JSON") != std::string::npos);
+  CHECK(coco_error_of(tmp.str("none.json")).find("none.json") != std::string::npos);
 }

@@ -30,9 +30,9 @@ using xformer::data::Tokenizer;
 using xformer::data::TokenizerTrainOptions;
 
 // A fresh directory under the system temp dir, removed with everything in it.
-class TempDir {
+class ScratchDir {
  public:
-  TempDir() {
+  ScratchDir() {
     static std::atomic<int> counter{0};
     std::random_device rd;
     path_ = fs::temp_directory_path() /
@@ -40,12 +40,12 @@ class TempDir {
              std::to_string(counter++) + "_" + std::to_string(rd()));
     fs::create_directories(path_);
   }
-  ~TempDir() {
+  ~ScratchDir() {
     std::error_code ec;
     fs::remove_all(path_, ec);
   }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
+  ScratchDir(const ScratchDir&) = delete;
+  ScratchDir& operator=(const ScratchDir&) = delete;
   const fs::path& path() const { return path_; }
 
  private:
@@ -106,7 +106,7 @@ void write_corpus(const fs::path& file) {
   out << "Äpfel, Öfen und Übungen: ÄÖÜ äöü ß.\n";
 }
 
-TokenizerTrainOptions small_options(const TempDir& dir) {
+TokenizerTrainOptions small_options(const ScratchDir& dir) {
   const fs::path corpus = dir.path() / "corpus.txt";
   if (!fs::exists(corpus)) write_corpus(corpus);
   TokenizerTrainOptions options;
@@ -124,7 +124,7 @@ std::string read_bytes(const fs::path& file) {
 }
 
 // Trains the small model into `dir` and loads it.
-Tokenizer train_small(const TempDir& dir) {
+Tokenizer train_small(const ScratchDir& dir) {
   const auto options = small_options(dir);
   Tokenizer::train(options);
   return Tokenizer::load(options.model_prefix + ".model");
@@ -133,7 +133,7 @@ Tokenizer train_small(const TempDir& dir) {
 }  // namespace
 
 TEST_CASE("Tokenizer trains a model with fixed special ids", "[data][tokenizer]") {
-  TempDir dir;
+  ScratchDir dir;
   const auto options = small_options(dir);
   Tokenizer::train(options);
   CHECK(fs::is_regular_file(options.model_prefix + ".model"));
@@ -155,7 +155,7 @@ TEST_CASE("Tokenizer trains a model with fixed special ids", "[data][tokenizer]"
 }
 
 TEST_CASE("Tokenizer encode/decode round trip, UTF-8 included", "[data][tokenizer]") {
-  TempDir dir;
+  ScratchDir dir;
   const Tokenizer tok = train_small(dir);
 
   for (const auto& sentence : sample_sentences()) {
@@ -193,7 +193,7 @@ TEST_CASE("Tokenizer encode/decode round trip, UTF-8 included", "[data][tokenize
 
 TEST_CASE("LibTorch works in a process that has loaded the SentencePiece shim",
           "[data][tokenizer][torch]") {
-  TempDir dir;
+  ScratchDir dir;
   const Tokenizer tok = train_small(dir);
   const std::vector<int32_t> ids = tok.encode(sample_sentences()[1]);
   REQUIRE_FALSE(ids.empty());
@@ -225,7 +225,7 @@ TEST_CASE("LibTorch works in a process that has loaded the SentencePiece shim",
 }
 
 TEST_CASE("Tokenizer training is deterministic", "[data][tokenizer]") {
-  TempDir dir;
+  ScratchDir dir;
   auto options = small_options(dir);
   Tokenizer::train(options);
   const std::string first = read_bytes(options.model_prefix + ".model");
@@ -253,7 +253,7 @@ TEST_CASE("Tokenizer training is deterministic", "[data][tokenizer]") {
 }
 
 TEST_CASE("Tokenizer can encode from several threads at once", "[data][tokenizer]") {
-  TempDir dir;
+  ScratchDir dir;
   const Tokenizer tok = train_small(dir);
   std::vector<std::vector<int32_t>> expected;
   for (const auto& s : sample_sentences()) expected.push_back(tok.encode(s));
@@ -275,7 +275,7 @@ TEST_CASE("Tokenizer can encode from several threads at once", "[data][tokenizer
 }
 
 TEST_CASE("Tokenizer is move-only and owns its model", "[data][tokenizer]") {
-  TempDir dir;
+  ScratchDir dir;
   Tokenizer a = train_small(dir);
   const auto ids = a.encode(sample_sentences()[0]);
   Tokenizer b = std::move(a);
@@ -288,7 +288,7 @@ TEST_CASE("Tokenizer is move-only and owns its model", "[data][tokenizer]") {
 }
 
 TEST_CASE("Tokenizer reports missing or corrupt models and bad options", "[data][tokenizer]") {
-  TempDir dir;
+  ScratchDir dir;
   const std::string missing = (dir.path() / "no_such_dir" / "missing.model").string();
   try {
     Tokenizer::load(missing);
