@@ -35,6 +35,9 @@ class TempDir {
 // value (r * 50 + c * 80 + p) % 256 at pixel p (= 32 y + x) of channel plane c.
 void write_cifar10_batch(const std::string& path, int records);
 
+// A TCP port on the loopback interface that was free a moment ago (for TCPStores).
+int free_port();
+
 // Max |a - b|, for parity checks.
 inline double max_abs_diff(const torch::Tensor& a, const torch::Tensor& b) {
   return (a - b).abs().max().item<double>();

@@ -11,6 +11,7 @@
 #include "verbs.h"
 #include "xformer/core/error.h"
 #include "xformer/core/logging.h"
+#include "xformer/core/runtime.h"
 #include "xformer/train/distributed.h"
 #include "xformer/train/launcher.h"
 #include "xformer/train/run_dir.h"
@@ -71,9 +72,7 @@ int train(const TrainArgs& a) {
   RunContext ctx;
   ctx.run_dir = run_dir;
   ctx.device = setup_runtime(config);
-  if (ctx.device.is_cuda() && dist.active())  // one GPU per local rank (shared when there are fewer)
-    ctx.device = torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(
-                                                 dist.local_rank % std::max<int64_t>(1, torch::cuda::device_count())));
+  if (dist.active()) ctx.device = device_for_local_rank(ctx.device, dist.local_rank);
   ctx.for_training = true;
   std::unique_ptr<train::Communicator> comm;
   if (dist.active()) {

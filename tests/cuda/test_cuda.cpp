@@ -1,17 +1,19 @@
 // CUDA against the CPU: every attention variant (SASA's included), the models, the fused loss and Adam give the
 // same numbers on the GPU (fp32, TF32 off: |diff| < 1e-4 on unit-scale outputs), autocast
 // stays close to fp32, and the tiny configs train, evaluate and sample on the GPU in bf16 and
-// fp16. Every case passes trivially (with a warning) where no CUDA device is present.
+// fp16, and data-parallel ranks work on the GPU (NCCL where built with it). Every case passes trivially (with a warning) where no CUDA device is present.
 #include "test_support.h"
 
 #include "cli/cli_helpers.h"
 #include "xformer/core/precision.h"
+#include "xformer/core/runtime.h"
 #include "xformer/models/music_transformer.h"
 #include "xformer/models/resnet.h"
 #include "xformer/nn/attention.h"
 #include "xformer/nn/loss.h"
 #include "xformer/nn/sasa.h"
 #include "xformer/train/adam.h"
+#include "xformer/train/distributed.h"
 
 using namespace xformer;
 using xformer::testing::max_abs_diff;
@@ -249,4 +251,44 @@ TEST_CASE("SASA attention and a SASA ResNet on CUDA match the CPU", "[cuda]") {
   auto images = torch::randn({3, 3, 12, 12});
   torch::NoGradGuard no_grad;
   CHECK(diff(net(images), net_gpu(images.to(kCuda))) < 1e-4);
+}
+
+TEST_CASE("a one-rank communicator on the GPU: collectives leave the values as they are", "[cuda][distributed]") {
+  if (!have_cuda() || !train::distributed_available()) return;
+  train::DistributedEnv env;
+  env.master_port = xformer::testing::free_port();
+  const auto device = device_for_local_rank(kCuda, 0);
+  train::Communicator comm(env, device, std::chrono::seconds(60), 1 << 10);
+  INFO("backend " << comm.backend());  // nccl when built with -DXFORMER_NCCL=ON
+  auto a = torch::randn({300}, device), b = torch::randn({7, 40}, device);
+  const auto a0 = a.clone(), b0 = b.clone();
+  comm.all_reduce_sum({a, b});  // a (1.2 KB) fills one bucket, b the next
+  CHECK(diff(a, a0) == 0);
+  CHECK(diff(b, b0) == 0);
+  CHECK(comm.all_reduce_values({1.5, -2}) == std::vector<double>{1.5, -2});
+  CHECK(comm.broadcast_text("names\nof keys\n") == "names\nof keys\n");
+  auto gathered = comm.all_gather(b);
+  REQUIRE(gathered.size() == 1);
+  CHECK(diff(gathered[0], b0) == 0);
+  comm.barrier();
+}
+
+TEST_CASE("two ranks sharing one GPU train as one process", "[cuda][cli][distributed]") {
+  if (!have_cuda() || !train::distributed_available()) return;
+  using namespace xformer::testing;
+  TempDir tmp("cuda_dist");
+  const std::string common = " --set train.device=cuda --set train.precision=fp32 --set train.tf32=false"
+                             " --set train.log_every=1 --set train.eval_every=0 --set task.eval_bleu=false"
+                             " --set train.update_freq=2 --set task.max_tokens=400 --set train.max_steps=5"
+                             " --set train.dist_timeout=120";
+  auto one = run_xformer("train " + tiny_args(tmp.str("one"), tmp.str("spm")) + common);
+  INFO(one.output);
+  REQUIRE(one.exit_code == 0);
+  auto two = run_xformer("train --nproc 2 " + tiny_args(tmp.str("two"), tmp.str("spm")) + common);
+  INFO(two.output);
+  REQUIRE(two.exit_code == 0);
+  const auto a = read_metrics(tmp.str("one"), "train"), b = read_metrics(tmp.str("two"), "train");
+  REQUIRE(a.size() == b.size());
+  for (size_t i = 0; i < a.size(); ++i)
+    CHECK(b[i]["loss"].get<double>() == Approx(a[i]["loss"].get<double>()).epsilon(1e-4));
 }

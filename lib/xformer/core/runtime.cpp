@@ -1,5 +1,7 @@
 #include "xformer/core/runtime.h"
 
+#include <c10/core/impl/VirtualGuardImpl.h>
+
 #include <dlfcn.h>
 #include <sched.h>
 #include <malloc.h>
@@ -21,6 +23,14 @@ torch::Device resolve_device(const std::string& name) {
     throw ConfigError("config error: train.device is 'cuda' but no CUDA device is available");
   if (name == "cuda" || (name == "auto" && cuda)) return torch::Device(torch::kCUDA);
   return torch::Device(torch::kCPU);
+}
+
+torch::Device device_for_local_rank(const torch::Device& device, int local_rank) {
+  if (!device.is_cuda()) return device;
+  const auto count = std::max<int64_t>(1, static_cast<int64_t>(torch::cuda::device_count()));
+  const torch::Device mine(torch::kCUDA, static_cast<c10::DeviceIndex>(local_rank % count));
+  c10::impl::VirtualGuardImpl(torch::kCUDA).setDevice(mine);
+  return mine;
 }
 
 std::string blas_core_name() {

@@ -16,7 +16,15 @@ int64_t longest(const SearchOptions& o, int64_t batch) {
   return *std::max_element(o.max_len.begin(), o.max_len.end());
 }
 
+// Log-probabilities (N, V) in fp32 of one decoder step, on the decoder's device: only the few
+// numbers a search needs cross to the host each step (on a GPU the whole (N, V) would cost
+// more than the step itself).
+torch::Tensor step_log_probs(IncrementalDecoder& decoder, const torch::Tensor& tokens) {
+  return torch::log_softmax(decoder.step(tokens).to(torch::kFloat), -1);
+}
+
 // Shared loop of greedy and sampling: pick one token per row until EOS or max_len.
+// pick: logp (N, V) -> tokens (N), long, on any device.
 template <typename Pick>
 std::vector<Hypothesis> one_path(IncrementalDecoder& decoder, int64_t batch,
                                  const SearchOptions& o, Pick&& pick) {
@@ -25,15 +33,20 @@ std::vector<Hypothesis> one_path(IncrementalDecoder& decoder, int64_t batch,
   auto tokens = torch::full({batch}, o.bos, torch::kLong);
   const int64_t steps = longest(o, batch);
   for (int64_t t = 0; t < steps; ++t) {
-    auto logp = torch::log_softmax(decoder.step(tokens).to(torch::kCPU, torch::kFloat), -1);
-    torch::Tensor next = pick(logp);  // (N) long, CPU
+    auto logp = step_log_probs(decoder, tokens);
+    const torch::Tensor picked = pick(logp).to(logp.device());
+    // (N, 2) on the host: log-prob of the picked token, and of EOS (forced in the last slot).
+    const torch::Tensor chosen = torch::stack({logp.gather(1, picked.unsqueeze(1)).squeeze(1), logp.select(1, o.eos)}, 1)
+                      .to(torch::kCPU);
+    torch::Tensor next = picked.to(torch::kCPU);
     auto next_a = next.accessor<int64_t, 1>();
-    auto logp_a = logp.accessor<float, 2>();
+    auto chosen_a = chosen.accessor<float, 2>();
     bool all_done = true;
     for (int64_t b = 0; b < batch; ++b) {
       if (done[b]) continue;
-      int64_t tok = t + 1 >= o.max_len[b] ? o.eos : next_a[b];  // the last slot is EOS
-      hyps[b].score += logp_a[b][tok];
+      const bool forced_eos = t + 1 >= o.max_len[b];  // the last slot is EOS
+      const int64_t tok = forced_eos ? o.eos : next_a[b];
+      hyps[b].score += chosen_a[b][forced_eos ? 1 : 0];
       if (tok == o.eos) done[b] = true;
       else hyps[b].tokens.push_back(tok);
       next_a[b] = tok;
@@ -75,8 +88,9 @@ torch::Tensor top_p_filter(const torch::Tensor& logits, double p) {
 std::vector<Hypothesis> sample(IncrementalDecoder& decoder, int64_t batch, const SearchOptions& o) {
   TORCH_CHECK(o.temperature > 0, "temperature must be > 0");
   auto gen = at::detail::createCPUGenerator(o.seed);
+  // Drawn on the host with a CPU generator: the same seed gives the same samples on any device.
   return one_path(decoder, batch, o, [&](const torch::Tensor& logp) {
-    auto logits = top_p_filter(top_k_filter(logp / o.temperature, o.top_k), o.top_p);
+    auto logits = top_p_filter(top_k_filter(logp.to(torch::kCPU) / o.temperature, o.top_k), o.top_p);
     return torch::multinomial(logits.softmax(-1), 1, false, gen).squeeze(1);
   });
 }
@@ -99,15 +113,17 @@ std::vector<Hypothesis> beam_search(IncrementalDecoder& decoder, int64_t batch,
   auto tokens = torch::full({N}, o.bos, torch::kLong);
 
   for (int64_t t = 0; t < steps; ++t) {
-    auto logp = torch::log_softmax(decoder.step(tokens).to(torch::kCPU, torch::kFloat), -1);
+    auto logp = step_log_probs(decoder, tokens);
     const int64_t V = logp.size(1);
     // Candidates: every (beam, token) of a row, by accumulated score; 2K of them suffice to
-    // find K that do not end in EOS.
-    auto total = logp + torch::tensor(scores, torch::kDouble).to(torch::kFloat).unsqueeze(1);
-    auto top = total.view({batch, K * V}).topk(std::min<int64_t>(2 * K, K * V), -1);
-    auto top_scores = std::get<0>(top).accessor<float, 2>();
-    auto top_ids = std::get<1>(top).accessor<int64_t, 2>();
-    auto logp_a = logp.accessor<float, 2>();
+    // find K that do not end in EOS. Ranked on the decoder's device; the host gets (batch, 2K).
+    auto beam_scores = torch::tensor(scores, torch::kDouble).to(logp.device(), torch::kFloat);
+    auto top = (logp + beam_scores.unsqueeze(1)).view({batch, K * V}).topk(std::min<int64_t>(2 * K, K * V), -1);
+    auto top_scores_t = std::get<0>(top).to(torch::kCPU), top_ids_t = std::get<1>(top).to(torch::kCPU);
+    auto eos_logp_t = logp.select(1, o.eos).to(torch::kCPU);  // (N): ending every beam at max_len
+    auto top_scores = top_scores_t.accessor<float, 2>();
+    auto top_ids = top_ids_t.accessor<int64_t, 2>();
+    auto eos_logp = eos_logp_t.accessor<float, 1>();
 
     std::vector<int64_t> source(N, 0), next(N, o.eos);
     std::vector<std::vector<int64_t>> new_seqs(N);
@@ -122,7 +138,7 @@ std::vector<Hypothesis> beam_search(IncrementalDecoder& decoder, int64_t batch,
           for (int64_t k = 0; k < K; ++k) {
             int64_t row = b * K + k;
             if (scores[row] == kNegInf) continue;
-            double s = scores[row] + logp_a[row][o.eos];
+            double s = scores[row] + eos_logp[row];
             finished[b].push_back({seqs[row], s, s / gnmt_length_penalty(seqs[row].size() + 1, o.lenpen)});
           }
           done[b] = true;

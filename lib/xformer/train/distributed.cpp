@@ -122,7 +122,8 @@ Communicator::Communicator(const DistributedEnv& env_in, const c10::Device& devi
   }
   try {
 #if XFORMER_HAVE_NCCL
-    if (device.is_cuda()) {
+    // NCCL needs a GPU of its own for each rank of a machine; ranks sharing one use Gloo.
+    if (device.is_cuda() && env_.local_world_size <= static_cast<int>(torch::cuda::device_count())) {
       auto o = c10d::ProcessGroupNCCL::Options::create();
       o->timeout = timeout;
       impl_->group = c10::make_intrusive<c10d::ProcessGroupNCCL>(impl_->store, env_.rank, env_.world_size, o);

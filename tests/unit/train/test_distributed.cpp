@@ -1,9 +1,6 @@
 // The c10d layer under multi-process training: the environment it reads, and its collectives
 // checked against sums computed here, with two ranks as two threads of this process.
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <sys/wait.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -19,6 +16,7 @@
 
 using namespace xformer;
 using namespace xformer::train;
+using xformer::testing::free_port;
 
 namespace {
 
@@ -57,17 +55,6 @@ struct CleanEnv {
   }
 };
 
-int free_port() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(a);
-  REQUIRE(bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0);
-  REQUIRE(getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0);
-  close(fd);
-  return ntohs(a.sin_port);
-}
 
 }  // namespace
 
