@@ -77,9 +77,8 @@ int train(const TrainArgs& a) {
   std::unique_ptr<train::Communicator> comm;
   if (dist.active()) {
     const auto& t = config.at("train");
-    comm = std::make_unique<train::Communicator>(
-        dist, ctx.device, std::chrono::seconds(t.at("dist_timeout").get<int64_t>()),
-        static_cast<int64_t>(t.at("dist_bucket_mb").get<double>() * (1 << 20)));
+    comm = std::make_unique<train::Communicator>(dist, ctx.device,
+                                                 std::chrono::seconds(t.at("dist_timeout").get<int64_t>()));
     spdlog::info("rank {} of {} ({} backend, TCPStore {}:{})", dist.rank, dist.world_size, comm->backend(),
                  dist.master_addr, dist.master_port);
     if (!main_rank) comm->barrier();  // wait for rank 0's task (tokenizer, ...)

@@ -14,6 +14,7 @@
 #include "xformer/nn/sasa.h"
 #include "xformer/train/adam.h"
 #include "xformer/train/distributed.h"
+#include "xformer/train/grad_reducer.h"
 
 using namespace xformer;
 using xformer::testing::max_abs_diff;
@@ -258,13 +259,23 @@ TEST_CASE("a one-rank communicator on the GPU: collectives leave the values as t
   train::DistributedEnv env;
   env.master_port = xformer::testing::free_port();
   const auto device = device_for_local_rank(kCuda, 0);
-  train::Communicator comm(env, device, std::chrono::seconds(60), 1 << 10);
+  train::Communicator comm(env, device, std::chrono::seconds(60));
   INFO("backend " << comm.backend());  // nccl when built with -DXFORMER_NCCL=ON
   auto a = torch::randn({300}, device), b = torch::randn({7, 40}, device);
   const auto a0 = a.clone(), b0 = b.clone();
-  comm.all_reduce_sum({a, b});  // a (1.2 KB) fills one bucket, b the next
+  auto wait_a = comm.start_all_reduce(a), wait_b = comm.start_all_reduce(b.view(-1));
+  wait_a();
+  wait_b();
   CHECK(diff(a, a0) == 0);
   CHECK(diff(b, b0) == 0);
+  // Gradients through the reducer's hooks: one rank's sum is its own gradient.
+  auto w = torch::randn({5, 3}, device).requires_grad_(true);
+  train::GradReducer reducer(comm, {w}, 1 << 20);
+  reducer.arm();
+  torch::tanh(w).sum().backward();
+  CHECK(reducer.started_in_backward() == 1);
+  reducer.finish();
+  CHECK(diff(w.grad(), 1 - torch::tanh(w.detach()).pow(2)) < 1e-6);
   CHECK(comm.all_reduce_values({1.5, -2}) == std::vector<double>{1.5, -2});
   CHECK(comm.broadcast_text("names\nof keys\n") == "names\nof keys\n");
   auto gathered = comm.all_gather(b);

@@ -106,7 +106,8 @@ void declare_trainer_keys(Schema& s) {
         "Multi-process training: seconds a rank waits in a collective (or at start-up) before it "
         "fails, naming itself; covers rank 0's validation runs (see docs/scaling.md).");
   s.add("train.dist_bucket_mb", KeyType::Float, 25.0,
-        "Multi-process training: gradients are all-reduced in buckets of about this many MB.");
+        "Multi-process training: gradients are all-reduced in buckets of about this many MB, each "
+        "started as soon as backward has produced it.");
 }
 
 Schema schema_for(const RawConfig& raw) {

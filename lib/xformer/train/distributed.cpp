@@ -4,7 +4,6 @@
 #include <torch/version.h>
 
 #include <cstdlib>
-#include <map>
 
 #include "xformer/core/error.h"
 #include "xformer_build_config.h"  // XFORMER_HAVE_GLOO, XFORMER_HAVE_NCCL (CMake's findings)
@@ -98,9 +97,8 @@ struct Communicator::Impl {
 };
 
 Communicator::Communicator(const DistributedEnv& env_in, const c10::Device& device,
-                           std::chrono::milliseconds timeout, int64_t bucket_bytes)
-    : env_(env_in), timeout_(timeout), bucket_bytes_(std::max<int64_t>(bucket_bytes, 1)),
-      impl_(std::make_unique<Impl>()) {
+                           std::chrono::milliseconds timeout)
+    : env_(env_in), timeout_(timeout), impl_(std::make_unique<Impl>()) {
   impl_->device = device;
   try {
     c10d::TCPStoreOptions o;
@@ -158,55 +156,21 @@ void Communicator::fail(const std::string& operation, const std::exception& e) c
               std::to_string(timeout_.count() / 1000) + " s)");
 }
 
-void Communicator::all_reduce_sum(const std::vector<at::Tensor>& tensors) {
-  // Buckets of tensors sharing a dtype and device, each flattened into one buffer, all launched
-  // before any is waited on so that the backend can pipeline them.
-  struct Bucket {
-    std::vector<at::Tensor> members;
-    int64_t bytes = 0;
-    at::Tensor flat;
-    c10::intrusive_ptr<c10d::Work> work;
-  };
-  std::vector<Bucket> buckets;
-  std::map<std::string, size_t> open;  // dtype+device -> index of its bucket being filled
-  auto launch = [&](Bucket& b) {
-    std::vector<at::Tensor> flat_list;
-    for (const auto& t : b.members) flat_list.push_back(t.reshape(-1));
-    b.flat = b.members.size() == 1 && b.members[0].is_contiguous() ? b.members[0] : torch::cat(flat_list);
-    std::vector<at::Tensor> io{b.flat};
-    b.work = impl_->group->allreduce(io);
-  };
+std::function<void()> Communicator::start_all_reduce(const at::Tensor& flat) {
+  c10::intrusive_ptr<c10d::Work> work;
   try {
-    for (const auto& t : tensors) {
-      if (!t.defined() || t.numel() == 0) continue;
-      const std::string key = std::string(c10::toString(t.scalar_type())) + t.device().str();
-      auto it = open.find(key);
-      if (it == open.end()) {
-        it = open.emplace(key, buckets.size()).first;
-        buckets.emplace_back();
-      }
-      Bucket& b = buckets[it->second];
-      b.members.push_back(t);
-      b.bytes += t.numel() * static_cast<int64_t>(t.element_size());
-      if (b.bytes >= bucket_bytes_) {
-        launch(b);
-        open.erase(it);
-      }
-    }
-    for (auto& b : buckets)
-      if (!b.work) launch(b);
-    for (auto& b : buckets) {
-      b.work->wait();
-      if (b.flat.data_ptr() == b.members[0].data_ptr() && b.members.size() == 1) continue;
-      int64_t offset = 0;
-      for (auto& t : b.members) {
-        t.copy_(b.flat.narrow(0, offset, t.numel()).view(t.sizes()));
-        offset += t.numel();
-      }
-    }
+    std::vector<at::Tensor> io{flat};
+    work = impl_->group->allreduce(io);
   } catch (const std::exception& e) {
     fail("all-reduce of gradients", e);
   }
+  return [this, work] {
+    try {
+      work->wait();
+    } catch (const std::exception& e) {
+      fail("all-reduce of gradients", e);
+    }
+  };
 }
 
 std::vector<double> Communicator::all_reduce_values(const std::vector<double>& values) {
@@ -270,15 +234,14 @@ void Communicator::barrier() {
 
 struct Communicator::Impl {};
 
-Communicator::Communicator(const DistributedEnv& env_in, const c10::Device&, std::chrono::milliseconds timeout,
-                           int64_t bucket_bytes)
-    : env_(env_in), timeout_(timeout), bucket_bytes_(bucket_bytes) {
+Communicator::Communicator(const DistributedEnv& env_in, const c10::Device&, std::chrono::milliseconds timeout)
+    : env_(env_in), timeout_(timeout) {
   throw ConfigError("this build has no multi-process training: c10d's Gloo headers were not found "
                     "at build time (install libgloo-dev and rebuild)");
 }
 Communicator::~Communicator() = default;
 void Communicator::fail(const std::string& operation, const std::exception& e) const { throw e; }
-void Communicator::all_reduce_sum(const std::vector<at::Tensor>&) {}
+std::function<void()> Communicator::start_all_reduce(const at::Tensor&) { return [] {}; }
 std::vector<double> Communicator::all_reduce_values(const std::vector<double>& v) { return v; }
 void Communicator::broadcast_from_rank0(const std::vector<at::Tensor>&) {}
 std::string Communicator::broadcast_text(const std::string& text) { return text; }

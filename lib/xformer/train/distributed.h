@@ -11,6 +11,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -34,8 +35,7 @@ bool distributed_available();
 class Communicator {
  public:
   // Joins the group: blocks until every rank has connected, or throws after `timeout`.
-  Communicator(const DistributedEnv& env, const c10::Device& device, std::chrono::milliseconds timeout,
-               int64_t bucket_bytes);
+  Communicator(const DistributedEnv& env, const c10::Device& device, std::chrono::milliseconds timeout);
   ~Communicator();
   Communicator(const Communicator&) = delete;
   Communicator& operator=(const Communicator&) = delete;
@@ -44,9 +44,9 @@ class Communicator {
   int world_size() const { return env_.world_size; }
   const std::string& backend() const { return backend_; }
 
-  // Sums `tensors` over the ranks, in place. Tensors of one dtype and device travel flattened
-  // in buckets of about bucket_bytes (one collective per bucket rather than per tensor).
-  void all_reduce_sum(const std::vector<at::Tensor>& tensors);
+  // Starts summing `flat` (one contiguous tensor) over the ranks, in place; the returned call
+  // waits for the sum (GradReducer starts gradient buckets with it while backward runs).
+  std::function<void()> start_all_reduce(const at::Tensor& flat);
   // Sums a few numbers over the ranks (losses, counts, flags).
   std::vector<double> all_reduce_values(const std::vector<double>& values);
   // Copies rank 0's tensors to every rank, in place (parameters at the start).
@@ -64,7 +64,6 @@ class Communicator {
   DistributedEnv env_;
   std::string backend_;
   std::chrono::milliseconds timeout_;
-  int64_t bucket_bytes_;
   std::unique_ptr<Impl> impl_;
 };
 

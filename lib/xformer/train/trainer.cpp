@@ -70,6 +70,10 @@ Trainer::Trainer(const json& config, Task& task, TrainerOptions options)
                       "): an update is update_freq batches shared out among the ranks, so that the "
                       "effective batch does not depend on how many run (e.g. --set train.update_freq=" +
                       std::to_string(world_size()) + ")");
+  if (options_.comm)
+    reducer_ = std::make_unique<GradReducer>(
+        *options_.comm, params_,
+        static_cast<int64_t>(config_.at("train").at("dist_bucket_mb").get<double>() * (1 << 20)));
 }
 
 void Trainer::seed_rank_stream() {
@@ -171,6 +175,8 @@ bool Trainer::update(UpdateStats& stats) {
     }
     // Gradients of summed losses -> gradients of the mean over the update (see above).
     const double grad_scale = scaler_.scale() / (divide_in_backward ? std::max(out.sample_size, 1.0) : 1.0);
+    // This rank's last batch of the update: its gradients go to the other ranks during backward.
+    if (reducer_ && i + world >= update_freq) reducer_->arm();
     out.loss.backward(torch::full_like(out.loss, grad_scale));
     loss_sum += out.loss.item<double>();
     sample_size += out.sample_size;
@@ -183,8 +189,10 @@ bool Trainer::update(UpdateStats& stats) {
   interrupted_ = interrupt_requested();
   torch::NoGradGuard no_grad;
   if (auto* comm = options_.comm) {
-    // One all-reduce for the statistics (and the stop flag, so that every rank stops at the
-    // same update), then the gradients in buckets. Every rank then takes the same decisions.
+    // The gradient buckets that backward did not start, then one all-reduce for the statistics
+    // (and the stop flag, so that every rank stops at the same update): the same collectives in
+    // the same order on every rank. Every rank then takes the same decisions.
+    reducer_->launch_rest();
     if (!sum_keys_agreed_) {
       // The statistics' names once, from rank 0 (which computes every update's first batch,
       // while another rank may have had none yet): all ranks then reduce vectors of one size.
@@ -201,15 +209,7 @@ bool Trainer::update(UpdateStats& stats) {
     v = comm->all_reduce_values(v);
     loss_sum = v[0], sample_size = v[1], tokens = v[2], items = v[3], interrupted_ = v[4] > 0;
     for (size_t k = 0; k < sum_keys_.size(); ++k) sums[sum_keys_[k]] = v[5 + k];
-    if (std::isfinite(loss_sum)) {
-      std::vector<torch::Tensor> all;
-      for (auto& p : params_) {
-        if (!p.requires_grad()) continue;
-        if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);  // unused on this rank
-        all.push_back(p.grad());
-      }
-      comm->all_reduce_sum(all);
-    }
+    reducer_->finish();
   }
   if (!std::isfinite(loss_sum)) {
     skip_nonfinite("loss", loss_sum);

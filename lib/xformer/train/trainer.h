@@ -23,6 +23,7 @@
 #include "xformer/core/precision.h"
 #include "xformer/tasks/task.h"
 #include "xformer/train/distributed.h"
+#include "xformer/train/grad_reducer.h"
 
 namespace xformer::train {
 
@@ -61,6 +62,7 @@ class Trainer {
   std::shared_ptr<torch::nn::Module> model_;
   std::unique_ptr<torch::optim::Optimizer> optimizer_;
   std::vector<torch::Tensor> params_;
+  std::unique_ptr<GradReducer> reducer_;  // several ranks: sums gradients during backward
   torch::Device device_ = torch::kCPU;
   Precision precision_ = Precision::Float32;
   LossScaler scaler_{false};

@@ -13,6 +13,7 @@
 #include "xformer/core/error.h"
 #include "xformer/core/subprocess.h"
 #include "xformer/train/distributed.h"
+#include "xformer/train/grad_reducer.h"
 
 using namespace xformer;
 using namespace xformer::train;
@@ -112,7 +113,7 @@ TEST_CASE("the distributed environment: torchrun's variables, srun's, and mistak
   }
 }
 
-TEST_CASE("collectives over Gloo: bucketed all-reduce, values, broadcast, all-gather", "[distributed]") {
+TEST_CASE("collectives over Gloo: all-reduce, values, broadcast, all-gather", "[distributed]") {
   if (!distributed_available()) {
     WARN("this build has no c10d Gloo: skipped");
     return;
@@ -135,9 +136,11 @@ TEST_CASE("collectives over Gloo: bucketed all-reduce, values, broadcast, all-ga
       try {
         DistributedEnv e;
         e.rank = r, e.world_size = world, e.local_rank = r, e.master_port = port;
-        Communicator comm(e, torch::kCPU, std::chrono::seconds(30), /*bucket_bytes=*/64);
+        Communicator comm(e, torch::kCPU, std::chrono::seconds(30));
         reduced[r] = make(r);
-        comm.all_reduce_sum(reduced[r]);
+        std::vector<std::function<void()>> waits;  // all started before the first is waited on
+        for (const auto& t : reduced[r]) waits.push_back(comm.start_all_reduce(t.view(-1)));
+        for (auto& wait : waits) wait();
         values[r] = comm.all_reduce_values({1.0 * r, 2.5, -r * 3.0});
         broadcast[r] = {torch::full({4}, 10.0 * r + 1), torch::full({2, 2}, -1.0 * r)};
         comm.broadcast_from_rank0(broadcast[r]);
@@ -162,12 +165,122 @@ TEST_CASE("collectives over Gloo: bucketed all-reduce, values, broadcast, all-ga
   }
 }
 
+namespace {
+
+// Two ranks' parameters and batches for the GradReducer test: w1 (8, 6), w2 (4, 8), and u (3),
+// which only rank 0's loss uses; two batches (4, 6) per rank.
+struct ReducerCase {
+  std::vector<torch::Tensor> init = {torch::randn({8, 6}), torch::randn({4, 8}), torch::randn({3})};
+  std::vector<std::vector<torch::Tensor>> batches = {{torch::randn({4, 6}), torch::randn({4, 6})},
+                                                     {torch::randn({4, 6}), torch::randn({4, 6})}};
+  std::vector<torch::Tensor> fresh_params() const {
+    std::vector<torch::Tensor> p;
+    for (const auto& t : init) p.push_back(t.clone().requires_grad_(true));
+    return p;
+  }
+  void backward(const std::vector<torch::Tensor>& p, int rank, int batch) const {
+    auto loss = torch::tanh(batches[rank][batch].matmul(p[0].t())).matmul(p[1].t()).pow(2).sum();
+    if (rank == 0) loss = loss + p[2].pow(2).sum() * (batch + 1);
+    loss.backward();
+  }
+};
+
+}  // namespace
+
+TEST_CASE("gradients are summed over the ranks in buckets started during backward", "[distributed]") {
+  if (!distributed_available()) return;
+  torch::manual_seed(3);
+  const ReducerCase c;
+  // The sums the ranks must end with: every rank's gradients of both of its batches.
+  auto expected = c.fresh_params();
+  for (int r = 0; r < 2; ++r)
+    for (int b = 0; b < 2; ++b) c.backward(expected, r, b);
+  auto check = [&](const std::vector<torch::Tensor>& got, const std::vector<torch::Tensor>& want) {
+    for (size_t i = 0; i < want.size(); ++i) {
+      INFO("parameter " << i);
+      REQUIRE(got[i].grad().defined());
+      CHECK(torch::allclose(got[i].grad(), want[i].grad(), 1e-6, 1e-6));
+    }
+  };
+
+  SECTION("both ranks compute two batches; rank 1 never uses u") {
+    const int port = free_port();
+    std::vector<std::vector<torch::Tensor>> params(2);
+    std::vector<int64_t> buckets(2), early(2);
+    std::vector<std::string> errors(2);
+    std::vector<std::thread> threads;
+    for (int r = 0; r < 2; ++r)
+      threads.emplace_back([&, r] {
+        try {
+          DistributedEnv e;
+          e.rank = r, e.world_size = 2, e.local_rank = r, e.master_port = port;
+          Communicator comm(e, torch::kCPU, std::chrono::seconds(30));
+          params[r] = c.fresh_params();
+          GradReducer reducer(comm, params[r], /*bucket_bytes=*/8);  // one parameter each
+          c.backward(params[r], r, 0);  // accumulates, nothing sent
+          reducer.arm();
+          c.backward(params[r], r, 1);
+          early[r] = reducer.started_in_backward();
+          reducer.finish();
+          buckets[r] = reducer.buckets();
+        } catch (const std::exception& ex) {
+          errors[r] = ex.what();
+        }
+      });
+    for (auto& t : threads) t.join();
+    for (int r = 0; r < 2; ++r) {
+      INFO("rank " << r);
+      REQUIRE(errors[r].empty());
+      check(params[r], expected);
+      CHECK(buckets[r] == 3);  // u, w2, w1: last parameter first
+    }
+    // Rank 0 sent every bucket before backward returned; on rank 1 the bucket of the unused u
+    // never filled, and buckets start in order, so all of them waited for finish().
+    CHECK(early[0] == 3);
+    CHECK(early[1] == 0);
+  }
+
+  SECTION("a rank with no batch in the update sends zeros, and its gradients become the sum") {
+    const int port = free_port();
+    std::vector<std::vector<torch::Tensor>> params(2);
+    std::vector<std::string> errors(2);
+    std::vector<std::thread> threads;
+    for (int r = 0; r < 2; ++r)
+      threads.emplace_back([&, r] {
+        try {
+          DistributedEnv e;
+          e.rank = r, e.world_size = 2, e.local_rank = r, e.master_port = port;
+          Communicator comm(e, torch::kCPU, std::chrono::seconds(30));
+          params[r] = c.fresh_params();
+          GradReducer reducer(comm, params[r], 1 << 20);
+          if (r == 0) {
+            for (int b = 0; b < 2; ++b) {
+              if (b == 1) reducer.arm();
+              c.backward(params[r], 0, b);
+            }
+          }
+          reducer.finish();
+        } catch (const std::exception& ex) {
+          errors[r] = ex.what();
+        }
+      });
+    for (auto& t : threads) t.join();
+    auto rank0_only = c.fresh_params();
+    for (int b = 0; b < 2; ++b) c.backward(rank0_only, 0, b);
+    for (int r = 0; r < 2; ++r) {
+      INFO("rank " << r);
+      REQUIRE(errors[r].empty());
+      check(params[r], rank0_only);
+    }
+  }
+}
+
 TEST_CASE("a rank whose peer never comes fails within the timeout, naming itself", "[distributed]") {
   if (!distributed_available()) return;
   DistributedEnv e;
   e.rank = 0, e.world_size = 2, e.master_port = free_port();
   const auto start = std::chrono::steady_clock::now();
-  CHECK_THROWS_WITH(Communicator(e, torch::kCPU, std::chrono::seconds(2), 1 << 20),
+  CHECK_THROWS_WITH(Communicator(e, torch::kCPU, std::chrono::seconds(2)),
                     Catch::Contains("rank 0 of 2") && Catch::Contains("dist_timeout"));
   CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(30));
 }
