@@ -113,12 +113,37 @@ TEST_CASE("the distributed environment: torchrun's variables, srun's, and mistak
   }
 }
 
+namespace {
+
+// Runs body(rank, communicator) on two ranks over Gloo on loopback, as two threads of this
+// process. Returns each rank's error message ("" when it finished).
+std::vector<std::string> on_two_ranks(const std::function<void(int, Communicator&)>& body) {
+  const int port = free_port();
+  std::vector<std::string> errors(2);
+  std::vector<std::thread> threads;
+  for (int r = 0; r < 2; ++r)
+    threads.emplace_back([&, r] {
+      try {
+        DistributedEnv e;
+        e.rank = r, e.world_size = 2, e.local_rank = r, e.master_port = port;
+        Communicator comm(e, torch::kCPU, std::chrono::seconds(30));
+        body(r, comm);
+      } catch (const std::exception& ex) {
+        errors[r] = ex.what();
+      }
+    });
+  for (auto& t : threads) t.join();
+  return errors;
+}
+
+}  // namespace
+
 TEST_CASE("collectives over Gloo: all-reduce, values, broadcast, all-gather", "[distributed]") {
   if (!distributed_available()) {
     WARN("this build has no c10d Gloo: skipped");
     return;
   }
-  const int port = free_port(), world = 2;
+  const int world = 2;
   // Per rank r: tensors of two dtypes, sizes that need several 64-byte buckets, and one big one.
   auto make = [](int r) {
     std::vector<torch::Tensor> t = {
@@ -129,28 +154,17 @@ TEST_CASE("collectives over Gloo: all-reduce, values, broadcast, all-gather", "[
   };
   std::vector<std::vector<torch::Tensor>> reduced(world), broadcast(world), gathered(world);
   std::vector<std::vector<double>> values(world);
-  std::vector<std::string> errors(world);
-  std::vector<std::thread> threads;
-  for (int r = 0; r < world; ++r)
-    threads.emplace_back([&, r] {
-      try {
-        DistributedEnv e;
-        e.rank = r, e.world_size = world, e.local_rank = r, e.master_port = port;
-        Communicator comm(e, torch::kCPU, std::chrono::seconds(30));
-        reduced[r] = make(r);
-        std::vector<std::function<void()>> waits;  // all started before the first is waited on
-        for (const auto& t : reduced[r]) waits.push_back(comm.start_all_reduce(t.view(-1)));
-        for (auto& wait : waits) wait();
-        values[r] = comm.all_reduce_values({1.0 * r, 2.5, -r * 3.0});
-        broadcast[r] = {torch::full({4}, 10.0 * r + 1), torch::full({2, 2}, -1.0 * r)};
-        comm.broadcast_from_rank0(broadcast[r]);
-        gathered[r] = comm.all_gather(torch::full({3}, static_cast<int64_t>(r + 7), torch::kLong));
-        comm.barrier();
-      } catch (const std::exception& ex) {
-        errors[r] = ex.what();
-      }
-    });
-  for (auto& t : threads) t.join();
+  const auto errors = on_two_ranks([&](int r, Communicator& comm) {
+    reduced[r] = make(r);
+    std::vector<std::function<void()>> waits;  // all started before the first is waited on
+    for (const auto& t : reduced[r]) waits.push_back(comm.start_all_reduce(t.view(-1)));
+    for (auto& wait : waits) wait();
+    values[r] = comm.all_reduce_values({1.0 * r, 2.5, -r * 3.0});
+    broadcast[r] = {torch::full({4}, 10.0 * r + 1), torch::full({2, 2}, -1.0 * r)};
+    comm.broadcast_from_rank0(broadcast[r]);
+    gathered[r] = comm.all_gather(torch::full({3}, static_cast<int64_t>(r + 7), torch::kLong));
+    comm.barrier();
+  });
   for (int r = 0; r < world; ++r) {
     INFO("rank " << r);
     REQUIRE(errors[r].empty());
@@ -204,30 +218,18 @@ TEST_CASE("gradients are summed over the ranks in buckets started during backwar
   };
 
   SECTION("both ranks compute two batches; rank 1 never uses u") {
-    const int port = free_port();
     std::vector<std::vector<torch::Tensor>> params(2);
     std::vector<int64_t> buckets(2), early(2);
-    std::vector<std::string> errors(2);
-    std::vector<std::thread> threads;
-    for (int r = 0; r < 2; ++r)
-      threads.emplace_back([&, r] {
-        try {
-          DistributedEnv e;
-          e.rank = r, e.world_size = 2, e.local_rank = r, e.master_port = port;
-          Communicator comm(e, torch::kCPU, std::chrono::seconds(30));
-          params[r] = c.fresh_params();
-          GradReducer reducer(comm, params[r], /*bucket_bytes=*/8);  // one parameter each
-          c.backward(params[r], r, 0);  // accumulates, nothing sent
-          reducer.arm();
-          c.backward(params[r], r, 1);
-          early[r] = reducer.started_in_backward();
-          reducer.finish();
-          buckets[r] = reducer.buckets();
-        } catch (const std::exception& ex) {
-          errors[r] = ex.what();
-        }
-      });
-    for (auto& t : threads) t.join();
+    const auto errors = on_two_ranks([&](int r, Communicator& comm) {
+      params[r] = c.fresh_params();
+      GradReducer reducer(comm, params[r], /*bucket_bytes=*/8);  // one parameter each
+      c.backward(params[r], r, 0);  // accumulates, nothing sent
+      reducer.arm();
+      c.backward(params[r], r, 1);
+      early[r] = reducer.started_in_backward();
+      reducer.finish();
+      buckets[r] = reducer.buckets();
+    });
     for (int r = 0; r < 2; ++r) {
       INFO("rank " << r);
       REQUIRE(errors[r].empty());
@@ -241,30 +243,17 @@ TEST_CASE("gradients are summed over the ranks in buckets started during backwar
   }
 
   SECTION("a rank with no batch in the update sends zeros, and its gradients become the sum") {
-    const int port = free_port();
     std::vector<std::vector<torch::Tensor>> params(2);
-    std::vector<std::string> errors(2);
-    std::vector<std::thread> threads;
-    for (int r = 0; r < 2; ++r)
-      threads.emplace_back([&, r] {
-        try {
-          DistributedEnv e;
-          e.rank = r, e.world_size = 2, e.local_rank = r, e.master_port = port;
-          Communicator comm(e, torch::kCPU, std::chrono::seconds(30));
-          params[r] = c.fresh_params();
-          GradReducer reducer(comm, params[r], 1 << 20);
-          if (r == 0) {
-            for (int b = 0; b < 2; ++b) {
-              if (b == 1) reducer.arm();
-              c.backward(params[r], 0, b);
-            }
-          }
-          reducer.finish();
-        } catch (const std::exception& ex) {
-          errors[r] = ex.what();
-        }
-      });
-    for (auto& t : threads) t.join();
+    const auto errors = on_two_ranks([&](int r, Communicator& comm) {
+      params[r] = c.fresh_params();
+      GradReducer reducer(comm, params[r], 1 << 20);
+      if (r == 0) {
+        c.backward(params[r], 0, 0);
+        reducer.arm();
+        c.backward(params[r], 0, 1);
+      }
+      reducer.finish();
+    });
     auto rank0_only = c.fresh_params();
     for (int b = 0; b < 2; ++b) c.backward(rank0_only, 0, b);
     for (int r = 0; r < 2; ++r) {
