@@ -148,9 +148,12 @@ int bench_train(const Shape& s) {
 
 int bench_decode(const Shape& s, const std::string& mode, int beam, bool cache) {
   auto model = make_model(s);
-  model->to(torch::Device(s.device));
+  const torch::Device device(s.device);
+  model->to(device);
   model->eval();
   torch::NoGradGuard no_grad;
+  const Precision precision = resolve_precision(s.precision, device);  // as `sample` runs it
+  AutocastScope autocast(precision, device);
   auto src = torch::randint(4, s.vocab, {s.batch, s.src_len}, torch::TensorOptions(torch::kLong).device(s.device));
   decode::SearchOptions o;
   o.max_len.assign(s.batch, s.tgt_len);
@@ -166,7 +169,7 @@ int bench_decode(const Shape& s, const std::string& mode, int beam, bool cache) 
   for (const auto& h : run_once()) tokens += h.tokens.size() + 1;
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   std::cout << json{{"impl", "xformer"}, {"mode", mode}, {"beam", mode == "beam" ? beam : 1},
-                    {"cache", cache}, {"sentences", s.batch}, {"seconds", secs},
+                    {"cache", cache}, {"precision", precision_name(precision)}, {"sentences", s.batch}, {"seconds", secs},
                     {"sentences_per_s", s.batch / secs}, {"tokens_per_s", tokens / secs}}
                    .dump()
             << std::endl;

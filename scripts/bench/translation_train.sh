@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Translation training throughput: xformer versus the same model and batch in PyTorch (Python)
 # on the same LibTorch (Debian's python3-torch), measured in the same run, plus xformer's
-# decoding speed (greedy and beam 4, with and without the key/value cache).
+# decoding speed (greedy and beam 4, with and without the key/value cache) against PyTorch
+# decoding with its cache (translation_decode_ref.py).
 #
 # Shape: d_model 256, 4 heads, ffn 1024, 3+3 layers, vocab 8000, batch 64 x 32 tokens,
 # label smoothing 0.1, Adam. Usage: scripts/bench/translation_train.sh [--steps N] [--rounds R]
@@ -40,15 +41,10 @@ x, p = med("xformer"), med("pytorch")
 print(f"training (median of {len(runs)//2} rounds): xformer {x:.0f} tgt tok/s, pytorch {p:.0f} tgt tok/s, ratio {x/p:.2f}x")
 '
 
-echo "decoding (64 sentences, source 32 tokens, 32 output tokens each, untrained model):"
+echo "decoding (64 sentences, source 32 tokens, 32 output tokens each, untrained model; PyTorch with its cache):"
 for mode in greedy beam; do
+  /usr/bin/python3 scripts/bench/translation_decode_ref.py "${shape[@]}" --mode "$mode" --beam 4 2>/dev/null
   for cache in on off; do
     build/xformer_bench decode "${shape[@]}" --mode "$mode" --beam 4 --cache "$cache" 2>/dev/null
   done
-done | /usr/bin/python3 -c '
-import json, sys
-for line in sys.stdin:
-    d = json.loads(line)
-    cache = "on " if d["cache"] else "off"
-    print("  %-6s beam %d cache %s: %6.1f sentences/s" % (d["mode"], d["beam"], cache, d["sentences_per_s"]))
-'
+done | /usr/bin/python3 scripts/bench/decode_table.py

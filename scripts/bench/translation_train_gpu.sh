@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Translation training on a GPU: xformer versus the same model in PyTorch (Python, eager, with
 # scaled_dot_product_attention and fused Adam), both in bf16 autocast, measured in the same run,
-# at the Transformer base and big shapes; plus xformer's decoding speed on the GPU.
+# at the Transformer base and big shapes; plus decoding speed on the GPU against PyTorch's.
 # Prints tokens/s, the ratio, and model FLOP utilisation against the GPU's dense bf16 peak.
 #
 # Usage: scripts/bench/translation_train_gpu.sh [--build DIR] [--steps N] [--peak-tflops P]
@@ -43,8 +43,10 @@ print(f"{name}: xformer {x:.0f} tgt tok/s ({tf:.0f} TFLOP/s, MFU {100*tf/peak:.1
 ' "$peak" "$name"
 done
 
-echo "decoding on the GPU (base shape, 256 sentences, 64 output tokens each, untrained model):"
+echo "decoding on the GPU (base shape, 256 sentences, 64 output tokens each, untrained model, bf16):"
 read -ra shape <<< "${shapes[base]}"
 for mode in greedy beam; do
-  "$build/xformer_bench" decode "${shape[@]}" --device cuda --mode "$mode" --beam 4 2>>"$log"
-done
+  python3 scripts/bench/translation_decode_ref.py "${shape[@]}" --device cuda --amp bf16 --sdpa \
+    --mode "$mode" --beam 4 2>>"$log"
+  "$build/xformer_bench" decode "${shape[@]}" --device cuda --precision bf16 --mode "$mode" --beam 4 2>>"$log"
+done | python3 scripts/bench/decode_table.py
