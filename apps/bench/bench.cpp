@@ -3,7 +3,7 @@
 //
 //   xformer_bench train  [shape options]   training updates through train::Trainer
 //   xformer_bench decode [shape options] --mode greedy|beam --beam K --cache on|off
-//   xformer_bench attention --method plain|skew|naive --length L [--d-model D --heads H]
+//   xformer_bench attention --method plain|skew|naive|local --length L [--d-model D --heads H --device cpu|cuda]
 //   xformer_bench music-sample --length L --cache on|off [shape options]
 //   xformer_bench image-sample --side S --scale F --cache on|off [shape options]
 //   xformer_bench sasa --method kernel|offsets|unfold|conv --side S --kernel K [--d-model C --heads N]
@@ -14,6 +14,13 @@
 
 #include <sys/resource.h>
 #include <unistd.h>
+
+// The caching allocator's statistics give the GPU's peak memory (a CUDA LibTorch, whose
+// include folders have the CUDA runtime's headers).
+#if __has_include(<cuda_runtime_api.h>) && __has_include(<c10/cuda/CUDACachingAllocator.h>)
+#include <c10/cuda/CUDACachingAllocator.h>
+#define XFORMER_BENCH_CUDA_MEMORY 1
+#endif
 
 #include <chrono>
 #include <functional>
@@ -189,19 +196,58 @@ double peak_rss_mb() {
   return u.ru_maxrss / 1024.0;
 }
 
+// Memory that `fn` adds at its peak, in MB: the caching allocator's peak on a GPU, the growth
+// of the peak resident size on the CPU (so run one configuration per process there).
+class PeakMemory {
+ public:
+  explicit PeakMemory(const torch::Device& device) : device_(device) {
+#ifdef XFORMER_BENCH_CUDA_MEMORY
+    if (device_.is_cuda()) {
+      torch::cuda::synchronize();
+      namespace alloc = c10::cuda::CUDACachingAllocator;
+      before_ = alloc::getDeviceStats(device_.index()).allocated_bytes[0].current / 1048576.0;
+      alloc::resetPeakStats(device_.index());
+      return;
+    }
+#endif
+    before_ = rss_mb();
+  }
+  // null where the build cannot tell (a GPU without the CUDA headers).
+  json extra_mb() const {
+    if (device_.is_cuda()) {
+#ifdef XFORMER_BENCH_CUDA_MEMORY
+      namespace alloc = c10::cuda::CUDACachingAllocator;
+      return alloc::getDeviceStats(device_.index()).allocated_bytes[0].peak / 1048576.0 - before_;
+#else
+      return nullptr;
+#endif
+    }
+    return peak_rss_mb() - before_;
+  }
+
+ private:
+  torch::Device device_;
+  double before_ = 0;
+};
+
 // Runs `fn` reps + 1 times (the first warms up) and prints `fields` with the median time and
-// the growth of the peak resident memory; so run one configuration per process.
-int print_timing(int reps, const std::function<void()>& fn, json fields) {
-  const double before = rss_mb();
+// the peak memory it added.
+int print_timing(int reps, const std::function<void()>& fn, json fields,
+                 const torch::Device& device = torch::kCPU) {
+  const torch::Device dev = device_for_local_rank(device, 0);  // CUDA: GPU 0, made current
+  PeakMemory memory(dev);
   std::vector<double> ms;
   for (int i = 0; i < reps + 1; ++i) {
+    if (dev.is_cuda()) torch::cuda::synchronize();
     auto start = std::chrono::steady_clock::now();
     fn();
+    if (dev.is_cuda()) torch::cuda::synchronize();
     if (i > 0) ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
   }
   std::sort(ms.begin(), ms.end());
   fields["impl"] = "xformer";
-  fields["ms"] = ms[ms.size() / 2], fields["peak_extra_mb"] = peak_rss_mb() - before;
+  fields["device"] = dev.str();
+  fields["ms"] = ms[ms.size() / 2], fields["peak_extra_mb"] = memory.extra_mb();
   std::cout << fields.dump() << std::endl;
   return 0;
 }
@@ -211,11 +257,11 @@ int print_timing(int reps, const std::function<void()>& fn, json fields) {
 int time_attention_layer(int64_t L, int64_t D, int64_t H, int reps,
                          const std::function<torch::Tensor(const torch::Tensor&, const torch::Tensor&,
                                                            const torch::Tensor&)>& attend_heads,
-                         json fields) {
+                         json fields, const torch::Device& device = torch::kCPU) {
   const int64_t Dh = D / H;
-  auto x = torch::randn({1, L, D}, torch::requires_grad());
-  auto w_in = (torch::randn({3 * D, D}) * std::pow(D, -0.5)).requires_grad_(true);
-  auto w_out = (torch::randn({D, D}) * std::pow(D, -0.5)).requires_grad_(true);
+  auto x = torch::randn({1, L, D}, torch::TensorOptions(device).requires_grad(true));
+  auto w_in = (torch::randn({3 * D, D}, device) * std::pow(D, -0.5)).requires_grad_(true);
+  auto w_out = (torch::randn({D, D}, device) * std::pow(D, -0.5)).requires_grad_(true);
   auto layer = [&] {
     auto qkv = torch::nn::functional::linear(x, w_in).chunk(3, -1);
     auto heads = [&](const torch::Tensor& t) { return t.view({1, L, H, Dh}).transpose(1, 2); };
@@ -223,7 +269,7 @@ int time_attention_layer(int64_t L, int64_t D, int64_t H, int reps,
     torch::nn::functional::linear(out.transpose(1, 2).reshape({1, L, D}), w_out).sum().backward();
   };
   fields["d_model"] = D, fields["heads"] = H;
-  return print_timing(reps, layer, fields);
+  return print_timing(reps, layer, fields, device);
 }
 
 // One spatial layer of a SASA ResNet, forward + backward on (batch, C, S, S): the SASA layer
@@ -278,7 +324,8 @@ int bench_resnet(const Shape& s, const std::string& spatial, int64_t side, int r
 int bench_attention(const Shape& s, const std::string& method, int64_t length, int reps, int64_t block) {
   const int64_t H = s.heads, Dh = s.d_model / H, L = length;
   const double scale = 1.0 / std::sqrt(static_cast<double>(Dh));
-  auto table = (torch::randn({H, L / 2 + 1, Dh}) * std::pow(Dh, -0.5)).requires_grad_(true);
+  const torch::Device device(s.device);
+  auto table = (torch::randn({H, L / 2 + 1, Dh}, device) * std::pow(Dh, -0.5)).requires_grad_(true);
   nn::AttentionMask causal;
   causal.causal = true;
   auto attend = [&](const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v) {
@@ -289,7 +336,7 @@ int bench_attention(const Shape& s, const std::string& method, int64_t length, i
     return nn::attend(q, k, v, causal, 0.0, true, nullptr, std::move(bias));
   };
   return time_attention_layer(L, s.d_model, H, reps, attend,
-                              {{"method", method}, {"length", L}, {"block", method == "local" ? block : 0}});
+                              {{"method", method}, {"length", L}, {"block", method == "local" ? block : 0}}, device);
 }
 
 // Attention over an image's channel tokens (raster order, S x S pixels x 3 channels, the grid
