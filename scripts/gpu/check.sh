@@ -70,6 +70,10 @@ if has tests; then
   stamp "C++ runtime symbols the test binary binds to LibTorch (expected: none)"
   (cd build-cuda && LD_DEBUG=bindings ./xformer_tests "extends chains merge parent and child" 2>&1 |
      grep -E "xformer_tests \[0\] to .*libtorch.*(St10filesystem|NSt7__cxx11)" | sed 's/.*normal symbol//' | head -10)
+  stamp "SentencePiece: the libraries the tokenizer tests load, and their outcome"
+  (cd build-cuda && LD_DEBUG=libs timeout 60 ./xformer_tests "[tokenizer]" > "$OUT/tokenizer_libs.log" 2>&1;
+     echo "exit $?"; grep -E "calling init: .*(sentencepiece|protobuf|spm)" "$OUT/tokenizer_libs.log" | sort -u | head;
+     grep -E "FAILED|passed|failed|CHECK" "$OUT/tokenizer_libs.log" | head -10)
 fi
 
 if has bench; then
