@@ -186,6 +186,20 @@ std::vector<double> Communicator::all_reduce_values(const std::vector<double>& v
   return std::vector<double>(t.data_ptr<double>(), t.data_ptr<double>() + t.numel());
 }
 
+void Communicator::average(const std::vector<at::Tensor>& tensors) {
+  try {
+    std::vector<c10::intrusive_ptr<c10d::Work>> works;  // all started before the first is awaited
+    for (const auto& t : tensors) {
+      std::vector<at::Tensor> io{t};
+      works.push_back(impl_->group->allreduce(io));
+    }
+    for (auto& w : works) w->wait();
+  } catch (const std::exception& e) {
+    fail("all-reduce of buffers", e);
+  }
+  for (const auto& t : tensors) t.div_(env_.world_size);
+}
+
 void Communicator::broadcast_from_rank0(const std::vector<at::Tensor>& tensors) {
   try {
     for (const auto& t : tensors) {
@@ -243,6 +257,7 @@ Communicator::~Communicator() = default;
 void Communicator::fail(const std::string& operation, const std::exception& e) const { throw e; }
 std::function<void()> Communicator::start_all_reduce(const at::Tensor&) { return [] {}; }
 std::vector<double> Communicator::all_reduce_values(const std::vector<double>& v) { return v; }
+void Communicator::average(const std::vector<at::Tensor>&) {}
 void Communicator::broadcast_from_rank0(const std::vector<at::Tensor>&) {}
 std::string Communicator::broadcast_text(const std::string& text) { return text; }
 std::vector<at::Tensor> Communicator::all_gather(const at::Tensor& t) { return {t}; }

@@ -49,6 +49,8 @@ class Communicator {
   std::function<void()> start_all_reduce(const at::Tensor& flat);
   // Sums a few numbers over the ranks (losses, counts, flags).
   std::vector<double> all_reduce_values(const std::vector<double>& values);
+  // Replaces each tensor by its mean over the ranks, in place (floating point tensors).
+  void average(const std::vector<at::Tensor>& tensors);
   // Copies rank 0's tensors to every rank, in place (parameters at the start).
   void broadcast_from_rank0(const std::vector<at::Tensor>& tensors);
   // Rank 0's `text` on every rank (the argument is ignored elsewhere).

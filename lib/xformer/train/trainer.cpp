@@ -97,7 +97,21 @@ json Trainer::meta() const {
   return m;
 }
 
+void Trainer::average_running_stats() {
+  if (!options_.comm) return;
+  std::vector<torch::Tensor> stats;
+  for (const auto& b : model_->named_buffers()) {
+    const auto& name = b.key();
+    const auto ends_with = [&](const std::string& tail) {
+      return name.size() >= tail.size() && name.compare(name.size() - tail.size(), tail.size(), tail) == 0;
+    };
+    if (ends_with("running_mean") || ends_with("running_var")) stats.push_back(b.value());
+  }
+  if (!stats.empty()) options_.comm->average(stats);
+}
+
 void Trainer::save() {
+  average_running_stats();
   std::vector<torch::Tensor> rng_states;  // every rank's, gathered on every rank
   if (options_.comm) rng_states = options_.comm->all_gather(at::detail::getDefaultCPUGenerator().get_state());
   if (!main_rank()) return;
@@ -296,6 +310,7 @@ bool Trainer::evaluate_valid() {
 }
 
 void Trainer::evaluate_and_track() {
+  average_running_stats();
   // Rank 0 evaluates while the others wait in the all-reduce that tells them whether to stop.
   const bool improved = main_rank() && evaluate_valid();
   if (options_.comm) stop_early_ = options_.comm->all_reduce_values({stop_early_ ? 1.0 : 0.0})[0] > 0;

@@ -52,6 +52,10 @@ class Trainer {
   bool main_rank() const { return !options_.comm || options_.comm->rank() == 0; }
   int world_size() const { return options_.comm ? options_.comm->world_size() : 1; }
   void seed_rank_stream();  // ranks other than 0: a dropout stream of their own
+  // Several ranks: batch-norm running statistics, which each rank gathers from its own batches,
+  // become their mean over the ranks (before every evaluation and checkpoint), so that what is
+  // evaluated and saved reflects every batch, and a resumed run finds all ranks alike.
+  void average_running_stats();
   void save();  // step checkpoint + last.pt, pruned to keep_last
   void restore();
   json meta() const;

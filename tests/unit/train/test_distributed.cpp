@@ -138,7 +138,7 @@ std::vector<std::string> on_two_ranks(const std::function<void(int, Communicator
 
 }  // namespace
 
-TEST_CASE("collectives over Gloo: all-reduce, values, broadcast, all-gather", "[distributed]") {
+TEST_CASE("collectives over Gloo: all-reduce, values, average, broadcast, all-gather", "[distributed]") {
   if (!distributed_available()) {
     WARN("this build has no c10d Gloo: skipped");
     return;
@@ -152,7 +152,7 @@ TEST_CASE("collectives over Gloo: all-reduce, values, broadcast, all-gather", "[
         torch::arange(7, torch::kDouble).neg() * r};
     return t;
   };
-  std::vector<std::vector<torch::Tensor>> reduced(world), broadcast(world), gathered(world);
+  std::vector<std::vector<torch::Tensor>> reduced(world), averaged(world), broadcast(world), gathered(world);
   std::vector<std::vector<double>> values(world);
   const auto errors = on_two_ranks([&](int r, Communicator& comm) {
     reduced[r] = make(r);
@@ -160,6 +160,8 @@ TEST_CASE("collectives over Gloo: all-reduce, values, broadcast, all-gather", "[
     for (const auto& t : reduced[r]) waits.push_back(comm.start_all_reduce(t.view(-1)));
     for (auto& wait : waits) wait();
     values[r] = comm.all_reduce_values({1.0 * r, 2.5, -r * 3.0});
+    averaged[r] = {torch::full({3}, 1.0 + 2 * r), torch::full({2, 2}, -4.0 * r, torch::kDouble)};
+    comm.average(averaged[r]);
     broadcast[r] = {torch::full({4}, 10.0 * r + 1), torch::full({2, 2}, -1.0 * r)};
     comm.broadcast_from_rank0(broadcast[r]);
     gathered[r] = comm.all_gather(torch::full({3}, static_cast<int64_t>(r + 7), torch::kLong));
@@ -171,6 +173,8 @@ TEST_CASE("collectives over Gloo: all-reduce, values, broadcast, all-gather", "[
     auto a = make(0), b = make(1);
     for (size_t i = 0; i < a.size(); ++i) CHECK(torch::equal(reduced[r][i], a[i] + b[i]));
     CHECK(values[r] == std::vector<double>{1.0, 5.0, -3.0});
+    CHECK(torch::equal(averaged[r][0], torch::full({3}, 2.0)));
+    CHECK(torch::equal(averaged[r][1], torch::full({2, 2}, -2.0, torch::kDouble)));
     CHECK(torch::equal(broadcast[r][0], torch::full({4}, 1.0)));
     CHECK(torch::equal(broadcast[r][1], torch::full({2, 2}, -0.0)));
     REQUIRE(gathered[r].size() == 2);
