@@ -10,6 +10,10 @@
 
 namespace xformer::train {
 
+namespace {
+constexpr int64_t kFirstBucketBytes = 1 << 20;
+}  // namespace
+
 GradReducer::GradReducer(Communicator& comm, const std::vector<torch::Tensor>& params, int64_t bucket_bytes)
     : comm_(comm) {
   bucket_bytes = std::max<int64_t>(bucket_bytes, 1);
@@ -31,7 +35,8 @@ GradReducer::GradReducer(Communicator& comm, const std::vector<torch::Tensor>& p
     placed.emplace_back(p, index);
     int64_t bytes = 0;
     for (const auto& q : b.params) bytes += q.numel() * static_cast<int64_t>(q.element_size());
-    if (bytes >= bucket_bytes) open.erase(found);
+    // The first bucket is small (as in DDP) so that sending starts early in backward.
+    if (bytes >= (index == 0 ? std::min<int64_t>(bucket_bytes, kFirstBucketBytes) : bucket_bytes)) open.erase(found);
   }
   for (auto& b : buckets_) {
     int64_t n = 0;

@@ -1,6 +1,6 @@
 // Sums gradients over the ranks while backward is still running. Parameters are grouped into
-// buckets of about `bucket_bytes` (one dtype and device each) in reverse order, roughly the order
-// in which backward produces their gradients; a hook on each parameter's gradient accumulator
+// buckets of about `bucket_bytes` (the first one at most 1 MB; one dtype and device each) in
+// reverse order, roughly the order in which backward produces their gradients; a hook on each parameter's gradient accumulator
 // counts the bucket's arrivals, and a full bucket is flattened into its buffer and its all-reduce
 // started at once, so communication overlaps the rest of backward (as PyTorch's DDP does).
 //

@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <exception>
 #include <filesystem>
 #include <iomanip>
 #include <sstream>
@@ -315,9 +316,26 @@ bool Trainer::evaluate_valid() {
 void Trainer::evaluate_and_track() {
   average_running_stats();
   // Rank 0 evaluates while the others wait in the all-reduce that tells them whether to stop.
-  const bool improved = main_rank() && evaluate_valid();
-  if (options_.comm) stop_early_ = options_.comm->all_reduce_values({stop_early_ ? 1.0 : 0.0})[0] > 0;
+  // A config mistake that only the evaluation reveals (best_metric) stops the job after the
+  // checkpoint: the training before it is not lost.
+  bool improved = false, config_error = false;
+  std::exception_ptr error;
+  if (main_rank()) {
+    try {
+      improved = evaluate_valid();
+    } catch (const Error& e) {
+      if (e.exit_code() != kExitUsage) throw;
+      error = std::current_exception();
+      config_error = true;
+    }
+  }
+  if (options_.comm) {
+    const auto v = options_.comm->all_reduce_values({stop_early_ ? 1.0 : 0.0, config_error ? 1.0 : 0.0});
+    stop_early_ = v[0] > 0, config_error = v[1] > 0;
+  }
   save();
+  if (error) std::rethrow_exception(error);
+  if (config_error) throw ConfigError("config error: rank 0's evaluation stopped the job (see its log)");
   if (improved) {
     const fs::path dir = fs::path(options_.run_dir) / "checkpoints";
     replace_with_link((dir / "last.pt").string(), (dir / "best.pt").string());

@@ -171,11 +171,12 @@ TEST_CASE("early stopping after patience evaluations without improvement", "[tra
   CHECK(train_losses(tmp.str()).size() == 8);  // one more evaluation at 8, then stop
 }
 
-TEST_CASE("an unknown best_metric is a config error", "[train]") {
+TEST_CASE("an unknown best_metric is a config error, after the checkpoint is saved", "[train]") {
   TempDir tmp("trainer_metric");
   train::prepare_run_dir(tmp.str(), false, false);
   FakeTask task;
-  auto config = fake_config(R"({"train": {"best_metric": "bleu"}})");
+  // Only the final evaluation, at step 6: the updates before it must not be lost.
+  auto config = fake_config(R"({"train": {"best_metric": "bleu", "max_steps": 6, "eval_every": 0, "save_every": 0}})");
   train::Trainer trainer(config, task, {tmp.str(), false});
   try {
     trainer.run();
@@ -184,4 +185,6 @@ TEST_CASE("an unknown best_metric is a config error", "[train]") {
     CHECK(e.exit_code() == 2);
     CHECK(std::string(e.what()).find("'bleu' is not reported") != std::string::npos);
   }
+  CHECK(std::filesystem::exists(tmp.path() / "checkpoints" / "step_00000006.pt"));
+  CHECK(!std::filesystem::exists(tmp.path() / "checkpoints" / "best.pt"));
 }
