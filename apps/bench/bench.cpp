@@ -15,11 +15,10 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
-// The caching allocator's statistics give the GPU's peak memory (a CUDA LibTorch, whose
-// include folders have the CUDA runtime's headers).
-#if __has_include(<cuda_runtime_api.h>) && __has_include(<c10/cuda/CUDACachingAllocator.h>)
+#include "xformer_build_config.h"  // XFORMER_HAVE_CUDA
+// The caching allocator's statistics give the GPU's peak memory (a LibTorch with CUDA).
+#if XFORMER_HAVE_CUDA
 #include <c10/cuda/CUDACachingAllocator.h>
-#define XFORMER_BENCH_CUDA_MEMORY 1
 #endif
 
 #include <chrono>
@@ -201,7 +200,7 @@ double peak_rss_mb() {
 class PeakMemory {
  public:
   explicit PeakMemory(const torch::Device& device) : device_(device) {
-#ifdef XFORMER_BENCH_CUDA_MEMORY
+#if XFORMER_HAVE_CUDA
     if (device_.is_cuda()) {
       torch::cuda::synchronize();
       namespace alloc = c10::cuda::CUDACachingAllocator;
@@ -212,10 +211,10 @@ class PeakMemory {
 #endif
     before_ = rss_mb();
   }
-  // null where the build cannot tell (a GPU without the CUDA headers).
+  // null: a CUDA device in a build without CUDA (cannot happen with a LibTorch that runs one).
   json extra_mb() const {
     if (device_.is_cuda()) {
-#ifdef XFORMER_BENCH_CUDA_MEMORY
+#if XFORMER_HAVE_CUDA
       namespace alloc = c10::cuda::CUDACachingAllocator;
       return alloc::getDeviceStats(device_.index()).allocated_bytes[0].peak / 1048576.0 - before_;
 #else

@@ -29,8 +29,8 @@ ref = {(r["method"], r["length"]): r for r in rows if r["impl"] == "pytorch"}
 print("%6s %8s %7s %9s %10s %s" % ("L", "impl", "method", "ms", "peak MB", "xformer vs pytorch"))
 for r in rows:
     p = ref.get((r["method"], r["length"]))
-    vs = ""
+    vs, mb = "", r["peak_extra_mb"]
     if r["impl"] == "xformer" and p:
-        vs = "%.2fx speed, %.2fx memory" % (p["ms"] / r["ms"], (r["peak_extra_mb"] or 0) / p["peak_extra_mb"])
-    print("%6d %8s %7s %9.2f %10.1f %s" % (r["length"], r["impl"], r["method"], r["ms"], r["peak_extra_mb"] or -1, vs))
+        vs = "%.2fx speed, %s memory" % (p["ms"] / r["ms"], "n/a" if mb is None else "%.2fx" % (mb / p["peak_extra_mb"]))
+    print("%6d %8s %7s %9.2f %10s %s" % (r["length"], r["impl"], r["method"], r["ms"], "n/a" if mb is None else "%.1f" % mb, vs))
 '

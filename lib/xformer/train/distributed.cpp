@@ -3,7 +3,10 @@
 #include <torch/torch.h>
 #include <torch/version.h>
 
+#include <unistd.h>
+
 #include <cstdlib>
+#include <set>
 
 #include "xformer/core/error.h"
 #include "xformer_build_config.h"  // XFORMER_HAVE_GLOO, XFORMER_HAVE_NCCL (CMake's findings)
@@ -82,6 +85,43 @@ bool distributed_available() { return XFORMER_HAVE_GLOO != 0; }
 
 #if XFORMER_HAVE_GLOO
 
+namespace {
+
+// Where this rank computes: "cpu", or its host and physical GPU (CUDA_VISIBLE_DEVICES maps the
+// index the process sees to the machine's; its entries may be ordinals or UUIDs).
+[[maybe_unused]] std::string placement(const c10::Device& device) {
+  if (!device.is_cuda()) return "cpu";
+  const int index = device.has_index() ? device.index() : 0;
+  std::string gpu = std::to_string(index);
+  if (const char* visible = env("CUDA_VISIBLE_DEVICES")) {
+    std::vector<std::string> entries(1);
+    for (const char* c = visible; *c; ++c) {
+      if (*c == ',') entries.emplace_back();
+      else entries.back().push_back(*c);
+    }
+    if (index < static_cast<int>(entries.size())) gpu = entries[index];
+  }
+  char host[256] = {0};
+  gethostname(host, sizeof(host) - 1);
+  return std::string(host) + "/gpu " + gpu;
+}
+
+// Every rank publishes its placement in the store and reads all of them, so that every rank
+// reaches the same answer: whether all ranks are CUDA ranks, each on a GPU no other rank uses.
+[[maybe_unused]] bool gpus_of_their_own(c10d::Store& store, const DistributedEnv& env, const c10::Device& device) {
+  const std::string mine = placement(device);
+  store.set("xformer/placement/" + std::to_string(env.rank), std::vector<uint8_t>(mine.begin(), mine.end()));
+  std::set<std::string> seen;
+  for (int r = 0; r < env.world_size; ++r) {
+    const auto value = store.get("xformer/placement/" + std::to_string(r));
+    const std::string where(value.begin(), value.end());
+    if (where == "cpu" || !seen.insert(where).second) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
 // c10d's process groups derive from Backend in LibTorch 2.x, from ProcessGroup in 1.13; both
 // have the same collective calls.
 #if TORCH_VERSION_MAJOR >= 2
@@ -120,8 +160,8 @@ Communicator::Communicator(const DistributedEnv& env_in, const c10::Device& devi
   }
   try {
 #if XFORMER_HAVE_NCCL
-    // NCCL needs a GPU of its own for each rank of a machine; ranks sharing one use Gloo.
-    if (device.is_cuda() && env_.local_world_size <= static_cast<int>(torch::cuda::device_count())) {
+    // NCCL needs every rank on a GPU of its own (it refuses two ranks on one); otherwise Gloo.
+    if (gpus_of_their_own(*impl_->store, env_, device)) {
       auto o = c10d::ProcessGroupNCCL::Options::create();
       o->timeout = timeout;
       impl_->group = c10::make_intrusive<c10d::ProcessGroupNCCL>(impl_->store, env_.rank, env_.world_size, o);
@@ -238,7 +278,9 @@ std::vector<at::Tensor> Communicator::all_gather(const at::Tensor& tensor) {
 
 void Communicator::barrier() {
   try {
-    impl_->group->barrier()->wait();
+    c10d::BarrierOptions o;  // NCCL: this rank's GPU (it would otherwise guess from the rank)
+    if (backend_ == "nccl") o.device_ids = {impl_->device.index()};
+    impl_->group->barrier(o)->wait();
   } catch (const std::exception& e) {
     fail("barrier", e);
   }

@@ -77,8 +77,10 @@ void GradReducer::on_gradient(size_t bucket) {
 }
 
 void GradReducer::start_ready_in_order() {
-  while (next_ < buckets_.size() && buckets_[next_].arrived == static_cast<int64_t>(buckets_[next_].params.size()))
-    start(buckets_[next_++]);
+  while (next_ < buckets_.size() && buckets_[next_].arrived == static_cast<int64_t>(buckets_[next_].params.size())) {
+    start(buckets_[next_]);
+    ++next_;  // only once started: a failed start leaves the bucket to launch_rest()
+  }
 }
 
 void GradReducer::start(Bucket& b) {
@@ -95,7 +97,7 @@ void GradReducer::start(Bucket& b) {
 
 void GradReducer::launch_rest() {
   std::lock_guard<std::mutex> lock(mutex_);
-  while (next_ < buckets_.size()) start(buckets_[next_++]);
+  for (; next_ < buckets_.size(); ++next_) start(buckets_[next_]);
 }
 
 void GradReducer::finish() {
