@@ -273,7 +273,7 @@ TEST_CASE("a one-rank communicator on the GPU: collectives leave the values as t
   train::GradReducer reducer(comm, {w}, 1 << 20);
   reducer.arm();
   torch::tanh(w).sum().backward();
-  CHECK(reducer.started_in_backward() == 1);
+  CHECK(reducer.first_send_after() == 1);
   reducer.finish();
   CHECK(diff(w.grad(), 1 - torch::tanh(w.detach()).pow(2)) < 1e-6);
   CHECK(comm.all_reduce_values({1.5, -2}) == std::vector<double>{1.5, -2});

@@ -1,13 +1,15 @@
-// Sums gradients over the ranks while backward is still running. Parameters are grouped into
-// buckets of about `bucket_bytes` (the first one at most 1 MB; one dtype and device each) in
-// reverse order, roughly the order in which backward produces their gradients; a hook on each parameter's gradient accumulator
-// counts the bucket's arrivals, and a full bucket is flattened into its buffer and its all-reduce
-// started at once, so communication overlaps the rest of backward (as PyTorch's DDP does).
+// Sums gradients over the ranks while backward is still running (as PyTorch's DDP does).
+// Parameters are grouped into buckets of about `bucket_bytes` (the first one at most 1 MB; one
+// dtype and device each); a hook on each parameter's gradient accumulator counts the bucket's
+// arrivals, and a full bucket is flattened into its buffer and its all-reduce started at once,
+// so communication overlaps the rest of backward.
 //
-// Buckets always start in index order, so every rank issues the same collectives in the same
-// order whatever order its gradients arrive in. A bucket that backward did not fill (a parameter
-// this rank's batch did not use, or a rank that had no batch in the update) starts in
-// launch_rest(), with zeros for missing gradients.
+// Buckets start in index order, so that every rank issues the same collectives in the same order
+// whatever order its gradients arrive in. The first buckets are built from the parameters in
+// reverse order (roughly the order backward reaches them); after the first update they are
+// rebuilt, alike on every rank, in the order rank 0's gradients actually arrived. A bucket that
+// backward did not fill (a parameter this rank's batches did not use, or a rank that had no batch
+// in the update) starts in launch_rest(), with zeros for missing gradients.
 //
 // Per update:   arm() before this rank's last backward of the update (earlier ones accumulate),
 //               backward(), launch_rest(), [other collectives], finish().
@@ -35,32 +37,40 @@ class GradReducer {
   // Starts, in order, every bucket not started yet.
   void launch_rest();
   // Waits for every bucket and writes the sums into the parameters' gradients (created where a
-  // parameter had none). Disarms.
+  // parameter had none). Disarms. After the first update: rebuilds the buckets (a collective).
   void finish();
 
   int64_t buckets() const { return static_cast<int64_t>(buckets_.size()); }
-  // Buckets of the last update started by the hooks, before backward returned.
-  int64_t started_in_backward() const { return started_in_backward_; }
+  int64_t parameters() const { return static_cast<int64_t>(params_.size()); }
+  // How many gradients had arrived in the last armed backward when its first bucket was sent:
+  // few when sending overlaps backward, all of them when it waited for the end.
+  int64_t first_send_after() const { return first_send_after_; }
 
  private:
   struct Bucket {
-    std::vector<torch::Tensor> params;
-    torch::Tensor flat;                 // (sum of numels), the bucket's wire buffer
-    int64_t arrived = 0;                // gradients accumulated in the armed backward
-    std::function<void()> wait;         // set once started
+    std::vector<size_t> members;  // indices into params_
+    torch::Tensor flat;           // (sum of numels), the bucket's wire buffer
+    int64_t arrived = 0;          // gradients accumulated in the armed backward
+    std::function<void()> wait;   // set once started
   };
-  void on_gradient(size_t bucket);      // hook body
+  void build_buckets(const std::vector<size_t>& order);
+  void adopt_rank0_arrival_order();
+  void on_gradient(size_t param);  // hook body
   void start(Bucket& b);
   void start_ready_in_order();
 
   Communicator& comm_;
+  int64_t bucket_bytes_;
+  std::vector<torch::Tensor> params_;
+  std::vector<size_t> bucket_of_;  // params_ index -> bucket
   std::vector<Bucket> buckets_;
   std::vector<std::shared_ptr<torch::autograd::Node>> accumulators_;  // keep them (and hooks) alive
   std::vector<uintptr_t> hook_keys_;
-  std::mutex mutex_;                    // hooks may run on autograd's device threads
-  bool armed_ = false;
-  size_t next_ = 0;                     // first bucket not started
-  int64_t started_in_backward_ = 0;
+  std::mutex mutex_;               // hooks may run on autograd's device threads
+  bool armed_ = false, rebuilt_ = false;
+  size_t next_ = 0;                // first bucket not started
+  int64_t arrived_ = 0, first_send_after_ = 0;
+  std::vector<size_t> arrivals_;   // parameters in arrival order, until the buckets are rebuilt
 };
 
 }  // namespace xformer::train

@@ -225,9 +225,10 @@ bool Trainer::update(UpdateStats& stats) {
     loss_sum = v[0], sample_size = v[1], tokens = v[2], items = v[3], interrupted_ = v[4] > 0;
     for (size_t k = 0; k < sum_keys_.size(); ++k) sums[sum_keys_[k]] = v[5 + k];
     reducer_->finish();
-    if (step_ == 0)
-      spdlog::info("gradients: {} buckets of up to {} MB, {} sent while backward ran", reducer_->buckets(),
-                   config_.at("train").at("dist_bucket_mb").get<double>(), reducer_->started_in_backward());
+    if (step_ == 1)  // the buckets as rebuilt after the first update
+      spdlog::info("gradients: {} buckets of up to {} MB; the first was sent after {} of {} gradients",
+                   reducer_->buckets(), config_.at("train").at("dist_bucket_mb").get<double>(),
+                   reducer_->first_send_after(), reducer_->parameters());
   }
   if (!std::isfinite(loss_sum)) {
     skip_nonfinite("loss", loss_sum);

@@ -185,10 +185,11 @@ TEST_CASE("collectives over Gloo: all-reduce, values, average, broadcast, all-ga
 
 namespace {
 
-// Two ranks' parameters and batches for the GradReducer test: w1 (8, 6), w2 (4, 8), and u (3),
-// which only rank 0's loss uses; two batches (4, 6) per rank.
+// Two ranks' parameters and batches for the GradReducer test: a chain x -> (x * u) w1^T -> tanh
+// -> w2^T, so backward reaches w2, then w1, then u; rank 1's batches skip u (it never uses it).
+// u (6), w1 (8, 6), w2 (4, 8); two batches (4, 6) per rank.
 struct ReducerCase {
-  std::vector<torch::Tensor> init = {torch::randn({8, 6}), torch::randn({4, 8}), torch::randn({3})};
+  std::vector<torch::Tensor> init = {torch::randn({6}), torch::randn({8, 6}), torch::randn({4, 8})};
   std::vector<std::vector<torch::Tensor>> batches = {{torch::randn({4, 6}), torch::randn({4, 6})},
                                                      {torch::randn({4, 6}), torch::randn({4, 6})}};
   std::vector<torch::Tensor> fresh_params() const {
@@ -197,15 +198,14 @@ struct ReducerCase {
     return p;
   }
   void backward(const std::vector<torch::Tensor>& p, int rank, int batch) const {
-    auto loss = torch::tanh(batches[rank][batch].matmul(p[0].t())).matmul(p[1].t()).pow(2).sum();
-    if (rank == 0) loss = loss + p[2].pow(2).sum() * (batch + 1);
-    loss.backward();
+    auto x = rank == 0 ? batches[rank][batch] * p[0] : batches[rank][batch];
+    torch::tanh(x.matmul(p[1].t())).matmul(p[2].t()).pow(2).sum().backward();
   }
 };
 
 }  // namespace
 
-TEST_CASE("gradients are summed over the ranks in buckets started during backward", "[distributed]") {
+TEST_CASE("gradients are summed over the ranks in buckets sent during backward", "[distributed]") {
   if (!distributed_available()) return;
   torch::manual_seed(3);
   const ReducerCase c;
@@ -221,29 +221,36 @@ TEST_CASE("gradients are summed over the ranks in buckets started during backwar
     }
   };
 
-  SECTION("both ranks compute two batches; rank 1 never uses u") {
+  SECTION("two updates of two batches per rank; rank 1 never uses u; buckets follow the arrivals") {
     std::vector<std::vector<torch::Tensor>> params(2);
-    std::vector<int64_t> buckets(2), early(2);
+    std::vector<int64_t> buckets(2);
+    std::vector<std::vector<int64_t>> first_send(2);
     const auto errors = on_two_ranks([&](int r, Communicator& comm) {
       params[r] = c.fresh_params();
-      GradReducer reducer(comm, params[r], /*bucket_bytes=*/8);  // one parameter each
-      c.backward(params[r], r, 0);  // accumulates, nothing sent
-      reducer.arm();
-      c.backward(params[r], r, 1);
-      early[r] = reducer.started_in_backward();
-      reducer.finish();
+      // Given first-to-last as w2, w1, u, the first buckets (last parameter first) are u, w1, w2:
+      // u's gradient arrives last (and never on rank 1), so the first update sends nothing early.
+      GradReducer reducer(comm, {params[r][2], params[r][1], params[r][0]}, /*bucket_bytes=*/8);
+      for (int update = 0; update < 2; ++update) {
+        for (auto& p : params[r]) p.mutable_grad() = torch::Tensor();
+        c.backward(params[r], r, 0);  // accumulates, nothing sent
+        reducer.arm();
+        c.backward(params[r], r, 1);
+        reducer.finish();
+        first_send[r].push_back(reducer.first_send_after());
+      }
       buckets[r] = reducer.buckets();
     });
     for (int r = 0; r < 2; ++r) {
       INFO("rank " << r);
       REQUIRE(errors[r].empty());
       check(params[r], expected);
-      CHECK(buckets[r] == 3);  // u, w2, w1: last parameter first
+      CHECK(buckets[r] == 3);  // one parameter each
     }
-    // Rank 0 sent every bucket before backward returned; on rank 1 the bucket of the unused u
-    // never filled, and buckets start in order, so all of them waited for finish().
-    CHECK(early[0] == 3);
-    CHECK(early[1] == 0);
+    // Update 1: rank 0 sends when its last gradient (u) arrives; rank 1 only after backward,
+    // with 2 of 3 gradients. Then the buckets follow rank 0's arrivals (w2, w1, u): both ranks
+    // send w2's bucket as soon as it arrives.
+    CHECK(first_send[0] == std::vector<int64_t>{3, 1});
+    CHECK(first_send[1] == std::vector<int64_t>{2, 1});
   }
 
   SECTION("a rank with no batch in the update sends zeros, and its gradients become the sum") {
