@@ -54,6 +54,7 @@ void print_config_doc() {
         for (const auto& x : k.choices) c += (c.empty() ? "" : ", ") + x;
         doc += " One of: " + c + ".";
       }
+      if (k.minimum.is_number()) doc += " At least " + k.minimum.dump() + ".";
       std::cout << "| `" << k.path << "` | " << key_type_name(k.type) << " | `"
                 << k.default_value.dump() << "` | " << doc << " |\n";
     }

@@ -254,7 +254,7 @@ TEST_CASE("SASA attention and a SASA ResNet on CUDA match the CPU", "[cuda]") {
   CHECK(diff(net(images), net_gpu(images.to(kCuda))) < 1e-4);
 }
 
-TEST_CASE("a one-rank communicator on the GPU: collectives leave the values as they are", "[cuda][distributed]") {
+TEST_CASE("CUDA: a one-rank communicator on the GPU leaves values as they are, its reducer too", "[cuda][distributed]") {
   if (!have_cuda() || !train::distributed_available()) return;
   train::DistributedEnv env;
   env.master_port = xformer::testing::free_port();
@@ -284,7 +284,7 @@ TEST_CASE("a one-rank communicator on the GPU: collectives leave the values as t
   comm.barrier();
 }
 
-TEST_CASE("two ranks sharing one GPU train as one process", "[cuda][cli][distributed]") {
+TEST_CASE("CUDA: two ranks sharing one GPU train as one process", "[cuda][cli][distributed]") {
   if (!have_cuda() || !train::distributed_available()) return;
   using namespace xformer::testing;
   TempDir tmp("cuda_dist");

@@ -18,6 +18,12 @@ Schema& Schema::add(const std::string& path, KeyType type, json default_value, s
   return *this;
 }
 
+Schema& Schema::at_least(json least) {
+  if (keys_.empty() || !least.is_number()) throw std::logic_error("at_least() needs a number, after add()");
+  keys_.back().minimum = std::move(least);
+  return *this;
+}
+
 const KeyDef* Schema::find(const std::string& path) const {
   for (const auto& k : keys_)
     if (k.path == path) return &k;
@@ -189,6 +195,13 @@ json resolve_config(const RawConfig& raw, const Schema& schema) {
       for (const auto& c : def->choices) allowed += (allowed.empty() ? "" : "|") + c;
       throw ConfigError("config error: '" + path + "' in " + origin_of(raw, path) +
                         " must be one of " + allowed + ", got " + v.dump());
+    }
+    if (def->minimum.is_number()) {
+      const double least = def->minimum.get<double>();
+      for (const auto& x : v.is_array() ? v : json::array({v}))
+        if (x.is_number() && x.get<double>() < least)
+          throw ConfigError("config error: '" + path + "' in " + origin_of(raw, path) + " must be at least " +
+                            def->minimum.dump() + ", got " + v.dump());
     }
   }
   json resolved = json::object();

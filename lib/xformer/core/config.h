@@ -24,12 +24,16 @@ struct KeyDef {
   json default_value;  // null = no default (optional, or required when `required`)
   std::string doc;
   std::vector<std::string> choices;  // allowed values of a String key; empty = any
+  json minimum;  // a number: the least value of a numeric key (each element of a list); null = any
 };
 
 class Schema {
  public:
   Schema& add(const std::string& path, KeyType type, json default_value, std::string doc,
               std::vector<std::string> choices = {});
+  // The key added last must be at least `least` (numbers, and each number of a list):
+  //   s.add("train.log_every", KeyType::Int, 50, "...").at_least(1);
+  Schema& at_least(json least);
   const KeyDef* find(const std::string& path) const;
   const std::vector<KeyDef>& keys() const { return keys_; }
   std::vector<std::string> paths() const;

@@ -63,34 +63,35 @@ void declare_trainer_keys(Schema& s) {
   s.add("model.arch", KeyType::String, "transformer", "Model architecture (see `xformer info`).");
 
   s.add("optim.name", KeyType::String, "adam", "Optimizer.", {"adam", "adamw"});
-  s.add("optim.lr", KeyType::Float, 5e-4, "Peak learning rate (reached at the end of warmup).");
-  s.add("optim.betas", KeyType::FloatList, json::array({0.9, 0.98}), "Adam beta1, beta2.");
-  s.add("optim.eps", KeyType::Float, 1e-9, "Adam epsilon.");
+  s.add("optim.lr", KeyType::Float, 5e-4, "Peak learning rate (reached at the end of warmup).").at_least(0);
+  s.add("optim.betas", KeyType::FloatList, json::array({0.9, 0.98}), "Adam beta1, beta2.").at_least(0);
+  s.add("optim.eps", KeyType::Float, 1e-9, "Adam epsilon.").at_least(0);
   s.add("optim.weight_decay", KeyType::Float, 0.0,
-        "Weight decay (L2 for adam, decoupled for adamw).");
-  s.add("optim.clip_norm", KeyType::Float, 0.0, "Clip gradients to this global L2 norm; 0 = off.");
+        "Weight decay (L2 for adam, decoupled for adamw).").at_least(0);
+  s.add("optim.clip_norm", KeyType::Float, 0.0, "Clip gradients to this global L2 norm; 0 = off.")
+      .at_least(0);
   s.add("optim.schedule", KeyType::String, "inverse_sqrt", "Learning-rate schedule.",
         {"inverse_sqrt", "cosine", "constant"});
-  s.add("optim.warmup_steps", KeyType::Int, 4000, "Linear warmup from warmup_init_lr to lr.");
-  s.add("optim.warmup_init_lr", KeyType::Float, 0.0, "Learning rate at step 0 of the warmup.");
-  s.add("optim.min_lr", KeyType::Float, 0.0, "Final learning rate of the cosine schedule.");
+  s.add("optim.warmup_steps", KeyType::Int, 4000, "Linear warmup from warmup_init_lr to lr.").at_least(0);
+  s.add("optim.warmup_init_lr", KeyType::Float, 0.0, "Learning rate at step 0 of the warmup.").at_least(0);
+  s.add("optim.min_lr", KeyType::Float, 0.0, "Final learning rate of the cosine schedule.").at_least(0);
 
-  s.add("train.max_steps", KeyType::Int, 0, "Stop after this many updates; 0 = no limit.");
-  s.add("train.max_epochs", KeyType::Int, 0, "Stop after this many epochs; 0 = no limit.");
+  s.add("train.max_steps", KeyType::Int, 0, "Stop after this many updates; 0 = no limit.").at_least(0);
+  s.add("train.max_epochs", KeyType::Int, 0, "Stop after this many epochs; 0 = no limit.").at_least(0);
   s.add("train.seed", KeyType::Int, 1, "Seed of every random choice (init, dropout, shuffling).");
   s.add("train.update_freq", KeyType::Int, 1,
-        "Accumulate gradients over this many batches per update.");
-  s.add("train.log_every", KeyType::Int, 50, "Log training statistics every N updates.");
-  s.add("train.eval_every", KeyType::Int, 1000, "Evaluate on the valid split every N updates.");
-  s.add("train.save_every", KeyType::Int, 1000, "Write a checkpoint every N updates.");
-  s.add("train.keep_last", KeyType::Int, 3, "Keep the last K step checkpoints (plus last/best).");
+        "Accumulate gradients over this many batches per update.").at_least(1);
+  s.add("train.log_every", KeyType::Int, 50, "Log training statistics every N updates.").at_least(1);
+  s.add("train.eval_every", KeyType::Int, 1000, "Evaluate on the valid split every N updates.").at_least(0);
+  s.add("train.save_every", KeyType::Int, 1000, "Write a checkpoint every N updates.").at_least(0);
+  s.add("train.keep_last", KeyType::Int, 3, "Keep the last K step checkpoints (plus last/best).").at_least(0);
   s.add("train.best_metric", KeyType::String, "loss", "Valid metric that selects checkpoints/best.");
   s.add("train.best_mode", KeyType::String, "min", "Whether a lower or higher best_metric is better.",
         {"min", "max"});
   s.add("train.patience", KeyType::Int, 0,
-        "Stop after this many evaluations without a new best; 0 = never.");
+        "Stop after this many evaluations without a new best; 0 = never.").at_least(0);
   s.add("train.max_nonfinite", KeyType::Int, 5,
-        "Stop when this many updates in a row have a NaN/Inf loss (each one is skipped).");
+        "Stop when this many updates in a row have a NaN/Inf loss (each one is skipped).").at_least(1);
   s.add("train.device", KeyType::String, "auto", "Where to train.", {"auto", "cpu", "cuda"});
   s.add("train.precision", KeyType::String, "auto",
         "Mixed precision on CUDA: auto = bf16 there, fp32 on the CPU; fp16 adds dynamic loss "
@@ -98,16 +99,16 @@ void declare_trainer_keys(Schema& s) {
         {"auto", "fp32", "bf16", "fp16"});
   s.add("train.tf32", KeyType::Bool, true, "Let fp32 matrix products on CUDA use TF32.");
   s.add("train.threads", KeyType::Int, 0,
-        "LibTorch intra-op threads; 0 = 1 (see docs/performance.md).");
+        "LibTorch intra-op threads; 0 = 1 (see docs/performance.md).").at_least(0);
   s.add("train.blas_threads", KeyType::Int, 0,
         "OpenBLAS threads; 0 = one per core (shared out among the local ranks; see "
-        "docs/performance.md).");
+        "docs/performance.md).").at_least(0);
   s.add("train.dist_timeout", KeyType::Int, 1800,
         "Multi-process training: seconds a rank waits in a collective (or at start-up) before it "
-        "fails, naming itself; covers rank 0's validation runs (see docs/scaling.md).");
+        "fails, naming itself; covers rank 0's validation runs (see docs/scaling.md).").at_least(1);
   s.add("train.dist_bucket_mb", KeyType::Float, 25.0,
         "Multi-process training: gradients are all-reduced in buckets of about this many MB, each "
-        "started as soon as backward has produced it.");
+        "started as soon as backward has produced it.").at_least(0.001);
 }
 
 Schema schema_for(const RawConfig& raw) {

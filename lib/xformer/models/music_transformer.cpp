@@ -11,19 +11,20 @@ namespace F = torch::nn::functional;
 
 void declare_music_transformer_keys(Schema& s) {
   declare_layer_keys(s, "pre");
-  s.add("model.layers", KeyType::Int, 6, "Decoder layers.");
+  s.add("model.layers", KeyType::Int, 6, "Decoder layers.").at_least(1);
   s.add("model.attention", KeyType::String, "relative",
         "Positions: learned relative logits in self-attention (relative, the Music Transformer) "
         "or sinusoidal absolute encodings added to the input (absolute, the baseline).",
         {"relative", "absolute"});
   s.add("model.max_relative_position", KeyType::Int, 0,
         "Farthest distance back with its own relative embedding; 0 = half the training length "
-        "(with local attention: the window, 2 * local_block - 1).");
+        "(with local attention: the window, 2 * local_block - 1).").at_least(0);
   s.add("model.local_block", KeyType::Int, 0,
         "Local attention for long sequences: each position attends within its block of this many "
         "positions and the previous block (memory and time linear in the length); 0 = attend to "
-        "the whole sequence.");
-  s.add("model.max_positions", KeyType::Int, 4096, "Longest sequence (absolute positions, sampling).");
+        "the whole sequence.").at_least(0);
+  s.add("model.max_positions", KeyType::Int, 4096, "Longest sequence (absolute positions, sampling).")
+      .at_least(1);
 }
 
 TransformerOptions music_transformer_options(const json& m, int64_t vocab, int64_t length) {

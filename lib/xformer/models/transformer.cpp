@@ -9,12 +9,13 @@ namespace xformer::models {
 namespace F = torch::nn::functional;
 
 void declare_layer_keys(Schema& s, const std::string& default_norm) {
-  s.add("model.d_model", KeyType::Int, 512, "Model width D.");
-  s.add("model.heads", KeyType::Int, 8, "Attention heads (D must be divisible by it).");
-  s.add("model.ffn_dim", KeyType::Int, 2048, "Inner width of the feed-forward blocks.");
-  s.add("model.dropout", KeyType::Float, 0.1, "Dropout on embeddings and sublayer outputs.");
-  s.add("model.attention_dropout", KeyType::Float, 0.0, "Dropout on attention probabilities.");
-  s.add("model.activation_dropout", KeyType::Float, 0.0, "Dropout inside the feed-forward block.");
+  s.add("model.d_model", KeyType::Int, 512, "Model width D.").at_least(1);
+  s.add("model.heads", KeyType::Int, 8, "Attention heads (D must be divisible by it).").at_least(1);
+  s.add("model.ffn_dim", KeyType::Int, 2048, "Inner width of the feed-forward blocks.").at_least(1);
+  s.add("model.dropout", KeyType::Float, 0.1, "Dropout on embeddings and sublayer outputs.").at_least(0);
+  s.add("model.attention_dropout", KeyType::Float, 0.0, "Dropout on attention probabilities.").at_least(0);
+  s.add("model.activation_dropout", KeyType::Float, 0.0, "Dropout inside the feed-forward block.")
+      .at_least(0);
   s.add("model.activation", KeyType::String, "relu", "Feed-forward activation.", {"relu", "gelu"});
   s.add("model.norm", KeyType::String, default_norm,
         "LayerNorm after each residual (post, the Transformer paper's) or before each sublayer (pre).",
@@ -34,11 +35,11 @@ void read_layer_keys(const json& m, TransformerOptions& o) {
 
 void declare_transformer_keys(Schema& s) {
   declare_layer_keys(s, "post");
-  s.add("model.encoder_layers", KeyType::Int, 6, "Encoder layers.");
-  s.add("model.decoder_layers", KeyType::Int, 6, "Decoder layers.");
+  s.add("model.encoder_layers", KeyType::Int, 6, "Encoder layers.").at_least(1);
+  s.add("model.decoder_layers", KeyType::Int, 6, "Decoder layers.").at_least(1);
   s.add("model.positions", KeyType::String, "sinusoidal", "Position encodings.",
         {"sinusoidal", "learned"});
-  s.add("model.max_positions", KeyType::Int, 256, "Longest source or target sequence (tokens).");
+  s.add("model.max_positions", KeyType::Int, 256, "Longest source or target sequence (tokens).").at_least(1);
   s.add("model.share_all_embeddings", KeyType::Bool, true,
         "One embedding matrix for source, target and output (needs a joint vocabulary).");
   s.add("model.share_decoder_input_output", KeyType::Bool, true,

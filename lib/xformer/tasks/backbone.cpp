@@ -8,17 +8,20 @@ namespace xformer::tasks {
 
 void declare_backbone_keys(Schema& s, bool with_attention) {
   s.add("model.depth", KeyType::Int, 26, "Bottleneck ResNet depth: 26, 38 or 50.");
-  s.add("model.width", KeyType::Int, 64, "Bottleneck width of the first stage (doubling per stage; outputs 4x).");
-  s.add("model.stem_width", KeyType::Int, 64, "Channels out of the stem.");
+  s.add("model.width", KeyType::Int, 64, "Bottleneck width of the first stage (doubling per stage; outputs 4x).")
+      .at_least(1);
+  s.add("model.stem_width", KeyType::Int, 64, "Channels out of the stem.").at_least(1);
   s.add("model.small_images", KeyType::Bool, false,
         "Keep the resolution in the stem (3x3 layer, no pooling): for 28-32 pixel images.");
   if (!with_attention) return;
-  s.add("model.heads", KeyType::Int, 8, "SASA: attention heads of every attention layer.");
-  s.add("model.kernel", KeyType::Int, 7, "SASA: neighbourhood side k of the spatial attention layers.");
+  s.add("model.heads", KeyType::Int, 8, "SASA: attention heads of every attention layer.").at_least(1);
+  s.add("model.kernel", KeyType::Int, 7, "SASA: neighbourhood side k of the spatial attention layers.")
+      .at_least(1);
   s.add("model.stem", KeyType::String, "attention", "SASA: the stem, spatially aware attention or a convolution.",
         {"attention", "conv"});
-  s.add("model.stem_kernel", KeyType::Int, 4, "SASA: neighbourhood side of the attention stem.");
-  s.add("model.stem_mixtures", KeyType::Int, 4, "SASA: value mixtures (spatially aware values) of the attention stem.");
+  s.add("model.stem_kernel", KeyType::Int, 4, "SASA: neighbourhood side of the attention stem.").at_least(1);
+  s.add("model.stem_mixtures", KeyType::Int, 4, "SASA: value mixtures (spatially aware values) of the attention stem.")
+      .at_least(1);
 }
 
 models::ResNetOptions backbone_options(const json& m, bool attention, int64_t in_channels) {

@@ -34,14 +34,17 @@ void declare_task_keys(Schema& s) {
         "Validation images.");
   s.add("task.test", KeyType::PathOrPair, json::array({root + "t10k-images-idx3-ubyte", root + "t10k-labels-idx1-ubyte"}),
         "Test images.");
-  s.add("task.size", KeyType::Int, 0, "Resize images to size x size (bilinear); 0 = as they are (all one size).");
-  s.add("task.channels", KeyType::Int, 0, "1 (grey) or 3 (RGB), converting where needed; 0 = as the data has them.");
+  s.add("task.size", KeyType::Int, 0, "Resize images to size x size (bilinear); 0 = as they are (all one size).")
+      .at_least(0);
+  s.add("task.channels", KeyType::Int, 0, "1 (grey) or 3 (RGB), converting where needed; 0 = as the data has them.")
+      .at_least(0);
   s.add("task.classes", KeyType::Int, 0,
         "Number of classes; 0 = from the training set. With task.size and task.channels also set, "
-        "`xformer info --model-stats` needs no data.");
-  s.add("task.batch_size", KeyType::Int, 64, "Images per batch.");
+        "`xformer info --model-stats` needs no data.").at_least(0);
+  s.add("task.batch_size", KeyType::Int, 64, "Images per batch.").at_least(1);
   s.add("task.crop_padding", KeyType::Int, 0,
-        "Augmentation: pad by this many zero pixels and crop back at a random offset (0 = off; 4 for CIFAR).");
+        "Augmentation: pad by this many zero pixels and crop back at a random offset (0 = off; 4 for CIFAR).")
+            .at_least(0);
   s.add("task.horizontal_flip", KeyType::Bool, false, "Augmentation: mirror half of the training images.");
 }
 

@@ -29,21 +29,26 @@ void declare_task_keys(Schema& s) {
         "COCO annotations of the training images (file names relative to the JSON's folder).");
   s.add("task.valid", KeyType::String, root + "valid.json", "COCO annotations of the validation images.");
   s.add("task.test", KeyType::String, root + "test.json", "COCO annotations of the test images.");
-  s.add("task.size", KeyType::Int, 0, "Resize images (and boxes) to size x size; 0 = as they are (all one size).");
-  s.add("task.channels", KeyType::Int, 3, "1 (grey) or 3 (RGB).");
-  s.add("task.batch_size", KeyType::Int, 16, "Images per batch.");
+  s.add("task.size", KeyType::Int, 0, "Resize images (and boxes) to size x size; 0 = as they are (all one size).")
+      .at_least(0);
+  s.add("task.channels", KeyType::Int, 3, "1 (grey) or 3 (RGB).").at_least(1);
+  s.add("task.batch_size", KeyType::Int, 16, "Images per batch.").at_least(1);
   s.add("task.horizontal_flip", KeyType::Bool, false, "Augmentation: mirror half of the training images.");
-  s.add("task.score_threshold", KeyType::Float, 0.05, "Detections below this class probability are dropped.");
-  s.add("task.nms_iou", KeyType::Float, 0.5, "Per-class non-maximum suppression above this IoU.");
-  s.add("task.max_detections", KeyType::Int, 100, "Detections kept per image.");
+  s.add("task.score_threshold", KeyType::Float, 0.05, "Detections below this class probability are dropped.")
+      .at_least(0);
+  s.add("task.nms_iou", KeyType::Float, 0.5, "Per-class non-maximum suppression above this IoU.").at_least(0);
+  s.add("task.max_detections", KeyType::Int, 100, "Detections kept per image.").at_least(1);
 }
 
 void declare_model_keys(Schema& s) {
   s.add("model.backbone", KeyType::String, "sasa_resnet", "The backbone's spatial layers.", {"resnet", "sasa_resnet"});
   declare_backbone_keys(s, true);
-  s.add("model.fpn_channels", KeyType::Int, 256, "Channels of the feature pyramid and the heads.");
-  s.add("model.head_convs", KeyType::Int, 4, "3x3 convolutions in each head before its output layer.");
-  s.add("model.anchor_scale", KeyType::Float, 4.0, "Anchor side in strides of its level (times 2^0, 2^1/3, 2^2/3).");
+  s.add("model.fpn_channels", KeyType::Int, 256, "Channels of the feature pyramid and the heads.")
+      .at_least(1);
+  s.add("model.head_convs", KeyType::Int, 4, "3x3 convolutions in each head before its output layer.")
+      .at_least(0);
+  s.add("model.anchor_scale", KeyType::Float, 4.0, "Anchor side in strides of its level (times 2^0, 2^1/3, 2^2/3).")
+      .at_least(0.001);
 }
 
 // A split in memory: images (N, C, S, S) uint8 and each image's boxes (M, 4) and labels (M).

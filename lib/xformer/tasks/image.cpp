@@ -26,43 +26,48 @@ void declare_common_keys(Schema& s) {
   declare_split_folders(s, "data/images", "images",
                         " Also one file or a wildcard pattern (`cifar-10-batches-bin/data_batch_[1-4].bin`); "
                         "CIFAR-10 binary batches (.bin) count as their 10,000 images.");
-  s.add("task.size", KeyType::Int, 32, "Side of the (high-resolution) square crops, in pixels.");
-  s.add("task.batch_size", KeyType::Int, 8, "Crops per batch.");
-  s.add("task.crops_per_epoch", KeyType::Int, 2048, "Random training crops per epoch.");
-  s.add("task.eval_crops", KeyType::Int, 64, "Fixed crops per evaluation (bits/dim).");
+  s.add("task.size", KeyType::Int, 32, "Side of the (high-resolution) square crops, in pixels.").at_least(1);
+  s.add("task.batch_size", KeyType::Int, 8, "Crops per batch.").at_least(1);
+  s.add("task.crops_per_epoch", KeyType::Int, 2048, "Random training crops per epoch.").at_least(1);
+  s.add("task.eval_crops", KeyType::Int, 64, "Fixed crops per evaluation (bits/dim).").at_least(1);
   s.add("task.sample_temperatures", KeyType::FloatList, json::array({0.8, 0.9, 1.0}),
-        "Temperatures `xformer sample` uses when --temperature is not given.");
+        "Temperatures `xformer sample` uses when --temperature is not given.").at_least(0.001);
 }
 
 void declare_sr_keys(Schema& s) {
   declare_common_keys(s);
-  s.add("task.scale", KeyType::Int, 4, "Downsampling factor of the low-resolution input (32 -> 8 by default).");
+  s.add("task.scale", KeyType::Int, 4, "Downsampling factor of the low-resolution input (32 -> 8 by default).")
+      .at_least(1);
   s.add("task.eval_samples", KeyType::Int, 4,
-        "Evaluation crops super-resolved by sampling for PSNR/SSIM (0 = skip; sampling is slow).");
-  s.add("task.eval_temperature", KeyType::Float, 0.9, "Temperature of those samples.");
+        "Evaluation crops super-resolved by sampling for PSNR/SSIM (0 = skip; sampling is slow).")
+            .at_least(0);
+  s.add("task.eval_temperature", KeyType::Float, 0.9, "Temperature of those samples.").at_least(0.001);
 }
 
 void declare_model_keys(Schema& s) {
-  s.add("model.d_model", KeyType::Int, 256, "Width of the model.");
-  s.add("model.heads", KeyType::Int, 4, "Attention heads.");
-  s.add("model.ffn_dim", KeyType::Int, 1024, "Feed-forward inner width.");
-  s.add("model.layers", KeyType::Int, 6, "Decoder layers.");
+  s.add("model.d_model", KeyType::Int, 256, "Width of the model.").at_least(1);
+  s.add("model.heads", KeyType::Int, 4, "Attention heads.").at_least(1);
+  s.add("model.ffn_dim", KeyType::Int, 1024, "Feed-forward inner width.").at_least(1);
+  s.add("model.layers", KeyType::Int, 6, "Decoder layers.").at_least(1);
   s.add("model.encoder_layers", KeyType::Int, 0,
         "Layers of the encoder over the low-resolution image (super_resolution: at least 1; "
-        "image_generation: 0).");
+        "image_generation: 0).").at_least(0);
   s.add("model.aligned_conditioning", KeyType::Bool, true,
         "super_resolution: also add to each decoder input the encoder state of the low-resolution "
         "intensity under it (a direct path beside cross-attention).");
-  s.add("model.dropout", KeyType::Float, 0.1, "Dropout on embeddings and residual branches.");
+  s.add("model.dropout", KeyType::Float, 0.1, "Dropout on embeddings and residual branches.").at_least(0);
   s.add("model.attention", KeyType::String, "local2d",
         "Causal local self-attention over the channel tokens: blocks of the raster sequence (local1d) "
         "or windows of the H x (W*3) grid (local2d).",
         {"local1d", "local2d"});
-  s.add("model.block_length", KeyType::Int, 256, "local1d: positions per block (each also sees the previous block).");
-  s.add("model.block_rows", KeyType::Int, 8, "local2d: query block rows.");
-  s.add("model.block_cols", KeyType::Int, 24, "local2d: query block columns, in channel tokens (3 per pixel).");
-  s.add("model.flange_rows", KeyType::Int, 8, "local2d: memory rows above the block.");
-  s.add("model.flange_cols", KeyType::Int, 24, "local2d: memory columns on each side, in channel tokens.");
+  s.add("model.block_length", KeyType::Int, 256, "local1d: positions per block (each also sees the previous block).")
+      .at_least(1);
+  s.add("model.block_rows", KeyType::Int, 8, "local2d: query block rows.").at_least(1);
+  s.add("model.block_cols", KeyType::Int, 24, "local2d: query block columns, in channel tokens (3 per pixel).")
+      .at_least(1);
+  s.add("model.flange_rows", KeyType::Int, 8, "local2d: memory rows above the block.").at_least(0);
+  s.add("model.flange_cols", KeyType::Int, 24, "local2d: memory columns on each side, in channel tokens.")
+      .at_least(0);
 }
 
 struct Crop {

@@ -31,24 +31,26 @@ void declare_keys(Schema& s) {
   s.add("task.test", KeyType::PathOrPair, "data/translation/en-de/test.tsv", "Test corpus.");
   s.add("task.spm_model", KeyType::String, "",
         "A SentencePiece .model to use; empty = train one on the training split.");
-  s.add("task.vocab_size", KeyType::Int, 8000, "Joint vocabulary size of a trained SentencePiece model.");
+  s.add("task.vocab_size", KeyType::Int, 8000, "Joint vocabulary size of a trained SentencePiece model.")
+      .at_least(8);
   s.add("task.spm_type", KeyType::String, "unigram", "SentencePiece model type.",
         {"unigram", "bpe", "char", "word"});
   s.add("task.spm_cache", KeyType::String, ".cache/xformer/spm",
         "Folder where trained SentencePiece models are cached (keyed by data and options).");
   s.add("task.max_tokens", KeyType::Int, 4096,
-        "Batch size in tokens: sentences x longest sentence (padding included).");
-  s.add("task.max_sentences", KeyType::Int, 0, "Cap on sentences per batch; 0 = none.");
-  s.add("task.label_smoothing", KeyType::Float, 0.1, "Label smoothing epsilon.");
-  s.add("task.beam", KeyType::Int, 4, "Beam width for evaluation.");
+        "Batch size in tokens: sentences x longest sentence (padding included).").at_least(1);
+  s.add("task.max_sentences", KeyType::Int, 0, "Cap on sentences per batch; 0 = none.").at_least(0);
+  s.add("task.label_smoothing", KeyType::Float, 0.1, "Label smoothing epsilon.").at_least(0);
+  s.add("task.beam", KeyType::Int, 4, "Beam width for evaluation.").at_least(1);
   s.add("task.lenpen", KeyType::Float, 0.6, "GNMT length penalty alpha for evaluation.");
-  s.add("task.max_len_a", KeyType::Float, 1.2, "Longest output: max_len_a * source tokens + max_len_b.");
-  s.add("task.max_len_b", KeyType::Int, 10, "See max_len_a.");
+  s.add("task.max_len_a", KeyType::Float, 1.2, "Longest output: max_len_a * source tokens + max_len_b.")
+      .at_least(0);
+  s.add("task.max_len_b", KeyType::Int, 10, "See max_len_a.").at_least(0);
   s.add("task.eval_bleu", KeyType::Bool, true, "Decode the split and report BLEU when evaluating.");
   s.add("task.eval_bleu_sentences", KeyType::Int, 0,
         "While training, decode at most this many valid sentences for BLEU (0 = all); "
-        "`xformer eval` always decodes the whole split.");
-  s.add("task.decode_batch", KeyType::Int, 64, "Sentences decoded together.");
+        "`xformer eval` always decodes the whole split.").at_least(0);
+  s.add("task.decode_batch", KeyType::Int, 64, "Sentences decoded together.").at_least(1);
 }
 
 // One training/eval example as token ids, without BOS/EOS.

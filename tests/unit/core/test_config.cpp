@@ -1,5 +1,5 @@
 // Tests of configuration loading ("extends" chains), command-line overrides and validation
-// against the schema (unknown keys, wrong types, choices, defaults).
+// against the schema (unknown keys, wrong types, choices, least values, defaults).
 #include "test_support.h"
 
 #include <fstream>
@@ -206,6 +206,29 @@ TEST_CASE("string keys with choices reject other values", "[core][config]") {
   CHECK(contains(m, "linear"));
   // A listed value passes.
   CHECK(xformer::resolve(raw_of({{"optim", {{"schedule", "cosine"}}}}))["optim"]["schedule"] == "cosine");
+}
+
+TEST_CASE("numbers below a key's least value are config errors naming the key and the bound", "[core][config]") {
+  struct Case {
+    json value;
+    std::string key, bound;
+  };
+  for (const auto& c : {Case{{{"train", {{"log_every", 0}}}}, "train.log_every", "at least 1"},
+                        Case{{{"train", {{"update_freq", -2}}}}, "train.update_freq", "at least 1"},
+                        Case{{{"optim", {{"lr", -0.001}}}}, "optim.lr", "at least 0"},
+                        Case{{{"optim", {{"betas", {0.9, -0.5}}}}}, "optim.betas", "at least 0"},
+                        Case{{{"train", {{"dist_bucket_mb", 0}}}}, "train.dist_bucket_mb", "at least 0.001"},
+                        Case{{{"model", {{"d_model", 0}}}}, "model.d_model", "at least 1"}}) {
+    CAPTURE(c.value.dump());
+    auto e = error_of([&] { xformer::resolve(raw_of(c.value, "cfg.json")); });
+    CHECK(e.exit_code() == 2);
+    CHECK(contains(e.what(), "'" + c.key + "' in 'cfg.json'"));
+    CHECK(contains(e.what(), c.bound));
+  }
+  // The bounds themselves pass.
+  auto ok = xformer::resolve(raw_of({{"train", {{"log_every", 1}, {"eval_every", 0}}}, {"optim", {{"lr", 0}}}}));
+  CHECK(ok["train"]["log_every"] == 1);
+  CHECK(ok["optim"]["lr"] == 0.0);
 }
 
 TEST_CASE("resolve fills in defaults and converts ints for float keys", "[core][config]") {
