@@ -14,7 +14,7 @@ namespace xformer {
 Schema& Schema::add(const std::string& path, KeyType type, json default_value, std::string doc,
                     std::vector<std::string> choices) {
   if (find(path)) throw std::logic_error("config key declared twice: " + path);
-  keys_.push_back({path, type, std::move(default_value), std::move(doc), std::move(choices)});
+  keys_.push_back({path, type, std::move(default_value), std::move(doc), std::move(choices), json()});
   return *this;
 }
 

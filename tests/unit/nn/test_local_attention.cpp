@@ -86,7 +86,7 @@ TEST_CASE("local attention layer: cached steps equal the full pass", "[nn][local
   for (int64_t r : {0, 5}) {
     DYNAMIC_SECTION((r ? "relative" : "plain")) {
       torch::manual_seed(63);
-      MultiheadAttention layer(8, 2, 0.0, r, LocalWindow{/*block=*/3});
+      MultiheadAttention layer(8, 2, 0.0, r, LocalWindow{/*block=*/3, /*grid_cols=*/0, {}});
       layer->eval();
       torch::NoGradGuard no_grad;
       auto x = torch::randn({2, 10, 8});
