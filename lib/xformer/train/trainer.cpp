@@ -113,6 +113,10 @@ void Trainer::average_running_stats() {
 
 void Trainer::save() {
   average_running_stats();
+  write_checkpoint();
+}
+
+void Trainer::write_checkpoint() {
   std::vector<torch::Tensor> rng_states;  // every rank's, gathered on every rank
   if (options_.comm) rng_states = options_.comm->all_gather(at::detail::getDefaultCPUGenerator().get_state());
   if (!main_rank()) return;
@@ -334,7 +338,7 @@ void Trainer::evaluate_and_track() {
     const auto v = options_.comm->all_reduce_values({stop_early_ ? 1.0 : 0.0, config_error ? 1.0 : 0.0});
     stop_early_ = v[0] > 0, config_error = v[1] > 0;
   }
-  save();
+  write_checkpoint();  // the statistics were averaged above
   if (error) std::rethrow_exception(error);
   if (config_error) throw ConfigError("config error: rank 0's evaluation stopped the job (see its log)");
   if (improved) {

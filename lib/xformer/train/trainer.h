@@ -56,7 +56,8 @@ class Trainer {
   // become their mean over the ranks (before every evaluation and checkpoint), so that what is
   // evaluated and saved reflects every batch, and a resumed run finds all ranks alike.
   void average_running_stats();
-  void save();  // step checkpoint + last.pt, pruned to keep_last
+  void save();  // average_running_stats(), then write_checkpoint()
+  void write_checkpoint();  // step checkpoint + last.pt, pruned to keep_last
   void restore();
   json meta() const;
 
