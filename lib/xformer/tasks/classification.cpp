@@ -132,8 +132,8 @@ class ClassificationTask : public Task {
     out.loss = torch::nn::functional::cross_entropy(
         logits.to(torch::kFloat), labels, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
     out.sample_size = static_cast<double>(labels.size(0));
-    out.sums["nll"] = out.loss.item<double>();
-    out.sums["correct"] = logits.argmax(1).eq(labels).sum().item<double>();
+    out.sums["nll"] = out.loss.detach();
+    out.sums["correct"] = logits.argmax(1).eq(labels).sum();
     return out;
   }
 

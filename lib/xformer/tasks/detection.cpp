@@ -122,8 +122,8 @@ class DetectionTask : public Task {
     LossOut r;
     r.loss = l.classification + l.regression;  // already per positive anchor
     r.sample_size = 1;
-    r.sums["classification"] = l.classification.item<double>();
-    r.sums["regression"] = l.regression.item<double>();
+    r.sums["classification"] = l.classification.detach();
+    r.sums["regression"] = l.regression.detach();
     return r;
   }
 

@@ -144,7 +144,7 @@ class ImageTask : public Task {
     LossOut out;
     out.loss = l.loss;
     out.sample_size = static_cast<double>(hr.numel());
-    out.sums["nll"] = l.nll.item<double>();
+    out.sums["nll"] = l.nll;
     return out;
   }
 
@@ -156,7 +156,7 @@ class ImageTask : public Task {
     for (int64_t b = 0; b < static_cast<int64_t>(crops.size()); b += size) {
       auto batch = collate(images, crops, b, std::min<int64_t>(b + size, crops.size()));
       auto out = loss(batch);
-      nll += out.sums["nll"];
+      nll += out.sums.at("nll").item<double>();
       dims += out.sample_size;
     }
     Metrics m = {{"nll", nll / dims}, {"bits_per_dim", metrics::bits_per_dim(nll, dims)}};

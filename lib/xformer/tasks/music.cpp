@@ -117,7 +117,7 @@ class MusicTask : public Task {
     LossOut out;
     out.loss = l.loss;
     out.sample_size = static_cast<double>(batch.n_tokens);
-    out.sums["nll"] = l.nll.item<double>();
+    out.sums["nll"] = l.nll;
     return out;
   }
 
@@ -136,7 +136,7 @@ class MusicTask : public Task {
       auto batch = collate(windows.begin() + b, windows.begin() + std::min(windows.size(), b + size));
       auto out = this->loss(batch);
       loss += out.loss.item<double>();
-      nll += out.sums["nll"];
+      nll += out.sums.at("nll").item<double>();
       events += out.sample_size;
     }
     if (events == 0) throw DataError("no events to evaluate in the " + split_name(split) + " split");

@@ -57,7 +57,9 @@ struct Batch {
 struct LossOut {
   torch::Tensor loss;                   // scalar, SUMMED over the batch (not averaged)
   double sample_size = 0;               // what the summed loss is normalised by (e.g. tokens)
-  std::map<std::string, double> sums;   // extra statistics summed over the batch (e.g. "nll")
+  // Extra statistics summed over the batch (e.g. "nll"): scalars on the loss's device, so that
+  // the trainer copies them to the host once per update rather than waiting for each batch.
+  std::map<std::string, torch::Tensor> sums;
 };
 
 using Metrics = std::map<std::string, double>;

@@ -121,7 +121,7 @@ class TranslationTask : public Task {
       auto batch = collate(examples, idx);
       auto out = this->loss(batch);
       loss += out.loss.item<double>();
-      nll += out.sums["nll"];
+      nll += out.sums.at("nll").item<double>();
       tokens += out.sample_size;
     }
     Metrics m;
@@ -366,7 +366,7 @@ LossOut transformer_loss(models::Transformer& model, const Batch& batch, double 
   LossOut out;
   out.loss = l.loss;
   out.sample_size = static_cast<double>(batch.n_tokens);
-  out.sums["nll"] = l.nll.item<double>();
+  out.sums["nll"] = l.nll;
   return out;
 }
 

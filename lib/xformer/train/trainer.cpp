@@ -160,9 +160,15 @@ bool Trainer::update(UpdateStats& stats) {
   // Zeroing, not freeing, the gradients: reusing their memory measured faster than
   // fresh allocations (page faults) each step.
   optimizer_->zero_grad();
-  double loss_sum = 0, sample_size = 0;
-  std::map<std::string, double> sums;
-  double tokens = 0, items = 0;
+  // The loss and the task's statistics stay on the device until the update's end, then come to
+  // the host in one copy: each copy waits for the device to finish its queue.
+  torch::Tensor loss_acc;
+  std::map<std::string, torch::Tensor> sums_acc;
+  auto accumulate = [](torch::Tensor& acc, const torch::Tensor& v) {
+    auto x = v.detach().to(torch::kDouble);
+    acc = acc.defined() ? acc + x : x;
+  };
+  double sample_size = 0, tokens = 0, items = 0;
   model_->train();
   const int world = world_size(), rank = options_.comm ? options_.comm->rank() : 0;
   // With one batch per update (and one rank) the divisor of the gradients is that batch's sample
@@ -197,9 +203,9 @@ bool Trainer::update(UpdateStats& stats) {
     // This rank's last batch of the update: its gradients go to the other ranks during backward.
     if (reducer_ && i + world >= update_freq) reducer_->arm();
     out.loss.backward(torch::full_like(out.loss, grad_scale));
-    loss_sum += out.loss.item<double>();
+    accumulate(loss_acc, out.loss);
     sample_size += out.sample_size;
-    for (const auto& [k, v] : out.sums) sums[k] += v;
+    for (const auto& [k, v] : out.sums) accumulate(sums_acc[k], v);
     tokens += batch->n_tokens;
     items += batch->n_items;
     if (sum_keys_.empty())
@@ -207,6 +213,16 @@ bool Trainer::update(UpdateStats& stats) {
   }
   interrupted_ = interrupt_requested();
   torch::NoGradGuard no_grad;
+  double loss_sum = 0;
+  std::map<std::string, double> sums;
+  if (loss_acc.defined()) {  // undefined on a rank with no batch in this update
+    std::vector<torch::Tensor> parts = {loss_acc};
+    for (const auto& [k, v] : sums_acc) parts.push_back(v);
+    auto host = torch::stack(parts).to(torch::kCPU);
+    const double* value = host.data_ptr<double>();
+    loss_sum = value[0];
+    for (const auto& [k, v] : sums_acc) sums[k] = *++value;
+  }
   if (auto* comm = options_.comm) {
     // The gradient buckets that backward did not start, then one all-reduce for the statistics
     // (and the stop flag, so that every rank stops at the same update): the same collectives in
