@@ -5,6 +5,7 @@
 #include <fstream>
 #include <iterator>
 
+#include "xformer/core/atomic_file.h"
 #include "xformer/core/error.h"
 
 #ifdef XFORMER_HAVE_ZLIB
@@ -68,22 +69,11 @@ void write_idx(const std::string& path, const IdxArray& a) {
   for (auto d : a.dims) count *= static_cast<size_t>(d);
   if (a.dims.empty() || a.dims.size() > 255 || count != a.values.size())
     throw DataError("cannot write IDX file " + path + ": dimensions do not match the values");
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary);
-    const char magic[4] = {0, 0, 0x08, static_cast<char>(a.dims.size())};
-    out.write(magic, 4);
-    for (auto d : a.dims) {
-      const char be[4] = {static_cast<char>(d >> 24), static_cast<char>(d >> 16), static_cast<char>(d >> 8),
-                          static_cast<char>(d)};
-      out.write(be, 4);
-    }
-    out.write(reinterpret_cast<const char*>(a.values.data()), static_cast<std::streamsize>(a.values.size()));
-    if (!out) throw DataError("cannot write IDX file " + path);
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) throw DataError("cannot write IDX file " + path + ": " + ec.message());
+  std::string bytes = {0, 0, 0x08, static_cast<char>(a.dims.size())};  // magic: unsigned bytes, rank
+  for (auto d : a.dims)  // each size as a big-endian 32-bit integer
+    for (int shift : {24, 16, 8, 0}) bytes += static_cast<char>(d >> shift);
+  bytes.append(reinterpret_cast<const char*>(a.values.data()), a.values.size());
+  write_file_atomically(path, bytes);
 }
 
 }  // namespace xformer::data

@@ -9,6 +9,7 @@
 #include <map>
 #include <tuple>
 
+#include "xformer/core/atomic_file.h"
 #include "xformer/core/error.h"
 
 namespace xformer::data {
@@ -291,13 +292,7 @@ std::vector<uint8_t> midi_bytes(const std::vector<Note>& notes) {
 
 void write_midi(const std::string& path, const std::vector<Note>& notes) {
   const auto bytes = midi_bytes(notes);
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary);
-    out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
-    if (!out) throw DataError("cannot write MIDI file '" + path + "'");
-  }
-  std::filesystem::rename(tmp, path);
+  write_file_atomically(path, std::string(bytes.begin(), bytes.end()));
 }
 
 }  // namespace xformer::data

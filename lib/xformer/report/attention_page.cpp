@@ -6,6 +6,7 @@
 #include <cmath>
 #include <fstream>
 
+#include "xformer/core/atomic_file.h"
 #include "xformer/core/error.h"
 
 namespace xformer::report {
@@ -82,13 +83,7 @@ void write_attention_page(const std::string& path, const std::string& title,
   std::string page = kPage;
   replace_all(page, "TITLE", title);
   replace_all(page, "DATA", data.dump());
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp);
-    out << page;
-    if (!out) throw DataError("cannot write attention page '" + path + "'");
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) throw DataError("cannot write attention page '" + path + "'");
+  write_file_atomically(path, page);
 }
 
 }  // namespace xformer::report

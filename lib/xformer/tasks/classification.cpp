@@ -8,6 +8,7 @@
 #include <numeric>
 #include <random>
 
+#include "xformer/core/atomic_file.h"
 #include "xformer/core/error.h"
 #include "xformer/data/image.h"
 #include "xformer/data/image_ops.h"
@@ -220,9 +221,7 @@ class ClassificationTask : public Task {
   void save_classes(const fs::path& path) const {
     const json j = {{"classes", options_.classes}, {"channels", options_.channels}, {"height", height_},
                     {"width", width_}, {"size", options_.size}};
-    const auto tmp = path.string() + ".tmp";
-    std::ofstream(tmp) << j.dump(2) << "\n";
-    fs::rename(tmp, path);
+    write_file_atomically(path.string(), j.dump(2) + "\n");
   }
 
   data::LabelledImages load_split(Split split) const {

@@ -7,6 +7,7 @@
 #include <numeric>
 #include <random>
 
+#include "xformer/core/atomic_file.h"
 #include "xformer/core/error.h"
 #include "xformer/data/coco.h"
 #include "xformer/data/image.h"
@@ -81,8 +82,7 @@ class DetectionTask : public Task {
     if (ctx_.for_training) {
       train_ = load_split(Split::Train);
       if (!ctx_.run_dir.empty()) {
-        std::ofstream(saved.string() + ".tmp") << json{{"classes", classes_}, {"category_ids", category_ids_}}.dump(2) << "\n";
-        fs::rename(saved.string() + ".tmp", saved);
+        write_file_atomically(saved.string(), json{{"classes", classes_}, {"category_ids", category_ids_}}.dump(2) + "\n");
       }
     }
     const auto& m = config.at("model");
@@ -300,8 +300,7 @@ class DetectionTask : public Task {
                        {"category", classes_[label]}, {"score", detections[i].scores[k].item<double>()},
                        {"bbox", {b[0], b[1], b[2] - b[0], b[3] - b[1]}}});
       }
-    std::ofstream(path + ".tmp") << out.dump(1) << "\n";
-    fs::rename(path + ".tmp", path);
+    write_file_atomically(path, out.dump(1) + "\n");
   }
 
   // A one-pixel rectangle in the label's colour on a (3, H, W) float picture.

@@ -6,6 +6,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <set>
 
 #include "xformer/core/atomic_file.h"
 #include "xformer/core/error.h"
@@ -16,6 +17,29 @@ namespace xformer::train {
 
 namespace {
 constexpr const char* kLockFile = ".lock";
+
+// Whether `name` is something xformer writes in a run directory: the trainer's files, the
+// tasks' (tokenizer.model, classes.json), or a temporary file an interrupted write left behind.
+bool written_by_xformer(const std::string& name) {
+  static const std::set<std::string> kEntries = {kLockFile,     "config.json",     "train.log",
+                                                 "metrics.jsonl", "checkpoints",   "samples",
+                                                 "tokenizer.model", "classes.json"};
+  return kEntries.count(name.substr(0, name.find(".tmp"))) > 0;
+}
+
+// --force deletes what is in `dir`: only ever a run directory's own files, so that a mistyped
+// --run-dir (a home or project folder, "/") loses nothing. Checked before anything is written.
+void check_only_run_files(const std::string& dir) {
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) return;
+  for (const auto& entry : fs::directory_iterator(dir)) {
+    const std::string name = entry.path().filename().string();
+    if (!written_by_xformer(name))
+      throw ConfigError("--force: '" + dir + "' holds '" + name +
+                        "', which xformer did not write: --force only empties run directories "
+                        "(choose another --run-dir, or remove it yourself)");
+  }
+}
 
 RunDirLock lock_run_dir(const std::string& dir) {
   fs::create_directories(dir);
@@ -49,6 +73,7 @@ RunDirLock::~RunDirLock() {
 }
 
 RunDirLock prepare_run_dir(const std::string& dir, bool resume, bool force) {
+  if (force && !resume) check_only_run_files(dir);
   RunDirLock lock = lock_run_dir(dir);
   bool non_empty = false;
   for (const auto& entry : fs::directory_iterator(dir)) non_empty |= entry.path().filename() != kLockFile;

@@ -28,7 +28,8 @@ class RunDirLock {
 
 // Prepares `dir` for `xformer train` and locks it: another process training in it is an error
 // (exit 2) naming its pid, so two trainers never write one run. A non-empty dir is an error
-// (exit 2) unless `resume` (keep it) or `force` (empty it first).
+// (exit 2) unless `resume` (keep it) or `force` (empty it first; refused, before anything is
+// written, when the dir holds anything xformer did not write there).
 RunDirLock prepare_run_dir(const std::string& dir, bool resume, bool force);
 
 // The resolved config saved in a run dir (DataError naming the file if missing/corrupt).

@@ -83,6 +83,36 @@ std::vector<double> train_losses(const std::string& run) {
 
 }  // namespace
 
+TEST_CASE("train --force empties a run directory and refuses a folder holding anything else", "[train]") {
+  namespace fs = std::filesystem;
+  TempDir tmp("run_dir_force");
+  const fs::path run = tmp.path() / "run";
+  train::prepare_run_dir(run.string(), false, false);
+  for (const char* f : {"config.json", "train.log", "metrics.jsonl", "tokenizer.model", "classes.json",
+                        "config.json.tmp.host.123", "checkpoints/last.pt", "samples/test.hyp"})
+    std::ofstream(run / f) << "x";
+  train::prepare_run_dir(run.string(), false, true);
+  std::set<std::string> left;
+  for (const auto& e : fs::recursive_directory_iterator(run)) left.insert(fs::relative(e.path(), run).string());
+  CHECK(left == std::set<std::string>{".lock", "checkpoints", "samples"});
+
+  // A folder that is not a run (here: a project with its own config.json) loses nothing, not
+  // even a lock file is written into it.
+  const fs::path project = tmp.path() / "project";
+  fs::create_directories(project / "src");
+  std::ofstream(project / "config.json") << "{}";
+  try {
+    train::prepare_run_dir(project.string(), false, true);
+    FAIL("expected a config error");
+  } catch (const Error& e) {
+    CHECK(e.exit_code() == 2);
+    CHECK(std::string(e.what()).find("'src', which xformer did not write") != std::string::npos);
+  }
+  CHECK(fs::exists(project / "config.json"));
+  CHECK(fs::exists(project / "src"));
+  CHECK(!fs::exists(project / ".lock"));
+}
+
 TEST_CASE("trainer lowers the loss and keeps last/best checkpoints", "[train]") {
   TempDir tmp("trainer_basic");
   train::prepare_run_dir(tmp.str(), false, false);
