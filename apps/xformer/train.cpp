@@ -55,6 +55,7 @@ int train(const TrainArgs& a) {
     config_file = (fs::path(run_dir) / "config.json").string();
   }
   json config = load_resolved_config(config_file, a.sets);
+  if (a.resume && fs::exists(fs::path(run_dir) / "config.json")) train::check_resume_config(run_dir, config);
   const auto dist = train::distributed_env_from_environment();
   const bool main_rank = dist.rank == 0;
   // The local ranks share the cores (configure_threads reads it; srun does not set it).

@@ -74,10 +74,25 @@ nlohmann::json load_checkpoint(const std::string& path, torch::nn::Module& model
   auto params = model.parameters();
   auto archive = open_archive(path, params.empty() ? torch::Device(torch::kCPU) : params[0].device());
   auto meta = meta_of(archive, path);
+  // LibTorch takes each tensor's shape from the archive, so a model built from another config
+  // would silently become the checkpoint's: the shapes are compared after loading instead.
+  std::vector<std::pair<std::string, std::vector<int64_t>>> shapes;
+  for (const auto& item : model.named_parameters()) shapes.emplace_back(item.key(), item.value().sizes().vec());
+  for (const auto& item : model.named_buffers()) shapes.emplace_back(item.key(), item.value().sizes().vec());
   try {
     torch::serialize::InputArchive model_archive;
     archive.read("model", model_archive);
     model.load(model_archive);
+    auto loaded = model.named_parameters();
+    auto buffers = model.named_buffers();
+    for (const auto& [name, expected] : shapes) {
+      const auto* t = loaded.find(name);
+      if (!t) t = buffers.find(name);
+      if (t && t->sizes().vec() != expected)
+        throw DataError("checkpoint '" + path + "' does not fit this model: '" + name + "' is " +
+                        c10::str(t->sizes()) + " in the checkpoint but " + c10::str(c10::IntArrayRef(expected)) +
+                        " in the model built from the config");
+    }
     if (optimizer) {
       torch::serialize::InputArchive optim_archive;
       archive.read("optimizer", optim_archive);

@@ -1,9 +1,11 @@
 #include "xformer/train/run_dir.h"
 
 #include <fcntl.h>
+#include <spdlog/spdlog.h>
 #include <sys/file.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -104,6 +106,44 @@ nlohmann::json read_run_config(const std::string& dir) {
 
 void write_run_config(const std::string& dir, const nlohmann::json& config) {
   write_file_atomically((fs::path(dir) / "config.json").string(), config.dump(2) + "\n");
+}
+
+void check_resume_config(const std::string& dir, const nlohmann::json& config) {
+  const auto saved = read_run_config(dir);
+  for (const char* group : {"task", "model"}) {
+    const auto before = saved.value(group, nlohmann::json::object());
+    const auto now = config.value(group, nlohmann::json::object());
+    const auto patch = nlohmann::json::diff(before, now);
+    if (patch.empty()) continue;
+    const std::string pointer = patch[0].at("path");  // e.g. "/d_model"
+    std::string key = group + pointer;
+    std::replace(key.begin(), key.end(), '/', '.');
+    const nlohmann::json::json_pointer at(pointer);
+    auto shown = [&](const nlohmann::json& j) { return j.contains(at) ? j.at(at).dump() : std::string("unset"); };
+    throw ConfigError("config error: --resume: " + key + " is " + shown(before) + " in '" +
+                      (fs::path(dir) / "config.json").string() + "' but " + shown(now) +
+                      " now; a run's task and model cannot change (start a new run in another --run-dir)");
+  }
+}
+
+void drop_metrics_after(const std::string& dir, int64_t step) {
+  const auto path = fs::path(dir) / "metrics.jsonl";
+  std::ifstream in(path);
+  if (!in) return;
+  std::string kept;
+  int64_t dropped = 0;
+  for (std::string line; std::getline(in, line);) {
+    const auto record = nlohmann::json::parse(line, nullptr, false);
+    if (!record.is_discarded() && record.value("step", int64_t{0}) > step) {
+      ++dropped;
+      continue;
+    }
+    kept += line + "\n";
+  }
+  in.close();
+  if (dropped == 0) return;
+  write_file_atomically(path.string(), kept);
+  spdlog::info("metrics.jsonl: dropped {} lines after step {} (written after the last checkpoint)", dropped, step);
 }
 
 void append_metrics(const std::string& dir, const nlohmann::json& record) {

@@ -36,6 +36,14 @@ RunDirLock prepare_run_dir(const std::string& dir, bool resume, bool force);
 nlohmann::json read_run_config(const std::string& dir);
 void write_run_config(const std::string& dir, const nlohmann::json& config);
 
+// --resume with `config`: ConfigError (exit 2) naming the first task or model key whose value
+// differs from the run's saved config (the checkpoint was made for that model and data).
+void check_resume_config(const std::string& dir, const nlohmann::json& config);
+
+// Resuming from the checkpoint of `step`: metrics.jsonl loses the lines of later steps (logged
+// before the run stopped, and about to be logged again).
+void drop_metrics_after(const std::string& dir, int64_t step);
+
 // Appends one line to metrics.jsonl.
 void append_metrics(const std::string& dir, const nlohmann::json& record);
 

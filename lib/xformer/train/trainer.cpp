@@ -395,6 +395,7 @@ int Trainer::run() {
 
   if (options_.resume) {
     restore();
+    if (main_rank()) drop_metrics_after(options_.run_dir, step_);
     if (max_steps > 0 && step_ >= max_steps) {
       spdlog::info("nothing to do: step {} >= train.max_steps {}", step_, max_steps);
       return kExitOk;

@@ -8,6 +8,7 @@
 #include "xformer/core/error.h"
 #include "xformer/core/registry.h"
 #include "xformer/tasks/task.h"
+#include "xformer/train/checkpoint.h"
 #include "xformer/train/run_dir.h"
 #include "xformer/train/trainer.h"
 
@@ -111,6 +112,58 @@ TEST_CASE("train --force empties a run directory and refuses a folder holding an
   CHECK(fs::exists(project / "config.json"));
   CHECK(fs::exists(project / "src"));
   CHECK(!fs::exists(project / ".lock"));
+}
+
+TEST_CASE("resume refuses a changed task or model and forgets metrics logged after the checkpoint", "[train]") {
+  TempDir tmp("run_dir_resume");
+  const auto config = nlohmann::json::parse(
+      R"({"task": {"name": "t", "data": "a"}, "model": {"d_model": 64}, "train": {"max_steps": 10}})");
+  train::write_run_config(tmp.str(), config);
+  auto changed = config;
+  changed["train"]["max_steps"] = 20;  // training keys may change
+  CHECK_NOTHROW(train::check_resume_config(tmp.str(), changed));
+  changed["model"]["d_model"] = 32;
+  try {
+    train::check_resume_config(tmp.str(), changed);
+    FAIL("expected a config error");
+  } catch (const Error& e) {
+    CHECK(e.exit_code() == 2);
+    CHECK(std::string(e.what()).find("model.d_model is 64 in '") != std::string::npos);
+    CHECK(std::string(e.what()).find("but 32 now") != std::string::npos);
+  }
+  changed = config;
+  changed["task"].erase("data");
+  try {
+    train::check_resume_config(tmp.str(), changed);
+    FAIL("expected a config error");
+  } catch (const Error& e) {
+    CHECK(std::string(e.what()).find("task.data is \"a\" in '") != std::string::npos);
+    CHECK(std::string(e.what()).find("but unset now") != std::string::npos);
+  }
+
+  for (int step : {10, 20, 20, 30}) train::append_metrics(tmp.str(), {{"step", step}, {"split", "train"}});
+  train::drop_metrics_after(tmp.str(), 20);
+  std::vector<int> steps;
+  std::ifstream in(tmp.path() / "metrics.jsonl");
+  for (std::string line; std::getline(in, line);) steps.push_back(nlohmann::json::parse(line)["step"]);
+  CHECK(steps == std::vector<int>{10, 20, 20});
+}
+
+TEST_CASE("a checkpoint that does not fit the model is refused, naming the tensor", "[train]") {
+  TempDir tmp("checkpoint_shapes");
+  const std::string path = tmp.str("model.pt");
+  torch::nn::Linear saved(4, 3);
+  train::save_checkpoint(path, *saved, nullptr, nlohmann::json::object());
+  torch::nn::Linear same(4, 3), wider(4, 5);
+  train::load_checkpoint(path, *same, nullptr, false);
+  CHECK(torch::equal(same->weight, saved->weight));
+  try {
+    train::load_checkpoint(path, *wider, nullptr, false);
+    FAIL("expected a data error");
+  } catch (const Error& e) {
+    CHECK(std::string(e.what()).find("'weight' is [3, 4] in the checkpoint but [5, 4] in the model") !=
+          std::string::npos);
+  }
 }
 
 TEST_CASE("trainer lowers the loss and keeps last/best checkpoints", "[train]") {
