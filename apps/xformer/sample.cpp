@@ -1,6 +1,10 @@
 // xformer sample --run DIR [--input FILE|-] [--beam N --lenpen A | --temperature T] [--top-k K]
 //                [--top-p P] [--num N] [--seed S] [--out FILE|DIR] [--length N] [--primer FILE]
 //                [--attention FILE.html [--attention-layer L]] [--wav]
+#include <spdlog/fmt/fmt.h>
+
+#include <cmath>
+
 #include "verbs.h"
 #include "xformer/core/error.h"
 
@@ -11,17 +15,28 @@ struct SampleArgs {
   std::string run_dir, checkpoint = "best";
   SampleOptions options;
   double temperature = 0;
+  bool temperature_given = false, beam_given = false;
 };
 
+// Refused before the run is loaded; the negated comparisons also catch nan.
+void check_options(const SampleArgs& a) {
+  const auto& o = a.options;
+  auto bad = [](const std::string& option, const std::string& expected, double value) {
+    return ConfigError(fmt::format("usage error: {} must be {}, got {}", option, expected, value));
+  };
+  if (a.temperature_given && !(a.temperature > 0 && std::isfinite(a.temperature)))
+    throw bad("--temperature", "a number > 0", a.temperature);
+  if (a.beam_given && o.beam < 1) throw bad("--beam", ">= 1", o.beam);
+  if (!(o.lenpen >= 0 && std::isfinite(o.lenpen))) throw bad("--lenpen", "a number >= 0", o.lenpen);
+  if (o.top_k < 0) throw bad("--top-k", ">= 0", o.top_k);
+  if (!(o.top_p > 0 && o.top_p <= 1)) throw bad("--top-p", "in (0, 1]", o.top_p);
+  if (o.num < 1) throw bad("--num", ">= 1", o.num);
+  if (o.length < 0) throw bad("--length", ">= 0", static_cast<double>(o.length));
+}
+
 int sample(SampleArgs a) {
-  if (a.temperature != 0) {
-    if (a.temperature < 0) throw ConfigError("usage error: --temperature must be > 0");
-    a.options.temperature = a.temperature;
-  }
-  if (a.options.top_p <= 0 || a.options.top_p > 1)
-    throw ConfigError("usage error: --top-p must be in (0, 1]");
-  if (a.options.num < 1) throw ConfigError("usage error: --num must be >= 1");
-  if (a.options.length < 0) throw ConfigError("usage error: --length must be >= 0");
+  check_options(a);
+  if (a.temperature_given) a.options.temperature = a.temperature;
   auto run = load_run(a.run_dir, a.checkpoint);
   torch::NoGradGuard no_grad;
   AutocastScope autocast(run.precision, run.device);
@@ -57,7 +72,11 @@ void add_sample(CLI::App& app, Action& run) {
   cmd->add_option("--attention-layer", o.attention_layer,
                   "Layer shown by --attention; negative counts from the last")->capture_default_str();
   beam->excludes(temp);
-  cmd->callback([args, &run] { run = [args] { return sample(*args); }; });
+  cmd->callback([args, beam, temp, &run] {
+    args->temperature_given = temp->count() > 0;
+    args->beam_given = beam->count() > 0;
+    run = [args] { return sample(*args); };
+  });
 }
 
 }  // namespace xformer::app

@@ -90,7 +90,8 @@ void add_sweep(CLI::App& app, Action& run) {
                   "train.threads or train.blas_threads)");
   cmd->add_flag("--dry-run", args->dry_run, "Print the trials and their commands; run nothing");
   cmd->add_option("--emit", args->emit, "Write a job script instead of running: slurm");
-  cmd->add_option("--trial", args->trial, "Run only trial I (what each Slurm array task does)");
+  cmd->add_option("--trial", args->trial, "Run only trial I (what each Slurm array task does)")
+      ->check(CLI::NonNegativeNumber);
   cmd->add_option("--summarize", args->summarize, "Write and print the results table of a sweep directory");
   cmd->callback([args, &run] { run = [args] { return sweep(*args); }; });
 }

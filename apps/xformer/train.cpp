@@ -41,6 +41,16 @@ std::vector<std::string> rank_arguments(const TrainArgs& a) {
   return args;
 }
 
+// The validation data is read only at the first evaluation: a missing path would stop the run
+// there, after its first stretch of training, so it is refused now.
+void check_valid_split_exists(const json& config) {
+  const auto& valid = config.at("task").at("valid");
+  for (const auto& path : valid.is_array() ? valid : json::array({valid}))
+    if (path.is_string() && !path.get<std::string>().empty() && !fs::exists(path.get<std::string>()))
+      throw ConfigError("config error: 'task.valid' names '" + path.get<std::string>() +
+                        "', which does not exist (the validation data, read at the first evaluation)");
+}
+
 int train(const TrainArgs& a) {
   if (a.nproc > 0) return train::run_local_ranks(a.nproc, rank_arguments(a));
   std::string run_dir = a.run_dir;
@@ -56,6 +66,7 @@ int train(const TrainArgs& a) {
   }
   json config = load_resolved_config(config_file, a.sets);
   if (a.resume && fs::exists(fs::path(run_dir) / "config.json")) train::check_resume_config(run_dir, config);
+  if (config.at("task").contains("valid")) check_valid_split_exists(config);
   const auto dist = train::distributed_env_from_environment();
   const bool main_rank = dist.rank == 0;
   // The local ranks share the cores (configure_threads reads it; srun does not set it).

@@ -43,7 +43,17 @@ TEST_CASE("usage and config errors exit 2 with a one-line reason", "[cli]") {
       {"info --config configs/translation/tiny.json --set model.norm=middle",
        "'model.norm' in --set model.norm must be one of post|pre"},
       {"train", "train needs --config"},
+      {"train --config configs/translation/tiny.json --set task.valid=/nonexistent.tsv --run-dir " + tmp.str("v"),
+       "'task.valid' names '/nonexistent.tsv', which does not exist"},
       {"sample --run " + tmp.str() + " --beam 2 --temperature 0.5", "excludes"},
+      // Values that used to fall back to a default, or pass as nan, are refused before loading.
+      {"sample --run " + tmp.str() + " --temperature 0", "--temperature must be a number > 0, got 0"},
+      {"sample --run " + tmp.str() + " --temperature nan", "--temperature must be a number > 0, got nan"},
+      {"sample --run " + tmp.str() + " --beam 0", "--beam must be >= 1, got 0"},
+      {"sample --run " + tmp.str() + " --beam 2 --lenpen -5", "--lenpen must be a number >= 0, got -5"},
+      {"sample --run " + tmp.str() + " --temperature 1 --top-p nan", "--top-p must be in (0, 1], got nan"},
+      {"sample --run " + tmp.str() + " --temperature 1 --top-k -1", "--top-k must be >= 0, got -1"},
+      {"sweep --config " + tmp.str("none.json") + " --trial -1", "--trial"},
       {"eval --run " + tmp.str(), "is not a run directory"},
       {"frobnicate", ""},
   };
@@ -132,6 +142,9 @@ TEST_CASE("train, eval and sample the tiny config end to end", "[cli][e2e]") {
     return n;
   };
   CHECK(count_lines(tmp.str("beam.txt")) == 3);
+  r = run_xformer("sample --run '" + run + "' --input " + tmp.str("in.txt") + " --beam 100000");
+  CHECK(r.exit_code == 2);
+  CHECK(r.output.find("--beam 100000 is wider than the vocabulary") != std::string::npos);
   // Options of free generation are refused, not ignored.
   r = run_xformer("sample --run '" + run + "' --input " + tmp.str("in.txt") + " --length 5");
   CHECK(r.exit_code == 2);

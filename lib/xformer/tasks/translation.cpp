@@ -158,6 +158,9 @@ class TranslationTask : public Task {
       throw ConfigError("usage error: --top-k and --top-p need --temperature (sampling)");
     auto lines = data::read_lines(opts.input.empty() ? "-" : opts.input);
     decode::SearchOptions o = search_options();
+    if (opts.beam > tokenizer_->vocab_size())
+      throw ConfigError("usage error: --beam " + std::to_string(opts.beam) + " is wider than the vocabulary (" +
+                        std::to_string(tokenizer_->vocab_size()) + " pieces)");
     o.beam = opts.beam > 0 ? opts.beam : 1;
     o.lenpen = opts.lenpen;
     std::vector<std::string> inputs;
