@@ -55,6 +55,8 @@ void print_config_doc() {
         doc += " One of: " + c + ".";
       }
       if (k.minimum.is_number()) doc += " At least " + k.minimum.dump() + ".";
+      if (k.bound.is_number()) doc += " Below " + k.bound.dump() + ".";
+      if (k.length > 0) doc += " " + std::to_string(k.length) + " elements.";
       std::cout << "| `" << k.path << "` | " << key_type_name(k.type) << " | `"
                 << k.default_value.dump() << "` | " << doc << " |\n";
     }

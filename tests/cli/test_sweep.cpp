@@ -159,33 +159,36 @@ TEST_CASE("a sweep runs 4 trials 2 at a time, writes a sorted table and skips do
 
 TEST_CASE("a failing trial is retried, reported, and does not stop the others", "[cli][sweep]") {
   TempDir tmp("cli_sweep_fail");
-  // 64 wide with 3 heads: the config is valid, the model refuses it when it is built.
-  const std::string sweep = write_sweep(tmp, R"(, "grid": {"model.heads": [3, 4]})");
+  // A vocabulary larger than the fixture can fill: the config is valid, the tokenizer's training fails.
+  const std::string sweep = write_sweep(tmp, R"(, "grid": {"task.vocab_size": [100000, 400]})");
   auto r = run_xformer("sweep --config '" + sweep + "' --jobs 2");
   INFO(r.output);
   CHECK(r.exit_code == 1);
-  CHECK(r.output.find("trial 0 heads=3: train failed with exit code 1; retrying") != std::string::npos);
-  CHECK(r.output.find("trial 0 heads=3: train failed with exit code 1 after 2 attempt(s)") != std::string::npos);
+  CHECK(r.output.find("trial 0 vocab_size=100000: train failed with exit code 1; retrying") != std::string::npos);
+  CHECK(r.output.find("trial 0 vocab_size=100000: train failed with exit code 1 after 2 attempt(s)") != std::string::npos);
   CHECK(r.output.find("1 done, 1 failed") != std::string::npos);
 
   const std::string out = tmp.str("out");
-  const auto status = nlohmann::json::parse(read_text(out + "/trials/heads=3.json"));
+  const auto status = nlohmann::json::parse(read_text(out + "/trials/vocab_size=100000.json"));
   CHECK(status["status"] == "failed");
   CHECK(status["attempts"] == 2);
   CHECK(status["exit_codes"] == nlohmann::json::array({1, 1}));
-  const std::string log = read_text(out + "/logs/heads=3.log");
+  const std::string log = read_text(out + "/logs/vocab_size=100000.log");
   CHECK(count(log, "=== ") == 2);
-  CHECK(log.find("not divisible") != std::string::npos);
-  CHECK(fs::exists(out + "/heads=4/checkpoints/last.pt"));
+  CHECK(log.find("Vocabulary size too high (100000)") != std::string::npos);
+  CHECK(log.find("(task.vocab_size 100000)") != std::string::npos);
+  for (const auto& e : fs::recursive_directory_iterator(tmp.str("spm")))  // no leftovers of the failure
+    CHECK(e.path().filename().string().find(".tmp") == std::string::npos);
+  CHECK(fs::exists(out + "/vocab_size=400/checkpoints/last.pt"));
 
   auto csv = read_csv(out + "/results.csv");
   REQUIRE(csv.size() == 3);
-  CHECK(csv[1][1] == "heads=4");
+  CHECK(csv[1][1] == "vocab_size=400");
   CHECK(csv[1][2] == "done");
-  CHECK(csv[2][1] == "heads=3");
+  CHECK(csv[2][1] == "vocab_size=100000");
   CHECK(csv[2][2] == "failed");
   const std::string md = read_text(out + "/results.md");
-  CHECK(md.find("failed: heads=3 after 2 attempt(s) (exit codes 1, 1); log: " + out + "/logs/heads=3.log") !=
+  CHECK(md.find("failed: vocab_size=100000 after 2 attempt(s) (exit codes 1, 1); log: " + out + "/logs/vocab_size=100000.log") !=
         std::string::npos);
 }
 

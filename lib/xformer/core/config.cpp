@@ -14,13 +14,25 @@ namespace xformer {
 Schema& Schema::add(const std::string& path, KeyType type, json default_value, std::string doc,
                     std::vector<std::string> choices) {
   if (find(path)) throw std::logic_error("config key declared twice: " + path);
-  keys_.push_back({path, type, std::move(default_value), std::move(doc), std::move(choices), json()});
+  keys_.push_back({path, type, std::move(default_value), std::move(doc), std::move(choices), json(), json(), 0});
   return *this;
 }
 
 Schema& Schema::at_least(json least) {
   if (keys_.empty() || !least.is_number()) throw std::logic_error("at_least() needs a number, after add()");
   keys_.back().minimum = std::move(least);
+  return *this;
+}
+
+Schema& Schema::below(json bound) {
+  if (keys_.empty() || !bound.is_number()) throw std::logic_error("below() needs a number, after add()");
+  keys_.back().bound = std::move(bound);
+  return *this;
+}
+
+Schema& Schema::length(size_t n) {
+  if (keys_.empty()) throw std::logic_error("length() comes after add()");
+  keys_.back().length = n;
   return *this;
 }
 
@@ -196,13 +208,18 @@ json resolve_config(const RawConfig& raw, const Schema& schema) {
       throw ConfigError("config error: '" + path + "' in " + origin_of(raw, path) +
                         " must be one of " + allowed + ", got " + v.dump());
     }
-    if (def->minimum.is_number()) {
-      const double least = def->minimum.get<double>();
-      for (const auto& x : v.is_array() ? v : json::array({v}))
-        if (x.is_number() && x.get<double>() < least)
-          throw ConfigError("config error: '" + path + "' in " + origin_of(raw, path) + " must be at least " +
-                            def->minimum.dump() + ", got " + v.dump());
+    auto refuse = [&](const std::string& expected) {
+      return ConfigError("config error: '" + path + "' in " + origin_of(raw, path) + " must " + expected +
+                         ", got " + v.dump());
+    };
+    for (const auto& x : v.is_array() ? v : json::array({v})) {
+      if (!x.is_number()) continue;
+      if (def->minimum.is_number() && x.get<double>() < def->minimum.get<double>())
+        throw refuse("be at least " + def->minimum.dump());
+      if (def->bound.is_number() && !(x.get<double>() < def->bound.get<double>()))
+        throw refuse("be below " + def->bound.dump());
     }
+    if (def->length > 0 && v.size() != def->length) throw refuse("have " + std::to_string(def->length) + " elements");
   }
   json resolved = json::object();
   for (const auto& def : schema.keys()) {
@@ -216,6 +233,12 @@ json resolve_config(const RawConfig& raw, const Schema& schema) {
     if (def.type == KeyType::Float && v.is_number_integer()) v = v.get<double>();
     set_path(resolved, def.path, v);
   }
+  // The one rule across keys that every attention model shares: heads split the width evenly.
+  const json model = resolved.value("model", json::object());
+  if (model.contains("d_model") && model.contains("heads") && model["heads"].get<int64_t>() > 0 &&
+      model["d_model"].get<int64_t>() % model["heads"].get<int64_t>() != 0)
+    throw ConfigError("config error: 'model.d_model' (" + model["d_model"].dump() + ") must be divisible by " +
+                      "'model.heads' (" + model["heads"].dump() + ")");
   return resolved;
 }
 

@@ -25,6 +25,8 @@ struct KeyDef {
   std::string doc;
   std::vector<std::string> choices;  // allowed values of a String key; empty = any
   json minimum;  // a number: the least value of a numeric key (each element of a list); null = any
+  json bound;    // a number that the values must stay below (probabilities: 1); null = none
+  size_t length = 0;  // a list key's number of elements; 0 = any
 };
 
 class Schema {
@@ -34,6 +36,9 @@ class Schema {
   // The key added last must be at least `least` (numbers, and each number of a list):
   //   s.add("train.log_every", KeyType::Int, 50, "...").at_least(1);
   Schema& at_least(json least);
+  // ... must be below `bound` (e.g. 1 for a probability), or hold exactly n elements (lists).
+  Schema& below(json bound);
+  Schema& length(size_t n);
   const KeyDef* find(const std::string& path) const;
   const std::vector<KeyDef>& keys() const { return keys_; }
   std::vector<std::string> paths() const;

@@ -64,7 +64,7 @@ void declare_trainer_keys(Schema& s) {
 
   s.add("optim.name", KeyType::String, "adam", "Optimizer.", {"adam", "adamw"});
   s.add("optim.lr", KeyType::Float, 5e-4, "Peak learning rate (reached at the end of warmup).").at_least(0);
-  s.add("optim.betas", KeyType::FloatList, json::array({0.9, 0.98}), "Adam beta1, beta2.").at_least(0);
+  s.add("optim.betas", KeyType::FloatList, json::array({0.9, 0.98}), "Adam beta1, beta2.").at_least(0).below(1).length(2);
   s.add("optim.eps", KeyType::Float, 1e-9, "Adam epsilon.").at_least(0);
   s.add("optim.weight_decay", KeyType::Float, 0.0,
         "Weight decay (L2 for adam, decoupled for adamw).").at_least(0);

@@ -12,10 +12,11 @@ void declare_layer_keys(Schema& s, const std::string& default_norm) {
   s.add("model.d_model", KeyType::Int, 512, "Model width D.").at_least(1);
   s.add("model.heads", KeyType::Int, 8, "Attention heads (D must be divisible by it).").at_least(1);
   s.add("model.ffn_dim", KeyType::Int, 2048, "Inner width of the feed-forward blocks.").at_least(1);
-  s.add("model.dropout", KeyType::Float, 0.1, "Dropout on embeddings and sublayer outputs.").at_least(0);
-  s.add("model.attention_dropout", KeyType::Float, 0.0, "Dropout on attention probabilities.").at_least(0);
+  s.add("model.dropout", KeyType::Float, 0.1, "Dropout on embeddings and sublayer outputs.").at_least(0).below(1);
+  s.add("model.attention_dropout", KeyType::Float, 0.0, "Dropout on attention probabilities.").at_least(0).below(1);
   s.add("model.activation_dropout", KeyType::Float, 0.0, "Dropout inside the feed-forward block.")
-      .at_least(0);
+      .at_least(0)
+      .below(1);
   s.add("model.activation", KeyType::String, "relu", "Feed-forward activation.", {"relu", "gelu"});
   s.add("model.norm", KeyType::String, default_norm,
         "LayerNorm after each residual (post, the Transformer paper's) or before each sublayer (pre).",

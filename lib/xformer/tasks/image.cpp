@@ -55,7 +55,7 @@ void declare_model_keys(Schema& s) {
   s.add("model.aligned_conditioning", KeyType::Bool, true,
         "super_resolution: also add to each decoder input the encoder state of the low-resolution "
         "intensity under it (a direct path beside cross-attention).");
-  s.add("model.dropout", KeyType::Float, 0.1, "Dropout on embeddings and residual branches.").at_least(0);
+  s.add("model.dropout", KeyType::Float, 0.1, "Dropout on embeddings and residual branches.").at_least(0).below(1);
   s.add("model.attention", KeyType::String, "local2d",
         "Causal local self-attention over the channel tokens: blocks of the raster sequence (local1d) "
         "or windows of the H x (W*3) grid (local2d).",

@@ -40,7 +40,7 @@ void declare_keys(Schema& s) {
   s.add("task.max_tokens", KeyType::Int, 4096,
         "Batch size in tokens: sentences x longest sentence (padding included).").at_least(1);
   s.add("task.max_sentences", KeyType::Int, 0, "Cap on sentences per batch; 0 = none.").at_least(0);
-  s.add("task.label_smoothing", KeyType::Float, 0.1, "Label smoothing epsilon.").at_least(0);
+  s.add("task.label_smoothing", KeyType::Float, 0.1, "Label smoothing epsilon.").at_least(0).below(1);
   s.add("task.beam", KeyType::Int, 4, "Beam width for evaluation.").at_least(1);
   s.add("task.lenpen", KeyType::Float, 0.6, "GNMT length penalty alpha for evaluation.");
   s.add("task.max_len_a", KeyType::Float, 1.2, "Longest output: max_len_a * source tokens + max_len_b.")
@@ -199,6 +199,7 @@ class TranslationTask : public Task {
   // corpus content and the options, so that runs over the same data share it.
   std::string train_tokenizer() {
     auto corpus = data::read_parallel_corpus(t_.at("train"));
+    if (corpus.size() == 0) throw DataError("corpus '" + corpus.description + "' holds no sentence pairs");
     std::string text;
     for (size_t i = 0; i < corpus.size(); ++i) text += corpus.source[i] + "\n" + corpus.target[i] + "\n";
     const std::string key = std::to_string(std::hash<std::string>{}(
@@ -222,7 +223,13 @@ class TranslationTask : public Task {
     o.model_prefix = (dir / tmp).string();
     o.vocab_size = t_.at("vocab_size");
     o.model_type = t_.at("spm_type");
-    data::Tokenizer::train(o);
+    try {
+      data::Tokenizer::train(o);
+    } catch (const Error& e) {  // e.g. a vocabulary too large for the corpus: say which key sets it
+      std::error_code ignored;
+      for (const char* ext : {".txt", ".model", ".vocab"}) fs::remove(dir / (tmp + ext), ignored);
+      throw DataError(std::string(e.what()) + " (task.vocab_size " + t_.at("vocab_size").dump() + ")");
+    }
     fs::rename(dir / (tmp + ".vocab"), dir / "spm.vocab");
     fs::rename(dir / (tmp + ".model"), model);  // last: its presence marks a complete cache entry
     fs::remove(input);

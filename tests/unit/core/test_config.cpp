@@ -208,7 +208,7 @@ TEST_CASE("string keys with choices reject other values", "[core][config]") {
   CHECK(xformer::resolve(raw_of({{"optim", {{"schedule", "cosine"}}}}))["optim"]["schedule"] == "cosine");
 }
 
-TEST_CASE("numbers below a key's least value are config errors naming the key and the bound", "[core][config]") {
+TEST_CASE("numbers outside a key's bounds are config errors naming the key and the bound", "[core][config]") {
   struct Case {
     json value;
     std::string key, bound;
@@ -218,13 +218,20 @@ TEST_CASE("numbers below a key's least value are config errors naming the key an
                         Case{{{"optim", {{"lr", -0.001}}}}, "optim.lr", "at least 0"},
                         Case{{{"optim", {{"betas", {0.9, -0.5}}}}}, "optim.betas", "at least 0"},
                         Case{{{"train", {{"dist_bucket_mb", 0}}}}, "train.dist_bucket_mb", "at least 0.001"},
-                        Case{{{"model", {{"d_model", 0}}}}, "model.d_model", "at least 1"}}) {
+                        Case{{{"model", {{"d_model", 0}}}}, "model.d_model", "at least 1"},
+                        Case{{{"model", {{"dropout", 1.5}}}}, "model.dropout", "be below 1"},
+                        Case{{{"optim", {{"betas", {0.9, 1.0}}}}}, "optim.betas", "be below 1"},
+                        Case{{{"optim", {{"betas", {0.9}}}}}, "optim.betas", "have 2 elements"}}) {
     CAPTURE(c.value.dump());
     auto e = error_of([&] { xformer::resolve(raw_of(c.value, "cfg.json")); });
     CHECK(e.exit_code() == 2);
     CHECK(contains(e.what(), "'" + c.key + "' in 'cfg.json'"));
     CHECK(contains(e.what(), c.bound));
   }
+  // Heads split the model width evenly.
+  auto e = error_of([&] { xformer::resolve(raw_of({{"model", {{"d_model", 64}, {"heads", 3}}}})); });
+  CHECK(e.exit_code() == 2);
+  CHECK(contains(e.what(), "'model.d_model' (64) must be divisible by 'model.heads' (3)"));
   // The bounds themselves pass.
   auto ok = xformer::resolve(raw_of({{"train", {{"log_every", 1}, {"eval_every", 0}}}, {"optim", {{"lr", 0}}}}));
   CHECK(ok["train"]["log_every"] == 1);
@@ -254,8 +261,8 @@ TEST_CASE("resolve fills in defaults and converts ints for float keys", "[core][
   CHECK(ints["optim"]["lr"].get<double>() == 1.0);
   CHECK(ints["optim"]["warmup_init_lr"].get<double>() == 0.0);
   // Ints are accepted in float lists too.
-  auto betas = xformer::resolve(raw_of({{"optim", {{"betas", {1, 0.5}}}}}));
-  CHECK(betas["optim"]["betas"][0].get<double>() == 1.0);
+  auto betas = xformer::resolve(raw_of({{"optim", {{"betas", {0, 0.5}}}}}));
+  CHECK(betas["optim"]["betas"][0].get<double>() == 0.0);
 }
 
 TEST_CASE("an unknown task.name is a config error with a hint", "[core][config][registry]") {
