@@ -47,8 +47,9 @@ void check_valid_split_exists(const json& config) {
   const auto& valid = config.at("task").at("valid");
   for (const auto& path : valid.is_array() ? valid : json::array({valid}))
     if (path.is_string() && !path.get<std::string>().empty() && !fs::exists(path.get<std::string>()))
-      throw ConfigError("config error: 'task.valid' names '" + path.get<std::string>() +
-                        "', which does not exist (the validation data, read at the first evaluation)");
+      throw ConfigError("config error: 'task.valid' names '" + path.get<std::string>() + "', which does not exist" +
+                        (fs::path(path.get<std::string>()).is_relative() ? " in " + fs::current_path().string() : "") +
+                        " (the validation data, read at the first evaluation)");
 }
 
 int train(const TrainArgs& a) {

@@ -80,7 +80,7 @@ TEST_CASE("data errors name the file and line", "[cli]") {
   CHECK(r.exit_code == 1);
   CHECK(r.output.find("tests/data/translation/corrupt.tsv:3: expected 'source<TAB>target'") != std::string::npos);
 
-  r = run_xformer("train " + tiny_args(tmp.str("run2"), tmp.str("spm")) + " --set task.valid=missing.tsv");
+  r = run_xformer("train " + tiny_args(tmp.str("run2"), tmp.str("spm")) + " --set task.train=missing.tsv");
   INFO(r.output);
   CHECK(r.exit_code == 1);
   CHECK(r.output.find("cannot open corpus file 'missing.tsv'") != std::string::npos);
@@ -182,7 +182,8 @@ TEST_CASE("SIGINT saves a checkpoint and exits 130", "[cli][signal]") {
   // Start a long run, wait for its first log line, try a second trainer on the same run
   // directory (refused: the first holds its lock), interrupt the first.
   const std::string bin = "'" + std::string(XFORMER_BINARY) + "'";
-  auto r = run_shell(bin + " train " + tiny_args(run, tmp.str("spm")) +
+  // ("true;" first: run_shell prefixes "cd SOURCE &&", which must not go to the background with it.)
+  auto r = run_shell("true; " + bin + " train " + tiny_args(run, tmp.str("spm")) +
                      " --set train.max_steps=100000 --set train.log_every=1 --set train.eval_every=0"
                      " > " + tmp.str("log.txt") + " 2>&1 & pid=$!; "
                      "for i in $(seq 600); do [ -s '" + run + "/metrics.jsonl' ] && break; sleep 0.1; done; " +

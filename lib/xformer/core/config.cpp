@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "xformer/core/error.h"
+#include "xformer/core/json_file.h"
 
 namespace fs = std::filesystem;
 
@@ -80,14 +81,10 @@ json load_with_extends(const fs::path& path, std::vector<std::string>& chain) {
     throw ConfigError("config error: \"extends\" cycle through '" + path.string() + "'");
   chain.push_back(canonical);
 
-  std::ifstream in(path);
-  if (!in) throw ConfigError("config error: cannot open config file '" + path.string() + "'");
-  json doc;
-  try {
-    doc = json::parse(in);
-  } catch (const json::parse_error& e) {
-    throw ConfigError("config error: '" + path.string() + "' is not valid JSON: " + e.what());
-  }
+  if (!fs::is_regular_file(path))
+    throw ConfigError("config error: cannot open config file '" + path.string() + "'" +
+                      (fs::is_directory(path) ? " (it is a folder)" : ""));
+  json doc = read_json_file(path.string(), "config error: '" + path.string() + "'", kExitUsage);
   if (!doc.is_object())
     throw ConfigError("config error: '" + path.string() + "' must hold a JSON object");
 
@@ -168,8 +165,8 @@ void apply_override(RawConfig& raw, const std::string& assignment) {
   std::string text = assignment.substr(eq + 1);
   json value;
   try {
-    value = json::parse(text);
-  } catch (const json::parse_error&) {
+    value = parse_json(text, "--set " + key, kExitUsage);
+  } catch (const Error&) {
     value = text;  // not JSON: a plain string such as a path or a name
   }
   for (const auto& part : split_path(key))

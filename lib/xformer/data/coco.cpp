@@ -8,20 +8,14 @@
 #include <map>
 
 #include "xformer/core/error.h"
+#include "xformer/core/json_file.h"
 
 namespace fs = std::filesystem;
 
 namespace xformer::data {
 
 CocoSet read_coco(const std::string& json_path, const std::string& image_root) {
-  std::ifstream in(json_path);
-  if (!in) throw DataError("cannot read COCO annotations " + json_path);
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& e) {
-    throw DataError("COCO annotations " + json_path + ": invalid JSON (" + e.what() + ")");
-  }
+  const auto j = read_json_file(json_path, "COCO annotations " + json_path, kExitFailure);
   const std::string root = image_root.empty() ? fs::path(json_path).parent_path().string() : image_root;
   auto fail = [&](const std::string& what) -> void { throw DataError("COCO annotations " + json_path + ": " + what); };
   for (const char* key : {"images", "annotations", "categories"})

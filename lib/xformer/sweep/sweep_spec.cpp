@@ -11,6 +11,7 @@
 
 #include "xformer/core/config.h"
 #include "xformer/core/error.h"
+#include "xformer/core/json_file.h"
 #include "xformer/core/registry.h"
 
 namespace fs = std::filesystem;
@@ -425,17 +426,8 @@ SweepSpec parse_sweep(const ordered_json& doc, const std::string& file) {
 }
 
 SweepSpec load_sweep(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw ConfigError("cannot open sweep file '" + path + "'");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  ordered_json doc;
-  try {
-    doc = ordered_json::parse(ss.str());
-  } catch (const nlohmann::json::parse_error& e) {
-    throw ConfigError("sweep file '" + path + "' is not valid JSON: " + e.what());
-  }
-  return parse_sweep(doc, path);
+  if (!std::filesystem::is_regular_file(path)) throw ConfigError("cannot open sweep file '" + path + "'");
+  return parse_sweep(read_json_file<ordered_json>(path, "sweep file '" + path + "'", kExitUsage), path);
 }
 
 namespace {

@@ -8,6 +8,7 @@
 
 #include "xformer/core/atomic_file.h"
 #include "xformer/core/error.h"
+#include "xformer/core/json_file.h"
 
 namespace fs = std::filesystem;
 
@@ -26,15 +27,7 @@ std::string run_path(const std::string& output, const std::string& trial) {
 
 namespace {
 nlohmann::json read_json(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw DataError("cannot open '" + path + "'");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  try {
-    return nlohmann::json::parse(ss.str());
-  } catch (const nlohmann::json::parse_error& e) {
-    throw DataError("'" + path + "' is not valid JSON: " + e.what());
-  }
+  return read_json_file(path, "'" + path + "'", kExitFailure);
 }
 }  // namespace
 

@@ -10,6 +10,7 @@
 
 #include "xformer/core/atomic_file.h"
 #include "xformer/core/error.h"
+#include "xformer/core/json_file.h"
 #include "xformer/data/image.h"
 #include "xformer/data/image_ops.h"
 #include "xformer/data/labelled_images.h"
@@ -88,7 +89,7 @@ class ClassificationTask : public Task {
                    width_, options_.classes.size());
       if (ctx_.for_training && !ctx_.run_dir.empty()) save_classes(saved);
     } else {
-      const auto j = json::parse(std::ifstream(saved));
+      const auto j = read_json_file(saved.string(), "'" + saved.string() + "'", kExitFailure);
       options_.classes = j.at("classes").get<std::vector<std::string>>();
       options_.channels = j.at("channels"), height_ = j.at("height"), width_ = j.at("width");
       options_.size = j.at("size");

@@ -9,6 +9,7 @@
 
 #include "xformer/core/atomic_file.h"
 #include "xformer/core/error.h"
+#include "xformer/core/json_file.h"
 #include "xformer/data/coco.h"
 #include "xformer/data/image.h"
 #include "xformer/data/image_ops.h"
@@ -72,7 +73,7 @@ class DetectionTask : public Task {
     // The classes come from the training annotations (saved in the run for eval and sample).
     const auto saved = fs::path(ctx_.run_dir) / "classes.json";
     if (!ctx_.for_training && !ctx_.run_dir.empty() && fs::exists(saved)) {
-      const auto j = json::parse(std::ifstream(saved));
+      const auto j = read_json_file(saved.string(), "'" + saved.string() + "'", kExitFailure);
       classes_ = j.at("classes").get<std::vector<std::string>>();
       category_ids_ = j.at("category_ids").get<std::vector<int64_t>>();
     } else {

@@ -12,6 +12,7 @@
 
 #include "xformer/core/atomic_file.h"
 #include "xformer/core/error.h"
+#include "xformer/core/json_file.h"
 
 namespace fs = std::filesystem;
 
@@ -95,13 +96,13 @@ RunDirLock prepare_run_dir(const std::string& dir, bool resume, bool force) {
 
 nlohmann::json read_run_config(const std::string& dir) {
   const auto path = (fs::path(dir) / "config.json").string();
-  std::ifstream in(path);
-  if (!in) throw ConfigError("'" + dir + "' is not a run directory (no config.json)");
-  try {
-    return nlohmann::json::parse(in);
-  } catch (const nlohmann::json::parse_error& e) {
-    throw DataError("'" + path + "' is corrupt: " + e.what());
-  }
+  if (!fs::is_regular_file(path)) throw ConfigError("'" + dir + "' is not a run directory (no config.json)");
+  auto config = read_json_file(path, "'" + path + "'", kExitFailure);
+  // Written whole by train: a missing group means an edit, which defaults must not paper over.
+  for (const char* group : {"task", "model", "optim", "train"})
+    if (!config.is_object() || !config.contains(group) || !config[group].is_object())
+      throw DataError("'" + path + "' has no '" + group + "' group: it is not a whole run config");
+  return config;
 }
 
 void write_run_config(const std::string& dir, const nlohmann::json& config) {

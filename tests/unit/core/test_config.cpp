@@ -96,6 +96,21 @@ TEST_CASE("extends errors: cycles, missing files, invalid JSON", "[core][config]
   CHECK(contains(broken.what(), "broken.json"));
   CHECK(contains(error_of([&] { xformer::load_config_file(dir.str("list.json")); }).what(),
                  "list.json"));
+  // Absurd nesting (a recursive walk of it would overflow the stack), a number out of range, a
+  // folder: each one config error naming the file.
+  std::string deep = R"({"optim": )";
+  for (int i = 0; i < 100000; ++i) deep += R"({"a": )";
+  write(dir.str("deep.json"), deep + "1" + std::string(100001, '}'));
+  auto nested = error_of([&] { xformer::load_config_file(dir.str("deep.json")); });
+  CHECK(nested.exit_code() == 2);
+  CHECK(contains(nested.what(), "deep.json' nests JSON deeper than 100 levels"));
+  write(dir.str("huge.json"), R"({"optim": {"lr": 1e400}})");
+  auto huge = error_of([&] { xformer::load_config_file(dir.str("huge.json")); });
+  CHECK(huge.exit_code() == 2);
+  CHECK(contains(huge.what(), "huge.json' is not valid JSON"));
+  auto folder = error_of([&] { xformer::load_config_file(dir.str("sub")); });
+  CHECK(folder.exit_code() == 2);
+  CHECK(contains(folder.what(), "(it is a folder)"));
 }
 
 TEST_CASE("apply_override parses numbers, booleans, lists and strings", "[core][config]") {
@@ -122,6 +137,11 @@ TEST_CASE("apply_override parses numbers, booleans, lists and strings", "[core][
   CHECK(v["task"]["spm_cache"] == "");
   CHECK(raw.overridden.count("optim.lr") == 1);
   CHECK(raw.overridden.count("task.train") == 1);
+
+  // A number out of range stays a string, which the schema then refuses as not a number.
+  RawConfig huge;
+  xformer::apply_override(huge, "optim.eps=1e400");
+  CHECK(huge.value["optim"]["eps"] == "1e400");
 
   // A later override of the same key wins; its siblings stay.
   xformer::apply_override(raw, "optim.lr=1e-3");

@@ -53,6 +53,6 @@ TEST_CASE("COCO annotations read, broken ones named", "[data][detection]") {
   std::ofstream(tmp.str("nolist.json")) << R"({"images": []})";
   CHECK(coco_error_of(tmp.str("nolist.json")).find("no 'annotations' list") != std::string::npos);
   std::ofstream(tmp.str("bad.json")) << "{not json";
-  CHECK(coco_error_of(tmp.str("bad.json")).find("invalid JSON") != std::string::npos);
+  CHECK(coco_error_of(tmp.str("bad.json")).find("is not valid JSON") != std::string::npos);
   CHECK(coco_error_of(tmp.str("none.json")).find("none.json") != std::string::npos);
 }

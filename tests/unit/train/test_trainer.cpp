@@ -117,7 +117,7 @@ TEST_CASE("train --force empties a run directory and refuses a folder holding an
 TEST_CASE("resume refuses a changed task or model and forgets metrics logged after the checkpoint", "[train]") {
   TempDir tmp("run_dir_resume");
   const auto config = nlohmann::json::parse(
-      R"({"task": {"name": "t", "data": "a"}, "model": {"d_model": 64}, "train": {"max_steps": 10}})");
+      R"({"task": {"name": "t", "data": "a"}, "model": {"d_model": 64}, "optim": {}, "train": {"max_steps": 10}})");
   train::write_run_config(tmp.str(), config);
   auto changed = config;
   changed["train"]["max_steps"] = 20;  // training keys may change
@@ -139,6 +139,17 @@ TEST_CASE("resume refuses a changed task or model and forgets metrics logged aft
   } catch (const Error& e) {
     CHECK(std::string(e.what()).find("task.data is \"a\" in '") != std::string::npos);
     CHECK(std::string(e.what()).find("but unset now") != std::string::npos);
+  }
+
+  // A run config missing a group (edited by hand) is refused, not filled with defaults.
+  auto partial = config;
+  partial.erase("task");
+  train::write_run_config(tmp.str("edited"), partial);
+  try {
+    train::read_run_config(tmp.str("edited"));
+    FAIL("expected a data error");
+  } catch (const Error& e) {
+    CHECK(std::string(e.what()).find("config.json' has no 'task' group") != std::string::npos);
   }
 
   for (int step : {10, 20, 20, 30}) train::append_metrics(tmp.str(), {{"step", step}, {"split", "train"}});
