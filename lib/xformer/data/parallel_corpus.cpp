@@ -1,5 +1,6 @@
 #include "xformer/data/parallel_corpus.h"
 
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 
@@ -52,7 +53,8 @@ std::vector<std::string> read_lines(const std::string& path) {
     return lines;
   }
   std::ifstream in(path);
-  if (!in) throw DataError("cannot open input file '" + path + "'");
+  if (!in || std::filesystem::is_directory(path))
+    throw DataError("cannot open input file '" + path + "'" + (in ? " (it is a folder)" : ""));
   while (std::getline(in, line)) strip_cr(line), lines.push_back(line);
   return lines;
 }

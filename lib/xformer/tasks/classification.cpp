@@ -87,6 +87,12 @@ class ClassificationTask : public Task {
       height_ = train_.images.size(2), width_ = train_.images.size(3);
       spdlog::info("train: {} images of {}x{}x{}, {} classes", train_.images.size(0), options_.channels, height_,
                    width_, options_.classes.size());
+      // Numbered labels make the classes 0..max: a stray large label shows up as empty classes.
+      const auto counts = torch::bincount(train_.labels, {}, static_cast<int64_t>(options_.classes.size()));
+      const int64_t empty = counts.eq(0).sum().item<int64_t>();
+      if (empty > 0)
+        spdlog::warn("train: {} of the {} classes have no training image (is a label out of range?)", empty,
+                     options_.classes.size());
       if (ctx_.for_training && !ctx_.run_dir.empty()) save_classes(saved);
     } else {
       const auto j = read_json_file(saved.string(), "'" + saved.string() + "'", kExitFailure);

@@ -210,6 +210,8 @@ TEST_CASE("read_parallel_corpus reports malformed lines with file:line", "[data]
   CHECK(contains(m, "bad_utf8.tsv:3"));  // blank lines still count
   CHECK(contains(m, "UTF-8"));
   CHECK(contains(error_message([&] { data::read_parallel_corpus(dir.str("nope.tsv")); }), "nope.tsv"));
+  // A folder given as input (e.g. sample --input) is named, not read as no lines.
+  CHECK(contains(error_message([&] { data::read_lines(dir.str()); }), "(it is a folder)"));
 }
 
 TEST_CASE("read_parallel_corpus: two line-aligned files", "[data][corpus]") {
