@@ -1,5 +1,6 @@
 #include "xformer/sweep/sweep_state.h"
 
+#include <spdlog/spdlog.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -67,13 +68,19 @@ nlohmann::json read_plan(const std::string& output) {
 nlohmann::json read_status(const std::string& output, const std::string& trial) {
   const std::string path = status_path(output, trial);
   if (!fs::exists(path)) return {{"name", trial}, {"status", kPending}, {"attempts", 0}};
+  // A status file is only ever renamed into place, so a bad one is damage from outside: the
+  // trial counts as not done (it is then run again, resuming from its checkpoint).
+  nlohmann::json status;
   try {
-    return read_json(path);
+    status = read_json(path);
   } catch (const Error&) {
-    // A status file is only ever renamed into place, so this is damage from outside: treat the
-    // trial as not done (it is then run again, resuming from its checkpoint).
-    return {{"name", trial}, {"status", kPending}, {"attempts", 0}};
   }
+  const bool sound = status.is_object() && status.value("status", nlohmann::json()).is_string() &&
+                     status.value("attempts", nlohmann::json(0)).is_number_integer() &&
+                     status.value("exit_codes", nlohmann::json::array()).is_array();
+  if (sound) return status;
+  spdlog::warn("sweep: '{}' is damaged; trial {} counts as not done", path, trial);
+  return {{"name", trial}, {"status", kPending}, {"attempts", 0}};
 }
 
 void write_status(const std::string& output, const std::string& trial, const nlohmann::json& status) {

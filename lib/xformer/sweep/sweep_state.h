@@ -13,10 +13,9 @@
 #include <nlohmann/json.hpp>
 
 #include <string>
-
-#include "xformer/core/atomic_file.h"
 #include <vector>
 
+#include "xformer/core/atomic_file.h"
 #include "xformer/sweep/sweep_spec.h"
 
 namespace xformer::sweep {

@@ -275,6 +275,7 @@ TEST_CASE("the results table sorts by the metric and quotes CSV", "[sweep]") {
   write_status(s.output, "lr=2", {{"status", "done"}, {"overrides", trial_overrides(s, s.trials[1])}});
   write_status(s.output, "lr=3", {{"status", "failed"}, {"attempts", 2}, {"exit_codes", {1, 1}},
                                   {"overrides", trial_overrides(s, s.trials[2])}});
+  write_status(s.output, "lr=4", {{"status", 5}, {"attempts", "two"}});  // damaged: counts as never started
   const auto table = build_results(s.output);
   REQUIRE(table.rows.size() == 4);
   const auto& h = table.header;
