@@ -2,11 +2,13 @@
 
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdio>
 #include <fstream>
 
 #include "test_support.h"
+#include "xformer/core/registry.h"
 
 namespace xformer::testing {
 
@@ -64,6 +66,20 @@ void check_exact_resume(const std::string& dir, const std::function<std::string(
     CHECK(b[i]["step"] == a[i]["step"]);
     CHECK(b[i]["loss"].get<double>() == a[i]["loss"].get<double>());  // exact, on the CPU
     CHECK(b[i]["lr"].get<double>() == a[i]["lr"].get<double>());
+  }
+}
+
+void check_metrics_declared(const std::string& run_dir) {
+  std::ifstream in(run_dir + "/config.json");
+  const auto config = nlohmann::json::parse(in);
+  register_builtins();
+  const auto declared = Registry::get().task(config["task"]["name"]).metrics(config);
+  const auto valid = read_metrics(run_dir, "valid");
+  REQUIRE(!valid.empty());
+  for (const auto& [name, value] : valid.back().items()) {
+    if (name == "step" || name == "split") continue;
+    CAPTURE(name);
+    CHECK(std::find(declared.begin(), declared.end(), name) != declared.end());
   }
 }
 

@@ -24,6 +24,10 @@ CommandResult run_shell(const std::string& command);
 // Lines of RUN/metrics.jsonl whose "split" equals `split`.
 std::vector<nlohmann::json> read_metrics(const std::string& run_dir, const std::string& split);
 
+// Every metric in the run's last validation line is one its task declares (TaskEntry::metrics),
+// so that train.best_metric accepts each of them before the run starts.
+void check_metrics_declared(const std::string& run_dir);
+
 // The arguments every test run of the tiny config shares: quick, quiet, hermetic.
 std::string tiny_args(const std::string& run_dir, const std::string& spm_cache);
 

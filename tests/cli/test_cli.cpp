@@ -106,6 +106,7 @@ TEST_CASE("train, eval and sample the tiny config end to end", "[cli][e2e]") {
   REQUIRE(train.size() == 6);  // log_every 10
   CHECK(train.back()["loss"].get<double>() < 0.85 * train.front()["loss"].get<double>());
   auto valid = read_metrics(run, "valid");
+  check_metrics_declared(run);
   REQUIRE(valid.size() == 3);
   CHECK(valid.back()["loss"].get<double>() < valid.front()["loss"].get<double>());
   CHECK(valid.back().contains("bleu"));
@@ -231,6 +232,7 @@ TEST_CASE("music: train, eval and sample the tiny config end to end", "[cli][e2e
   REQUIRE(train.size() == 6);
   CHECK(train.back()["loss"].get<double>() < 0.85 * train.front()["loss"].get<double>());
   auto valid = read_metrics(run, "valid");
+  check_metrics_declared(run);
   REQUIRE(valid.size() == 3);
   CHECK(valid.back()["nll"].get<double>() < valid.front()["nll"].get<double>());
 
@@ -308,6 +310,7 @@ TEST_CASE("image tasks: train, eval and sample the tiny configs end to end", "[c
   REQUIRE(train.size() == 4);
   CHECK(train.back()["loss"].get<double>() < 0.97 * train.front()["loss"].get<double>());
   auto valid = read_metrics(run, "valid");
+  check_metrics_declared(run);
   REQUIRE(valid.size() == 2);
   for (const char* k : {"bits_per_dim", "psnr", "ssim", "bicubic_psnr", "bicubic_ssim"}) CHECK(valid.back().contains(k));
   // bits/dim is the NLL per intensity in bits.
@@ -345,6 +348,7 @@ TEST_CASE("image tasks: train, eval and sample the tiny configs end to end", "[c
   INFO(r.output);
   REQUIRE(r.exit_code == 0);
   CHECK(read_metrics(gen, "valid").back().contains("bits_per_dim"));
+  check_metrics_declared(gen);
   r = run_xformer("sample --run '" + gen + "' --num 3 --temperature 1.0 --out '" + tmp.str("gen_out") + "'");
   INFO(r.output);
   CHECK(r.exit_code == 0);
@@ -378,6 +382,7 @@ TEST_CASE("classification: train, eval, sample and model stats end to end", "[cl
   REQUIRE(train.size() == 6);
   CHECK(train.back()["loss"].get<double>() < 0.8 * train.front()["loss"].get<double>());
   auto valid = read_metrics(run, "valid");
+  check_metrics_declared(run);
   REQUIRE(valid.size() == 2);
   CHECK(valid.back()["accuracy"].get<double>() > 0.3);  // 10 classes: chance is 0.1
   CHECK(valid.back()["top5_accuracy"].get<double>() >= valid.back()["accuracy"].get<double>());
@@ -456,6 +461,7 @@ TEST_CASE("detection: train, eval and sample the tiny config end to end", "[cli]
   REQUIRE(train.size() == 4);
   CHECK(train.back()["loss"].get<double>() < 0.7 * train.front()["loss"].get<double>());
   auto valid = read_metrics(run, "valid");
+  check_metrics_declared(run);
   REQUIRE(valid.size() == 2);
   for (const char* k : {"map", "ap50", "ap75", "ap_small", "ap_medium", "ap_large"}) CHECK(valid.back().contains(k));
   CHECK(valid.back()["ap50"].get<double>() > valid.front()["ap50"].get<double>());

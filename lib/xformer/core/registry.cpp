@@ -85,7 +85,7 @@ void declare_trainer_keys(Schema& s) {
   s.add("train.eval_every", KeyType::Int, 1000, "Evaluate on the valid split every N updates.").at_least(0);
   s.add("train.save_every", KeyType::Int, 1000, "Write a checkpoint every N updates.").at_least(0);
   s.add("train.keep_last", KeyType::Int, 3, "Keep the last K step checkpoints (plus last/best).").at_least(0);
-  s.add("train.best_metric", KeyType::String, "loss", "Valid metric that selects checkpoints/best.");
+  s.add("train.best_metric", KeyType::String, "loss", "Valid metric that selects checkpoints/best: one that the task reports (checked before training).");
   s.add("train.best_mode", KeyType::String, "min", "Whether a lower or higher best_metric is better.",
         {"min", "max"});
   s.add("train.patience", KeyType::Int, 0,
@@ -133,6 +133,21 @@ Schema schema_for(const RawConfig& raw) {
   return schema;
 }
 
-json resolve(const RawConfig& raw) { return resolve_config(raw, schema_for(raw)); }
+json resolve(const RawConfig& raw) {
+  json config = resolve_config(raw, schema_for(raw));
+  const auto& entry = Registry::get().task(config["task"]["name"]);
+  const std::string best = config["train"]["best_metric"];
+  if (entry.metrics) {
+    const auto names = entry.metrics(config);
+    if (std::find(names.begin(), names.end(), best) == names.end()) {
+      std::string list, hint = closest_match(best, names);
+      for (const auto& n : names) list += (list.empty() ? "" : ", ") + n;
+      throw ConfigError("config error: 'train.best_metric' is '" + best + "', which the " + entry.name +
+                        " evaluation does not report (it reports " + list + ")" +
+                        (hint.empty() ? "" : "; did you mean '" + hint + "'?"));
+    }
+  }
+  return config;
+}
 
 }  // namespace xformer

@@ -19,6 +19,9 @@ struct TaskEntry {
   std::string description;
   std::function<void(Schema&)> declare_keys;  // task.* keys
   std::function<std::unique_ptr<Task>(const json& config, const RunContext& ctx)> create;
+  // The names its evaluation can report for this (resolved) config: train.best_metric must be
+  // one of them, which is checked before a run starts rather than at its first evaluation.
+  std::function<std::vector<std::string>(const json& config)> metrics;
 };
 
 struct ArchEntry {

@@ -297,6 +297,9 @@ void register_classification(Registry& registry) {
   registry.add_task({"classification", "Image classification (ResNets with convolution or SASA layers; top-1/top-5)",
                      declare_task_keys, [](const json& config, const RunContext& ctx) -> std::unique_ptr<Task> {
                        return std::make_unique<ClassificationTask>(config, ctx);
+                     },
+                     [](const json&) {  // top-5 only with more than 5 classes
+                       return std::vector<std::string>{"nll", "accuracy", "error", "top5_accuracy"};
                      }});
   registry.add_arch({"resnet", "Bottleneck ResNet-26/38/50, convolutional", {"classification"}, declare_resnet_keys});
   registry.add_arch({"sasa_resnet", "ResNet with stand-alone self-attention layers (Ramachandran et al. 2019)",

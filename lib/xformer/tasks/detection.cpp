@@ -339,6 +339,10 @@ void register_detection(Registry& registry) {
   registry.add_task({"detection", "Object detection (RetinaNet on a conv or SASA ResNet; COCO-style mAP)",
                      declare_task_keys, [](const json& config, const RunContext& ctx) -> std::unique_ptr<Task> {
                        return std::make_unique<DetectionTask>(config, ctx);
+                     },
+                     [](const json&) {
+                       return std::vector<std::string>{"map",      "ap50",     "ap75", "ap_small", "ap_medium",
+                                                       "ap_large", "detections_per_image"};
                      }});
   registry.add_arch({"retinanet", "RetinaNet (Lin et al. 2017): FPN P3-P7, focal loss, on a ResNet or SASA ResNet",
                      {"detection"}, declare_model_keys});

@@ -375,11 +375,18 @@ void register_image_tasks(Registry& registry) {
                      "Image super-resolution (Image Transformer conditioned on the low-resolution image; bits/dim, PSNR, SSIM)",
                      declare_sr_keys, [](const json& config, const RunContext& ctx) -> std::unique_ptr<Task> {
                        return std::make_unique<ImageTask>(config, ctx, true);
+                     },
+                     [](const json& config) {
+                       std::vector<std::string> m = {"nll", "bits_per_dim"};
+                       if (config["task"]["eval_samples"].get<int64_t>() > 0)
+                         m.insert(m.end(), {"psnr", "ssim", "bicubic_psnr", "bicubic_ssim"});
+                       return m;
                      }});
   registry.add_task({"image_generation", "Unconditional image generation (Image Transformer; bits/dim)",
                      declare_common_keys, [](const json& config, const RunContext& ctx) -> std::unique_ptr<Task> {
                        return std::make_unique<ImageTask>(config, ctx, false);
-                     }});
+                     },
+                     [](const json&) { return std::vector<std::string>{"nll", "bits_per_dim"}; }});
   registry.add_arch({"image_transformer", "Image Transformer with local 1D/2D attention (Parmar et al. 2018)",
                      {"super_resolution", "image_generation"}, declare_model_keys});
 }

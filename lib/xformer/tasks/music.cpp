@@ -313,7 +313,8 @@ void register_music(Registry& registry) {
                      declare_keys,
                      [](const json& config, const RunContext& ctx) -> std::unique_ptr<Task> {
                        return std::make_unique<MusicTask>(config, ctx);
-                     }});
+                     },
+                     [](const json&) { return std::vector<std::string>{"loss", "nll", "ppl"}; }});
   registry.add_arch({"music_transformer",
                      "Decoder-only Transformer with relative (Huang et al. 2018) or absolute attention",
                      {"music"}, models::declare_music_transformer_keys});

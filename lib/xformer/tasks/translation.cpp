@@ -385,6 +385,11 @@ void register_translation(Registry& registry) {
                      declare_keys,
                      [](const json& config, const RunContext& ctx) -> std::unique_ptr<Task> {
                        return std::make_unique<TranslationTask>(config, ctx);
+                     },
+                     [](const json& config) {
+                       std::vector<std::string> m = {"loss", "nll", "ppl"};
+                       if (config["task"]["eval_bleu"].get<bool>()) m.push_back("bleu");
+                       return m;
                      }});
   registry.add_arch({"transformer", "Encoder-decoder Transformer (Vaswani et al. 2017)",
                      {"translation"}, models::declare_transformer_keys});

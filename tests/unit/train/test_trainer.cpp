@@ -66,8 +66,17 @@ json fake_config(const std::string& overrides_json) {
       "save_every": 4, "threads": 1}, "optim": {"lr": 0.05, "warmup_steps": 0,
       "schedule": "constant"}})");
   auto extra = json::parse(overrides_json);
+  // The fake task's metrics are not the default task's (translation), which resolve() checks
+  // best_metric against: it is set after resolving.
+  json best;
+  if (extra.contains("train") && extra["train"].contains("best_metric")) {
+    best = extra["train"]["best_metric"];
+    extra["train"].erase("best_metric");
+  }
   raw.value.merge_patch(extra);
-  return resolve(raw);
+  auto config = resolve(raw);
+  if (!best.is_null()) config["train"]["best_metric"] = best;
+  return config;
 }
 
 std::vector<double> train_losses(const std::string& run) {
