@@ -11,6 +11,7 @@
 #include "verbs.h"
 #include "xformer/core/error.h"
 #include "xformer/core/logging.h"
+#include "xformer/core/registry.h"
 #include "xformer/core/runtime.h"
 #include "xformer/train/distributed.h"
 #include "xformer/train/launcher.h"
@@ -45,11 +46,16 @@ std::vector<std::string> rank_arguments(const TrainArgs& a) {
 // there, after its first stretch of training, so it is refused now.
 void check_valid_split_exists(const json& config) {
   const auto& valid = config.at("task").at("valid");
-  for (const auto& path : valid.is_array() ? valid : json::array({valid}))
-    if (path.is_string() && !path.get<std::string>().empty() && !fs::exists(path.get<std::string>()))
-      throw ConfigError("config error: 'task.valid' names '" + path.get<std::string>() + "', which does not exist" +
-                        (fs::path(path.get<std::string>()).is_relative() ? " in " + fs::current_path().string() : "") +
+  for (const auto& entry : valid.is_array() ? valid : json::array({valid})) {
+    if (!entry.is_string() || entry.get<std::string>().empty()) continue;
+    fs::path path = entry.get<std::string>();
+    // A file-name pattern (data_batch_[45].bin): its folder must exist.
+    if (path.filename().string().find_first_of("*?[") != std::string::npos) path = path.parent_path();
+    if (!path.empty() && !fs::exists(path))
+      throw ConfigError("config error: 'task.valid' names '" + path.string() + "', which does not exist" +
+                        (path.is_relative() ? " in " + fs::current_path().string() : "") +
                         " (the validation data, read at the first evaluation)");
+  }
 }
 
 int train(const TrainArgs& a) {
@@ -68,6 +74,7 @@ int train(const TrainArgs& a) {
   json config = load_resolved_config(config_file, a.sets);
   if (a.resume && fs::exists(fs::path(run_dir) / "config.json")) train::check_resume_config(run_dir, config);
   if (config.at("task").contains("valid")) check_valid_split_exists(config);
+  check_best_metric(config);
   const auto dist = train::distributed_env_from_environment();
   const bool main_rank = dist.rank == 0;
   // The local ranks share the cores (configure_threads reads it; srun does not set it).

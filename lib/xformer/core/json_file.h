@@ -6,7 +6,6 @@
 
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 #include <string>
 
 #include "xformer/core/error.h"
@@ -17,30 +16,30 @@ namespace xformer {
 // so that a pathological file cannot overflow the stack.
 constexpr int kMaxJsonDepth = 100;
 
-// Parses `text`; `what` names it in errors ("config error: 'FILE'"), which carry `exit_code`.
-template <class Json = nlohmann::json>
-Json parse_json(const std::string& text, const std::string& what, int exit_code) {
+// Parses `input` (a string or an input stream); `what` names it in errors ("config error:
+// 'FILE'"), which carry `exit_code`.
+template <class Json = nlohmann::json, class Input>
+Json parse_json(Input&& input, const std::string& what, int exit_code) {
   auto limit_depth = [&](int depth, typename Json::parse_event_t, Json&) {
-    if (depth > kMaxJsonDepth)
+    if (depth >= kMaxJsonDepth)
       throw Error(what + " nests JSON deeper than " + std::to_string(kMaxJsonDepth) + " levels", exit_code);
     return true;
   };
   try {
-    return Json::parse(text, limit_depth);
+    return Json::parse(std::forward<Input>(input), limit_depth);
   } catch (const typename Json::exception& e) {
     throw Error(what + " is not valid JSON: " + e.what(), exit_code);
   }
 }
 
-// Reads and parses the file at `path` ("cannot open" when it cannot be read).
+// Reads and parses the file at `path`, streaming ("cannot be read" when it cannot be opened).
 template <class Json = nlohmann::json>
 Json read_json_file(const std::string& path, const std::string& what, int exit_code) {
-  if (std::filesystem::is_directory(path)) throw Error(what + " is a folder, not a JSON file", exit_code);
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) throw Error(what + " is a folder, not a JSON file", exit_code);
   std::ifstream in(path);
-  std::stringstream text;
-  if (in) text << in.rdbuf();
-  if (!in || in.bad()) throw Error(what + " cannot be read", exit_code);
-  return parse_json<Json>(text.str(), what, exit_code);
+  if (!in) throw Error(what + " cannot be read", exit_code);
+  return parse_json<Json>(in, what, exit_code);
 }
 
 }  // namespace xformer

@@ -133,8 +133,9 @@ Schema schema_for(const RawConfig& raw) {
   return schema;
 }
 
-json resolve(const RawConfig& raw) {
-  json config = resolve_config(raw, schema_for(raw));
+json resolve(const RawConfig& raw) { return resolve_config(raw, schema_for(raw)); }
+
+void check_best_metric(const json& config) {
   const auto& entry = Registry::get().task(config["task"]["name"]);
   const std::string best = config["train"]["best_metric"];
   if (entry.metrics) {
@@ -147,7 +148,6 @@ json resolve(const RawConfig& raw) {
                         (hint.empty() ? "" : "; did you mean '" + hint + "'?"));
     }
   }
-  return config;
 }
 
 }  // namespace xformer

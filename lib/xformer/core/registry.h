@@ -60,4 +60,8 @@ Schema schema_for(const RawConfig& raw);
 // load + overrides + validation in one call, as every verb does it.
 json resolve(const RawConfig& raw);
 
+// Training only (eval and sample must still open a run whose metric was mistyped): ConfigError
+// unless train.best_metric is one the task's evaluation reports for this resolved config.
+void check_best_metric(const json& config);
+
 }  // namespace xformer

@@ -462,6 +462,7 @@ nlohmann::json validate_trials(SweepSpec& spec) {
     try {
       for (const auto& s : trial_overrides(spec, t)) apply_override(raw, s);
       nlohmann::json resolved = resolve(raw);
+      check_best_metric(resolved);
       if (first.is_null()) first = resolved;
     } catch (const Error& e) {
       fail(spec.file, "trial " + std::to_string(t.index) + " (" + t.name + "): " + e.what());

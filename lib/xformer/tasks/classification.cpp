@@ -298,8 +298,11 @@ void register_classification(Registry& registry) {
                      declare_task_keys, [](const json& config, const RunContext& ctx) -> std::unique_ptr<Task> {
                        return std::make_unique<ClassificationTask>(config, ctx);
                      },
-                     [](const json&) {  // top-5 only with more than 5 classes
-                       return std::vector<std::string>{"nll", "accuracy", "error", "top5_accuracy"};
+                     [](const json& config) {
+                       std::vector<std::string> m = {"nll", "accuracy", "error"};
+                       const int64_t classes = config["task"]["classes"];  // 0: from the data
+                       if (classes == 0 || classes > 5) m.push_back("top5_accuracy");
+                       return m;
                      }});
   registry.add_arch({"resnet", "Bottleneck ResNet-26/38/50, convolutional", {"classification"}, declare_resnet_keys});
   registry.add_arch({"sasa_resnet", "ResNet with stand-alone self-attention layers (Ramachandran et al. 2019)",

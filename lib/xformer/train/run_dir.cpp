@@ -23,11 +23,15 @@ constexpr const char* kLockFile = ".lock";
 
 // Whether `name` is something xformer writes in a run directory: the trainer's files, the
 // tasks' (tokenizer.model, classes.json), or a temporary file an interrupted write left behind.
-bool written_by_xformer(const std::string& name) {
+bool written_by_xformer(const fs::directory_entry& entry) {
   static const std::set<std::string> kEntries = {kLockFile,     "config.json",     "train.log",
                                                  "metrics.jsonl", "checkpoints",   "samples",
                                                  "tokenizer.model", "classes.json"};
-  return kEntries.count(name.substr(0, name.find(".tmp"))) > 0;
+  const std::string name = entry.path().filename().string();
+  if (kEntries.count(name)) return true;
+  const auto tmp = name.find(".tmp.");  // NAME.tmp.HOST.PID, a file (core/atomic_file)
+  std::error_code ec;
+  return tmp != std::string::npos && kEntries.count(name.substr(0, tmp)) && entry.is_regular_file(ec);
 }
 
 // --force deletes what is in `dir`: only ever a run directory's own files, so that a mistyped
@@ -37,7 +41,7 @@ void check_only_run_files(const std::string& dir) {
   if (!fs::is_directory(dir, ec)) return;
   for (const auto& entry : fs::directory_iterator(dir)) {
     const std::string name = entry.path().filename().string();
-    if (!written_by_xformer(name))
+    if (!written_by_xformer(entry))
       throw ConfigError("--force: '" + dir + "' holds '" + name +
                         "', which xformer did not write: --force only empties run directories "
                         "(choose another --run-dir, or remove it yourself)");
@@ -84,6 +88,7 @@ RunDirLock prepare_run_dir(const std::string& dir, bool resume, bool force) {
     throw ConfigError("run directory '" + dir +
                       "' is not empty: pass --resume to continue it or --force to start over");
   if (non_empty && force && !resume) {
+    check_only_run_files(dir);  // again, now that the directory is locked
     for (const auto& entry : fs::directory_iterator(dir))
       if (entry.path().filename() != kLockFile) fs::remove_all(entry.path());
   }
@@ -110,20 +115,27 @@ void write_run_config(const std::string& dir, const nlohmann::json& config) {
 }
 
 void check_resume_config(const std::string& dir, const nlohmann::json& config) {
+  // What the checkpoint was made for: the model's shape (every model key but dropout rates) and
+  // what its inputs and outputs mean (these task keys). Batching, evaluation and sampling keys
+  // may change; keys the run's config lacks (added by a later xformer) are not compared.
+  static const std::set<std::string> kTaskIdentity = {"name",  "train", "vocab_size", "spm_type",
+                                                      "spm_model", "piano_range", "include_drums",
+                                                      "size",  "scale", "channels",  "classes"};
   const auto saved = read_run_config(dir);
   for (const char* group : {"task", "model"}) {
-    const auto before = saved.value(group, nlohmann::json::object());
+    const auto& before = saved.at(group);
     const auto now = config.value(group, nlohmann::json::object());
-    const auto patch = nlohmann::json::diff(before, now);
-    if (patch.empty()) continue;
-    const std::string pointer = patch[0].at("path");  // e.g. "/d_model"
-    std::string key = group + pointer;
-    std::replace(key.begin(), key.end(), '/', '.');
-    const nlohmann::json::json_pointer at(pointer);
-    auto shown = [&](const nlohmann::json& j) { return j.contains(at) ? j.at(at).dump() : std::string("unset"); };
-    throw ConfigError("config error: --resume: " + key + " is " + shown(before) + " in '" +
-                      (fs::path(dir) / "config.json").string() + "' but " + shown(now) +
-                      " now; a run's task and model cannot change (start a new run in another --run-dir)");
+    for (const auto& [key, value] : before.items()) {
+      const bool identity = group == std::string("model") ? key.find("dropout") == std::string::npos
+                                                          : kTaskIdentity.count(key) > 0;
+      const auto after = now.contains(key) ? now.at(key) : nlohmann::json();
+      if (!identity || after == value) continue;
+      throw ConfigError("config error: --resume: " + std::string(group) + "." + key + " is " + value.dump() +
+                        " in '" + (fs::path(dir) / "config.json").string() + "' but " +
+                        (after.is_null() ? std::string("unset") : after.dump()) +
+                        " now; the checkpoint was made for the run's model and data (start a new run in "
+                        "another --run-dir)");
+    }
   }
 }
 
@@ -135,7 +147,8 @@ void drop_metrics_after(const std::string& dir, int64_t step) {
   int64_t dropped = 0;
   for (std::string line; std::getline(in, line);) {
     const auto record = nlohmann::json::parse(line, nullptr, false);
-    if (!record.is_discarded() && record.value("step", int64_t{0}) > step) {
+    if (record.is_object() && record.contains("step") && record["step"].is_number_integer() &&
+        record["step"].get<int64_t>() > step) {
       ++dropped;
       continue;
     }

@@ -66,17 +66,8 @@ json fake_config(const std::string& overrides_json) {
       "save_every": 4, "threads": 1}, "optim": {"lr": 0.05, "warmup_steps": 0,
       "schedule": "constant"}})");
   auto extra = json::parse(overrides_json);
-  // The fake task's metrics are not the default task's (translation), which resolve() checks
-  // best_metric against: it is set after resolving.
-  json best;
-  if (extra.contains("train") && extra["train"].contains("best_metric")) {
-    best = extra["train"]["best_metric"];
-    extra["train"].erase("best_metric");
-  }
   raw.value.merge_patch(extra);
-  auto config = resolve(raw);
-  if (!best.is_null()) config["train"]["best_metric"] = best;
-  return config;
+  return resolve(raw);
 }
 
 std::vector<double> train_losses(const std::string& run) {
@@ -121,15 +112,24 @@ TEST_CASE("train --force empties a run directory and refuses a folder holding an
   CHECK(fs::exists(project / "config.json"));
   CHECK(fs::exists(project / "src"));
   CHECK(!fs::exists(project / ".lock"));
+  // Only files named like an interrupted write of a run file count as one: not a folder.
+  fs::remove_all(project);
+  fs::create_directories(project / "checkpoints.tmp.x");
+  CHECK_THROWS(train::prepare_run_dir(project.string(), false, true));
+  CHECK(fs::exists(project / "checkpoints.tmp.x"));
 }
 
 TEST_CASE("resume refuses a changed task or model and forgets metrics logged after the checkpoint", "[train]") {
   TempDir tmp("run_dir_resume");
   const auto config = nlohmann::json::parse(
-      R"({"task": {"name": "t", "data": "a"}, "model": {"d_model": 64}, "optim": {}, "train": {"max_steps": 10}})");
+      R"({"task": {"name": "t", "train": "a", "max_tokens": 100}, "model": {"d_model": 64, "dropout": 0.1},
+          "optim": {}, "train": {"max_steps": 10}})");
   train::write_run_config(tmp.str(), config);
   auto changed = config;
-  changed["train"]["max_steps"] = 20;  // training keys may change
+  changed["train"]["max_steps"] = 20;  // training, batching and regularisation keys may change
+  changed["task"]["max_tokens"] = 50;
+  changed["model"]["dropout"] = 0.3;
+  changed["model"]["new_key"] = 1;  // keys the run's config lacks (a later version's) are not compared
   CHECK_NOTHROW(train::check_resume_config(tmp.str(), changed));
   changed["model"]["d_model"] = 32;
   try {
@@ -141,12 +141,12 @@ TEST_CASE("resume refuses a changed task or model and forgets metrics logged aft
     CHECK(std::string(e.what()).find("but 32 now") != std::string::npos);
   }
   changed = config;
-  changed["task"].erase("data");
+  changed["task"].erase("train");
   try {
     train::check_resume_config(tmp.str(), changed);
     FAIL("expected a config error");
   } catch (const Error& e) {
-    CHECK(std::string(e.what()).find("task.data is \"a\" in '") != std::string::npos);
+    CHECK(std::string(e.what()).find("task.train is \"a\" in '") != std::string::npos);
     CHECK(std::string(e.what()).find("but unset now") != std::string::npos);
   }
 
