@@ -2,6 +2,7 @@
 
 #include <torch/version.h>
 
+#include <algorithm>
 #include <filesystem>
 
 #include "xformer/core/atomic_file.h"
@@ -57,6 +58,18 @@ torch::serialize::InputArchive open_archive(const std::string& path,
   return archive;
 }
 
+// The dotted names of every tensor in a module's archive (submodules are nested archives).
+void tensor_names(torch::serialize::InputArchive& archive, const std::string& prefix, std::vector<std::string>& out) {
+  for (const auto& key : archive.keys()) {
+    torch::Tensor tensor;
+    torch::serialize::InputArchive child;
+    if (archive.try_read(key, tensor))
+      out.push_back(prefix + key);
+    else if (archive.try_read(key, child))
+      tensor_names(child, prefix + key + ".", out);
+  }
+}
+
 nlohmann::json meta_of(torch::serialize::InputArchive& archive, const std::string& path) {
   c10::IValue value;
   if (!archive.try_read("meta", value) || !value.isString())
@@ -82,6 +95,13 @@ nlohmann::json load_checkpoint(const std::string& path, torch::nn::Module& model
   try {
     torch::serialize::InputArchive model_archive;
     archive.read("model", model_archive);
+    // Tensors the model lacks are ignored by LibTorch (a 6-layer checkpoint would load into 4).
+    std::vector<std::string> stored;
+    tensor_names(model_archive, "", stored);
+    for (const auto& name : stored)
+      if (std::none_of(shapes.begin(), shapes.end(), [&](const auto& s) { return s.first == name; }))
+        throw DataError("checkpoint '" + path + "' does not fit this model: it holds '" + name +
+                        "', which the model built from the config does not have");
     model.load(model_archive);
     auto loaded = model.named_parameters();
     auto buffers = model.named_buffers();

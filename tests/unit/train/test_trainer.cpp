@@ -184,6 +184,20 @@ TEST_CASE("a checkpoint that does not fit the model is refused, naming the tenso
     CHECK(std::string(e.what()).find("'weight' is [3, 4] in the checkpoint but [5, 4] in the model") !=
           std::string::npos);
   }
+  // A checkpoint with more tensors than the model (more layers, say) is refused too.
+  torch::nn::Sequential deeper(torch::nn::Linear(4, 4), torch::nn::Linear(4, 4));
+  train::save_checkpoint(path, *deeper, nullptr, nlohmann::json::object());
+  torch::nn::Sequential shallower(torch::nn::Linear(4, 4));
+  try {
+    train::load_checkpoint(path, *shallower, nullptr, false);
+    FAIL("expected a data error");
+  } catch (const Error& e) {
+    CHECK(std::string(e.what()).find("it holds '1.weight', which the model built from the config does not have") !=
+          std::string::npos);
+  }
+  torch::nn::Sequential same_depth(torch::nn::Linear(4, 4), torch::nn::Linear(4, 4));
+  train::load_checkpoint(path, *same_depth, nullptr, false);
+  CHECK(torch::equal(same_depth[1]->as<torch::nn::Linear>()->weight, deeper[1]->as<torch::nn::Linear>()->weight));
 }
 
 TEST_CASE("trainer lowers the loss and keeps last/best checkpoints", "[train]") {
