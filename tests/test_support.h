@@ -6,12 +6,25 @@
 #include <catch2/catch.hpp>
 
 #include <filesystem>
+#include <functional>
 #include <string>
 
 #include "test_paths.h"
+#include "xformer/core/error.h"
 #include "xformer/models/transformer.h"
 
 namespace xformer::testing {
+
+// The xformer::Error that `fn` throws (a failed check when it throws none).
+inline Error thrown_error(const std::function<void()>& fn) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    return e;
+  }
+  FAIL("expected an xformer::Error");
+  return Error("unreachable");
+}
 
 inline std::string source_path(const std::string& relative) {
   return std::string(XFORMER_SOURCE_DIR) + "/" + relative;

@@ -2,8 +2,8 @@
 
 #include <torch/version.h>
 
-#include <algorithm>
 #include <filesystem>
+#include <map>
 
 #include "xformer/core/atomic_file.h"
 #include "xformer/core/error.h"
@@ -89,9 +89,14 @@ nlohmann::json load_checkpoint(const std::string& path, torch::nn::Module& model
   auto meta = meta_of(archive, path);
   // LibTorch takes each tensor's shape from the archive, so a model built from another config
   // would silently become the checkpoint's: the shapes are compared after loading instead.
-  std::vector<std::pair<std::string, std::vector<int64_t>>> shapes;
-  for (const auto& item : model.named_parameters()) shapes.emplace_back(item.key(), item.value().sizes().vec());
-  for (const auto& item : model.named_buffers()) shapes.emplace_back(item.key(), item.value().sizes().vec());
+  auto tensors = [&model] {  // the model's parameters and buffers, in the model's order
+    std::vector<std::pair<std::string, torch::Tensor>> all;
+    for (const auto& item : model.named_parameters()) all.emplace_back(item.key(), item.value());
+    for (const auto& item : model.named_buffers()) all.emplace_back(item.key(), item.value());
+    return all;
+  };
+  std::map<std::string, std::vector<int64_t>> shapes;
+  for (const auto& [name, t] : tensors()) shapes.emplace(name, t.sizes().vec());
   try {
     torch::serialize::InputArchive model_archive;
     archive.read("model", model_archive);
@@ -99,20 +104,15 @@ nlohmann::json load_checkpoint(const std::string& path, torch::nn::Module& model
     std::vector<std::string> stored;
     tensor_names(model_archive, "", stored);
     for (const auto& name : stored)
-      if (std::none_of(shapes.begin(), shapes.end(), [&](const auto& s) { return s.first == name; }))
+      if (!shapes.count(name))
         throw DataError("checkpoint '" + path + "' does not fit this model: it holds '" + name +
                         "', which the model built from the config does not have");
     model.load(model_archive);
-    auto loaded = model.named_parameters();
-    auto buffers = model.named_buffers();
-    for (const auto& [name, expected] : shapes) {
-      const auto* t = loaded.find(name);
-      if (!t) t = buffers.find(name);
-      if (t && t->sizes().vec() != expected)
+    for (const auto& [name, t] : tensors())
+      if (t.sizes().vec() != shapes.at(name))
         throw DataError("checkpoint '" + path + "' does not fit this model: '" + name + "' is " +
-                        c10::str(t->sizes()) + " in the checkpoint but " + c10::str(c10::IntArrayRef(expected)) +
+                        c10::str(t.sizes()) + " in the checkpoint but " + c10::str(c10::IntArrayRef(shapes.at(name))) +
                         " in the model built from the config");
-    }
     if (optimizer) {
       torch::serialize::InputArchive optim_archive;
       archive.read("optimizer", optim_archive);

@@ -14,22 +14,11 @@ namespace {
 using xformer::json;
 using xformer::RawConfig;
 using xformer::testing::TempDir;
+using xformer::testing::thrown_error;
 
 void write(const std::string& path, const std::string& text) {
   std::filesystem::create_directories(std::filesystem::path(path).parent_path());
   std::ofstream(path) << text;
-}
-
-// Runs `fn`, which must throw xformer::Error; returns it.
-template <typename Fn>
-xformer::Error error_of(Fn&& fn) {
-  try {
-    fn();
-  } catch (const xformer::Error& e) {
-    return e;
-  }
-  FAIL("expected an xformer::Error");
-  return xformer::Error("unreachable");
 }
 
 bool contains(const std::string& text, const std::string& part) {
@@ -81,34 +70,34 @@ TEST_CASE("extends errors: cycles, missing files, invalid JSON", "[core][config]
   write(dir.str("broken.json"), R"({"optim": {"lr": })");
   write(dir.str("list.json"), R"([1, 2])");
 
-  auto cycle = error_of([&] { xformer::load_config_file(dir.str("a.json")); });
+  auto cycle = thrown_error([&] { xformer::load_config_file(dir.str("a.json")); });
   CHECK(cycle.exit_code() == xformer::kExitUsage);
   CHECK(contains(cycle.what(), "cycle"));
-  CHECK(contains(error_of([&] { xformer::load_config_file(dir.str("self.json")); }).what(), "cycle"));
+  CHECK(contains(thrown_error([&] { xformer::load_config_file(dir.str("self.json")); }).what(), "cycle"));
 
-  auto missing = error_of([&] { xformer::load_config_file(dir.str("missing_parent.json")); });
+  auto missing = thrown_error([&] { xformer::load_config_file(dir.str("missing_parent.json")); });
   CHECK(missing.exit_code() == 2);
   CHECK(contains(missing.what(), "nowhere.json"));
-  CHECK(contains(error_of([&] { xformer::load_config_file(dir.str("none.json")); }).what(),
+  CHECK(contains(thrown_error([&] { xformer::load_config_file(dir.str("none.json")); }).what(),
                  "none.json"));
-  auto broken = error_of([&] { xformer::load_config_file(dir.str("broken.json")); });
+  auto broken = thrown_error([&] { xformer::load_config_file(dir.str("broken.json")); });
   CHECK(broken.exit_code() == 2);
   CHECK(contains(broken.what(), "broken.json"));
-  CHECK(contains(error_of([&] { xformer::load_config_file(dir.str("list.json")); }).what(),
+  CHECK(contains(thrown_error([&] { xformer::load_config_file(dir.str("list.json")); }).what(),
                  "list.json"));
   // Absurd nesting (a recursive walk of it would overflow the stack), a number out of range, a
   // folder: each one config error naming the file.
   std::string deep = R"({"optim": )";
   for (int i = 0; i < 100000; ++i) deep += R"({"a": )";
   write(dir.str("deep.json"), deep + "1" + std::string(100001, '}'));
-  auto nested = error_of([&] { xformer::load_config_file(dir.str("deep.json")); });
+  auto nested = thrown_error([&] { xformer::load_config_file(dir.str("deep.json")); });
   CHECK(nested.exit_code() == 2);
   CHECK(contains(nested.what(), "deep.json' nests JSON deeper than 100 levels"));
   write(dir.str("huge.json"), R"({"optim": {"lr": 1e400}})");
-  auto huge = error_of([&] { xformer::load_config_file(dir.str("huge.json")); });
+  auto huge = thrown_error([&] { xformer::load_config_file(dir.str("huge.json")); });
   CHECK(huge.exit_code() == 2);
   CHECK(contains(huge.what(), "huge.json' is not valid JSON"));
-  auto folder = error_of([&] { xformer::load_config_file(dir.str("sub")); });
+  auto folder = thrown_error([&] { xformer::load_config_file(dir.str("sub")); });
   CHECK(folder.exit_code() == 2);
   CHECK(contains(folder.what(), "(it is a folder)"));
 }
@@ -159,16 +148,16 @@ TEST_CASE("malformed overrides are usage errors", "[core][config]") {
   RawConfig raw;
   for (const std::string bad : {"optim.lr", "=5", "optim..lr=1", ".lr=1"}) {
     CAPTURE(bad);
-    auto e = error_of([&] { xformer::apply_override(raw, bad); });
+    auto e = thrown_error([&] { xformer::apply_override(raw, bad); });
     CHECK(e.exit_code() == xformer::kExitUsage);
     CHECK(e.exit_code() == 2);
   }
-  CHECK(contains(error_of([&] { xformer::apply_override(raw, "optim.lr"); }).what(), "optim.lr"));
+  CHECK(contains(thrown_error([&] { xformer::apply_override(raw, "optim.lr"); }).what(), "optim.lr"));
 }
 
 TEST_CASE("unknown keys name the key, the origin and a hint", "[core][config]") {
   SECTION("from a file, with a typo") {
-    auto e = error_of([] { xformer::resolve(raw_of({{"optim", {{"lrr", 0.1}}}}, "my_config.json")); });
+    auto e = thrown_error([] { xformer::resolve(raw_of({{"optim", {{"lrr", 0.1}}}}, "my_config.json")); });
     CHECK(e.exit_code() == 2);
     const std::string m = e.what();
     CHECK(contains(m, "optim.lrr"));
@@ -178,19 +167,19 @@ TEST_CASE("unknown keys name the key, the origin and a hint", "[core][config]") 
   SECTION("from --set") {
     RawConfig raw;
     xformer::apply_override(raw, "train.max_step=5");
-    const std::string m = error_of([&] { xformer::resolve(raw); }).what();
+    const std::string m = thrown_error([&] { xformer::resolve(raw); }).what();
     CHECK(contains(m, "train.max_step"));
     CHECK(contains(m, "--set train.max_step"));
     CHECK(contains(m, "did you mean 'train.max_steps'"));
   }
   SECTION("right key in the wrong group") {
-    const std::string m = error_of([] { xformer::resolve(raw_of({{"train", {{"lr", 0.1}}}})); }).what();
+    const std::string m = thrown_error([] { xformer::resolve(raw_of({{"train", {{"lr", 0.1}}}})); }).what();
     CHECK(contains(m, "train.lr"));
     CHECK(contains(m, "did you mean 'optim.lr'"));
   }
   SECTION("nothing close: no hint") {
     const std::string m =
-        error_of([] { xformer::resolve(raw_of({{"optim", {{"completely_unrelated_key", 1}}}})); }).what();
+        thrown_error([] { xformer::resolve(raw_of({{"optim", {{"completely_unrelated_key", 1}}}})); }).what();
     CHECK(contains(m, "optim.completely_unrelated_key"));
     CHECK(!contains(m, "did you mean"));
   }
@@ -210,7 +199,7 @@ TEST_CASE("wrong types name the key and the expected type", "[core][config]") {
                              "a path or a list of two paths"},
                         Case{{{"model", {{"activation", 3}}}}, "model.activation", "a string"}}) {
     CAPTURE(c.value.dump());
-    auto e = error_of([&] { xformer::resolve(raw_of(c.value, "cfg.json")); });
+    auto e = thrown_error([&] { xformer::resolve(raw_of(c.value, "cfg.json")); });
     CHECK(e.exit_code() == 2);
     CHECK(contains(e.what(), "'" + c.key + "'"));
     CHECK(contains(e.what(), c.expected));
@@ -218,7 +207,7 @@ TEST_CASE("wrong types name the key and the expected type", "[core][config]") {
 }
 
 TEST_CASE("string keys with choices reject other values", "[core][config]") {
-  auto e = error_of([] { xformer::resolve(raw_of({{"optim", {{"schedule", "linear"}}}})); });
+  auto e = thrown_error([] { xformer::resolve(raw_of({{"optim", {{"schedule", "linear"}}}})); });
   CHECK(e.exit_code() == 2);
   const std::string m = e.what();
   CHECK(contains(m, "optim.schedule"));
@@ -243,13 +232,13 @@ TEST_CASE("numbers outside a key's bounds are config errors naming the key and t
                         Case{{{"optim", {{"betas", {0.9, 1.0}}}}}, "optim.betas", "be below 1"},
                         Case{{{"optim", {{"betas", {0.9}}}}}, "optim.betas", "have 2 elements"}}) {
     CAPTURE(c.value.dump());
-    auto e = error_of([&] { xformer::resolve(raw_of(c.value, "cfg.json")); });
+    auto e = thrown_error([&] { xformer::resolve(raw_of(c.value, "cfg.json")); });
     CHECK(e.exit_code() == 2);
     CHECK(contains(e.what(), "'" + c.key + "' in 'cfg.json'"));
     CHECK(contains(e.what(), c.bound));
   }
   // Heads split the model width evenly.
-  auto e = error_of([&] { xformer::resolve(raw_of({{"model", {{"d_model", 64}, {"heads", 3}}}})); });
+  auto e = thrown_error([&] { xformer::resolve(raw_of({{"model", {{"d_model", 64}, {"heads", 3}}}})); });
   CHECK(e.exit_code() == 2);
   CHECK(contains(e.what(), "'model.d_model' (64) must be divisible by 'model.heads' (3)"));
   // The bounds themselves pass.
@@ -286,7 +275,7 @@ TEST_CASE("resolve fills in defaults and converts ints for float keys", "[core][
 }
 
 TEST_CASE("train.best_metric must be a metric the task reports", "[core][config][registry]") {
-  auto e = error_of([] {
+  auto e = thrown_error([] {
     xformer::check_best_metric(
         xformer::resolve(raw_of({{"task", {{"name", "translation"}}}, {"train", {{"best_metric", "blue"}}}})));
   });
@@ -301,17 +290,17 @@ TEST_CASE("train.best_metric must be a metric the task reports", "[core][config]
 }
 
 TEST_CASE("an unknown task.name is a config error with a hint", "[core][config][registry]") {
-  auto e = error_of([] { xformer::resolve(raw_of({{"task", {{"name", "translaton"}}}})); });
+  auto e = thrown_error([] { xformer::resolve(raw_of({{"task", {{"name", "translaton"}}}})); });
   CHECK(e.exit_code() == 2);
   const std::string m = e.what();
   CHECK(contains(m, "translaton"));
   CHECK(contains(m, "did you mean 'translation'"));
   CHECK(contains(m, "known: "));
 
-  auto arch = error_of([] { xformer::resolve(raw_of({{"model", {{"arch", "transfomer"}}}})); });
+  auto arch = thrown_error([] { xformer::resolve(raw_of({{"model", {{"arch", "transfomer"}}}})); });
   CHECK(contains(arch.what(), "did you mean 'transformer'"));
   // task.name must be a string.
-  CHECK(error_of([] { xformer::resolve(raw_of({{"task", {{"name", 5}}}})); }).exit_code() == 2);
+  CHECK(thrown_error([] { xformer::resolve(raw_of({{"task", {{"name", 5}}}})); }).exit_code() == 2);
 }
 
 TEST_CASE("closest_match and at_path", "[core][config]") {
@@ -319,7 +308,7 @@ TEST_CASE("closest_match and at_path", "[core][config]") {
   CHECK(xformer::closest_match("zzzzzzzzzz", {"optim.lr", "optim.eps"}).empty());
   json j = {{"a", {{"b", 3}}}};
   CHECK(xformer::at_path(j, "a.b") == 3);
-  auto e = error_of([&] { xformer::at_path(j, "a.c"); });
+  auto e = thrown_error([&] { xformer::at_path(j, "a.c"); });
   CHECK(contains(e.what(), "a.c"));
   xformer::set_path(j, "a.d.e", 4);
   CHECK(j["a"]["d"]["e"] == 4);

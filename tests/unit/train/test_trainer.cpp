@@ -14,6 +14,7 @@
 
 using namespace xformer;
 using xformer::testing::TempDir;
+using xformer::testing::thrown_error;
 
 namespace {
 
@@ -102,10 +103,8 @@ TEST_CASE("train --force empties a run directory and refuses a folder holding an
   const fs::path project = tmp.path() / "project";
   fs::create_directories(project / "src");
   std::ofstream(project / "config.json") << "{}";
-  try {
-    train::prepare_run_dir(project.string(), false, true);
-    FAIL("expected a config error");
-  } catch (const Error& e) {
+  {
+    const auto e = thrown_error([&] { train::prepare_run_dir(project.string(), false, true); });
     CHECK(e.exit_code() == 2);
     CHECK(std::string(e.what()).find("'src', which xformer did not write") != std::string::npos);
   }
@@ -132,20 +131,16 @@ TEST_CASE("resume refuses a changed task or model and forgets metrics logged aft
   changed["model"]["new_key"] = 1;  // keys the run's config lacks (a later version's) are not compared
   CHECK_NOTHROW(train::check_resume_config(tmp.str(), changed));
   changed["model"]["d_model"] = 32;
-  try {
-    train::check_resume_config(tmp.str(), changed);
-    FAIL("expected a config error");
-  } catch (const Error& e) {
+  {
+    const auto e = thrown_error([&] { train::check_resume_config(tmp.str(), changed); });
     CHECK(e.exit_code() == 2);
     CHECK(std::string(e.what()).find("model.d_model is 64 in '") != std::string::npos);
     CHECK(std::string(e.what()).find("but 32 now") != std::string::npos);
   }
   changed = config;
   changed["task"].erase("train");
-  try {
-    train::check_resume_config(tmp.str(), changed);
-    FAIL("expected a config error");
-  } catch (const Error& e) {
+  {
+    const auto e = thrown_error([&] { train::check_resume_config(tmp.str(), changed); });
     CHECK(std::string(e.what()).find("task.train is \"a\" in '") != std::string::npos);
     CHECK(std::string(e.what()).find("but unset now") != std::string::npos);
   }
@@ -154,10 +149,8 @@ TEST_CASE("resume refuses a changed task or model and forgets metrics logged aft
   auto partial = config;
   partial.erase("task");
   train::write_run_config(tmp.str("edited"), partial);
-  try {
-    train::read_run_config(tmp.str("edited"));
-    FAIL("expected a data error");
-  } catch (const Error& e) {
+  {
+    const auto e = thrown_error([&] { train::read_run_config(tmp.str("edited")); });
     CHECK(std::string(e.what()).find("config.json' has no 'task' group") != std::string::npos);
   }
 
@@ -177,10 +170,8 @@ TEST_CASE("a checkpoint that does not fit the model is refused, naming the tenso
   torch::nn::Linear same(4, 3), wider(4, 5);
   train::load_checkpoint(path, *same, nullptr, false);
   CHECK(torch::equal(same->weight, saved->weight));
-  try {
-    train::load_checkpoint(path, *wider, nullptr, false);
-    FAIL("expected a data error");
-  } catch (const Error& e) {
+  {
+    const auto e = thrown_error([&] { train::load_checkpoint(path, *wider, nullptr, false); });
     CHECK(std::string(e.what()).find("'weight' is [3, 4] in the checkpoint but [5, 4] in the model") !=
           std::string::npos);
   }
@@ -188,10 +179,8 @@ TEST_CASE("a checkpoint that does not fit the model is refused, naming the tenso
   torch::nn::Sequential deeper(torch::nn::Linear(4, 4), torch::nn::Linear(4, 4));
   train::save_checkpoint(path, *deeper, nullptr, nlohmann::json::object());
   torch::nn::Sequential shallower(torch::nn::Linear(4, 4));
-  try {
-    train::load_checkpoint(path, *shallower, nullptr, false);
-    FAIL("expected a data error");
-  } catch (const Error& e) {
+  {
+    const auto e = thrown_error([&] { train::load_checkpoint(path, *shallower, nullptr, false); });
     CHECK(std::string(e.what()).find("it holds '1.weight', which the model built from the config does not have") !=
           std::string::npos);
   }
