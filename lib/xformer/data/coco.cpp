@@ -57,4 +57,21 @@ CocoSet read_coco(const std::string& json_path, const std::string& image_root) {
   return set;
 }
 
+ClipCounts clip_to_image(std::vector<CocoObject>& objects, double width, double height) {
+  ClipCounts counts;
+  std::vector<CocoObject> kept;
+  for (auto o : objects) {
+    const CocoObject c{std::clamp(o.x1, 0.0, width), std::clamp(o.y1, 0.0, height), std::clamp(o.x2, 0.0, width),
+                       std::clamp(o.y2, 0.0, height), o.label};
+    if (!(c.x2 > c.x1 && c.y2 > c.y1)) {
+      ++counts.dropped;
+      continue;
+    }
+    if (c.x1 != o.x1 || c.y1 != o.y1 || c.x2 != o.x2 || c.y2 != o.y2) ++counts.clipped;
+    kept.push_back(c);
+  }
+  objects = std::move(kept);
+  return counts;
+}
+
 }  // namespace xformer::data

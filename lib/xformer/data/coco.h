@@ -30,4 +30,13 @@ struct CocoSet {
 // categories.
 CocoSet read_coco(const std::string& json_path, const std::string& image_root = "");
 
+// What clip_to_image changed: boxes cut at the image's border, and boxes dropped because no part
+// of them lies inside the image (an annotation for another image, or in the wrong units).
+struct ClipCounts {
+  int64_t clipped = 0, dropped = 0;
+};
+
+// Clips `objects` to a width x height image (pixels) in place; the counts are for a warning.
+ClipCounts clip_to_image(std::vector<CocoObject>& objects, double width, double height);
+
 }  // namespace xformer::data

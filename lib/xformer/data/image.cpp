@@ -17,6 +17,20 @@
 namespace fs = std::filesystem;
 
 namespace xformer::data {
+namespace {
+
+// stb_image's terse reasons, in words where they are cryptic ("outofdata").
+std::string explain_stb_failure(const char* why) {
+  const std::string code = why ? why : "unknown error";
+  if (code == "outofdata" || code == "read past buffer" || code == "no IDAT" || code == "not enough pixels")
+    return "the file ends early, truncated? (" + code + ")";
+  if (code == "can't fopen") return "cannot open the file";
+  if (code == "outofmem" || code == "too large") return "too large to decode (" + code + ")";
+  if (code == "unknown image type") return "not a PNG, JPEG, BMP, GIF, TGA, PSD, HDR or PNM image";
+  return "corrupt or unsupported image (" + code + ")";
+}
+
+}  // namespace
 
 Image read_image(const std::string& path, int channels) {
   if (channels < 1 || channels > 4)
@@ -24,10 +38,7 @@ Image read_image(const std::string& path, int channels) {
   int w = 0, h = 0, in_file = 0;
   std::unique_ptr<stbi_uc, void (*)(void*)> data(stbi_load(path.c_str(), &w, &h, &in_file, channels),
                                                  stbi_image_free);
-  if (!data) {
-    const char* why = stbi_failure_reason();
-    throw DataError("cannot read image " + path + ": " + (why ? why : "unknown error"));
-  }
+  if (!data) throw DataError("cannot read image " + path + ": " + explain_stb_failure(stbi_failure_reason()));
   Image image;
   image.height = h, image.width = w, image.channels = channels;
   image.pixels.assign(data.get(), data.get() + static_cast<size_t>(w) * h * channels);

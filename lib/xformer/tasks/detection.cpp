@@ -205,8 +205,13 @@ class DetectionTask : public Task {
       throw DataError("task." + split_name(split) + ": its categories differ from the training annotations'");
     DetectionSet set;
     std::vector<torch::Tensor> images;
-    for (const auto& im : coco.images) {
+    data::ClipCounts outside;
+    std::string first_outside;  // an image with such a box, for the warning
+    for (auto im : coco.images) {
       auto raw = data::to_tensor(data::read_image(im.path, 3)).to(torch::kUInt8);
+      const auto c = data::clip_to_image(im.objects, static_cast<double>(raw.size(2)), static_cast<double>(raw.size(1)));
+      if ((c.clipped || c.dropped) && first_outside.empty()) first_outside = im.path;
+      outside.clipped += c.clipped, outside.dropped += c.dropped;
       auto t = conform(raw);
       if (!images.empty() && t.sizes() != images.front().sizes())
         throw DataError(im.path + ": " + std::to_string(t.size(1)) + "x" + std::to_string(t.size(2)) +
@@ -225,6 +230,9 @@ class DetectionTask : public Task {
       set.paths.push_back(im.path);
     }
     if (images.empty()) throw DataError("task." + split_name(split) + ": no images");
+    if (!first_outside.empty())
+      spdlog::warn("task.{}: {} boxes extend past their image (clipped to it), {} lie outside it (dropped); the first in {}",
+                   split_name(split), outside.clipped, outside.dropped, first_outside);
     set.images = torch::stack(images);
     int64_t objects = 0;
     for (const auto& l : set.labels) objects += l.size(0);

@@ -218,7 +218,11 @@ class ImageTask : public Task {
   }
 
  private:
-  static std::string format_temperature(double t) { return fmt::format("{:.2f}", t); }
+  // Two decimals ("0.80") where they say it all, every digit otherwise: names never collide.
+  static std::string format_temperature(double t) {
+    const auto two = fmt::format("{:.2f}", t);
+    return std::stod(two) == t ? two : fmt::format("{}", t);
+  }
 
   // (S, S, 3) intensities -> (3, S, S) float on the CPU.
   static torch::Tensor chw(const torch::Tensor& hwc) {

@@ -171,7 +171,7 @@ class MusicTask : public Task {
     decode::SearchOptions s;
     s.bos = prefix.back();
     s.eos = PerformanceVocab::kEos;
-    s.max_len.assign(N, length);
+    s.max_len.assign(N, length + 1);  // `length` events, then the slot kept for EOS
     s.temperature = o.temperature.value_or(1.0);
     s.top_k = o.top_k, s.top_p = o.top_p, s.seed = o.seed;
     auto hyps = decode::sample(stepper, N, s);

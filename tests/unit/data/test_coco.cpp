@@ -12,12 +12,7 @@ using xformer::testing::TempDir;
 
 namespace {
 std::string coco_error_of(const std::string& path) {
-  try {
-    xformer::data::read_coco(path);
-  } catch (const xformer::Error& e) {
-    return e.what();
-  }
-  return "";
+  return xformer::testing::thrown_error([&] { xformer::data::read_coco(path); }).what();
 }
 }  // namespace
 
@@ -55,4 +50,19 @@ TEST_CASE("COCO annotations read, broken ones named", "[data][detection]") {
   std::ofstream(tmp.str("bad.json")) << "{not json";
   CHECK(coco_error_of(tmp.str("bad.json")).find("is not valid JSON") != std::string::npos);
   CHECK(coco_error_of(tmp.str("none.json")).find("none.json") != std::string::npos);
+}
+
+TEST_CASE("COCO boxes are clipped to their image; boxes outside it are dropped", "[data][detection]") {
+  using xformer::data::CocoObject;
+  std::vector<CocoObject> objects = {
+      {1, 2, 5, 6, 0},        // inside: kept as it is
+      {-2, 3, 4, 12, 1},      // past the left and bottom borders (10 x 10 image): clipped
+      {10, 0, 14, 4, 2},      // right of the image (touches its border only): dropped
+      {-8, -8, -1, -1, 3}};   // above and left of it: dropped
+  const auto counts = xformer::data::clip_to_image(objects, 10, 10);
+  CHECK(counts.clipped == 1);
+  CHECK(counts.dropped == 2);
+  REQUIRE(objects.size() == 2);
+  CHECK((objects[0].x1 == 1 && objects[0].y1 == 2 && objects[0].x2 == 5 && objects[0].y2 == 6 && objects[0].label == 0));
+  CHECK((objects[1].x1 == 0 && objects[1].y1 == 3 && objects[1].x2 == 4 && objects[1].y2 == 10 && objects[1].label == 1));
 }

@@ -63,13 +63,18 @@ TEST_CASE("JPEG files read, close to what was written", "[data][image]") {
 TEST_CASE("unreadable images are reported by name", "[data][image]") {
   TempDir tmp("image_bad");
   std::ofstream(tmp.str("broken.png")) << "not a png";
-  for (const auto& path : {tmp.str("broken.png"), tmp.str("missing.png")}) {
-    try {
-      read_image(path);
-      FAIL("no error for " << path);
-    } catch (const xformer::Error& e) {
-      CHECK(std::string(e.what()).find(path) != std::string::npos);
-    }
+  // A real PNG cut in the middle of its pixel data.
+  write_png(tmp.str("whole.png"), gradient_image(16, 16, 3));
+  std::ifstream whole(tmp.str("whole.png"), std::ios::binary);
+  const std::string bytes((std::istreambuf_iterator<char>(whole)), {});
+  std::ofstream(tmp.str("cut.png"), std::ios::binary) << bytes.substr(0, bytes.size() / 2);
+  const std::pair<std::string, std::string> cases[] = {{"broken.png", "not a PNG, JPEG"},
+                                                        {"cut.png", "the file ends early"},
+                                                        {"missing.png", "missing.png"}};
+  for (const auto& [name, why] : cases) {
+    const std::string message = xformer::testing::thrown_error([&] { read_image(tmp.str(name)); }).what();
+    CHECK(message.find(tmp.str(name)) != std::string::npos);
+    CHECK(message.find(why) != std::string::npos);
   }
   Image empty;
   CHECK_THROWS_AS(write_png(tmp.str("empty.png"), empty), xformer::Error);
