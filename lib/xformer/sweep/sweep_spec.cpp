@@ -112,6 +112,24 @@ std::vector<nlohmann::json> grid_values(const std::string& axis, const ordered_j
   return values;
 }
 
+// The keys of a grid axis: "optim.lr" -> {"optim.lr"}; "task.max_tokens,train.max_steps" -> both.
+std::vector<std::string> linked_keys(const std::string& axis) {
+  std::vector<std::string> keys;
+  std::stringstream in(axis);
+  for (std::string key; std::getline(in, key, ',');) keys.push_back(key);
+  if (keys.empty() || axis.back() == ',') keys.emplace_back();  // "a," names an empty key: refused later
+  return keys;
+}
+
+// Each value of a linked axis of n keys is a list of n values, one per key.
+void check_linked_values(const std::string& axis, size_t n, const std::vector<nlohmann::json>& values,
+                         const std::string& file) {
+  for (const auto& v : values)
+    if (!v.is_array() || v.size() != n)
+      fail(file, "'grid." + axis + "' sets " + std::to_string(n) + " keys together, so each value must be a list of " +
+                     std::to_string(n) + " values (one per key), got " + v.dump());
+}
+
 // A random-search axis: a list (= choice), {"choice": [...]}, {"uniform": [low, high]},
 // {"log_uniform": [low, high]} or {"int_uniform": [low, high]} (both ends included).
 struct Distribution {
@@ -278,13 +296,20 @@ SweepSpec parse_sweep(const ordered_json& doc, const std::string& file) {
     flatten(doc["set"], "", spec.set);
   }
 
-  // Grid axes.
-  std::vector<std::vector<nlohmann::json>> grid;
+  // Grid axes; an axis of several keys ("a.x,b.y") sets them together: values [x, y] per point.
+  std::vector<std::vector<std::string>> grid_keys;        // per axis: its keys
+  std::vector<std::vector<nlohmann::json>> grid;          // per axis: its values (lists when linked)
   if (doc.contains("grid")) {
     if (!doc["grid"].is_object()) fail(file, "'grid' must be an object {\"config.key\": values}, got " + doc["grid"].dump());
     for (const auto& item : doc["grid"].items()) {
-      spec.axes.push_back(item.key());
+      grid_keys.push_back(linked_keys(item.key()));
       grid.push_back(grid_values(item.key(), item.value(), file));
+      if (grid_keys.back().size() > 1) check_linked_values(item.key(), grid_keys.back().size(), grid.back(), file);
+      for (const auto& key : grid_keys.back()) {
+        if (std::find(spec.axes.begin(), spec.axes.end(), key) != spec.axes.end())
+          fail(file, "'" + key + "' is in more than one grid axis");
+        spec.axes.push_back(key);
+      }
     }
   }
   // Random axes.
@@ -316,6 +341,9 @@ SweepSpec parse_sweep(const ordered_json& doc, const std::string& file) {
     if (std::find(spec.axes.begin(), spec.axes.end(), key) != spec.axes.end())
       fail(file, "'" + key + "' is both in 'set' and an axis");
   for (const auto& axis : spec.axes)
+    if (axis.find(',') != std::string::npos)
+      fail(file, "random axis '" + axis + "': only grid axes set several keys together");
+  for (const auto& axis : spec.axes)
     if (axis.empty() || axis.front() == '.' || axis.back() == '.' || axis.find("..") != std::string::npos)
       fail(file, "axis '" + axis + "' is not a dotted config key such as optim.lr");
 
@@ -337,17 +365,24 @@ SweepSpec parse_sweep(const ordered_json& doc, const std::string& file) {
   for (size_t g = 0; g < n_grid; ++g) {
     std::vector<Setting> point;
     size_t rest = g;
+    std::vector<size_t> pick(grid.size());  // value index per axis, the last axis fastest
     for (size_t a = grid.size(); a-- > 0;) {
-      point.emplace_back(spec.axes[a], grid[a][rest % grid[a].size()]);
+      pick[a] = rest % grid[a].size();
       rest /= grid[a].size();
     }
-    std::reverse(point.begin(), point.end());
+    for (size_t a = 0; a < grid.size(); ++a) {
+      const auto& value = grid[a][pick[a]];
+      if (grid_keys[a].size() == 1) point.emplace_back(grid_keys[a][0], value);
+      else
+        for (size_t k = 0; k < grid_keys[a].size(); ++k) point.emplace_back(grid_keys[a][k], value[k]);
+    }
+    const size_t n_grid_keys = point.size();
     for (size_t s = 0; s < n_random; ++s) {
       Trial t;
       t.index = static_cast<int>(spec.trials.size());
       t.settings = point;
       if (!dists.empty())
-        for (size_t a = 0; a < dists.size(); ++a) t.settings.emplace_back(spec.axes[grid.size() + a], samples[s][a]);
+        for (size_t a = 0; a < dists.size(); ++a) t.settings.emplace_back(spec.axes[n_grid_keys + a], samples[s][a]);
       spec.trials.push_back(std::move(t));
     }
   }

@@ -60,6 +60,37 @@ TEST_CASE("a grid is the cartesian product in file order, the last axis fastest"
   CHECK(trial_overrides(s, s.trials[4]) == std::vector<std::string>{"optim.warmup_steps=20", "optim.lr=0.003"});
 }
 
+TEST_CASE("a grid axis of several keys sets them together", "[sweep]") {
+  // Halving the batch doubles the steps: 2 linked points x 2 learning rates = 4 trials, not 8.
+  auto s = parse(R"({"base": "b.json",
+                     "grid": {"task.max_tokens,train.max_steps": [[1500, 1000], [3000, 500]],
+                              "optim.lr": [0.002, 0.004]}})");
+  CHECK(s.axes == std::vector<std::string>{"task.max_tokens", "train.max_steps", "optim.lr"});
+  CHECK(names(s) == std::vector<std::string>{"max_tokens=1500,max_steps=1000,lr=0.002",
+                                             "max_tokens=1500,max_steps=1000,lr=0.004",
+                                             "max_tokens=3000,max_steps=500,lr=0.002",
+                                             "max_tokens=3000,max_steps=500,lr=0.004"});
+  CHECK(trial_overrides(s, s.trials[2]) ==
+        std::vector<std::string>{"task.max_tokens=3000", "train.max_steps=500", "optim.lr=0.002"});
+  // With random axes after them, the random keys follow the linked ones.
+  auto r = parse(R"({"base": "b.json", "grid": {"model.d_model,model.ffn_dim": [[128, 512]]},
+                     "random": {"count": 2, "axes": {"optim.lr": {"log_uniform": [1e-4, 1e-2]}}}})");
+  REQUIRE(r.trials.size() == 2);
+  REQUIRE(r.trials[1].settings.size() == 3);
+  CHECK(r.trials[1].settings[2].first == "optim.lr");
+
+  CHECK(parse_error(R"({"base": "b.json", "grid": {"a.x,a.y": [[1, 2], [3]]}})")
+            .find("each value must be a list of 2 values (one per key), got [3]") != std::string::npos);
+  CHECK(parse_error(R"({"base": "b.json", "grid": {"a.x,a.y": {"range": [1, 3, 1]}}})")
+            .find("must be a list of 2 values") != std::string::npos);
+  CHECK(parse_error(R"({"base": "b.json", "grid": {"a.x,a.y": [[1, 2]], "a.y": [3]}})")
+            .find("'a.y' is in more than one grid axis") != std::string::npos);
+  CHECK(parse_error(R"({"base": "b.json", "grid": {"a.x,": [[1, 2]]}})").find("not a dotted config key") !=
+        std::string::npos);
+  CHECK(parse_error(R"({"base": "b.json", "random": {"count": 1, "axes": {"a.x,a.y": [1]}}})")
+            .find("only grid axes set several keys together") != std::string::npos);
+}
+
 TEST_CASE("ranges: integer and float steps, stop included, log_range", "[sweep]") {
   auto s = parse(R"({"base": "b.json", "grid": {"optim.warmup_steps": {"range": [10, 50, 20]}}})");
   REQUIRE(s.trials.size() == 3);
