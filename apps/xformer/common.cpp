@@ -30,12 +30,17 @@ std::unique_ptr<Task> make_task(const json& config, const RunContext& ctx) {
   return Registry::get().task(config.at("task").at("name")).create(config, ctx);
 }
 
-LoadedRun load_run(const std::string& run_dir, const std::string& checkpoint) {
+LoadedRun load_run(const std::string& run_dir, const std::string& checkpoint, const std::vector<std::string>& sets) {
   LoadedRun run;
   RawConfig raw;
   raw.value = train::read_run_config(run_dir);
   raw.file = run_dir + "/config.json";
+  for (const auto& s : sets) apply_override(raw, s);
   run.config = resolve(raw);
+  if (!sets.empty()) {
+    train::check_config_fits_checkpoint(run_dir, run.config, "--set");
+    spdlog::info("--set, for this command only: {}", fmt::format("{}", fmt::join(sets, " ")));
+  }
   RunContext ctx;
   ctx.run_dir = run_dir;
   ctx.device = run.device = setup_runtime(run.config);

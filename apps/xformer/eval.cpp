@@ -1,4 +1,4 @@
-// xformer eval --run DIR [--split valid|test] [--checkpoint last|best|PATH]
+// xformer eval --run DIR [--split valid|test] [--checkpoint last|best|PATH] [--set KEY=VALUE]...
 #include <spdlog/spdlog.h>
 
 #include <filesystem>
@@ -15,12 +15,13 @@ namespace xformer::app {
 namespace {
 struct EvalArgs {
   std::string run_dir, split = "test", checkpoint = "best";
+  std::vector<std::string> sets;  // decoding or data keys changed for this evaluation
 };
 
 int evaluate(const EvalArgs& a) {
   const Split split = parse_split(a.split);
   log_to_file((fs::path(a.run_dir) / "train.log").string());
-  auto run = load_run(a.run_dir, a.checkpoint);
+  auto run = load_run(a.run_dir, a.checkpoint, a.sets);
   Metrics m;
   {
     torch::NoGradGuard no_grad;
@@ -30,6 +31,7 @@ int evaluate(const EvalArgs& a) {
   json record = {{"step", run.checkpoint_meta.value("step", 0)},
                  {"split", a.split},
                  {"checkpoint", run.checkpoint_path}};
+  if (!a.sets.empty()) record["set"] = a.sets;  // tells this line from the run's own evaluations
   for (const auto& [k, v] : m) record[k] = v;
   train::append_metrics(a.run_dir, record);
   std::cout << record.dump() << std::endl;
@@ -44,6 +46,7 @@ void add_eval(CLI::App& app, Action& run) {
   cmd->add_option("--split", args->split, "valid or test")->capture_default_str();
   cmd->add_option("--checkpoint", args->checkpoint, "last, best, or a checkpoint path")
       ->capture_default_str();
+  add_set_option(cmd, args->sets);
   cmd->callback([args, &run] { run = [args] { return evaluate(*args); }; });
 }
 

@@ -1,6 +1,6 @@
 // xformer sample --run DIR [--input FILE|-] [--beam N --lenpen A | --temperature T] [--top-k K]
 //                [--top-p P] [--num N] [--seed S] [--out FILE|DIR] [--length N] [--primer FILE]
-//                [--attention FILE.html [--attention-layer L]] [--wav]
+//                [--attention FILE.html [--attention-layer L]] [--wav] [--set KEY=VALUE]...
 #include <spdlog/fmt/fmt.h>
 
 #include <cmath>
@@ -13,6 +13,7 @@ namespace xformer::app {
 namespace {
 struct SampleArgs {
   std::string run_dir, checkpoint = "best";
+  std::vector<std::string> sets;  // config keys changed for this command (task.max_len_b, ...)
   SampleOptions options;
   double temperature = 0;
   bool temperature_given = false, beam_given = false;
@@ -37,7 +38,7 @@ void check_options(const SampleArgs& a) {
 int sample(SampleArgs a) {
   check_options(a);
   if (a.temperature_given) a.options.temperature = a.temperature;
-  auto run = load_run(a.run_dir, a.checkpoint);
+  auto run = load_run(a.run_dir, a.checkpoint, a.sets);
   torch::NoGradGuard no_grad;
   AutocastScope autocast(run.precision, run.device);
   run.task->sample(a.options);
@@ -52,6 +53,7 @@ void add_sample(CLI::App& app, Action& run) {
   cmd->add_option("--run", args->run_dir, "Run directory")->required();
   cmd->add_option("--checkpoint", args->checkpoint, "last, best, or a checkpoint path")
       ->capture_default_str();
+  add_set_option(cmd, args->sets);
   cmd->add_option("-i,--input", o.input, "Input file, or - for stdin (default stdin)");
   auto* beam = cmd->add_option("--beam", o.beam, "Beam search with this width");
   cmd->add_option("--lenpen", o.lenpen, "GNMT length penalty alpha for beam search")

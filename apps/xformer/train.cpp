@@ -72,7 +72,7 @@ int train(const TrainArgs& a) {
     config_file = (fs::path(run_dir) / "config.json").string();
   }
   json config = load_resolved_config(config_file, a.sets);
-  if (a.resume && fs::exists(fs::path(run_dir) / "config.json")) train::check_resume_config(run_dir, config);
+  if (a.resume && fs::exists(fs::path(run_dir) / "config.json")) train::check_config_fits_checkpoint(run_dir, config, "--resume");
   if (config.at("task").contains("valid")) check_valid_split_exists(config);
   check_best_metric(config);
   const auto dist = train::distributed_env_from_environment();

@@ -36,7 +36,9 @@ torch::Device setup_runtime(const json& config);
 // Builds the config's task (which builds its model) for a run directory.
 std::unique_ptr<Task> make_task(const json& config, const RunContext& ctx);
 
-// Loads a run's config and its checkpoint into a freshly built task (eval/sample).
+// Loads a run's config, with `sets` (KEY=VALUE) applied for this command only, and its checkpoint
+// into a freshly built task (eval/sample). A change to the model or data the checkpoint was made
+// for is a ConfigError.
 struct LoadedRun {
   json config;
   std::unique_ptr<Task> task;
@@ -45,6 +47,6 @@ struct LoadedRun {
   json checkpoint_meta;
   std::string checkpoint_path;
 };
-LoadedRun load_run(const std::string& run_dir, const std::string& checkpoint);
+LoadedRun load_run(const std::string& run_dir, const std::string& checkpoint, const std::vector<std::string>& sets);
 
 }  // namespace xformer::app

@@ -132,6 +132,25 @@ TEST_CASE("train, eval and sample the tiny config end to end", "[cli][e2e]") {
   CHECK(read_metrics(run, "test").size() == 1);
   CHECK(fs::exists(fs::path(run) / "samples" / "test.hyp"));
 
+  // --set changes decoding or data keys for one evaluation: here another test file, greedy.
+  {
+    std::ifstream fixture(source_path("tests/data/translation/test.tsv"));
+    std::ofstream other(tmp.str("other.tsv"));
+    std::string line;
+    for (int i = 0; i < 5 && std::getline(fixture, line); ++i) other << line << "\n";
+  }
+  r = run_xformer("eval --run '" + run + "' --set task.test='" + tmp.str("other.tsv") + "' --set task.beam=1");
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  CHECK(r.output.find("test: 5 pairs from " + tmp.str("other.tsv")) != std::string::npos);
+  REQUIRE(read_metrics(run, "test").size() == 2);
+  CHECK(read_metrics(run, "test").back()["set"].size() == 2);
+  std::ifstream saved_config(fs::path(run) / "config.json");
+  CHECK(nlohmann::json::parse(saved_config)["task"]["beam"] != 1);  // the run's own config is untouched
+  r = run_xformer("eval --run '" + run + "' --set model.d_model=32");
+  CHECK(r.exit_code == 2);
+  CHECK(r.output.find("--set: model.d_model is 64") != std::string::npos);
+
   std::ofstream(tmp.str("in.txt")) << "Where is the station?\nI like it.\nThank you.\n";
   r = run_xformer("sample --run '" + run + "' --input " + tmp.str("in.txt") + " --beam 2 --out " + tmp.str("beam.txt"));
   INFO(r.output);

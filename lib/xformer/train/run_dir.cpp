@@ -113,7 +113,7 @@ void write_run_config(const std::string& dir, const nlohmann::json& config) {
   write_file_atomically((fs::path(dir) / "config.json").string(), config.dump(2) + "\n");
 }
 
-void check_resume_config(const std::string& dir, const nlohmann::json& config) {
+void check_config_fits_checkpoint(const std::string& dir, const nlohmann::json& config, const std::string& option) {
   // What the checkpoint was made for: the model's shape (every model key but dropout rates) and
   // what its inputs and outputs mean (these task keys). Batching, evaluation and sampling keys
   // may change; keys the run's config lacks (added by a later xformer) are not compared.
@@ -129,11 +129,11 @@ void check_resume_config(const std::string& dir, const nlohmann::json& config) {
                                                           : kTaskIdentity.count(key) > 0;
       const auto after = now.contains(key) ? now.at(key) : nlohmann::json();
       if (!identity || after == value) continue;
-      throw ConfigError("config error: --resume: " + std::string(group) + "." + key + " is " + value.dump() +
+      throw ConfigError("config error: " + option + ": " + std::string(group) + "." + key + " is " + value.dump() +
                         " in '" + (fs::path(dir) / "config.json").string() + "' but " +
                         (after.is_null() ? std::string("unset") : after.dump()) +
-                        " now; the checkpoint was made for the run's model and data (start a new run in "
-                        "another --run-dir)");
+                        " now; the checkpoint was made for the run's model and data" +
+                        (option == "--resume" ? " (start a new run in another --run-dir)" : ""));
     }
   }
 }

@@ -36,9 +36,11 @@ RunDirLock prepare_run_dir(const std::string& dir, bool resume, bool force);
 nlohmann::json read_run_config(const std::string& dir);
 void write_run_config(const std::string& dir, const nlohmann::json& config);
 
-// --resume with `config`: ConfigError (exit 2) naming the first task or model key whose value
-// differs from the run's saved config (the checkpoint was made for that model and data).
-void check_resume_config(const std::string& dir, const nlohmann::json& config);
+// `config` (the run's with `option`'s changes: "--resume", "--set") against the run's saved config:
+// ConfigError (exit 2) naming the first task or model key whose value differs, since the
+// checkpoint was made for that model and data. Dropout, batching, evaluation, sampling, training
+// and optimizer keys may differ.
+void check_config_fits_checkpoint(const std::string& dir, const nlohmann::json& config, const std::string& option);
 
 // Resuming from the checkpoint of `step`: metrics.jsonl loses the lines of later steps (logged
 // before the run stopped, and about to be logged again).

@@ -129,18 +129,23 @@ TEST_CASE("resume refuses a changed task or model and forgets metrics logged aft
   changed["task"]["max_tokens"] = 50;
   changed["model"]["dropout"] = 0.3;
   changed["model"]["new_key"] = 1;  // keys the run's config lacks (a later version's) are not compared
-  CHECK_NOTHROW(train::check_resume_config(tmp.str(), changed));
+  CHECK_NOTHROW(train::check_config_fits_checkpoint(tmp.str(), changed, "--resume"));
   changed["model"]["d_model"] = 32;
   {
-    const auto e = thrown_error([&] { train::check_resume_config(tmp.str(), changed); });
+    const auto e = thrown_error([&] { train::check_config_fits_checkpoint(tmp.str(), changed, "--resume"); });
     CHECK(e.exit_code() == 2);
     CHECK(std::string(e.what()).find("model.d_model is 64 in '") != std::string::npos);
     CHECK(std::string(e.what()).find("but 32 now") != std::string::npos);
+    CHECK(std::string(e.what()).find("another --run-dir") != std::string::npos);
+  }
+  {
+    const auto e = thrown_error([&] { train::check_config_fits_checkpoint(tmp.str(), changed, "--set"); });
+    CHECK(std::string(e.what()).find("config error: --set: model.d_model is 64") != std::string::npos);
   }
   changed = config;
   changed["task"].erase("train");
   {
-    const auto e = thrown_error([&] { train::check_resume_config(tmp.str(), changed); });
+    const auto e = thrown_error([&] { train::check_config_fits_checkpoint(tmp.str(), changed, "--resume"); });
     CHECK(std::string(e.what()).find("task.train is \"a\" in '") != std::string::npos);
     CHECK(std::string(e.what()).find("but unset now") != std::string::npos);
   }
