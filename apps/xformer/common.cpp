@@ -1,11 +1,15 @@
 #include <spdlog/spdlog.h>
 
+#include <filesystem>
+
 #include "verbs.h"
 #include "xformer/core/precision.h"
 #include "xformer/core/registry.h"
 #include "xformer/core/runtime.h"
 #include "xformer/train/checkpoint.h"
 #include "xformer/train/run_dir.h"
+
+namespace fs = std::filesystem;
 
 namespace xformer::app {
 
@@ -46,10 +50,12 @@ LoadedRun load_run(const std::string& run_dir, const std::string& checkpoint, co
   ctx.device = run.device = setup_runtime(run.config);
   run.precision = resolve_precision(run.config.at("train").at("precision"), run.device);
   ctx.for_training = false;
-  run.checkpoint_path = train::resolve_checkpoint(run_dir, checkpoint);
+  const auto paths = train::resolve_checkpoints(run_dir, checkpoint);
+  run.checkpoint_path = paths.size() == 1 ? paths[0]
+                                          : "average of " + std::to_string(paths.size()) + ": " + paths.front() +
+                                                " .. " + fs::path(paths.back()).filename().string();
   run.task = make_task(run.config, ctx);
-  run.checkpoint_meta = train::load_checkpoint(run.checkpoint_path, *run.task->model(), nullptr,
-                                               /*restore_rng=*/false);
+  run.checkpoint_meta = train::load_model_weights(paths, *run.task->model());
   run.task->model()->eval();
   spdlog::info("loaded {} (step {})", run.checkpoint_path, run.checkpoint_meta.value("step", 0));
   return run;

@@ -1,4 +1,4 @@
-// xformer eval --run DIR [--split valid|test] [--checkpoint last|best|PATH] [--set KEY=VALUE]...
+// xformer eval --run DIR [--split valid|test] [--checkpoint last|best|average:N|PATH] [--set KEY=VALUE]...
 #include <spdlog/spdlog.h>
 
 #include <filesystem>
@@ -31,6 +31,7 @@ int evaluate(const EvalArgs& a) {
   json record = {{"step", run.checkpoint_meta.value("step", 0)},
                  {"split", a.split},
                  {"checkpoint", run.checkpoint_path}};
+  if (run.checkpoint_meta.contains("averaged_steps")) record["averaged_steps"] = run.checkpoint_meta["averaged_steps"];
   if (!a.sets.empty()) record["set"] = a.sets;  // tells this line from the run's own evaluations
   for (const auto& [k, v] : m) record[k] = v;
   train::append_metrics(a.run_dir, record);
@@ -44,7 +45,7 @@ void add_eval(CLI::App& app, Action& run) {
   auto* cmd = app.add_subcommand("eval", "Evaluate a trained run on a split");
   cmd->add_option("--run", args->run_dir, "Run directory")->required();
   cmd->add_option("--split", args->split, "valid or test")->capture_default_str();
-  cmd->add_option("--checkpoint", args->checkpoint, "last, best, or a checkpoint path")
+  cmd->add_option("--checkpoint", args->checkpoint, "last, best, average:N (mean weights of the last N step checkpoints) or a checkpoint path")
       ->capture_default_str();
   add_set_option(cmd, args->sets);
   cmd->callback([args, &run] { run = [args] { return evaluate(*args); }; });

@@ -51,7 +51,7 @@ void add_sample(CLI::App& app, Action& run) {
   auto& o = args->options;
   auto* cmd = app.add_subcommand("sample", "Generate with a trained run (translate, sample, ...)");
   cmd->add_option("--run", args->run_dir, "Run directory")->required();
-  cmd->add_option("--checkpoint", args->checkpoint, "last, best, or a checkpoint path")
+  cmd->add_option("--checkpoint", args->checkpoint, "last, best, average:N (mean weights of the last N step checkpoints) or a checkpoint path")
       ->capture_default_str();
   add_set_option(cmd, args->sets);
   cmd->add_option("-i,--input", o.input, "Input file, or - for stdin (default stdin)");

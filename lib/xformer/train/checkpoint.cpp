@@ -2,6 +2,7 @@
 
 #include <torch/version.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <map>
 
@@ -140,11 +141,63 @@ nlohmann::json read_checkpoint_meta(const std::string& path) {
   return meta_of(archive, path);
 }
 
-std::string resolve_checkpoint(const std::string& run_dir, const std::string& which) {
+std::vector<std::string> resolve_checkpoints(const std::string& run_dir, const std::string& which) {
+  const fs::path dir = fs::path(run_dir) / "checkpoints";
+  const std::string average = "average:";
+  if (which.rfind(average, 0) == 0) {
+    const std::string count = which.substr(average.size());
+    if (count.empty() || count.size() > 6 || count.find_first_not_of("0123456789") != std::string::npos ||
+        std::stoi(count) < 1)
+      throw ConfigError("usage error: --checkpoint " + which + ": expected average:N with N >= 1 step checkpoints");
+    const auto n = static_cast<size_t>(std::stoi(count));
+    std::vector<std::pair<int64_t, std::string>> steps;  // (step, path)
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(dir, ec)) {
+      const std::string name = e.path().filename().string();
+      if (name.rfind("step_", 0) != 0 || e.path().extension() != ".pt") continue;
+      const std::string digits = e.path().stem().string().substr(5);
+      if (digits.empty() || digits.find_first_not_of("0123456789") != std::string::npos) continue;
+      steps.emplace_back(std::stoll(digits), e.path().string());
+    }
+    if (steps.size() < n)
+      throw ConfigError("usage error: --checkpoint " + which + ": '" + dir.string() + "' holds " +
+                        std::to_string(steps.size()) + " step checkpoints (train.keep_last keeps the last K)");
+    std::sort(steps.begin(), steps.end());
+    std::vector<std::string> paths;
+    for (size_t i = steps.size() - n; i < steps.size(); ++i) paths.push_back(steps[i].second);
+    return paths;
+  }
   std::string path = which;
-  if (which == "last" || which == "best") path = (fs::path(run_dir) / "checkpoints" / (which + ".pt")).string();
+  if (which == "last" || which == "best") path = (dir / (which + ".pt")).string();
   if (!fs::exists(path)) throw DataError("checkpoint '" + path + "' does not exist");
-  return path;
+  return {path};
+}
+
+nlohmann::json load_model_weights(const std::vector<std::string>& paths, torch::nn::Module& model) {
+  TORCH_CHECK(!paths.empty(), "load_model_weights needs a checkpoint");
+  if (paths.size() == 1) return load_checkpoint(paths[0], model, nullptr, /*restore_rng=*/false);
+  torch::NoGradGuard no_grad;
+  auto floating = [&model] {  // the tensors to average, by name
+    std::vector<std::pair<std::string, torch::Tensor>> all;
+    for (const auto& item : model.named_parameters()) all.emplace_back(item.key(), item.value());
+    for (const auto& item : model.named_buffers())
+      if (item.value().is_floating_point()) all.emplace_back(item.key(), item.value());
+    return all;
+  };
+  std::map<std::string, torch::Tensor> sums;  // in float64: the average does not depend on the order
+  nlohmann::json meta, steps = nlohmann::json::array();
+  for (const auto& path : paths) {
+    meta = load_checkpoint(path, model, nullptr, /*restore_rng=*/false);
+    steps.push_back(meta.value("step", 0));
+    for (const auto& [name, t] : floating()) {
+      auto it = sums.find(name);
+      if (it == sums.end()) sums.emplace(name, t.to(torch::kDouble, /*non_blocking=*/false, /*copy=*/true));
+      else it->second.add_(t.to(torch::kDouble));
+    }
+  }
+  for (const auto& [name, t] : floating()) t.copy_(sums.at(name) / static_cast<double>(paths.size()));
+  meta["averaged_steps"] = steps;
+  return meta;
 }
 
 void replace_with_link(const std::string& target, const std::string& link) {

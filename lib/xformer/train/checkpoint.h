@@ -32,8 +32,16 @@ nlohmann::json load_checkpoint(const std::string& path, torch::nn::Module& model
 // Reads only the meta record.
 nlohmann::json read_checkpoint_meta(const std::string& path);
 
-// "last" | "best" | a path -> the file to load (DataError if absent).
-std::string resolve_checkpoint(const std::string& run_dir, const std::string& which);
+// "last" | "best" | "average:N" | a path -> the files to load: one, or for average:N the run's
+// last N step checkpoints, oldest first (DataError if absent, ConfigError for a bad N or fewer
+// step checkpoints than N).
+std::vector<std::string> resolve_checkpoints(const std::string& run_dir, const std::string& which);
+
+// Loads the model weights of `paths` into `model`: one checkpoint as load_checkpoint does, or the
+// average of several (floating-point parameters and buffers averaged; integer buffers from the
+// newest), as Vaswani et al. average their last checkpoints. Returns the newest one's meta, with
+// "averaged_steps" when several were averaged.
+nlohmann::json load_model_weights(const std::vector<std::string>& paths, torch::nn::Module& model);
 
 // Points `link` at `target` atomically (hard link, or copy where links are impossible).
 void replace_with_link(const std::string& target, const std::string& link);

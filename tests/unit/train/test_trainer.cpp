@@ -13,6 +13,7 @@
 #include "xformer/train/trainer.h"
 
 using namespace xformer;
+namespace fs = std::filesystem;
 using xformer::testing::TempDir;
 using xformer::testing::thrown_error;
 
@@ -86,7 +87,6 @@ std::vector<double> train_losses(const std::string& run) {
 }  // namespace
 
 TEST_CASE("train --force empties a run directory and refuses a folder holding anything else", "[train]") {
-  namespace fs = std::filesystem;
   TempDir tmp("run_dir_force");
   const fs::path run = tmp.path() / "run";
   train::prepare_run_dir(run.string(), false, false);
@@ -192,6 +192,49 @@ TEST_CASE("a checkpoint that does not fit the model is refused, naming the tenso
   torch::nn::Sequential same_depth(torch::nn::Linear(4, 4), torch::nn::Linear(4, 4));
   train::load_checkpoint(path, *same_depth, nullptr, false);
   CHECK(torch::equal(same_depth[1]->as<torch::nn::Linear>()->weight, deeper[1]->as<torch::nn::Linear>()->weight));
+}
+
+TEST_CASE("--checkpoint average:N loads the mean weights of the last N step checkpoints", "[train]") {
+  TempDir tmp("checkpoint_average");
+  fs::create_directories(tmp.path() / "checkpoints");
+  torch::nn::Sequential model(torch::nn::Linear(3, 2), torch::nn::BatchNorm1d(2));
+  auto fill = [&model](double v) {  // every tensor, the integer batch counter too, to v
+    torch::NoGradGuard no_grad;
+    for (auto& p : model->parameters()) p.fill_(v);
+    for (auto& b : model->buffers()) b.fill_(v);
+  };
+  for (int step : {1, 2, 10}) {  // step 10 sorts after 2 by number, as the zero padding ensures
+    fill(step);
+    char name[32];
+    std::snprintf(name, sizeof name, "step_%08d.pt", step);
+    train::save_checkpoint(tmp.str(std::string("checkpoints/") + name), *model, nullptr, {{"step", step}});
+  }
+  train::replace_with_link(tmp.str("checkpoints/step_00000010.pt"), tmp.str("checkpoints/last.pt"));
+  std::ofstream(tmp.str("checkpoints/step_notes.pt")) << "not a step checkpoint";
+
+  const auto paths = train::resolve_checkpoints(tmp.str(), "average:2");
+  REQUIRE(paths.size() == 2);
+  CHECK(fs::path(paths[0]).filename() == "step_00000002.pt");
+  CHECK(fs::path(paths[1]).filename() == "step_00000010.pt");
+  fill(0);
+  const auto meta = train::load_model_weights(paths, *model);
+  CHECK(meta["step"] == 10);
+  CHECK(meta["averaged_steps"] == nlohmann::json::array({2, 10}));
+  for (const auto& p : model->parameters()) CHECK(torch::allclose(p, torch::full_like(p, 6.0)));
+  auto* norm = model[1]->as<torch::nn::BatchNorm1d>();
+  CHECK(torch::allclose(norm->running_mean, torch::full({2}, 6.0)));
+  CHECK(norm->num_batches_tracked.item<int64_t>() == 10);  // integers come from the newest
+  // One checkpoint is loaded as it is.
+  CHECK(train::resolve_checkpoints(tmp.str(), "last") == std::vector<std::string>{tmp.str("checkpoints/last.pt")});
+  CHECK(train::resolve_checkpoints(tmp.str(), "average:1").size() == 1);
+
+  for (const char* bad : {"average:0", "average:", "average:two", "average:-1"}) {
+    const auto e = thrown_error([&] { train::resolve_checkpoints(tmp.str(), bad); });
+    CHECK(e.exit_code() == 2);
+    CHECK(std::string(e.what()).find("expected average:N with N >= 1") != std::string::npos);
+  }
+  const auto e = thrown_error([&] { train::resolve_checkpoints(tmp.str(), "average:4"); });
+  CHECK(std::string(e.what()).find("holds 3 step checkpoints (train.keep_last") != std::string::npos);
 }
 
 TEST_CASE("trainer lowers the loss and keeps last/best checkpoints", "[train]") {
