@@ -147,6 +147,12 @@ TEST_CASE("train, eval and sample the tiny config end to end", "[cli][e2e]") {
   CHECK(read_metrics(run, "test").back()["set"].size() == 2);
   std::ifstream saved_config(fs::path(run) / "config.json");
   CHECK(nlohmann::json::parse(saved_config)["task"]["beam"] != 1);  // the run's own config is untouched
+  // The mean of the last two step checkpoints (40 and 60).
+  r = run_xformer("eval --run '" + run + "' --checkpoint average:2");
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  CHECK(read_metrics(run, "test").back()["averaged_steps"] == nlohmann::json::array({40, 60}));
+  CHECK(run_xformer("eval --run '" + run + "' --checkpoint average:3").exit_code == 2);
   r = run_xformer("eval --run '" + run + "' --set model.d_model=32");
   CHECK(r.exit_code == 2);
   CHECK(r.output.find("--set: model.d_model is 64") != std::string::npos);
