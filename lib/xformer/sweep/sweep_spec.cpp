@@ -402,7 +402,7 @@ SweepSpec parse_sweep(const ordered_json& doc, const std::string& file) {
       }
       if (e.contains("checkpoint")) {
         if (!e["checkpoint"].is_string() || e["checkpoint"].get<std::string>().empty())
-          fail(file, "'eval.checkpoint' must be \"best\", \"last\" or a path, got " + e["checkpoint"].dump());
+          fail(file, "'eval.checkpoint' must be \"best\", \"last\", \"average:N\" or a path, got " + e["checkpoint"].dump());
         spec.eval.checkpoint = e["checkpoint"].get<std::string>();
       }
     } else if (!e.is_null()) {

@@ -146,7 +146,7 @@ std::vector<std::string> resolve_checkpoints(const std::string& run_dir, const s
   const std::string average = "average:";
   if (which.rfind(average, 0) == 0) {
     const std::string count = which.substr(average.size());
-    if (count.empty() || count.size() > 6 || count.find_first_not_of("0123456789") != std::string::npos ||
+    if (count.empty() || count.size() > 9 || count.find_first_not_of("0123456789") != std::string::npos ||
         std::stoi(count) < 1)
       throw ConfigError("usage error: --checkpoint " + which + ": expected average:N with N >= 1 step checkpoints");
     const auto n = static_cast<size_t>(std::stoi(count));
