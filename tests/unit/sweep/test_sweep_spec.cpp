@@ -254,6 +254,19 @@ TEST_CASE("every trial's config is validated up front", "[sweep]") {
   CHECK(msg.find("'mode' is not given") != std::string::npos);
 }
 
+TEST_CASE("the example sweeps in scripts/sweeps load and validate", "[sweep]") {
+  int files = 0;
+  for (const auto& e : fs::directory_iterator(source_path("scripts/sweeps"))) {
+    if (e.path().extension() != ".json") continue;
+    INFO(e.path().string());
+    auto spec = load_sweep(e.path().string());
+    CHECK_NOTHROW(validate_trials(spec));
+    CHECK(!spec.trials.empty());
+    ++files;
+  }
+  CHECK(files >= 4);
+}
+
 TEST_CASE("commands are argument vectors; start flags follow the run directory", "[sweep]") {
   TempDir tmp("sweep_cmd");
   auto s = parse(R"({"base": "b.json", "output": ")" + tmp.str("out") +
