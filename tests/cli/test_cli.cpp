@@ -178,6 +178,9 @@ TEST_CASE("train, eval and sample the tiny config end to end", "[cli][e2e]") {
   r = run_xformer("sample --run '" + run + "' --input " + tmp.str("in.txt") + " --top-k 5");
   CHECK(r.exit_code == 2);
   CHECK(r.output.find("need --temperature") != std::string::npos);
+  r = run_xformer("sample --run '" + run + "' --input " + tmp.str("in.txt") + " --beam 2 --num 2");
+  CHECK(r.exit_code == 2);
+  CHECK(r.output.find("only sampling (--temperature) gives") != std::string::npos);
 
   const std::string sample_args = "sample --run '" + run + "' --input " + tmp.str("in.txt") +
                                   " --temperature 0.9 --top-k 20 --num 2 --seed 7 --out ";

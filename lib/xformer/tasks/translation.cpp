@@ -156,6 +156,10 @@ class TranslationTask : public Task {
                         "translation (it translates --input lines)");
     if (!opts.temperature && (opts.top_k > 0 || opts.top_p < 1))
       throw ConfigError("usage error: --top-k and --top-p need --temperature (sampling)");
+    if (!opts.temperature && opts.num > 1)
+      throw ConfigError("usage error: --num " + std::to_string(opts.num) +
+                        " asks for several translations per line, which only sampling (--temperature) gives; "
+                        "greedy and beam search give one");
     auto lines = data::read_lines(opts.input.empty() ? "-" : opts.input);
     decode::SearchOptions o = search_options();
     if (opts.beam > tokenizer_->vocab_size())
