@@ -63,7 +63,7 @@ void add_sample(CLI::App& app, Action& run) {
   cmd->add_option("--top-k", o.top_k,
                   "Sample among the K most likely tokens (classification: print the K best classes)");
   cmd->add_option("--top-p", o.top_p, "Sample from the smallest set with mass >= P");
-  cmd->add_option("-n,--num", o.num, "Samples per input")->capture_default_str();
+  cmd->add_option("-n,--num", o.num, "Samples per input (with --beam: the N best translations)")->capture_default_str();
   cmd->add_option("--seed", o.seed, "Random seed for sampling")->capture_default_str();
   cmd->add_option("-o,--out", o.out, "Output file (default stdout), or folder for tasks that write files");
   cmd->add_option("--length", o.length, "Tokens/events to generate (tasks that generate freely)");

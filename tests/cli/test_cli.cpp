@@ -178,9 +178,24 @@ TEST_CASE("train, eval and sample the tiny config end to end", "[cli][e2e]") {
   r = run_xformer("sample --run '" + run + "' --input " + tmp.str("in.txt") + " --top-k 5");
   CHECK(r.exit_code == 2);
   CHECK(r.output.find("need --temperature") != std::string::npos);
-  r = run_xformer("sample --run '" + run + "' --input " + tmp.str("in.txt") + " --beam 2 --num 2");
+  r = run_xformer("sample --run '" + run + "' --input " + tmp.str("in.txt") + " --beam 2 --num 3");
   CHECK(r.exit_code == 2);
-  CHECK(r.output.find("only sampling (--temperature) gives") != std::string::npos);
+  CHECK(r.output.find("--num 3 translations per line need --beam 3 or wider") != std::string::npos);
+
+  // --num with --beam: the n-best list of each line, best first (so its first entry is the
+  // translation the same beam gives alone).
+  const std::string beam3 = "sample --run '" + run + "' --input " + tmp.str("in.txt") + " --beam 3";
+  REQUIRE(run_xformer(beam3 + " --num 2 --out " + tmp.str("nbest.txt")).exit_code == 0);
+  REQUIRE(run_xformer(beam3 + " --out " + tmp.str("best.txt")).exit_code == 0);
+  {
+    std::ifstream nbest(tmp.str("nbest.txt")), best(tmp.str("best.txt"));
+    std::vector<std::string> n_lines, b_lines;
+    for (std::string l; std::getline(nbest, l);) n_lines.push_back(l);
+    for (std::string l; std::getline(best, l);) b_lines.push_back(l);
+    REQUIRE(n_lines.size() == 6);
+    REQUIRE(b_lines.size() == 3);
+    for (size_t i = 0; i < 3; ++i) CHECK(n_lines[2 * i] == b_lines[i]);
+  }
 
   const std::string sample_args = "sample --run '" + run + "' --input " + tmp.str("in.txt") +
                                   " --temperature 0.9 --top-k 20 --num 2 --seed 7 --out ";

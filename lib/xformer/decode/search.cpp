@@ -97,7 +97,17 @@ std::vector<Hypothesis> sample(IncrementalDecoder& decoder, int64_t batch, const
 
 std::vector<Hypothesis> beam_search(IncrementalDecoder& decoder, int64_t batch,
                                     const SearchOptions& o) {
+  std::vector<Hypothesis> best(batch);
+  auto lists = beam_search_nbest(decoder, batch, o, 1);
+  for (int64_t b = 0; b < batch; ++b)
+    if (!lists[b].empty()) best[b] = std::move(lists[b][0]);
+  return best;
+}
+
+std::vector<std::vector<Hypothesis>> beam_search_nbest(IncrementalDecoder& decoder, int64_t batch,
+                                                       const SearchOptions& o, int64_t n) {
   const int64_t K = o.beam;
+  TORCH_CHECK(n >= 1 && n <= K, "n-best needs 1 <= n <= beam");
   TORCH_CHECK(K >= 1, "beam must be >= 1");
   const int64_t N = batch * K;
   const int64_t steps = longest(o, batch);
@@ -173,15 +183,12 @@ std::vector<Hypothesis> beam_search(IncrementalDecoder& decoder, int64_t batch,
     tokens = torch::tensor(next, torch::kLong);
   }
 
-  std::vector<Hypothesis> best(batch);
-  for (int64_t b = 0; b < batch; ++b) {
-    auto& f = finished[b];
-    if (f.empty()) continue;
-    best[b] = *std::max_element(f.begin(), f.end(), [](const Hypothesis& x, const Hypothesis& y) {
-      return x.normalized < y.normalized;
-    });
+  for (auto& f : finished) {
+    std::stable_sort(f.begin(), f.end(),
+                     [](const Hypothesis& x, const Hypothesis& y) { return x.normalized > y.normalized; });
+    if (static_cast<int64_t>(f.size()) > n) f.resize(n);
   }
-  return best;
+  return finished;
 }
 
 }  // namespace xformer::decode

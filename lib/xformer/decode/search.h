@@ -45,6 +45,11 @@ std::vector<Hypothesis> greedy(IncrementalDecoder& decoder, int64_t batch, const
 std::vector<Hypothesis> beam_search(IncrementalDecoder& decoder, int64_t batch,
                                     const SearchOptions& o);
 
+// The same search, returning per batch row its n best finished hypotheses (1 <= n <= o.beam),
+// best first; a row has fewer only when fewer finished (every candidate impossible).
+std::vector<std::vector<Hypothesis>> beam_search_nbest(IncrementalDecoder& decoder, int64_t batch,
+                                                       const SearchOptions& o, int64_t n);
+
 // Ancestral sampling from softmax(logits / temperature), optionally restricted to the top-k
 // tokens and/or the smallest set whose probability reaches top_p. Deterministic for a seed.
 std::vector<Hypothesis> sample(IncrementalDecoder& decoder, int64_t batch, const SearchOptions& o);

@@ -156,10 +156,10 @@ class TranslationTask : public Task {
                         "translation (it translates --input lines)");
     if (!opts.temperature && (opts.top_k > 0 || opts.top_p < 1))
       throw ConfigError("usage error: --top-k and --top-p need --temperature (sampling)");
-    if (!opts.temperature && opts.num > 1)
+    if (!opts.temperature && opts.num > opts.beam && opts.num > 1)
       throw ConfigError("usage error: --num " + std::to_string(opts.num) +
-                        " asks for several translations per line, which only sampling (--temperature) gives; "
-                        "greedy and beam search give one");
+                        " translations per line need --beam " + std::to_string(opts.num) +
+                        " or wider (the n-best list) or --temperature (samples)");
     auto lines = data::read_lines(opts.input.empty() ? "-" : opts.input);
     decode::SearchOptions o = search_options();
     if (opts.beam > tokenizer_->vocab_size())
@@ -176,7 +176,9 @@ class TranslationTask : public Task {
       o.top_p = opts.top_p;
       o.seed = opts.seed;
     }
-    auto outputs = translate(inputs, o, /*sampling=*/opts.temperature.has_value());
+    // --num N: N samples of each line, or its N best beam hypotheses (best first).
+    const int64_t nbest = opts.temperature ? 1 : opts.num;
+    auto outputs = translate(inputs, o, /*sampling=*/opts.temperature.has_value(), nbest);
     std::ofstream file;
     if (!opts.out.empty()) {
       file.open(opts.out);
@@ -310,8 +312,9 @@ class TranslationTask : public Task {
 
   // Translates raw sentences in batches of similar length; returns detokenized outputs in the
   // input order.
+  // Translations of `sentences`, `nbest` per sentence (beam search only), sentence-major.
   std::vector<std::string> translate(const std::vector<std::string>& sentences,
-                                     decode::SearchOptions o, bool sampling = false) {
+                                     decode::SearchOptions o, bool sampling = false, int64_t nbest = 1) {
     model_->eval();
     torch::NoGradGuard no_grad;
     std::vector<std::vector<int32_t>> encoded;
@@ -322,7 +325,7 @@ class TranslationTask : public Task {
       lengths.push_back({static_cast<int64_t>(ids.size()) + 1, 0});
       encoded.push_back(std::move(ids));
     }
-    std::vector<std::string> out(sentences.size());
+    std::vector<std::string> out(sentences.size() * nbest);
     const int64_t per_batch = t_.at("decode_batch");
     const double a = t_.at("max_len_a");
     const int64_t b = t_.at("max_len_b");
@@ -340,6 +343,16 @@ class TranslationTask : public Task {
         o.max_len.push_back(std::min<int64_t>(max_len_ - 1, static_cast<int64_t>(a * (ids.size() + 1)) + b));
       }
       models::TransformerStepper stepper(model_, model_->encode(src.to(ctx_.device)));
+      auto text = [this](const decode::Hypothesis& h) {
+        return tokenizer_->decode(std::vector<int32_t>(h.tokens.begin(), h.tokens.end()));
+      };
+      if (nbest > 1) {
+        const auto lists = decode::beam_search_nbest(stepper, B, o, nbest);
+        for (int64_t r = 0; r < B; ++r)
+          for (int64_t j = 0; j < nbest; ++j)  // a short list repeats its last entry
+            if (!lists[r].empty()) out[idx[r] * nbest + j] = text(lists[r][std::min<size_t>(j, lists[r].size() - 1)]);
+        continue;
+      }
       std::vector<decode::Hypothesis> hyps;
       if (sampling) {
         decode::SearchOptions per_batch_options = o;
@@ -348,8 +361,7 @@ class TranslationTask : public Task {
       } else {
         hyps = o.beam > 1 ? decode::beam_search(stepper, B, o) : decode::greedy(stepper, B, o);
       }
-      for (int64_t r = 0; r < B; ++r)
-        out[idx[r]] = tokenizer_->decode(std::vector<int32_t>(hyps[r].tokens.begin(), hyps[r].tokens.end()));
+      for (int64_t r = 0; r < B; ++r) out[idx[r]] = text(hyps[r]);
     }
     return out;
   }

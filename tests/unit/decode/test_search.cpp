@@ -334,6 +334,26 @@ TEST_CASE("a beam wider than the search space is exhaustive search", "[decode]")
   CAPTURE(best_lengths);
   CHECK(best_lengths[3] >= 4);
   CHECK(best_lengths[0] + best_lengths[1] + best_lengths[2] >= 4);
+
+  // The n-best lists of the same exhaustive search are the n best of all hypotheses, in order.
+  const double alpha = 0.6;
+  auto o = options({4, 4, 4, 4}, /*beam=*/200, alpha);
+  ToyDecoder dec(B, &random_logits);
+  const auto lists = decode::beam_search_nbest(dec, B, o, 5);
+  for (int64_t b = 0; b < B; ++b) {
+    CAPTURE(b);
+    std::vector<std::pair<double, std::vector<int64_t>>> ranked;
+    for (const auto& seq : all)
+      ranked.emplace_back(toy_score(&random_logits, b, seq) /
+                              decode::gnmt_length_penalty(static_cast<int64_t>(seq.size()) + 1, alpha),
+                          seq);
+    std::sort(ranked.begin(), ranked.end(), [](const auto& x, const auto& y) { return x.first > y.first; });
+    REQUIRE(lists[b].size() == 5);
+    for (size_t j = 0; j < 5; ++j) {
+      CHECK(lists[b][j].tokens == ranked[j].second);
+      CHECK(lists[b][j].normalized == Approx(ranked[j].first).margin(1e-4));
+    }
+  }
 }
 
 TEST_CASE("beam search on a random Transformer respects max_len and scores its outputs", "[decode]") {
