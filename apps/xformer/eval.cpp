@@ -18,6 +18,17 @@ struct EvalArgs {
   std::vector<std::string> sets;  // decoding or data keys changed for this evaluation
 };
 
+// Where the task writes what it decoded (samples/NAME.hyp, ...): the split's name, marked when
+// the weights are averaged or the config changed, so one-off evaluations never overwrite the
+// run's own outputs (all --set evaluations share one slot).
+std::string output_name(const EvalArgs& a, const LoadedRun& run) {
+  std::string name = a.split;
+  if (run.checkpoint_meta.contains("averaged_steps"))
+    name += ".average" + std::to_string(run.checkpoint_meta["averaged_steps"].size());
+  if (!a.sets.empty()) name += ".set";
+  return name;
+}
+
 int evaluate(const EvalArgs& a) {
   const Split split = parse_split(a.split);
   log_to_file((fs::path(a.run_dir) / "train.log").string());
@@ -26,7 +37,7 @@ int evaluate(const EvalArgs& a) {
   {
     torch::NoGradGuard no_grad;
     AutocastScope autocast(run.precision, run.device);
-    m = run.task->evaluate(split, (fs::path(a.run_dir) / "samples" / a.split).string());
+    m = run.task->evaluate(split, (fs::path(a.run_dir) / "samples" / output_name(a, run)).string());
   }
   json record = {{"step", run.checkpoint_meta.value("step", 0)},
                  {"split", a.split},

@@ -88,6 +88,12 @@ TEST_CASE("data errors name the file and line", "[cli]") {
 
 TEST_CASE("train, eval and sample the tiny config end to end", "[cli][e2e]") {
   TempDir tmp("cli_e2e");
+  auto count_lines = [](const fs::path& path) {
+    std::ifstream in(path);
+    int n = 0;
+    for (std::string l; std::getline(in, l);) ++n;
+    return n;
+  };
   const std::string run = tmp.str("run");
   auto r = run_xformer("train " + tiny_args(run, tmp.str("spm")) + " --set train.max_steps=60");
   INFO(r.output);
@@ -147,6 +153,8 @@ TEST_CASE("train, eval and sample the tiny config end to end", "[cli][e2e]") {
   CHECK(read_metrics(run, "test").back()["set"].size() == 2);
   std::ifstream saved_config(fs::path(run) / "config.json");
   CHECK(nlohmann::json::parse(saved_config)["task"]["beam"] != 1);  // the run's own config is untouched
+  CHECK(count_lines(fs::path(run) / "samples" / "test.set.hyp") == 5);  // and its own outputs too
+  CHECK(count_lines(fs::path(run) / "samples" / "test.hyp") > 5);
   // The mean of the last two step checkpoints (40 and 60).
   r = run_xformer("eval --run '" + run + "' --checkpoint average:2");
   INFO(r.output);
@@ -161,12 +169,6 @@ TEST_CASE("train, eval and sample the tiny config end to end", "[cli][e2e]") {
   r = run_xformer("sample --run '" + run + "' --input " + tmp.str("in.txt") + " --beam 2 --out " + tmp.str("beam.txt"));
   INFO(r.output);
   REQUIRE(r.exit_code == 0);
-  auto count_lines = [](const std::string& path) {
-    std::ifstream in(path);
-    int n = 0;
-    for (std::string l; std::getline(in, l);) ++n;
-    return n;
-  };
   CHECK(count_lines(tmp.str("beam.txt")) == 3);
   r = run_xformer("sample --run '" + run + "' --input " + tmp.str("in.txt") + " --beam 100000");
   CHECK(r.exit_code == 2);

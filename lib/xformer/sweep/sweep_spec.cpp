@@ -13,6 +13,7 @@
 #include "xformer/core/error.h"
 #include "xformer/core/json_file.h"
 #include "xformer/core/registry.h"
+#include "xformer/train/checkpoint_choice.h"
 
 namespace fs = std::filesystem;
 
@@ -116,7 +117,10 @@ std::vector<nlohmann::json> grid_values(const std::string& axis, const ordered_j
 std::vector<std::string> linked_keys(const std::string& axis) {
   std::vector<std::string> keys;
   std::stringstream in(axis);
-  for (std::string key; std::getline(in, key, ',');) keys.push_back(key);
+  for (std::string key; std::getline(in, key, ',');) {  // "a.x, b.y" reads as "a.x,b.y"
+    const auto first = key.find_first_not_of(" \t"), last = key.find_last_not_of(" \t");
+    keys.push_back(first == std::string::npos ? "" : key.substr(first, last - first + 1));
+  }
   if (keys.empty() || axis.back() == ',') keys.emplace_back();  // "a," names an empty key: refused later
   return keys;
 }
@@ -404,6 +408,11 @@ SweepSpec parse_sweep(const ordered_json& doc, const std::string& file) {
         if (!e["checkpoint"].is_string() || e["checkpoint"].get<std::string>().empty())
           fail(file, "'eval.checkpoint' must be \"best\", \"last\", \"average:N\" or a path, got " + e["checkpoint"].dump());
         spec.eval.checkpoint = e["checkpoint"].get<std::string>();
+        try {
+          train::averaged_checkpoint_count(spec.eval.checkpoint);
+        } catch (const Error& err) {
+          fail(file, "'eval.checkpoint': " + std::string(err.what()));
+        }
       }
     } else if (!e.is_null()) {
       fail(file, "'eval' must be false, true or {\"split\": ..., \"checkpoint\": ...}, got " + e.dump());
@@ -498,6 +507,11 @@ nlohmann::json validate_trials(SweepSpec& spec) {
       for (const auto& s : trial_overrides(spec, t)) apply_override(raw, s);
       nlohmann::json resolved = resolve(raw);
       check_best_metric(resolved);
+      const int average = spec.eval.enabled ? train::averaged_checkpoint_count(spec.eval.checkpoint) : 0;
+      const int keep = resolved.at("train").at("keep_last");
+      if (average > keep)
+        throw ConfigError("eval.checkpoint " + spec.eval.checkpoint + " averages " + std::to_string(average) +
+                          " step checkpoints but train.keep_last keeps " + std::to_string(keep));
       if (first.is_null()) first = resolved;
     } catch (const Error& e) {
       fail(spec.file, "trial " + std::to_string(t.index) + " (" + t.name + "): " + e.what());

@@ -8,6 +8,7 @@
 
 #include "xformer/core/atomic_file.h"
 #include "xformer/core/error.h"
+#include "xformer/train/checkpoint_choice.h"
 
 namespace fs = std::filesystem;
 
@@ -143,13 +144,8 @@ nlohmann::json read_checkpoint_meta(const std::string& path) {
 
 std::vector<std::string> resolve_checkpoints(const std::string& run_dir, const std::string& which) {
   const fs::path dir = fs::path(run_dir) / "checkpoints";
-  const std::string average = "average:";
-  if (which.rfind(average, 0) == 0) {
-    const std::string count = which.substr(average.size());
-    if (count.empty() || count.size() > 9 || count.find_first_not_of("0123456789") != std::string::npos ||
-        std::stoi(count) < 1)
-      throw ConfigError("usage error: --checkpoint " + which + ": expected average:N with N >= 1 step checkpoints");
-    const auto n = static_cast<size_t>(std::stoi(count));
+  if (const int average = averaged_checkpoint_count(which); average > 0) {
+    const auto n = static_cast<size_t>(average);
     std::vector<std::pair<int64_t, std::string>> steps;  // (step, path)
     std::error_code ec;
     for (const auto& e : fs::directory_iterator(dir, ec)) {

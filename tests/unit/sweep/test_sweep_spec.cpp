@@ -72,6 +72,8 @@ TEST_CASE("a grid axis of several keys sets them together", "[sweep]") {
                                              "max_tokens=3000,max_steps=500,lr=0.004"});
   CHECK(trial_overrides(s, s.trials[2]) ==
         std::vector<std::string>{"task.max_tokens=3000", "train.max_steps=500", "optim.lr=0.002"});
+  CHECK(parse(R"({"base": "b.json", "grid": {"optim.lr, optim.warmup_steps": [[0.1, 5]]}})").axes ==
+        std::vector<std::string>{"optim.lr", "optim.warmup_steps"});  // spaces after commas are fine
   // With random axes after them, the random keys follow the linked ones.
   auto r = parse(R"({"base": "b.json", "grid": {"model.d_model,model.ffn_dim": [[128, 512]]},
                      "random": {"count": 2, "axes": {"optim.lr": {"log_uniform": [1e-4, 1e-2]}}}})");
@@ -211,6 +213,8 @@ TEST_CASE("sweep file mistakes are config errors naming the key", "[sweep]") {
             .find("both in 'set' and an axis") != std::string::npos);
   CHECK(parse_error(R"({"base": "b.json", "mode": "best"})").find("'mode' must be") != std::string::npos);
   CHECK(parse_error(R"({"base": "b.json", "eval": {"split": "train"}})").find("'eval.split'") != std::string::npos);
+  CHECK(parse_error(R"({"base": "b.json", "eval": {"checkpoint": "average:x"}})")
+            .find("'eval.checkpoint': usage error: --checkpoint average:x: expected average:N") != std::string::npos);
   CHECK(parse_error(R"({"base": "b.json", "slurm": {"cpus_per_tsk": 4}})").find("did you mean 'slurm.cpus_per_task'") !=
         std::string::npos);
   CHECK(parse_error(R"([1, 2])").find("JSON object") != std::string::npos);
@@ -250,6 +254,10 @@ TEST_CASE("every trial's config is validated up front", "[sweep]") {
   CHECK(msg.find("trial 1 (norm=middle)") != std::string::npos);
   msg = error_of(R"({"base": "missing.json"})");
   CHECK(msg.find("missing.json") != std::string::npos);
+  // Averaging more checkpoints than a trial keeps would fail after training: refused now.
+  msg = error_of(R"({"base": ")" + base + R"(", "grid": {"train.keep_last": [3, 1]}, "eval": {"checkpoint": "average:2"}})");
+  CHECK(msg.find("trial 1 (keep_last=1): eval.checkpoint average:2 averages 2 step checkpoints but "
+                 "train.keep_last keeps 1") != std::string::npos);
   msg = error_of(R"({"base": ")" + base + R"(", "metric": "bleu"})");
   CHECK(msg.find("'mode' is not given") != std::string::npos);
 }
@@ -313,7 +321,9 @@ TEST_CASE("the results table sorts by the metric and quotes CSV", "[sweep]") {
   metrics("lr=1", R"({"step": 10, "split": "train", "loss": 3.0})" "\n"
                   R"({"step": 10, "split": "valid", "loss": 2.5, "bleu": 5.0})" "\n"
                   R"({"step": 20, "split": "valid", "loss": 2.0, "bleu": 7.0})" "\n"
-                  R"({"step": 20, "split": "test", "checkpoint": "c", "bleu": 6.5})" "\n");
+                  R"({"step": 20, "split": "test", "checkpoint": "c", "bleu": 6.5})" "\n"
+                  // A later one-off evaluation with --set (another test file, say) is not the trial's.
+                  R"({"step": 20, "split": "test", "checkpoint": "c", "bleu": 1.0, "set": ["task.beam=1"]})" "\n");
   metrics("lr=2", R"({"step": 20, "split": "valid", "loss": 1.5, "bleu": 9.0})" "\n");
   write_status(s.output, "lr=1", {{"status", "done"}, {"overrides", trial_overrides(s, s.trials[0])}});
   write_status(s.output, "lr=2", {{"status", "done"}, {"overrides", trial_overrides(s, s.trials[1])}});
