@@ -194,7 +194,7 @@ TEST_CASE("a checkpoint that does not fit the model is refused, naming the tenso
   CHECK(torch::equal(same_depth[1]->as<torch::nn::Linear>()->weight, deeper[1]->as<torch::nn::Linear>()->weight));
 }
 
-TEST_CASE("--checkpoint average:N loads the mean weights of the last N step checkpoints", "[train]") {
+TEST_CASE("checkpoint average:N loads the mean weights of the last N step checkpoints", "[train]") {
   TempDir tmp("checkpoint_average");
   fs::create_directories(tmp.path() / "checkpoints");
   torch::nn::Sequential model(torch::nn::Linear(3, 2), torch::nn::BatchNorm1d(2));
