@@ -192,6 +192,19 @@ TEST_CASE("a failing trial is retried, reported, and does not stop the others", 
         std::string::npos);
 }
 
+TEST_CASE("a trial failing with a usage error is not retried", "[cli][sweep]") {
+  TempDir tmp("cli_sweep_usage");
+  // keep_last 2 passes the up-front check of average:2, but 10 steps saved every 10 leave one.
+  const std::string sweep = write_sweep(tmp, R"(, "eval": {"checkpoint": "average:2"})");
+  auto r = run_xformer("sweep --config '" + sweep + "'");
+  INFO(r.output);
+  CHECK(r.exit_code == 1);
+  CHECK(r.output.find("trial 0 base: eval failed with a usage or config error (exit 2): not retried") !=
+        std::string::npos);
+  CHECK(r.output.find("trial 0 base: eval failed with exit code 2 after 1 attempt(s)") != std::string::npos);
+  CHECK(read_text(tmp.str("out/logs/base.log")).find("holds 1 step checkpoints") != std::string::npos);
+}
+
 TEST_CASE("sweep --dry-run and --emit slurm run nothing; an array task runs its one trial", "[cli][sweep]") {
   TempDir tmp("cli_sweep_slurm");
   const std::string sweep = write_sweep(tmp, R"(, "grid": {"optim.lr": {"range": [0.001, 0.003, 0.001]}},

@@ -246,7 +246,11 @@ int run_sweep(const SweepSpec& spec, const RunOptions& opt) {
       continue;
     }
     const int attempts = status[t->index]["attempts"].get<int>();
-    if (attempts <= spec.retries) {
+    // A usage or config error (exit 2) would fail the same way again.
+    if (code == kExitUsage)
+      spdlog::warn("trial {} {}: {} failed with a usage or config error (exit 2): not retried", t->index, t->name,
+                   r.phase);
+    else if (attempts <= spec.retries) {
       status[t->index]["exit_codes"].push_back(code);
       status[t->index]["status"] = kPending;
       write_status(spec.output, t->name, status[t->index]);
