@@ -508,7 +508,7 @@ nlohmann::json validate_trials(SweepSpec& spec) {
       nlohmann::json resolved = resolve(raw);
       check_best_metric(resolved);
       const int average = spec.eval.enabled ? train::averaged_checkpoint_count(spec.eval.checkpoint) : 0;
-      const int keep = resolved.at("train").at("keep_last");
+      const int keep = std::max(1, resolved.at("train").at("keep_last").get<int>());  // the trainer keeps >= 1
       if (average > keep)
         throw ConfigError("eval.checkpoint " + spec.eval.checkpoint + " averages " + std::to_string(average) +
                           " step checkpoints but train.keep_last keeps " + std::to_string(keep));

@@ -3,6 +3,7 @@
 #include <torch/version.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <filesystem>
 #include <map>
 
@@ -60,6 +61,15 @@ torch::serialize::InputArchive open_archive(const std::string& path,
   return archive;
 }
 
+// The module's parameters and buffers by dotted name, in the module's order. Queried afresh after
+// each load: LibTorch's load may rebind them to new tensors.
+std::vector<std::pair<std::string, torch::Tensor>> named_tensors(const torch::nn::Module& model) {
+  std::vector<std::pair<std::string, torch::Tensor>> all;
+  for (const auto& item : model.named_parameters()) all.emplace_back(item.key(), item.value());
+  for (const auto& item : model.named_buffers()) all.emplace_back(item.key(), item.value());
+  return all;
+}
+
 // The dotted names of every tensor in a module's archive (submodules are nested archives).
 void tensor_names(torch::serialize::InputArchive& archive, const std::string& prefix, std::vector<std::string>& out) {
   for (const auto& key : archive.keys()) {
@@ -91,14 +101,8 @@ nlohmann::json load_checkpoint(const std::string& path, torch::nn::Module& model
   auto meta = meta_of(archive, path);
   // LibTorch takes each tensor's shape from the archive, so a model built from another config
   // would silently become the checkpoint's: the shapes are compared after loading instead.
-  auto tensors = [&model] {  // the model's parameters and buffers, in the model's order
-    std::vector<std::pair<std::string, torch::Tensor>> all;
-    for (const auto& item : model.named_parameters()) all.emplace_back(item.key(), item.value());
-    for (const auto& item : model.named_buffers()) all.emplace_back(item.key(), item.value());
-    return all;
-  };
   std::map<std::string, std::vector<int64_t>> shapes;
-  for (const auto& [name, t] : tensors()) shapes.emplace(name, t.sizes().vec());
+  for (const auto& [name, t] : named_tensors(model)) shapes.emplace(name, t.sizes().vec());
   try {
     torch::serialize::InputArchive model_archive;
     archive.read("model", model_archive);
@@ -110,7 +114,7 @@ nlohmann::json load_checkpoint(const std::string& path, torch::nn::Module& model
         throw DataError("checkpoint '" + path + "' does not fit this model: it holds '" + name +
                         "', which the model built from the config does not have");
     model.load(model_archive);
-    for (const auto& [name, t] : tensors())
+    for (const auto& [name, t] : named_tensors(model))
       if (t.sizes().vec() != shapes.at(name))
         throw DataError("checkpoint '" + path + "' does not fit this model: '" + name + "' is " +
                         c10::str(t.sizes()) + " in the checkpoint but " + c10::str(c10::IntArrayRef(shapes.at(name))) +
@@ -142,26 +146,37 @@ nlohmann::json read_checkpoint_meta(const std::string& path) {
   return meta_of(archive, path);
 }
 
+std::string step_checkpoint_name(int64_t step) {
+  char name[32];
+  std::snprintf(name, sizeof name, "step_%08lld.pt", static_cast<long long>(step));
+  return name;
+}
+
+std::vector<std::string> step_checkpoints(const std::string& dir) {
+  std::vector<std::pair<int64_t, std::string>> steps;  // (step, path)
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    const std::string name = e.path().filename().string();
+    if (name.rfind("step_", 0) != 0 || e.path().extension() != ".pt") continue;
+    const std::string digits = e.path().stem().string().substr(5);
+    if (digits.empty() || digits.size() > 18 || digits.find_first_not_of("0123456789") != std::string::npos) continue;
+    steps.emplace_back(std::stoll(digits), e.path().string());
+  }
+  std::sort(steps.begin(), steps.end());
+  std::vector<std::string> paths;
+  for (auto& [step, path] : steps) paths.push_back(std::move(path));
+  return paths;
+}
+
 std::vector<std::string> resolve_checkpoints(const std::string& run_dir, const std::string& which) {
   const fs::path dir = fs::path(run_dir) / "checkpoints";
   if (const int average = averaged_checkpoint_count(which); average > 0) {
     const auto n = static_cast<size_t>(average);
-    std::vector<std::pair<int64_t, std::string>> steps;  // (step, path)
-    std::error_code ec;
-    for (const auto& e : fs::directory_iterator(dir, ec)) {
-      const std::string name = e.path().filename().string();
-      if (name.rfind("step_", 0) != 0 || e.path().extension() != ".pt") continue;
-      const std::string digits = e.path().stem().string().substr(5);
-      if (digits.empty() || digits.find_first_not_of("0123456789") != std::string::npos) continue;
-      steps.emplace_back(std::stoll(digits), e.path().string());
-    }
+    const auto steps = step_checkpoints(dir.string());
     if (steps.size() < n)
       throw ConfigError("usage error: --checkpoint " + which + ": '" + dir.string() + "' holds " +
                         std::to_string(steps.size()) + " step checkpoints (train.keep_last keeps the last K)");
-    std::sort(steps.begin(), steps.end());
-    std::vector<std::string> paths;
-    for (size_t i = steps.size() - n; i < steps.size(); ++i) paths.push_back(steps[i].second);
-    return paths;
+    return {steps.end() - static_cast<std::ptrdiff_t>(n), steps.end()};
   }
   std::string path = which;
   if (which == "last" || which == "best") path = (dir / (which + ".pt")).string();
@@ -173,25 +188,20 @@ nlohmann::json load_model_weights(const std::vector<std::string>& paths, torch::
   TORCH_CHECK(!paths.empty(), "load_model_weights needs a checkpoint");
   if (paths.size() == 1) return load_checkpoint(paths[0], model, nullptr, /*restore_rng=*/false);
   torch::NoGradGuard no_grad;
-  auto floating = [&model] {  // the tensors to average, by name
-    std::vector<std::pair<std::string, torch::Tensor>> all;
-    for (const auto& item : model.named_parameters()) all.emplace_back(item.key(), item.value());
-    for (const auto& item : model.named_buffers())
-      if (item.value().is_floating_point()) all.emplace_back(item.key(), item.value());
-    return all;
-  };
   std::map<std::string, torch::Tensor> sums;  // in float64: the average does not depend on the order
   nlohmann::json meta, steps = nlohmann::json::array();
   for (const auto& path : paths) {
     meta = load_checkpoint(path, model, nullptr, /*restore_rng=*/false);
     steps.push_back(meta.value("step", 0));
-    for (const auto& [name, t] : floating()) {
+    for (const auto& [name, t] : named_tensors(model)) {
+      if (!t.is_floating_point()) continue;  // integer buffers keep the newest checkpoint's value
       auto it = sums.find(name);
       if (it == sums.end()) sums.emplace(name, t.to(torch::kDouble, /*non_blocking=*/false, /*copy=*/true));
       else it->second.add_(t.to(torch::kDouble));
     }
   }
-  for (const auto& [name, t] : floating()) t.copy_(sums.at(name) / static_cast<double>(paths.size()));
+  for (const auto& [name, t] : named_tensors(model))
+    if (t.is_floating_point()) t.copy_(sums.at(name) / static_cast<double>(paths.size()));
   meta["averaged_steps"] = steps;
   return meta;
 }

@@ -32,6 +32,11 @@ nlohmann::json load_checkpoint(const std::string& path, torch::nn::Module& model
 // Reads only the meta record.
 nlohmann::json read_checkpoint_meta(const std::string& path);
 
+// A run's step checkpoint files: "step_00001000.pt" for step 1000, and those in `dir`, oldest
+// first (ordered by step; other files, even "step_notes.pt", are not listed).
+std::string step_checkpoint_name(int64_t step);
+std::vector<std::string> step_checkpoints(const std::string& dir);
+
 // "last" | "best" | "average:N" | a path -> the files to load: one, or for average:N the run's
 // last N step checkpoints, oldest first (DataError if absent, ConfigError for a bad N or fewer
 // step checkpoints than N).

@@ -34,12 +34,6 @@ std::unique_ptr<torch::optim::Optimizer> make_optimizer(const json& o,
   return std::make_unique<Adam>(params, c);
 }
 
-std::string step_file(int64_t step) {
-  std::ostringstream s;
-  s << "step_" << std::setw(8) << std::setfill('0') << step << ".pt";
-  return s.str();
-}
-
 std::string format_metrics(const Metrics& m) {
   std::ostringstream s;
   s << std::setprecision(4);
@@ -121,15 +115,11 @@ void Trainer::write_checkpoint() {
   if (options_.comm) rng_states = options_.comm->all_gather(at::detail::getDefaultCPUGenerator().get_state());
   if (!main_rank()) return;
   const fs::path dir = fs::path(options_.run_dir) / "checkpoints";
-  const std::string path = (dir / step_file(step_)).string();
+  const std::string path = (dir / step_checkpoint_name(step_)).string();
   save_checkpoint(path, *model_, optimizer_.get(), meta(), rng_states);
   replace_with_link(path, (dir / "last.pt").string());
   // Prune old step files beyond keep_last (last.pt/best.pt are links and keep their data).
-  std::vector<fs::path> steps;
-  for (const auto& e : fs::directory_iterator(dir))
-    if (e.path().filename().string().rfind("step_", 0) == 0 && e.path().extension() == ".pt")
-      steps.push_back(e.path());
-  std::sort(steps.begin(), steps.end());
+  const auto steps = step_checkpoints(dir.string());
   const int64_t keep = std::max<int64_t>(1, config_["train"]["keep_last"].get<int64_t>());
   for (size_t i = 0; i + keep < steps.size(); ++i) fs::remove(steps[i]);
 }

@@ -205,9 +205,7 @@ TEST_CASE("checkpoint average:N loads the mean weights of the last N step checkp
   };
   for (int step : {1, 2, 10}) {  // step 10 sorts after 2 by number, as the zero padding ensures
     fill(step);
-    char name[32];
-    std::snprintf(name, sizeof name, "step_%08d.pt", step);
-    train::save_checkpoint(tmp.str(std::string("checkpoints/") + name), *model, nullptr, {{"step", step}});
+    train::save_checkpoint(tmp.str("checkpoints/" + train::step_checkpoint_name(step)), *model, nullptr, {{"step", step}});
   }
   train::replace_with_link(tmp.str("checkpoints/step_00000010.pt"), tmp.str("checkpoints/last.pt"));
   std::ofstream(tmp.str("checkpoints/step_notes.pt")) << "not a step checkpoint";
