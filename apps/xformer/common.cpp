@@ -34,7 +34,15 @@ std::unique_ptr<Task> make_task(const json& config, const RunContext& ctx) {
   return Registry::get().task(config.at("task").at("name")).create(config, ctx);
 }
 
-LoadedRun load_run(const std::string& run_dir, const std::string& checkpoint, const std::vector<std::string>& sets) {
+void add_checkpoint_options(CLI::App* cmd, CheckpointChoice& choice) {
+  cmd->add_option("--checkpoint", choice.which,
+                  "last, best, average:N (mean weights of the last N step checkpoints) or a checkpoint path")
+      ->capture_default_str();
+  cmd->add_flag("--no-ema", choice.no_ema,
+                "Use the trained weights, not their moving average (runs with train.ema_decay)");
+}
+
+LoadedRun load_run(const std::string& run_dir, const CheckpointChoice& checkpoint, const std::vector<std::string>& sets) {
   LoadedRun run;
   RawConfig raw;
   raw.value = train::read_run_config(run_dir);
@@ -50,14 +58,15 @@ LoadedRun load_run(const std::string& run_dir, const std::string& checkpoint, co
   ctx.device = run.device = setup_runtime(run.config);
   run.precision = resolve_precision(run.config.at("train").at("precision"), run.device);
   ctx.for_training = false;
-  const auto paths = train::resolve_checkpoints(run_dir, checkpoint);
+  const auto paths = train::resolve_checkpoints(run_dir, checkpoint.which);
   run.checkpoint_path = paths.size() == 1 ? paths[0]
                                           : "average of " + std::to_string(paths.size()) + ": " + paths.front() +
                                                 " .. " + fs::path(paths.back()).filename().string();
   run.task = make_task(run.config, ctx);
-  run.checkpoint_meta = train::load_model_weights(paths, *run.task->model());
+  run.checkpoint_meta = train::load_model_weights(paths, *run.task->model(), !checkpoint.no_ema);
   run.task->model()->eval();
-  spdlog::info("loaded {} (step {})", run.checkpoint_path, run.checkpoint_meta.value("step", 0));
+  spdlog::info("loaded {} (step {}{})", run.checkpoint_path, run.checkpoint_meta.value("step", 0),
+               run.checkpoint_meta.value("ema_loaded", false) ? ", moving average of the weights" : "");
   return run;
 }
 

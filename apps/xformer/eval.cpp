@@ -1,4 +1,5 @@
-// xformer eval --run DIR [--split valid|test] [--checkpoint last|best|average:N|PATH] [--set KEY=VALUE]...
+// xformer eval --run DIR [--split valid|test] [--checkpoint last|best|average:N|PATH] [--no-ema]
+//              [--set KEY=VALUE]...
 #include <spdlog/spdlog.h>
 
 #include <filesystem>
@@ -14,17 +15,19 @@ namespace xformer::app {
 
 namespace {
 struct EvalArgs {
-  std::string run_dir, split = "test", checkpoint = "best";
+  std::string run_dir, split = "test";
+  CheckpointChoice checkpoint;
   std::vector<std::string> sets;  // decoding or data keys changed for this evaluation
 };
 
 // Where the task writes what it decoded (samples/NAME.hyp, ...): the split's name, marked when
-// the weights are averaged or the config changed, so one-off evaluations never overwrite the
-// run's own outputs (all --set evaluations share one slot).
+// checkpoints are averaged, the moving average is left out or the config changed, so one-off
+// evaluations never overwrite the run's own outputs (all --set evaluations share one slot).
 std::string output_name(const EvalArgs& a, const LoadedRun& run) {
   std::string name = a.split;
   if (run.checkpoint_meta.contains("averaged_steps"))
     name += ".average" + std::to_string(run.checkpoint_meta["averaged_steps"].size());
+  if (run.checkpoint_meta.contains("ema") && !run.checkpoint_meta.value("ema_loaded", false)) name += ".no_ema";
   if (!a.sets.empty()) name += ".set";
   return name;
 }
@@ -43,6 +46,8 @@ int evaluate(const EvalArgs& a) {
                  {"split", a.split},
                  {"checkpoint", run.checkpoint_path}};
   if (run.checkpoint_meta.contains("averaged_steps")) record["averaged_steps"] = run.checkpoint_meta["averaged_steps"];
+  // Runs that keep a moving average of the weights: whether it was evaluated (--no-ema: false).
+  if (run.checkpoint_meta.contains("ema")) record["ema"] = run.checkpoint_meta.value("ema_loaded", false);
   if (!a.sets.empty()) record["set"] = a.sets;  // tells this line from the run's own evaluations
   for (const auto& [k, v] : m) record[k] = v;
   train::append_metrics(a.run_dir, record);
@@ -56,8 +61,7 @@ void add_eval(CLI::App& app, Action& run) {
   auto* cmd = app.add_subcommand("eval", "Evaluate a trained run on a split");
   cmd->add_option("--run", args->run_dir, "Run directory")->required();
   cmd->add_option("--split", args->split, "valid or test")->capture_default_str();
-  cmd->add_option("--checkpoint", args->checkpoint, "last, best, average:N (mean weights of the last N step checkpoints) or a checkpoint path")
-      ->capture_default_str();
+  add_checkpoint_options(cmd, args->checkpoint);
   add_set_option(cmd, args->sets);
   cmd->callback([args, &run] { run = [args] { return evaluate(*args); }; });
 }

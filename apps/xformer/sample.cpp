@@ -1,6 +1,7 @@
 // xformer sample --run DIR [--input FILE|-] [--beam N --lenpen A | --temperature T] [--top-k K]
 //                [--top-p P] [--num N] [--seed S] [--out FILE|DIR] [--length N] [--primer FILE]
-//                [--attention FILE.html [--attention-layer L]] [--wav] [--set KEY=VALUE]...
+//                [--attention FILE.html [--attention-layer L]] [--wav] [--checkpoint C] [--no-ema]
+//                [--set KEY=VALUE]...
 #include <spdlog/fmt/fmt.h>
 
 #include <cmath>
@@ -12,7 +13,8 @@ namespace xformer::app {
 
 namespace {
 struct SampleArgs {
-  std::string run_dir, checkpoint = "best";
+  std::string run_dir;
+  CheckpointChoice checkpoint;
   std::vector<std::string> sets;  // config keys changed for this command (task.max_len_b, ...)
   SampleOptions options;
   double temperature = 0;
@@ -51,8 +53,7 @@ void add_sample(CLI::App& app, Action& run) {
   auto& o = args->options;
   auto* cmd = app.add_subcommand("sample", "Generate with a trained run (translate, sample, ...)");
   cmd->add_option("--run", args->run_dir, "Run directory")->required();
-  cmd->add_option("--checkpoint", args->checkpoint, "last, best, average:N (mean weights of the last N step checkpoints) or a checkpoint path")
-      ->capture_default_str();
+  add_checkpoint_options(cmd, args->checkpoint);
   add_set_option(cmd, args->sets);
   cmd->add_option("-i,--input", o.input, "Input file, or - for stdin (default stdin)");
   auto* beam = cmd->add_option("--beam", o.beam, "Beam search with this width");

@@ -36,6 +36,14 @@ torch::Device setup_runtime(const json& config);
 // Builds the config's task (which builds its model) for a run directory.
 std::unique_ptr<Task> make_task(const json& config, const RunContext& ctx);
 
+// Which weights eval/sample load: --checkpoint last|best|average:N|PATH, and --no-ema (the
+// trained weights rather than their moving average, in runs with train.ema_decay).
+struct CheckpointChoice {
+  std::string which = "best";
+  bool no_ema = false;
+};
+void add_checkpoint_options(CLI::App* cmd, CheckpointChoice& choice);
+
 // Loads a run's config, with `sets` (KEY=VALUE) applied for this command only, and its checkpoint
 // into a freshly built task (eval/sample). A change to the model or data the checkpoint was made
 // for is a ConfigError.
@@ -47,6 +55,6 @@ struct LoadedRun {
   json checkpoint_meta;
   std::string checkpoint_path;
 };
-LoadedRun load_run(const std::string& run_dir, const std::string& checkpoint, const std::vector<std::string>& sets);
+LoadedRun load_run(const std::string& run_dir, const CheckpointChoice& checkpoint, const std::vector<std::string>& sets);
 
 }  // namespace xformer::app

@@ -213,6 +213,35 @@ TEST_CASE("train, eval and sample the tiny config end to end", "[cli][e2e]") {
   CHECK(!r.output.empty());
 }
 
+TEST_CASE("train.ema_decay: eval and sample use the moving average, --no-ema the trained weights", "[cli][ema]") {
+  TempDir tmp("cli_ema");
+  const std::string run = tmp.str("run");
+  auto r = run_xformer("train " + tiny_args(run, tmp.str("spm")) +
+                       " --set train.max_steps=20 --set train.eval_every=10 --set train.ema_decay=0.9");
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  REQUIRE(run_xformer("eval --run '" + run + "' --checkpoint last").exit_code == 0);
+  r = run_xformer("eval --run '" + run + "' --checkpoint last --no-ema");
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  const auto test = read_metrics(run, "test");
+  REQUIRE(test.size() == 2);
+  CHECK(test[0]["ema"] == true);
+  CHECK(test[1]["ema"] == false);
+  CHECK(test[0]["loss"] != test[1]["loss"]);
+  // The average is what training evaluated at its last step.
+  CHECK(read_metrics(run, "valid").back()["step"] == 20);
+  CHECK(fs::exists(fs::path(run) / "samples" / "test.hyp"));
+  CHECK(fs::exists(fs::path(run) / "samples" / "test.no_ema.hyp"));
+  std::ofstream(tmp.str("in.txt")) << "Thank you.\n";
+  CHECK(run_xformer("sample --run '" + run + "' --no-ema --input " + tmp.str("in.txt")).exit_code == 0);
+  // Runs without an average: --no-ema changes nothing and the line carries no "ema".
+  const std::string plain = tmp.str("plain");
+  REQUIRE(run_xformer("train " + tiny_args(plain, tmp.str("spm")) + " --set train.max_steps=2").exit_code == 0);
+  REQUIRE(run_xformer("eval --run '" + plain + "' --no-ema").exit_code == 0);
+  CHECK(!read_metrics(plain, "test").back().contains("ema"));
+}
+
 TEST_CASE("resume reproduces the same losses as an uninterrupted run", "[cli][resume]") {
   TempDir tmp("cli_resume");
   // Dropout on, so the restored RNG state matters; log every step to compare every loss.

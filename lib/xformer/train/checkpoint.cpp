@@ -17,7 +17,7 @@ namespace xformer::train {
 
 void save_checkpoint(const std::string& path, const torch::nn::Module& model,
                      const torch::optim::Optimizer* optimizer, const nlohmann::json& meta,
-                     const std::vector<torch::Tensor>& rank_rng_states) {
+                     const std::vector<torch::Tensor>& rank_rng_states, const WeightAverage* average) {
   torch::serialize::OutputArchive archive;
   torch::serialize::OutputArchive model_archive;
   model.save(model_archive);
@@ -28,6 +28,12 @@ void save_checkpoint(const std::string& path, const torch::nn::Module& model,
     archive.write("optimizer", optim_archive);
   }
   nlohmann::json full = meta;
+  if (average) {
+    torch::serialize::OutputArchive average_archive;
+    average->save(average_archive);
+    archive.write("ema", average_archive);
+    full["ema"] = average->state();
+  }
   full["format"] = kCheckpointFormat;
   full["libtorch"] = TORCH_VERSION;
   archive.write("meta", c10::IValue(full.dump()));
@@ -94,8 +100,7 @@ nlohmann::json meta_of(torch::serialize::InputArchive& archive, const std::strin
 }
 }  // namespace
 
-nlohmann::json load_checkpoint(const std::string& path, torch::nn::Module& model,
-                               torch::optim::Optimizer* optimizer, bool restore_rng, int rank) {
+nlohmann::json load_checkpoint(const std::string& path, torch::nn::Module& model, const LoadOptions& options) {
   auto params = model.parameters();
   auto archive = open_archive(path, params.empty() ? torch::Device(torch::kCPU) : params[0].device());
   auto meta = meta_of(archive, path);
@@ -119,12 +124,25 @@ nlohmann::json load_checkpoint(const std::string& path, torch::nn::Module& model
         throw DataError("checkpoint '" + path + "' does not fit this model: '" + name + "' is " +
                         c10::str(t.sizes()) + " in the checkpoint but " + c10::str(c10::IntArrayRef(shapes.at(name))) +
                         " in the model built from the config");
-    if (optimizer) {
+    if (options.optimizer) {
       torch::serialize::InputArchive optim_archive;
       archive.read("optimizer", optim_archive);
-      optimizer->load(optim_archive);
+      options.optimizer->load(optim_archive);
     }
-    if (restore_rng) {
+    torch::serialize::InputArchive average_archive;
+    const bool has_average = meta.contains("ema") && archive.try_read("ema", average_archive);
+    if (options.average) {
+      if (has_average) options.average->load(average_archive, meta.at("ema"), path);
+      else options.average->restart();
+      meta["ema_restored"] = has_average;
+    } else if (options.averaged_weights && has_average) {
+      WeightAverage average(model, meta.at("ema").at("decay").get<double>());
+      average.load(average_archive, meta.at("ema"), path);
+      average.swap();  // the model now holds the averaged weights
+      meta["ema_loaded"] = true;
+    }
+    if (options.restore_rng) {
+      const int rank = options.rank;
       torch::Tensor state;
       const bool found = rank == 0 ? (archive.read("rng_cpu", state), true)
                                    : archive.try_read("rng_cpu_rank" + std::to_string(rank), state);
@@ -184,15 +202,20 @@ std::vector<std::string> resolve_checkpoints(const std::string& run_dir, const s
   return {path};
 }
 
-nlohmann::json load_model_weights(const std::vector<std::string>& paths, torch::nn::Module& model) {
+nlohmann::json load_model_weights(const std::vector<std::string>& paths, torch::nn::Module& model,
+                                  bool averaged_weights) {
   TORCH_CHECK(!paths.empty(), "load_model_weights needs a checkpoint");
-  if (paths.size() == 1) return load_checkpoint(paths[0], model, nullptr, /*restore_rng=*/false);
+  LoadOptions options;
+  options.averaged_weights = averaged_weights;
+  if (paths.size() == 1) return load_checkpoint(paths[0], model, options);
   torch::NoGradGuard no_grad;
   std::map<std::string, torch::Tensor> sums;  // in float64: the average does not depend on the order
   nlohmann::json meta, steps = nlohmann::json::array();
+  bool all_averaged = true;  // every checkpoint gave its moving average
   for (const auto& path : paths) {
-    meta = load_checkpoint(path, model, nullptr, /*restore_rng=*/false);
+    meta = load_checkpoint(path, model, options);
     steps.push_back(meta.value("step", 0));
+    all_averaged = all_averaged && meta.value("ema_loaded", false);
     for (const auto& [name, t] : named_tensors(model)) {
       if (!t.is_floating_point()) continue;  // integer buffers keep the newest checkpoint's value
       auto it = sums.find(name);
@@ -203,6 +226,7 @@ nlohmann::json load_model_weights(const std::vector<std::string>& paths, torch::
   for (const auto& [name, t] : named_tensors(model))
     if (t.is_floating_point()) t.copy_(sums.at(name) / static_cast<double>(paths.size()));
   meta["averaged_steps"] = steps;
+  if (!all_averaged) meta.erase("ema_loaded");
   return meta;
 }
 

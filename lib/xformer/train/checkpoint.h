@@ -1,7 +1,7 @@
 // Checkpoints: one file per checkpoint holding the model, the optimizer, the CPU RNG state (of
 // every rank in multi-process training) and
 // a JSON "meta" record (format version, LibTorch version, step, epoch, data position, trainer
-// counters, the resolved config). Written to a temporary file and renamed, so a crash never
+// counters, the resolved config) and, with train.ema_decay, the moving average of the weights. Written to a temporary file and renamed, so a crash never
 // leaves a half-written checkpoint under a real name.
 //
 // Layout of a run's checkpoints/: step_00001000.pt ... (the last train.keep_last), and
@@ -12,22 +12,35 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "xformer/train/weight_average.h"
+
 namespace xformer::train {
 
 constexpr int kCheckpointFormat = 2;  // 2: train::Adam state
 
 // `rank_rng_states`, when given, holds every rank's CPU RNG state in rank order (rank 0's is
-// this process's own).
+// this process's own). `average`, when given, is saved next to the trained weights.
 void save_checkpoint(const std::string& path, const torch::nn::Module& model,
                      const torch::optim::Optimizer* optimizer, const nlohmann::json& meta,
-                     const std::vector<torch::Tensor>& rank_rng_states = {});
+                     const std::vector<torch::Tensor>& rank_rng_states = {},
+                     const WeightAverage* average = nullptr);
 
-// Loads into `model` (and `optimizer` when given) and, with `restore_rng`, restores the RNG
-// state saved for `rank`; returns meta, with "rng_restored": false when the checkpoint has no
-// state for that rank (it was written by fewer ranks). DataError naming the path if missing,
-// unreadable or of another format.
-nlohmann::json load_checkpoint(const std::string& path, torch::nn::Module& model,
-                               torch::optim::Optimizer* optimizer, bool restore_rng, int rank = 0);
+struct LoadOptions {
+  torch::optim::Optimizer* optimizer = nullptr;  // resume: the optimizer's state too
+  bool restore_rng = false;                      // resume: the RNG state saved for `rank`
+  int rank = 0;
+  // Resume: the weight average's state; restarted from the loaded weights when the checkpoint
+  // has none (averaging turned on at resume).
+  WeightAverage* average = nullptr;
+  // Evaluation: the model gets the checkpoint's averaged weights when it has them.
+  bool averaged_weights = false;
+};
+
+// Loads into `model` (and what `options` ask for); returns meta, with "rng_restored": false when
+// the checkpoint has no RNG state for the rank (it was written by fewer ranks), "ema_restored"
+// when options.average was given, and "ema_loaded" when the model got averaged weights.
+// DataError naming the path if missing, unreadable, of another format or not fitting the model.
+nlohmann::json load_checkpoint(const std::string& path, torch::nn::Module& model, const LoadOptions& options = {});
 
 // Reads only the meta record.
 nlohmann::json read_checkpoint_meta(const std::string& path);
@@ -44,9 +57,11 @@ std::vector<std::string> resolve_checkpoints(const std::string& run_dir, const s
 
 // Loads the model weights of `paths` into `model`: one checkpoint as load_checkpoint does, or the
 // average of several (floating-point parameters and buffers averaged; integer buffers from the
-// newest), as Vaswani et al. average their last checkpoints. Returns the newest one's meta, with
-// "averaged_steps" when several were averaged.
-nlohmann::json load_model_weights(const std::vector<std::string>& paths, torch::nn::Module& model);
+// newest), as Vaswani et al. average their last checkpoints. With `averaged_weights`, each
+// checkpoint's moving average of the weights (train.ema_decay) is used where it has one.
+// Returns the newest one's meta, with "averaged_steps" when several were averaged.
+nlohmann::json load_model_weights(const std::vector<std::string>& paths, torch::nn::Module& model,
+                                  bool averaged_weights = true);
 
 // Points `link` at `target` atomically (hard link, or copy where links are impossible).
 void replace_with_link(const std::string& target, const std::string& link);

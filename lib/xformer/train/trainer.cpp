@@ -65,6 +65,9 @@ Trainer::Trainer(const json& config, Task& task, TrainerOptions options)
                       "): an update is update_freq batches shared out among the ranks, so that the "
                       "effective batch does not depend on how many run (e.g. --set train.update_freq=" +
                       std::to_string(world_size()) + ")");
+  // Only rank 0 evaluates and saves, so only it keeps the average (every rank has the same weights).
+  if (const double decay = config_.at("train").at("ema_decay"); decay > 0 && main_rank())
+    average_ = std::make_unique<WeightAverage>(*model_, decay);
   if (options_.comm)
     reducer_ = std::make_unique<GradReducer>(
         *options_.comm, params_,
@@ -116,7 +119,7 @@ void Trainer::write_checkpoint() {
   if (!main_rank()) return;
   const fs::path dir = fs::path(options_.run_dir) / "checkpoints";
   const std::string path = (dir / step_checkpoint_name(step_)).string();
-  save_checkpoint(path, *model_, optimizer_.get(), meta(), rng_states);
+  save_checkpoint(path, *model_, optimizer_.get(), meta(), rng_states, average_.get());
   replace_with_link(path, (dir / "last.pt").string());
   // Prune old step files beyond keep_last (last.pt/best.pt are links and keep their data).
   const auto steps = step_checkpoints(dir.string());
@@ -127,7 +130,14 @@ void Trainer::write_checkpoint() {
 void Trainer::restore() {
   const std::string path = (fs::path(options_.run_dir) / "checkpoints" / "last.pt").string();
   const int rank = options_.comm ? options_.comm->rank() : 0;
-  auto m = load_checkpoint(path, *model_, optimizer_.get(), /*restore_rng=*/true, rank);
+  LoadOptions load;
+  load.optimizer = optimizer_.get();
+  load.restore_rng = true;
+  load.rank = rank;
+  load.average = average_.get();
+  auto m = load_checkpoint(path, *model_, load);
+  if (average_ && !m.at("ema_restored").get<bool>())
+    spdlog::info("{} holds no moving average of the weights: averaging (train.ema_decay) starts from its weights", path);
   if (!m.value("rng_restored", true)) {
     spdlog::warn("rank {}: {} holds no random state for this rank (written by fewer ranks); "
                  "dropout continues from a fresh seed", rank, path);
@@ -269,6 +279,7 @@ bool Trainer::update(UpdateStats& stats) {
   for (auto& group : optimizer_->param_groups()) group.options().set_lr(lr);
   optimizer_->step();
   ++step_;
+  if (average_) average_->update();
 
   stats.loss += loss_sum, stats.sample_size += sample_size, stats.tokens += tokens;
   stats.items += items, stats.gnorm += gnorm, ++stats.updates;
@@ -292,6 +303,7 @@ bool Trainer::evaluate_valid() {
   {
     torch::NoGradGuard no_grad;
     AutocastScope autocast(precision_, device_);
+    AveragedWeightsScope averaged(average_.get());  // with train.ema_decay, the average is evaluated
     m = task_.evaluate(Split::Valid, (fs::path(options_.run_dir) / "samples" /
                                       ("valid_step" + std::to_string(step_))).string());
   }

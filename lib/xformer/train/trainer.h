@@ -13,6 +13,9 @@
 // one process with the same config (up to float summation order; with dropout each rank draws
 // its own masks). Rank 0 evaluates and writes logs and checkpoints;
 // each rank's RNG state goes into the checkpoint, so resume stays exact.
+//
+// With train.ema_decay, rank 0 also keeps a moving average of the weights (WeightAverage):
+// evaluations, and so the best checkpoint, use it, and checkpoints save it beside the weights.
 #pragma once
 #include <torch/torch.h>
 
@@ -24,6 +27,7 @@
 #include "xformer/tasks/task.h"
 #include "xformer/train/distributed.h"
 #include "xformer/train/grad_reducer.h"
+#include "xformer/train/weight_average.h"
 
 namespace xformer::train {
 
@@ -68,6 +72,7 @@ class Trainer {
   std::unique_ptr<torch::optim::Optimizer> optimizer_;
   std::vector<torch::Tensor> params_;
   std::unique_ptr<GradReducer> reducer_;  // several ranks: sums gradients during backward
+  std::unique_ptr<WeightAverage> average_;  // train.ema_decay > 0, rank 0: evaluated and saved
   torch::Device device_ = torch::kCPU;
   Precision precision_ = Precision::Float32;
   LossScaler scaler_{false};

@@ -1,5 +1,6 @@
 // The trainer on a fake task: NaN/Inf losses are skipped and counted, too many in a row stop
-// the run with a clear error, gradient accumulation equals one big batch, best/patience work.
+// the run with a clear error, gradient accumulation equals one big batch, best/patience work,
+// the moving average of the weights is what is evaluated and survives resume exactly.
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -11,6 +12,7 @@
 #include "xformer/train/checkpoint.h"
 #include "xformer/train/run_dir.h"
 #include "xformer/train/trainer.h"
+#include "xformer/train/weight_average.h"
 
 using namespace xformer;
 namespace fs = std::filesystem;
@@ -72,15 +74,17 @@ json fake_config(const std::string& overrides_json) {
   return resolve(raw);
 }
 
+std::vector<json> records(const std::string& run, const std::string& split) {
+  std::vector<json> out;
+  std::ifstream in(run + "/metrics.jsonl");
+  for (std::string l; std::getline(in, l);)
+    if (auto j = json::parse(l); j["split"] == split) out.push_back(j);
+  return out;
+}
+
 std::vector<double> train_losses(const std::string& run) {
   std::vector<double> out;
-  for (const auto& j : [&] {
-         std::vector<json> v;
-         std::ifstream in(run + "/metrics.jsonl");
-         for (std::string l; std::getline(in, l);) v.push_back(json::parse(l));
-         return v;
-       }())
-    if (j["split"] == "train") out.push_back(j["loss"]);
+  for (const auto& j : records(run, "train")) out.push_back(j["loss"]);
   return out;
 }
 
@@ -173,10 +177,10 @@ TEST_CASE("a checkpoint that does not fit the model is refused, naming the tenso
   torch::nn::Linear saved(4, 3);
   train::save_checkpoint(path, *saved, nullptr, nlohmann::json::object());
   torch::nn::Linear same(4, 3), wider(4, 5);
-  train::load_checkpoint(path, *same, nullptr, false);
+  train::load_checkpoint(path, *same);
   CHECK(torch::equal(same->weight, saved->weight));
   {
-    const auto e = thrown_error([&] { train::load_checkpoint(path, *wider, nullptr, false); });
+    const auto e = thrown_error([&] { train::load_checkpoint(path, *wider); });
     CHECK(std::string(e.what()).find("'weight' is [3, 4] in the checkpoint but [5, 4] in the model") !=
           std::string::npos);
   }
@@ -185,12 +189,12 @@ TEST_CASE("a checkpoint that does not fit the model is refused, naming the tenso
   train::save_checkpoint(path, *deeper, nullptr, nlohmann::json::object());
   torch::nn::Sequential shallower(torch::nn::Linear(4, 4));
   {
-    const auto e = thrown_error([&] { train::load_checkpoint(path, *shallower, nullptr, false); });
+    const auto e = thrown_error([&] { train::load_checkpoint(path, *shallower); });
     CHECK(std::string(e.what()).find("it holds '1.weight', which the model built from the config does not have") !=
           std::string::npos);
   }
   torch::nn::Sequential same_depth(torch::nn::Linear(4, 4), torch::nn::Linear(4, 4));
-  train::load_checkpoint(path, *same_depth, nullptr, false);
+  train::load_checkpoint(path, *same_depth);
   CHECK(torch::equal(same_depth[1]->as<torch::nn::Linear>()->weight, deeper[1]->as<torch::nn::Linear>()->weight));
 }
 
@@ -339,4 +343,138 @@ TEST_CASE("an unknown best_metric is a config error, after the checkpoint is sav
   }
   CHECK(std::filesystem::exists(tmp.path() / "checkpoints" / "step_00000006.pt"));
   CHECK(!std::filesystem::exists(tmp.path() / "checkpoints" / "best.pt"));
+}
+
+TEST_CASE("the weight average is the bias-corrected exponential mean of the weights", "[train][ema]") {
+  torch::nn::Linear model(2, 1);
+  auto fill = [&model](double v) {
+    torch::NoGradGuard no_grad;
+    for (auto& p : model->parameters()) p.fill_(v);
+  };
+  auto all_equal = [](const std::vector<torch::Tensor>& ts, double v) {
+    bool ok = true;
+    for (const auto& t : ts) ok = ok && torch::allclose(t, torch::full_like(t, v), 1e-6, 1e-7);
+    return ok;
+  };
+  train::WeightAverage average(*model, 0.5);
+  fill(1);
+  average.update();
+  CHECK(all_equal(average.average(), 1.0));  // the first update's weights, not mixed with the start
+  fill(3);
+  average.update();
+  fill(-2);
+  average.update();
+  // By hand, d = 0.5, t = 3: (0.125 * 1 + 0.25 * 3 + 0.5 * -2) / (1 - 0.125) = -1/7.
+  CHECK(average.updates() == 3);
+  CHECK(all_equal(average.average(), -1.0 / 7));
+  average.swap();
+  CHECK(all_equal(model->parameters(), -1.0 / 7));
+  CHECK(all_equal(average.average(), -2.0));
+  average.swap();
+  CHECK(all_equal(model->parameters(), -2.0));
+
+  // Saved and loaded exactly; a model of another shape is refused, naming the file.
+  TempDir tmp("weight_average");
+  torch::serialize::OutputArchive out;
+  average.save(out);
+  out.save_to(tmp.str("average.pt"));
+  torch::serialize::InputArchive in;
+  in.load_from(tmp.str("average.pt"));
+  train::WeightAverage loaded(*model, 0.5);
+  loaded.load(in, average.state(), "average.pt");
+  CHECK(loaded.updates() == 3);
+  for (size_t i = 0; i < 2; ++i) CHECK(torch::equal(loaded.average()[i], average.average()[i]));
+  torch::nn::Linear wider(3, 1);
+  train::WeightAverage other(*wider, 0.5);
+  const auto e = thrown_error([&] { other.load(in, average.state(), "average.pt"); });
+  CHECK(std::string(e.what()).find("checkpoint 'average.pt' does not fit this model: averaged parameter 0 is [1, 2]") !=
+        std::string::npos);
+
+  fill(4);
+  average.restart();  // averaging starts over from the current weights
+  CHECK(average.updates() == 1);
+  CHECK(all_equal(average.average(), 4.0));
+}
+
+TEST_CASE("train.ema_decay: evaluation uses the moving average, eval loads it, resume keeps it exact", "[train][ema]") {
+  const std::string settings = R"({"train": {"ema_decay": 0.6, "max_steps": 8, "save_every": 1, "keep_last": 10, "eval_every": 4}})";
+  // The trained weights after each update, from the step checkpoints (--no-ema's view).
+  auto trained_weights = [](const std::string& run, int step) {
+    FakeTask t;
+    const auto meta = train::load_model_weights({run + "/checkpoints/" + train::step_checkpoint_name(step)}, *t.model(),
+                                                /*averaged_weights=*/false);
+    CHECK(!meta.contains("ema_loaded"));
+    return t.model_->weight.detach().clone().to(torch::kDouble);
+  };
+  // The bias-corrected average of the trained weights after updates first..last.
+  auto expected_average = [&](const std::string& run, int first, int last, double d) {
+    torch::Tensor a;
+    for (int k = first, t = 1; k <= last; ++k, ++t) {
+      const auto w = trained_weights(run, k);
+      a = t == 1 ? w : a + (w - a) * ((1 - d) / (1 - std::pow(d, t)));
+    }
+    return a;
+  };
+  auto loaded_average = [](const std::string& run) {
+    FakeTask t;
+    const auto meta = train::load_model_weights({run + "/checkpoints/last.pt"}, *t.model());
+    CHECK(meta.value("ema_loaded", false));
+    return t.model_->weight.detach().clone();
+  };
+
+  TempDir full("trainer_ema_full");
+  train::prepare_run_dir(full.str(), false, false);
+  {
+    FakeTask task;
+    train::Trainer trainer(fake_config(settings), task, {full.str(), false});
+    REQUIRE(trainer.run() == 0);
+    // The trainer's own model ends with the trained weights, not the average.
+    CHECK(torch::equal(task.model_->weight.to(torch::kDouble), trained_weights(full.str(), 8)));
+  }
+  const auto average = loaded_average(full.str());
+  CHECK(xformer::testing::max_abs_diff(average.to(torch::kDouble), expected_average(full.str(), 1, 8, 0.6)) < 1e-6);
+  CHECK(!torch::allclose(average.to(torch::kDouble), trained_weights(full.str(), 8)));
+  // The valid loss logged at step 8 is the average's.
+  {
+    FakeTask t;
+    t.model_->weight.set_data(average);
+    const auto valid = records(full.str(), "valid");
+    REQUIRE(valid.size() == 2);
+    CHECK(valid.back()["loss"].get<double>() == Approx(t.evaluate(Split::Valid, "")["loss"]).epsilon(1e-9));
+  }
+
+  // 4 updates, then 4 more after a resume: the same average and the same evaluations.
+  TempDir split("trainer_ema_split");
+  train::prepare_run_dir(split.str(), false, false);
+  auto config = fake_config(settings);
+  config["train"]["max_steps"] = 4;
+  {
+    FakeTask task;
+    REQUIRE(train::Trainer(config, task, {split.str(), false}).run() == 0);
+  }
+  config["train"]["max_steps"] = 8;
+  {
+    FakeTask task;
+    REQUIRE(train::Trainer(config, task, {split.str(), true}).run() == 0);
+  }
+  CHECK(torch::equal(loaded_average(split.str()), average));
+  CHECK(records(split.str(), "valid") == records(full.str(), "valid"));
+
+  // Averaging turned on at resume starts from the resumed weights.
+  TempDir later("trainer_ema_later");
+  train::prepare_run_dir(later.str(), false, false);
+  config["train"]["max_steps"] = 4;
+  config["train"]["ema_decay"] = 0.0;
+  {
+    FakeTask task;
+    REQUIRE(train::Trainer(config, task, {later.str(), false}).run() == 0);
+  }
+  config["train"]["max_steps"] = 8;
+  config["train"]["ema_decay"] = 0.6;
+  {
+    FakeTask task;
+    REQUIRE(train::Trainer(config, task, {later.str(), true}).run() == 0);
+  }
+  CHECK(xformer::testing::max_abs_diff(loaded_average(later.str()).to(torch::kDouble),
+                                       expected_average(later.str(), 4, 8, 0.6)) < 1e-6);
 }
