@@ -10,6 +10,8 @@
 #include "test_support.h"
 #include "xformer/data/image.h"
 #include "xformer/data/midi.h"
+#include "xformer/metrics/bleu.h"
+#include "xformer/metrics/chrf.h"
 
 namespace fs = std::filesystem;
 using namespace xformer::testing;
@@ -137,6 +139,16 @@ TEST_CASE("train, eval and sample the tiny config end to end", "[cli][e2e]") {
   CHECK(record["loss"].get<double>() > 0.0);
   CHECK(read_metrics(run, "test").size() == 1);
   CHECK(fs::exists(fs::path(run) / "samples" / "test.hyp"));
+  {  // The scores are those of the written hypotheses against the test split's targets.
+    std::vector<std::string> hyps, refs;
+    std::ifstream hyp_file(fs::path(run) / "samples" / "test.hyp"), tsv(source_path("tests/data/translation/test.tsv"));
+    for (std::string l; std::getline(hyp_file, l);) hyps.push_back(l);
+    for (std::string l; std::getline(tsv, l);) refs.push_back(l.substr(l.find('\t') + 1));
+    REQUIRE(hyps.size() == refs.size());
+    CHECK(record["bleu"].get<double>() == Approx(xformer::metrics::corpus_bleu(hyps, refs).score).epsilon(1e-12));
+    CHECK(record["chrf"].get<double>() == Approx(xformer::metrics::corpus_chrf(hyps, refs).score).epsilon(1e-12));
+    CHECK(record["chrf"].get<double>() > 0.0);
+  }
 
   // --set changes decoding or data keys for one evaluation: here another test file, greedy.
   {

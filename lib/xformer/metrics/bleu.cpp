@@ -22,32 +22,12 @@
 #include <stdexcept>
 #include <string_view>
 
+#include "xformer/metrics/python_text.h"
+
 namespace xformer::metrics {
 namespace {
 
 constexpr int kMaxOrder = 4;
-
-// Byte length of the whitespace character starting at s[i] (Python's str.isspace() set),
-// or 0 if s[i] does not start one.
-size_t whitespace_len(std::string_view s, size_t i) {
-  const auto c = static_cast<unsigned char>(s[i]);
-  if (c < 0x80)
-    return (c == ' ' || (c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x1F)) ? 1 : 0;
-  const auto at = [&](size_t k) -> unsigned {
-    return i + k < s.size() ? static_cast<unsigned char>(s[i + k]) : 0u;
-  };
-  if (c == 0xC2) return (at(1) == 0x85 || at(1) == 0xA0) ? 2 : 0;  // U+0085, U+00A0
-  if (c == 0xE1) return (at(1) == 0x9A && at(2) == 0x80) ? 3 : 0;  // U+1680
-  if (c == 0xE2) {
-    const unsigned b = at(1), d = at(2);
-    if (b == 0x80 && ((d >= 0x80 && d <= 0x8A) || d == 0xA8 || d == 0xA9 || d == 0xAF))
-      return 3;                                  // U+2000..U+200A, U+2028, U+2029, U+202F
-    if (b == 0x81 && d == 0x9F) return 3;        // U+205F
-    return 0;
-  }
-  if (c == 0xE3) return (at(1) == 0x80 && at(2) == 0x80) ? 3 : 0;  // U+3000
-  return 0;
-}
 
 // Python's str.rstrip() with no argument.
 std::string_view rstrip(std::string_view s) {

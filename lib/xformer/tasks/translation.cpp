@@ -14,6 +14,7 @@
 #include "xformer/data/tokenizer.h"
 #include "xformer/decode/search.h"
 #include "xformer/metrics/bleu.h"
+#include "xformer/metrics/chrf.h"
 #include "xformer/models/transformer.h"
 #include "xformer/nn/loss.h"
 #include "xformer/tasks/task.h"
@@ -46,7 +47,7 @@ void declare_keys(Schema& s) {
   s.add("task.max_len_a", KeyType::Float, 1.2, "Longest output: max_len_a * source tokens + max_len_b.")
       .at_least(0);
   s.add("task.max_len_b", KeyType::Int, 10, "See max_len_a.").at_least(0);
-  s.add("task.eval_bleu", KeyType::Bool, true, "Decode the split and report BLEU when evaluating.");
+  s.add("task.eval_bleu", KeyType::Bool, true, "Decode the split and report BLEU and chrF when evaluating.");
   s.add("task.eval_bleu_sentences", KeyType::Int, 0,
         "While training, decode at most this many valid sentences for BLEU (0 = all); "
         "`xformer eval` always decodes the whole split.").at_least(0);
@@ -140,7 +141,8 @@ class TranslationTask : public Task {
       auto hyps = translate(sources, o);
       auto bleu = metrics::corpus_bleu(hyps, refs);
       m["bleu"] = bleu.score;
-      spdlog::info("{} BLEU on {} sentences: {}", split_name(split), n, bleu.to_string());
+      m["chrf"] = metrics::corpus_chrf(hyps, refs).score;
+      spdlog::info("{} BLEU on {} sentences: {}; chrF2 {:.2f}", split_name(split), n, bleu.to_string(), m["chrf"]);
       if (!out_prefix.empty()) {
         fs::create_directories(fs::path(out_prefix).parent_path());
         std::ofstream out(out_prefix + ".hyp");
@@ -397,14 +399,14 @@ LossOut transformer_loss(models::Transformer& model, const Batch& batch, double 
 }
 
 void register_translation(Registry& registry) {
-  registry.add_task({"translation", "Text-to-text translation (parallel corpus, SentencePiece, BLEU)",
+  registry.add_task({"translation", "Text-to-text translation (parallel corpus, SentencePiece, BLEU, chrF)",
                      declare_keys,
                      [](const json& config, const RunContext& ctx) -> std::unique_ptr<Task> {
                        return std::make_unique<TranslationTask>(config, ctx);
                      },
                      [](const json& config) {
                        std::vector<std::string> m = {"loss", "nll", "ppl"};
-                       if (config["task"]["eval_bleu"].get<bool>()) m.push_back("bleu");
+                       if (config["task"]["eval_bleu"].get<bool>()) m.insert(m.end(), {"bleu", "chrf"});
                        return m;
                      }});
   registry.add_arch({"transformer", "Encoder-decoder Transformer (Vaswani et al. 2017)",
