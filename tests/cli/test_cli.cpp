@@ -241,8 +241,14 @@ TEST_CASE("train.ema_decay: eval and sample use the moving average, --no-ema the
   CHECK(test[0]["ema"] == true);
   CHECK(test[1]["ema"] == false);
   CHECK(test[0]["loss"] != test[1]["loss"]);
-  // The average is what training evaluated at its last step.
-  CHECK(read_metrics(run, "valid").back()["step"] == 20);
+  // The average is what training evaluated at its last step: eval of the same weights on the
+  // valid split gives the logged loss.
+  const double logged = read_metrics(run, "valid").back()["loss"];
+  REQUIRE(run_xformer("eval --run '" + run + "' --checkpoint last --split valid").exit_code == 0);
+  REQUIRE(run_xformer("eval --run '" + run + "' --checkpoint last --split valid --no-ema").exit_code == 0);
+  const auto valid = read_metrics(run, "valid");
+  CHECK(valid[valid.size() - 2]["loss"].get<double>() == Approx(logged).epsilon(1e-9));
+  CHECK(valid.back()["loss"].get<double>() != Approx(logged).epsilon(1e-6));
   CHECK(fs::exists(fs::path(run) / "samples" / "test.hyp"));
   CHECK(fs::exists(fs::path(run) / "samples" / "test.no_ema.hyp"));
   std::ofstream(tmp.str("in.txt")) << "Thank you.\n";

@@ -85,9 +85,9 @@ void declare_trainer_keys(Schema& s) {
   s.add("train.eval_every", KeyType::Int, 1000, "Evaluate on the valid split every N updates.").at_least(0);
   s.add("train.save_every", KeyType::Int, 1000, "Write a checkpoint every N updates.").at_least(0);
   s.add("train.ema_decay", KeyType::Float, 0.0,
-        "Keep an exponential moving average of the weights with this decay (about the last "
-        "1/(1-d) updates; bias-corrected) and evaluate it instead of the weights; eval and "
-        "sample use it too, unless --no-ema. 0 = off.").at_least(0).below(1);
+        "Keep an exponential moving average of the parameters with this decay (about the last "
+        "1/(1-d) updates; bias-corrected) and evaluate it instead of them (batch-norm statistics "
+        "stay the trained model's); eval and sample use it too, unless --no-ema. 0 = off.").at_least(0).below(1);
   s.add("train.keep_last", KeyType::Int, 3, "Keep the last K step checkpoints (plus last/best).").at_least(0);
   s.add("train.best_metric", KeyType::String, "loss", "Valid metric that selects checkpoints/best: one that the task reports (checked before training).");
   s.add("train.best_mode", KeyType::String, "min", "Whether a lower or higher best_metric is better.",

@@ -49,7 +49,7 @@ Counts ngrams(const Characters& c, int n) {
 
 std::string ChrfResult::to_string() const {
   char buf[64];
-  std::snprintf(buf, sizeof buf, "chrF2 = %.2f", score);
+  std::snprintf(buf, sizeof buf, "chrF%g = %.2f", beta, score);
   return buf;
 }
 
@@ -76,13 +76,17 @@ ChrfResult corpus_chrf(const std::vector<std::string>& hypotheses, const std::ve
     throw std::invalid_argument("chrF needs one reference per hypothesis (" + std::to_string(hypotheses.size()) +
                                 " hypotheses, " + std::to_string(references.size()) + " references)");
   ChrfResult r;
+  r.beta = beta;
   for (size_t line = 0; line < hypotheses.size(); ++line) {
     const auto hyp = characters(hypotheses[line]), ref = characters(references[line]);
     for (int n = 1; n <= kChrfOrder; ++n) {
       const auto h = ngrams(hyp, n), g = ngrams(ref, n);
       const size_t hyp_chars = hyp.starts.size() - 1, ref_chars = ref.starts.size() - 1;
+      // A line whose reference is too short for this order adds nothing to it, not even its
+      // hypothesis n-grams (as sacreBLEU counts).
+      if (ref_chars < static_cast<size_t>(n)) continue;
+      r.ref[n - 1] += static_cast<int64_t>(ref_chars - n + 1);
       r.hyp[n - 1] += static_cast<int64_t>(hyp_chars >= static_cast<size_t>(n) ? hyp_chars - n + 1 : 0);
-      r.ref[n - 1] += static_cast<int64_t>(ref_chars >= static_cast<size_t>(n) ? ref_chars - n + 1 : 0);
       for (const auto& [gram, count] : h)
         if (auto it = g.find(gram); it != g.end()) r.match[n - 1] += std::min(count, it->second);
     }

@@ -132,9 +132,12 @@ nlohmann::json load_checkpoint(const std::string& path, torch::nn::Module& model
     torch::serialize::InputArchive average_archive;
     const bool has_average = meta.contains("ema") && archive.try_read("ema", average_archive);
     if (options.average) {
-      if (has_average) options.average->load(average_archive, meta.at("ema"), path);
+      // An average kept with another decay is not continued: its past weights were weighed
+      // differently. It starts over, as when averaging is turned on at resume.
+      const bool same = has_average && meta.at("ema").at("decay").get<double>() == options.average->decay();
+      if (same) options.average->load(average_archive, meta.at("ema"), path);
       else options.average->restart();
-      meta["ema_restored"] = has_average;
+      meta["ema_restored"] = same;
     } else if (options.averaged_weights && has_average) {
       WeightAverage average(model, meta.at("ema").at("decay").get<double>());
       average.load(average_archive, meta.at("ema"), path);
@@ -211,11 +214,11 @@ nlohmann::json load_model_weights(const std::vector<std::string>& paths, torch::
   torch::NoGradGuard no_grad;
   std::map<std::string, torch::Tensor> sums;  // in float64: the average does not depend on the order
   nlohmann::json meta, steps = nlohmann::json::array();
-  bool all_averaged = true;  // every checkpoint gave its moving average
+  std::vector<std::string> with_average, without;  // checkpoints that gave a moving average or not
   for (const auto& path : paths) {
     meta = load_checkpoint(path, model, options);
     steps.push_back(meta.value("step", 0));
-    all_averaged = all_averaged && meta.value("ema_loaded", false);
+    (meta.value("ema_loaded", false) ? with_average : without).push_back(fs::path(path).filename().string());
     for (const auto& [name, t] : named_tensors(model)) {
       if (!t.is_floating_point()) continue;  // integer buffers keep the newest checkpoint's value
       auto it = sums.find(name);
@@ -225,8 +228,12 @@ nlohmann::json load_model_weights(const std::vector<std::string>& paths, torch::
   }
   for (const auto& [name, t] : named_tensors(model))
     if (t.is_floating_point()) t.copy_(sums.at(name) / static_cast<double>(paths.size()));
+  // Never a silent mixture of averaged and trained weights.
+  if (!with_average.empty() && !without.empty())
+    throw ConfigError("usage error: of the checkpoints to average, " + with_average.front() +
+                      " holds a moving average of the weights (train.ema_decay) but " + without.front() +
+                      " does not; add --no-ema to average their trained weights");
   meta["averaged_steps"] = steps;
-  if (!all_averaged) meta.erase("ema_loaded");
   return meta;
 }
 

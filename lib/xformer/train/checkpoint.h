@@ -30,7 +30,7 @@ struct LoadOptions {
   bool restore_rng = false;                      // resume: the RNG state saved for `rank`
   int rank = 0;
   // Resume: the weight average's state; restarted from the loaded weights when the checkpoint
-  // has none (averaging turned on at resume).
+  // has none with the same decay (averaging turned on, or its decay changed, at resume).
   WeightAverage* average = nullptr;
   // Evaluation: the model gets the checkpoint's averaged weights when it has them.
   bool averaged_weights = false;
@@ -58,7 +58,8 @@ std::vector<std::string> resolve_checkpoints(const std::string& run_dir, const s
 // Loads the model weights of `paths` into `model`: one checkpoint as load_checkpoint does, or the
 // average of several (floating-point parameters and buffers averaged; integer buffers from the
 // newest), as Vaswani et al. average their last checkpoints. With `averaged_weights`, each
-// checkpoint's moving average of the weights (train.ema_decay) is used where it has one.
+// checkpoint's moving average of the weights (train.ema_decay) is used where it has one; when
+// only some of several checkpoints have one, ConfigError (never a silent mixture).
 // Returns the newest one's meta, with "averaged_steps" when several were averaged.
 nlohmann::json load_model_weights(const std::vector<std::string>& paths, torch::nn::Module& model,
                                   bool averaged_weights = true);

@@ -137,7 +137,8 @@ void Trainer::restore() {
   load.average = average_.get();
   auto m = load_checkpoint(path, *model_, load);
   if (average_ && !m.at("ema_restored").get<bool>())
-    spdlog::info("{} holds no moving average of the weights: averaging (train.ema_decay) starts from its weights", path);
+    spdlog::info("{} holds no moving average of the weights with decay {} (train.ema_decay): averaging "
+                 "starts over from its weights", path, average_->decay());
   if (!m.value("rng_restored", true)) {
     spdlog::warn("rank {}: {} holds no random state for this rank (written by fewer ranks); "
                  "dropout continues from a fresh seed", rank, path);

@@ -3,13 +3,17 @@
 #include <torch/version.h>
 
 #include <cmath>
+#include <unordered_set>
 
 #include "xformer/core/error.h"
 
 namespace xformer::train {
 
-WeightAverage::WeightAverage(const torch::nn::Module& model, double decay)
-    : decay_(decay), params_(model.parameters()) {
+WeightAverage::WeightAverage(const torch::nn::Module& model, double decay) : decay_(decay) {
+  // Each tensor once: one registered twice (tied weights) would otherwise be swapped twice.
+  std::unordered_set<const void*> seen;
+  for (const auto& p : model.parameters())
+    if (seen.insert(p.unsafeGetTensorImpl()).second) params_.push_back(p);
   torch::NoGradGuard no_grad;
   // Before the first update the average is the starting weights (the first update replaces them).
   for (const auto& p : params_) average_.push_back(p.detach().clone());
@@ -36,11 +40,14 @@ void WeightAverage::restart() {
 }
 
 void WeightAverage::swap() {
+  // The storages change hands, nothing is copied or allocated (so the scope's undo cannot fail
+  // for want of memory). The parameters stay the same tensors: the optimizer, gradients and
+  // hooks that hold them are unaffected.
   torch::NoGradGuard no_grad;
   for (size_t i = 0; i < params_.size(); ++i) {
-    auto trained = params_[i].detach().clone();
-    params_[i].copy_(average_[i]);
-    average_[i].copy_(trained);
+    torch::Tensor trained = params_[i].data();  // shares the parameter's current storage
+    params_[i].set_data(average_[i]);
+    average_[i] = trained;
   }
 }
 

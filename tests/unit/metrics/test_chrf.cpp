@@ -69,4 +69,15 @@ TEST_CASE("corpus chrF sums the statistics of every line", "[metrics][chrf]") {
   // Not the mean of the sentence scores.
   CHECK(corpus.score != near((corpus_chrf({hyps[0]}, {refs[0]}).score + second.score) / 2));
   CHECK(corpus.score == Approx(54.095525112019985).epsilon(1e-12));  // an independent Counter-based script
+
+  // A reference too short for an order adds nothing to it, its hypothesis n-grams included:
+  // "abcd" vs "ab" counts for orders 1-2 only (hyp 4 and 3, matches 2 and 1), the identical
+  // 7-character line for all six. Orders 1, 2: P = 9/11, 7/9 (R = 1); orders 3-6: P = R = 1;
+  // F2 = 5 P / (4 P + 1) with P = (9/11 + 7/9 + 4) / 6 -> 98.58 (not 96.6 with the 3 + 2 + 1
+  // hypothesis n-grams of orders 3-5 counted as misses).
+  const auto short_ref = corpus_chrf({"abcd", "abcdefg"}, {"ab", "abcdefg"});
+  CHECK(short_ref.hyp[2] == 5);
+  const double q = (9.0 / 11 + 7.0 / 9 + 4) / 6;
+  CHECK(short_ref.score == near(100 * 5 * q / (4 * q + 1)));
+  CHECK(corpus_chrf({"ab"}, {"abc"}, 3).to_string().rfind("chrF3 = ", 0) == 0);
 }

@@ -372,6 +372,7 @@ TEST_CASE("the weight average is the bias-corrected exponential mean of the weig
   CHECK(all_equal(average.average(), -2.0));
   average.swap();
   CHECK(all_equal(model->parameters(), -2.0));
+  CHECK(all_equal(average.average(), -1.0 / 7));
 
   // Saved and loaded exactly; a model of another shape is refused, naming the file.
   TempDir tmp("weight_average");
@@ -477,4 +478,24 @@ TEST_CASE("train.ema_decay: evaluation uses the moving average, eval loads it, r
   }
   CHECK(xformer::testing::max_abs_diff(loaded_average(later.str()).to(torch::kDouble),
                                        expected_average(later.str(), 4, 8, 0.6)) < 1e-6);
+  // So does an average whose decay changed at resume.
+  config["train"]["max_steps"] = 12;
+  config["train"]["ema_decay"] = 0.3;
+  {
+    FakeTask task;
+    REQUIRE(train::Trainer(config, task, {later.str(), true}).run() == 0);
+  }
+  CHECK(xformer::testing::max_abs_diff(loaded_average(later.str()).to(torch::kDouble),
+                                       expected_average(later.str(), 8, 12, 0.3)) < 1e-6);
+
+  // average:N over checkpoints with and without an average is refused, unless the trained
+  // weights are asked for (--no-ema).
+  const std::vector<std::string> mixed = {later.str("checkpoints/" + train::step_checkpoint_name(4)),
+                                          later.str("checkpoints/" + train::step_checkpoint_name(5))};
+  FakeTask t;
+  const auto e = thrown_error([&] { train::load_model_weights(mixed, *t.model()); });
+  CHECK(e.exit_code() == 2);
+  CHECK(std::string(e.what()).find("step_00000005.pt holds a moving average of the weights (train.ema_decay) but "
+                                   "step_00000004.pt does not; add --no-ema") != std::string::npos);
+  CHECK_NOTHROW(train::load_model_weights(mixed, *t.model(), /*averaged_weights=*/false));
 }
