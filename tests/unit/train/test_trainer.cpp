@@ -444,47 +444,32 @@ TEST_CASE("train.ema_decay: evaluation uses the moving average, eval loads it, r
     CHECK(valid.back()["loss"].get<double>() == Approx(t.evaluate(Split::Valid, "")["loss"]).epsilon(1e-9));
   }
 
+  // Trains `run` up to `steps` updates with that decay, resuming when asked.
+  auto train_to = [&](const TempDir& run, int steps, double decay, bool resume) {
+    auto config = fake_config(settings);
+    config["train"]["max_steps"] = steps;
+    config["train"]["ema_decay"] = decay;
+    FakeTask task;
+    REQUIRE(train::Trainer(config, task, {run.str(), resume}).run() == 0);
+  };
+
   // 4 updates, then 4 more after a resume: the same average and the same evaluations.
   TempDir split("trainer_ema_split");
   train::prepare_run_dir(split.str(), false, false);
-  auto config = fake_config(settings);
-  config["train"]["max_steps"] = 4;
-  {
-    FakeTask task;
-    REQUIRE(train::Trainer(config, task, {split.str(), false}).run() == 0);
-  }
-  config["train"]["max_steps"] = 8;
-  {
-    FakeTask task;
-    REQUIRE(train::Trainer(config, task, {split.str(), true}).run() == 0);
-  }
+  train_to(split, 4, 0.6, false);
+  train_to(split, 8, 0.6, true);
   CHECK(torch::equal(loaded_average(split.str()), average));
   CHECK(records(split.str(), "valid") == records(full.str(), "valid"));
 
-  // Averaging turned on at resume starts from the resumed weights.
+  // Averaging turned on at resume starts from the resumed weights...
   TempDir later("trainer_ema_later");
   train::prepare_run_dir(later.str(), false, false);
-  config["train"]["max_steps"] = 4;
-  config["train"]["ema_decay"] = 0.0;
-  {
-    FakeTask task;
-    REQUIRE(train::Trainer(config, task, {later.str(), false}).run() == 0);
-  }
-  config["train"]["max_steps"] = 8;
-  config["train"]["ema_decay"] = 0.6;
-  {
-    FakeTask task;
-    REQUIRE(train::Trainer(config, task, {later.str(), true}).run() == 0);
-  }
+  train_to(later, 4, 0.0, false);
+  train_to(later, 8, 0.6, true);
   CHECK(xformer::testing::max_abs_diff(loaded_average(later.str()).to(torch::kDouble),
                                        expected_average(later.str(), 4, 8, 0.6)) < 1e-6);
-  // So does an average whose decay changed at resume.
-  config["train"]["max_steps"] = 12;
-  config["train"]["ema_decay"] = 0.3;
-  {
-    FakeTask task;
-    REQUIRE(train::Trainer(config, task, {later.str(), true}).run() == 0);
-  }
+  // ... and so does an average whose decay changed at resume.
+  train_to(later, 12, 0.3, true);
   CHECK(xformer::testing::max_abs_diff(loaded_average(later.str()).to(torch::kDouble),
                                        expected_average(later.str(), 8, 12, 0.3)) < 1e-6);
 
