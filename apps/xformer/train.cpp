@@ -16,6 +16,7 @@
 #include "xformer/train/distributed.h"
 #include "xformer/train/launcher.h"
 #include "xformer/train/run_dir.h"
+#include "xformer/train/schedule.h"
 #include "xformer/train/trainer.h"
 
 namespace fs = std::filesystem;
@@ -75,6 +76,7 @@ int train(const TrainArgs& a) {
   if (a.resume && fs::exists(fs::path(run_dir) / "config.json")) train::check_config_fits_checkpoint(run_dir, config, "--resume");
   if (config.at("task").contains("valid")) check_valid_split_exists(config);
   check_best_metric(config);
+  train::check_schedule(config);
   const auto dist = train::distributed_env_from_environment();
   const bool main_rank = dist.rank == 0;
   // The local ranks share the cores (configure_threads reads it; srun does not set it).

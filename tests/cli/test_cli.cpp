@@ -47,6 +47,11 @@ TEST_CASE("usage and config errors exit 2 with a one-line reason", "[cli]") {
       {"train", "train needs --config"},
       {"train --config configs/translation/tiny.json --set task.valid=/nonexistent.tsv --run-dir " + tmp.str("v"),
        "'task.valid' names '/nonexistent.tsv', which does not exist"},
+      // A decaying schedule without a horizon is refused before training, not after the warmup.
+      {"train --config configs/translation/tiny.json --set optim.schedule=linear --set train.max_steps=0"
+       " --set train.max_epochs=2 --run-dir " + tmp.str("s"),
+       "optim.schedule 'linear' decays to optim.min_lr at train.max_steps, so it needs train.max_steps (0) > "
+       "optim.warmup_steps"},
       {"sample --run " + tmp.str() + " --beam 2 --temperature 0.5", "excludes"},
       // Values that used to fall back to a default, or pass as nan, are refused before loading.
       {"sample --run " + tmp.str() + " --temperature 0", "--temperature must be a number > 0, got 0"},

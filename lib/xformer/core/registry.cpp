@@ -71,10 +71,10 @@ void declare_trainer_keys(Schema& s) {
   s.add("optim.clip_norm", KeyType::Float, 0.0, "Clip gradients to this global L2 norm; 0 = off.")
       .at_least(0);
   s.add("optim.schedule", KeyType::String, "inverse_sqrt", "Learning-rate schedule.",
-        {"inverse_sqrt", "cosine", "constant"});
+        {"inverse_sqrt", "cosine", "linear", "constant"});
   s.add("optim.warmup_steps", KeyType::Int, 4000, "Linear warmup from warmup_init_lr to lr.").at_least(0);
   s.add("optim.warmup_init_lr", KeyType::Float, 0.0, "Learning rate at step 0 of the warmup.").at_least(0);
-  s.add("optim.min_lr", KeyType::Float, 0.0, "Final learning rate of the cosine schedule.").at_least(0);
+  s.add("optim.min_lr", KeyType::Float, 0.0, "Final learning rate of the cosine and linear schedules.").at_least(0);
 
   s.add("train.max_steps", KeyType::Int, 0, "Stop after this many updates; 0 = no limit.").at_least(0);
   s.add("train.max_epochs", KeyType::Int, 0, "Stop after this many epochs; 0 = no limit.").at_least(0);

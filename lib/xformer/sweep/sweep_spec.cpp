@@ -14,6 +14,7 @@
 #include "xformer/core/json_file.h"
 #include "xformer/core/registry.h"
 #include "xformer/train/checkpoint_choice.h"
+#include "xformer/train/schedule.h"
 
 namespace fs = std::filesystem;
 
@@ -507,6 +508,7 @@ nlohmann::json validate_trials(SweepSpec& spec) {
       for (const auto& s : trial_overrides(spec, t)) apply_override(raw, s);
       nlohmann::json resolved = resolve(raw);
       check_best_metric(resolved);
+      train::check_schedule(resolved);
       const int average = spec.eval.enabled ? train::averaged_checkpoint_count(spec.eval.checkpoint) : 0;
       const int keep = std::max(1, resolved.at("train").at("keep_last").get<int>());  // the trainer keeps >= 1
       if (average > keep)

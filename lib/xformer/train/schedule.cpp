@@ -7,6 +7,16 @@
 
 namespace xformer::train {
 
+void check_schedule(const nlohmann::json& config) {
+  const std::string kind = config.at("optim").at("schedule");
+  if (kind != "cosine" && kind != "linear") return;
+  const int64_t max_steps = config.at("train").at("max_steps"), warmup = config.at("optim").at("warmup_steps");
+  if (max_steps <= warmup)
+    throw ConfigError("config error: optim.schedule '" + kind + "' decays to optim.min_lr at train.max_steps, "
+                      "so it needs train.max_steps (" + std::to_string(max_steps) + ") > optim.warmup_steps (" +
+                      std::to_string(warmup) + ")");
+}
+
 double learning_rate(const nlohmann::json& config, int64_t step) {
   const auto& o = config.at("optim");
   const double lr = o.at("lr"), init = o.at("warmup_init_lr");
@@ -16,12 +26,12 @@ double learning_rate(const nlohmann::json& config, int64_t step) {
   if (kind == "constant") return lr;
   if (kind == "inverse_sqrt")
     return lr * std::sqrt(static_cast<double>(std::max<int64_t>(warmup, 1)) / static_cast<double>(step));
-  // cosine
+  // cosine, linear: from lr at the end of warmup to min_lr at max_steps, then min_lr.
+  check_schedule(config);
   const int64_t max_steps = config.at("train").at("max_steps");
-  if (max_steps <= warmup)
-    throw ConfigError("config error: optim.schedule 'cosine' needs train.max_steps > optim.warmup_steps");
   const double min_lr = o.at("min_lr");
   const double progress = std::min(1.0, static_cast<double>(step - warmup) / (max_steps - warmup));
+  if (kind == "linear") return lr + (min_lr - lr) * progress;
   return min_lr + 0.5 * (lr - min_lr) * (1.0 + std::cos(M_PI * progress));
 }
 

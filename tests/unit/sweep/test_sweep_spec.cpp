@@ -260,6 +260,10 @@ TEST_CASE("every trial's config is validated up front", "[sweep]") {
                  "train.keep_last keeps 1") != std::string::npos);
   msg = error_of(R"({"base": ")" + base + R"(", "metric": "bleu"})");
   CHECK(msg.find("'mode' is not given") != std::string::npos);
+  // So would a decaying schedule that ends before its warmup does.
+  msg = error_of(R"({"base": ")" + base + R"(", "set": {"optim.schedule": "cosine", "optim.warmup_steps": 100},
+                    "grid": {"train.max_steps": [200, 50]}})");
+  CHECK(msg.find("trial 1 (max_steps=50): config error: optim.schedule 'cosine'") != std::string::npos);
 }
 
 TEST_CASE("the example sweeps in scripts/sweeps load and validate", "[sweep]") {

@@ -103,6 +103,27 @@ TEST_CASE("cosine: from lr at the end of warmup to min_lr at max_steps", "[train
   CHECK_THROWS_AS(learning_rate(bad, 200), xformer::Error);
 }
 
+TEST_CASE("linear: a straight line from lr at the end of warmup to min_lr at max_steps", "[train][schedule]") {
+  using xformer::train::learning_rate;
+  auto c = config_with({"optim.schedule=linear", "optim.lr=1e-3", "optim.min_lr=1e-4",
+                        "optim.warmup_steps=100", "train.max_steps=1100"});
+  CHECK(learning_rate(c, 50) == Approx(0.5e-3));  // warmup from 0
+  CHECK(learning_rate(c, 100) == Approx(1e-3));
+  CHECK(learning_rate(c, 350) == Approx(1e-3 - 0.25 * (1e-3 - 1e-4)));  // a quarter of the way
+  CHECK(learning_rate(c, 600) == Approx(0.55e-3));
+  CHECK(learning_rate(c, 1100) == Approx(1e-4));
+  CHECK(learning_rate(c, 3000) == Approx(1e-4));  // stays at min_lr past max_steps
+
+  // Both decaying schedules need a horizon beyond the warmup, checked before training.
+  using xformer::train::check_schedule;
+  for (const char* kind : {"linear", "cosine"}) {
+    auto bad = config_with({std::string("optim.schedule=") + kind, "optim.warmup_steps=100", "train.max_steps=0",
+                            "train.max_epochs=3"});
+    CHECK(contains(error_message([&] { check_schedule(bad); }), "needs train.max_steps (0) > optim.warmup_steps (100)"));
+  }
+  CHECK_NOTHROW(check_schedule(config_with({"optim.schedule=inverse_sqrt", "train.max_steps=0", "train.max_epochs=3"})));
+}
+
 TEST_CASE("constant: lr after warmup", "[train][schedule]") {
   using xformer::train::learning_rate;
   auto c = config_with({"optim.schedule=constant", "optim.lr=2e-4", "optim.warmup_steps=10"});
