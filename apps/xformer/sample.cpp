@@ -17,8 +17,8 @@ struct SampleArgs {
   CheckpointChoice checkpoint;
   std::vector<std::string> sets;  // config keys changed for this command (task.max_len_b, ...)
   SampleOptions options;
-  double temperature = 0;
-  bool temperature_given = false, beam_given = false;
+  double temperature = 0, lenpen = 0;
+  bool temperature_given = false, beam_given = false, lenpen_given = false;
 };
 
 // Refused before the run is loaded; the negated comparisons also catch nan.
@@ -30,7 +30,7 @@ void check_options(const SampleArgs& a) {
   if (a.temperature_given && !(a.temperature > 0 && std::isfinite(a.temperature)))
     throw bad("--temperature", "a number > 0", a.temperature);
   if (a.beam_given && o.beam < 1) throw bad("--beam", ">= 1", o.beam);
-  if (!(o.lenpen >= 0 && std::isfinite(o.lenpen))) throw bad("--lenpen", "a number >= 0", o.lenpen);
+  if (a.lenpen_given && !(a.lenpen >= 0 && std::isfinite(a.lenpen))) throw bad("--lenpen", "a number >= 0", a.lenpen);
   if (o.top_k < 0) throw bad("--top-k", ">= 0", o.top_k);
   if (!(o.top_p > 0 && o.top_p <= 1)) throw bad("--top-p", "in (0, 1]", o.top_p);
   if (o.num < 1) throw bad("--num", ">= 1", o.num);
@@ -40,6 +40,7 @@ void check_options(const SampleArgs& a) {
 int sample(SampleArgs a) {
   check_options(a);
   if (a.temperature_given) a.options.temperature = a.temperature;
+  if (a.lenpen_given) a.options.lenpen = a.lenpen;
   auto run = load_run(a.run_dir, a.checkpoint, a.sets);
   torch::NoGradGuard no_grad;
   AutocastScope autocast(run.precision, run.device);
@@ -56,9 +57,10 @@ void add_sample(CLI::App& app, Action& run) {
   add_checkpoint_options(cmd, args->checkpoint);
   add_set_option(cmd, args->sets);
   cmd->add_option("-i,--input", o.input, "Input file, or - for stdin (default stdin)");
-  auto* beam = cmd->add_option("--beam", o.beam, "Beam search with this width");
-  cmd->add_option("--lenpen", o.lenpen, "GNMT length penalty alpha for beam search")
-      ->capture_default_str()->needs(beam);
+  auto* beam = cmd->add_option("--beam", o.beam, "Beam search with this width (default: the run's task.beam)");
+  auto* lenpen = cmd->add_option("--lenpen", args->lenpen,
+                                 "GNMT length penalty alpha for beam search (default: the run's task.lenpen)")
+                     ->needs(beam);
   auto* temp = cmd->add_option("-t,--temperature", args->temperature,
                                "Sample from softmax(logits / T) instead of searching");
   cmd->add_option("--top-k", o.top_k,
@@ -75,9 +77,10 @@ void add_sample(CLI::App& app, Action& run) {
   cmd->add_option("--attention-layer", o.attention_layer,
                   "Layer shown by --attention; negative counts from the last")->capture_default_str();
   beam->excludes(temp);
-  cmd->callback([args, beam, temp, &run] {
+  cmd->callback([args, beam, temp, lenpen, &run] {
     args->temperature_given = temp->count() > 0;
     args->beam_given = beam->count() > 0;
+    args->lenpen_given = lenpen->count() > 0;
     run = [args] { return sample(*args); };
   });
 }

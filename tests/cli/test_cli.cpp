@@ -187,6 +187,19 @@ TEST_CASE("train, eval and sample the tiny config end to end", "[cli][e2e]") {
   INFO(r.output);
   REQUIRE(r.exit_code == 0);
   CHECK(count_lines(tmp.str("beam.txt")) == 3);
+  // Without --beam, sample searches as eval does (the run's task.beam 2, task.lenpen 0.6), so the
+  // 2-best list needs no --beam; --set changes that for one command.
+  const std::string plain = "sample --run '" + run + "' --input " + tmp.str("in.txt") + " --num 2";
+  REQUIRE(run_xformer(plain + " --out " + tmp.str("default.txt")).exit_code == 0);
+  REQUIRE(run_xformer(plain + " --beam 2 --lenpen 0.6 --out " + tmp.str("explicit.txt")).exit_code == 0);
+  CHECK(count_lines(tmp.str("default.txt")) == 6);
+  {
+    std::ifstream d(tmp.str("default.txt")), e(tmp.str("explicit.txt"));
+    CHECK(std::string(std::istreambuf_iterator<char>(d), {}) == std::string(std::istreambuf_iterator<char>(e), {}));
+  }
+  r = run_xformer(plain + " --set task.beam=1");
+  CHECK(r.exit_code == 2);
+  CHECK(r.output.find("need --beam 2 or wider (the n-best list; the run's task.beam is 1)") != std::string::npos);
   r = run_xformer("sample --run '" + run + "' --input " + tmp.str("in.txt") + " --beam 100000");
   CHECK(r.exit_code == 2);
   CHECK(r.output.find("--beam 100000 is wider than the vocabulary") != std::string::npos);

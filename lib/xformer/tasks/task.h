@@ -67,8 +67,8 @@ using Metrics = std::map<std::string, double>;
 struct SampleOptions {
   std::string input;         // file, "-" for stdin, "" for the task's default
   std::string out;           // file or folder, "" for stdout / the run's samples/
-  int beam = 0;              // > 0: beam search
-  double lenpen = 1.0;       // GNMT length-penalty alpha for beam search
+  int beam = 0;              // > 0: beam search of this width; 0: the task's own search (config)
+  std::optional<double> lenpen;  // GNMT length-penalty alpha for beam search; unset: the config's
   std::optional<double> temperature;  // set: sampling
   int top_k = 0;
   double top_p = 1.0;

@@ -158,17 +158,20 @@ class TranslationTask : public Task {
                         "translation (it translates --input lines)");
     if (!opts.temperature && (opts.top_k > 0 || opts.top_p < 1))
       throw ConfigError("usage error: --top-k and --top-p need --temperature (sampling)");
-    if (!opts.temperature && opts.num > opts.beam && opts.num > 1)
+    // Without --beam, the search `eval` uses: the run's task.beam and task.lenpen.
+    const int64_t beam = opts.beam > 0 ? opts.beam : t_.at("beam").get<int64_t>();
+    if (!opts.temperature && opts.num > beam && opts.num > 1)
       throw ConfigError("usage error: --num " + std::to_string(opts.num) +
                         " translations per line need --beam " + std::to_string(opts.num) +
-                        " or wider (the n-best list) or --temperature (samples)");
+                        " or wider (the n-best list; the run's task.beam is " + std::to_string(t_.at("beam").get<int64_t>()) +
+                        ") or --temperature (samples)");
     auto lines = data::read_lines(opts.input.empty() ? "-" : opts.input);
     decode::SearchOptions o = search_options();
-    if (opts.beam > tokenizer_->vocab_size())
-      throw ConfigError("usage error: --beam " + std::to_string(opts.beam) + " is wider than the vocabulary (" +
+    if (beam > tokenizer_->vocab_size())
+      throw ConfigError("usage error: --beam " + std::to_string(beam) + " is wider than the vocabulary (" +
                         std::to_string(tokenizer_->vocab_size()) + " pieces)");
-    o.beam = opts.beam > 0 ? opts.beam : 1;
-    o.lenpen = opts.lenpen;
+    o.beam = beam;
+    o.lenpen = opts.lenpen.value_or(t_.at("lenpen").get<double>());
     std::vector<std::string> inputs;
     for (const auto& l : lines)
       for (int i = 0; i < (opts.temperature ? opts.num : 1); ++i) inputs.push_back(l);
