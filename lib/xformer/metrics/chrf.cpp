@@ -79,12 +79,12 @@ ChrfResult corpus_chrf(const std::vector<std::string>& hypotheses, const std::ve
   r.beta = beta;
   for (size_t line = 0; line < hypotheses.size(); ++line) {
     const auto hyp = characters(hypotheses[line]), ref = characters(references[line]);
+    const size_t hyp_chars = hyp.starts.size() - 1, ref_chars = ref.starts.size() - 1;
     for (int n = 1; n <= kChrfOrder; ++n) {
-      const auto h = ngrams(hyp, n), g = ngrams(ref, n);
-      const size_t hyp_chars = hyp.starts.size() - 1, ref_chars = ref.starts.size() - 1;
       // A line whose reference is too short for this order adds nothing to it, not even its
       // hypothesis n-grams (as sacreBLEU counts).
-      if (ref_chars < static_cast<size_t>(n)) continue;
+      if (ref_chars < static_cast<size_t>(n)) break;
+      const auto h = ngrams(hyp, n), g = ngrams(ref, n);
       r.ref[n - 1] += static_cast<int64_t>(ref_chars - n + 1);
       r.hyp[n - 1] += static_cast<int64_t>(hyp_chars >= static_cast<size_t>(n) ? hyp_chars - n + 1 : 0);
       for (const auto& [gram, count] : h)

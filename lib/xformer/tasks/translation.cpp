@@ -159,11 +159,11 @@ class TranslationTask : public Task {
     if (!opts.temperature && (opts.top_k > 0 || opts.top_p < 1))
       throw ConfigError("usage error: --top-k and --top-p need --temperature (sampling)");
     // Without --beam, the search `eval` uses: the run's task.beam and task.lenpen.
-    const int64_t beam = opts.beam > 0 ? opts.beam : t_.at("beam").get<int64_t>();
+    const int64_t run_beam = t_.at("beam"), beam = opts.beam > 0 ? opts.beam : run_beam;
     if (!opts.temperature && opts.num > beam && opts.num > 1)
       throw ConfigError("usage error: --num " + std::to_string(opts.num) +
                         " translations per line need --beam " + std::to_string(opts.num) +
-                        " or wider (the n-best list; the run's task.beam is " + std::to_string(t_.at("beam").get<int64_t>()) +
+                        " or wider (the n-best list; the run's task.beam is " + std::to_string(run_beam) +
                         ") or --temperature (samples)");
     auto lines = data::read_lines(opts.input.empty() ? "-" : opts.input);
     decode::SearchOptions o = search_options();
@@ -316,8 +316,7 @@ class TranslationTask : public Task {
   }
 
   // Translates raw sentences in batches of similar length; returns detokenized outputs in the
-  // input order.
-  // Translations of `sentences`, `nbest` per sentence (beam search only), sentence-major.
+  // input order, `nbest` per sentence (beam search only), sentence-major.
   std::vector<std::string> translate(const std::vector<std::string>& sentences,
                                      decode::SearchOptions o, bool sampling = false, int64_t nbest = 1) {
     model_->eval();
