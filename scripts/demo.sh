@@ -22,7 +22,7 @@ echo "demo: evaluating the best checkpoint on the test split"
 build/xformer eval --run "$run" --split test --checkpoint best
 
 echo
-echo "demo: sample translations (beam 4)"
+echo "demo: sample translations (beam 4, as eval searches)"
 cat > "$run/samples/demo_input.txt" <<'TXT'
 Where is the train station?
 I would like a cup of coffee.
@@ -30,6 +30,6 @@ The weather is nice today.
 He does not know what to do.
 We have to talk about it.
 TXT
-build/xformer sample --run "$run" --input "$run/samples/demo_input.txt" --beam 4 --lenpen 0.6 \
+build/xformer sample --run "$run" --input "$run/samples/demo_input.txt" \
   --out "$run/samples/demo_output.txt" 2>/dev/null
 paste -d '\n' "$run/samples/demo_input.txt" "$run/samples/demo_output.txt" | sed 'n;s/^/  -> /'

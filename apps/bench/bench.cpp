@@ -1,7 +1,7 @@
 // xformer_bench: throughput of xformer's own code paths on synthetic data, for
 // scripts/bench/. Prints one JSON line per measurement on stdout.
 //
-//   xformer_bench train  [shape options]   training updates through train::Trainer
+//   xformer_bench train  [shape options] [--recompute]   training updates through train::Trainer
 //   xformer_bench decode [shape options] --mode greedy|beam --beam K --cache on|off
 //   xformer_bench attention --method plain|skew|naive|local --length L [--d-model D --heads H --device cpu|cuda]
 //   xformer_bench music-sample --length L --cache on|off [shape options]
@@ -54,6 +54,7 @@ struct Shape {
   int64_t steps = 30, warmup = 5, threads = 0, blas_threads = 0;
   double dropout = 0.1;
   std::string device = "cpu", precision = "auto";  // precision: train.precision's values
+  bool recompute = false;                          // train.recompute_activations
 };
 
 // Matrix-product FLOPs of one training step (forward + backward = 3 x forward, 2 per
@@ -115,73 +116,6 @@ class SyntheticTask : public Task {
   int64_t position_ = 0;
 };
 
-int bench_train(const Shape& s) {
-  const std::string run = (fs::temp_directory_path() / ("xformer_bench_" + std::to_string(getpid()))).string();
-  train::prepare_run_dir(run, false, true);
-  RawConfig raw;
-  raw.value = {{"optim", {{"lr", 5e-4}, {"schedule", "constant"}, {"warmup_steps", 0}}},
-               {"train", {{"max_steps", s.warmup + s.steps}, {"log_every", 1},
-                          {"eval_every", 0}, {"save_every", 0}, {"device", s.device},
-                          {"precision", s.precision}}}};
-  auto config = resolve(raw);
-  SyntheticTask task(s);
-  train::Trainer trainer(config, task, {run, false});
-  trainer.run();
-  // One log line per step: skip the warm-up steps, time the rest.
-  const double step_tokens = static_cast<double>(s.batch * s.tgt_len);
-  double seconds = 0, tokens = 0;
-  std::ifstream in(run + "/metrics.jsonl");
-  int64_t step = 0;
-  for (std::string line; std::getline(in, line);) {
-    auto j = json::parse(line);
-    if (j["split"] != "train" || ++step <= s.warmup) continue;
-    tokens += step_tokens;
-    seconds += step_tokens / j["tokens_per_s"].get<double>();
-  }
-  fs::remove_all(run);
-  int64_t params = 0;
-  for (const auto& p : task.model()->parameters()) params += p.numel();
-  std::cout << json{{"impl", "xformer"},   {"libtorch", TORCH_VERSION},
-                    {"threads", torch::get_num_threads()}, {"steps", s.steps},
-                    {"device", s.device}, {"precision", s.precision},
-                    {"seconds", seconds},  {"tgt_tokens_per_s", tokens / seconds},
-                    {"step_ms", 1000 * seconds / s.steps}, {"params", params},
-                    {"model_tflops", train_flops_per_step(s) * s.steps / seconds / 1e12}}
-                   .dump()
-            << std::endl;
-  return 0;
-}
-
-int bench_decode(const Shape& s, const std::string& mode, int beam, bool cache) {
-  auto model = make_model(s);
-  const torch::Device device(s.device);
-  model->to(device);
-  model->eval();
-  torch::NoGradGuard no_grad;
-  const Precision precision = resolve_precision(s.precision, device);  // as `sample` runs it
-  AutocastScope autocast(precision, device);
-  auto src = torch::randint(4, s.vocab, {s.batch, s.src_len}, torch::TensorOptions(torch::kLong).device(s.device));
-  decode::SearchOptions o;
-  o.max_len.assign(s.batch, s.tgt_len);
-  o.beam = beam;
-  o.eos = 3;  // a random model rarely emits it: every row decodes tgt_len tokens
-  auto run_once = [&] {
-    models::TransformerStepper stepper(model, model->encode(src), cache);
-    return mode == "beam" ? decode::beam_search(stepper, s.batch, o) : decode::greedy(stepper, s.batch, o);
-  };
-  run_once();  // warm-up
-  auto start = std::chrono::steady_clock::now();
-  int64_t tokens = 0;
-  for (const auto& h : run_once()) tokens += h.tokens.size() + 1;
-  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  std::cout << json{{"impl", "xformer"}, {"mode", mode}, {"beam", mode == "beam" ? beam : 1},
-                    {"cache", cache}, {"precision", precision_name(precision)}, {"sentences", s.batch}, {"seconds", secs},
-                    {"sentences_per_s", s.batch / secs}, {"tokens_per_s", tokens / secs}}
-                   .dump()
-            << std::endl;
-  return 0;
-}
-
 // Resident memory now and at its peak, in MB.
 double rss_mb() {
   std::ifstream statm("/proc/self/statm");
@@ -228,6 +162,76 @@ class PeakMemory {
   torch::Device device_;
   double before_ = 0;
 };
+
+int bench_train(const Shape& s) {
+  const std::string run = (fs::temp_directory_path() / ("xformer_bench_" + std::to_string(getpid()))).string();
+  train::prepare_run_dir(run, false, true);
+  RawConfig raw;
+  raw.value = {{"optim", {{"lr", 5e-4}, {"schedule", "constant"}, {"warmup_steps", 0}}},
+               {"train", {{"max_steps", s.warmup + s.steps}, {"log_every", 1},
+                          {"eval_every", 0}, {"save_every", 0}, {"device", s.device},
+                          {"precision", s.precision}, {"recompute_activations", s.recompute}}}};
+  auto config = resolve(raw);
+  SyntheticTask task(s);
+  train::Trainer trainer(config, task, {run, false});
+  const PeakMemory memory(device_for_local_rank(torch::Device(s.device), 0));
+  trainer.run();
+  const json peak_extra_mb = memory.extra_mb();
+  // One log line per step: skip the warm-up steps, time the rest.
+  const double step_tokens = static_cast<double>(s.batch * s.tgt_len);
+  double seconds = 0, tokens = 0;
+  std::ifstream in(run + "/metrics.jsonl");
+  int64_t step = 0;
+  for (std::string line; std::getline(in, line);) {
+    auto j = json::parse(line);
+    if (j["split"] != "train" || ++step <= s.warmup) continue;
+    tokens += step_tokens;
+    seconds += step_tokens / j["tokens_per_s"].get<double>();
+  }
+  fs::remove_all(run);
+  int64_t params = 0;
+  for (const auto& p : task.model()->parameters()) params += p.numel();
+  std::cout << json{{"impl", "xformer"},   {"libtorch", TORCH_VERSION},
+                    {"threads", torch::get_num_threads()}, {"steps", s.steps},
+                    {"device", s.device}, {"precision", s.precision}, {"recompute", s.recompute},
+                    {"peak_extra_mb", peak_extra_mb},
+                    {"seconds", seconds},  {"tgt_tokens_per_s", tokens / seconds},
+                    {"step_ms", 1000 * seconds / s.steps}, {"params", params},
+                    {"model_tflops", train_flops_per_step(s) * s.steps / seconds / 1e12}}
+                   .dump()
+            << std::endl;
+  return 0;
+}
+
+int bench_decode(const Shape& s, const std::string& mode, int beam, bool cache) {
+  auto model = make_model(s);
+  const torch::Device device(s.device);
+  model->to(device);
+  model->eval();
+  torch::NoGradGuard no_grad;
+  const Precision precision = resolve_precision(s.precision, device);  // as `sample` runs it
+  AutocastScope autocast(precision, device);
+  auto src = torch::randint(4, s.vocab, {s.batch, s.src_len}, torch::TensorOptions(torch::kLong).device(s.device));
+  decode::SearchOptions o;
+  o.max_len.assign(s.batch, s.tgt_len);
+  o.beam = beam;
+  o.eos = 3;  // a random model rarely emits it: every row decodes tgt_len tokens
+  auto run_once = [&] {
+    models::TransformerStepper stepper(model, model->encode(src), cache);
+    return mode == "beam" ? decode::beam_search(stepper, s.batch, o) : decode::greedy(stepper, s.batch, o);
+  };
+  run_once();  // warm-up
+  auto start = std::chrono::steady_clock::now();
+  int64_t tokens = 0;
+  for (const auto& h : run_once()) tokens += h.tokens.size() + 1;
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::cout << json{{"impl", "xformer"}, {"mode", mode}, {"beam", mode == "beam" ? beam : 1},
+                    {"cache", cache}, {"precision", precision_name(precision)}, {"sentences", s.batch}, {"seconds", secs},
+                    {"sentences_per_s", s.batch / secs}, {"tokens_per_s", tokens / secs}}
+                   .dump()
+            << std::endl;
+  return 0;
+}
 
 // Runs `fn` reps + 1 times (the first warms up) and prints `fields` with the median time and
 // the peak memory it added.
@@ -438,8 +442,9 @@ int main(int argc, char** argv) {
   std::string mode = "greedy";
   int beam = 4;
   std::string cache = "on";
-  auto* train = app.add_subcommand("train", "Training updates per second");
+  auto* train = app.add_subcommand("train", "Training updates per second, and the peak memory training adds");
   add_shape(train, s);
+  train->add_flag("--recompute", s.recompute, "Recompute layer activations in backward (train.recompute_activations)");
   auto* dec = app.add_subcommand("decode", "Decoding sentences per second");
   add_shape(dec, s);
   dec->add_option("--mode", mode)->check(CLI::IsMember({"greedy", "beam"}));

@@ -76,6 +76,7 @@ int train(const TrainArgs& a) {
   if (a.resume && fs::exists(fs::path(run_dir) / "config.json")) train::check_config_fits_checkpoint(run_dir, config, "--resume");
   if (config.at("task").contains("valid")) check_valid_split_exists(config);
   check_best_metric(config);
+  check_recompute_activations(config);
   train::check_schedule(config);
   const auto dist = train::distributed_env_from_environment();
   const bool main_rank = dist.rank == 0;

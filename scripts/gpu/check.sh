@@ -81,5 +81,8 @@ if has bench; then
   BENCH_LOG="$OUT/bench_stderr.log" timeout 300 scripts/bench/translation_train_gpu.sh --build build-cuda 2>&1
   stamp "relative attention on the GPU"
   timeout 120 scripts/bench/relative_attention_gpu.sh --build build-cuda 2>&1
+  stamp "activation recomputation on the GPU (base shape, bf16, 256 + 256 tokens)"
+  timeout 90 scripts/bench/recompute.sh --build build-cuda --device cuda --rounds 1 --steps 10 -- \
+    --d-model 512 --heads 8 --ffn 2048 --layers 6 --vocab 32000 --batch 64 --src-len 256 --tgt-len 256 2>&1
 fi
 stamp done

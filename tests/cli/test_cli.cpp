@@ -52,6 +52,10 @@ TEST_CASE("usage and config errors exit 2 with a one-line reason", "[cli]") {
        " --set train.max_epochs=2 --run-dir " + tmp.str("s"),
        "optim.schedule 'linear' decays to optim.min_lr at train.max_steps, so it needs train.max_steps (0) > "
        "optim.warmup_steps"},
+      // Refused before the run directory exists (checked below).
+      {"train --config configs/classification/tiny.json --set train.recompute_activations=true --run-dir " +
+           tmp.str("r"),
+       "'train.recompute_activations' is true, but model 'sasa_resnet' has no layers that recompute (those of "},
       {"sample --run " + tmp.str() + " --beam 2 --temperature 0.5", "excludes"},
       // Values that used to fall back to a default, or pass as nan, are refused before loading.
       {"sample --run " + tmp.str() + " --temperature 0", "--temperature must be a number > 0, got 0"},
@@ -70,6 +74,7 @@ TEST_CASE("usage and config errors exit 2 with a one-line reason", "[cli]") {
     CHECK(r.exit_code == 2);
     CHECK(r.output.find(c.expected) != std::string::npos);
   }
+  CHECK(!std::filesystem::exists(tmp.str("r")));
   // A config file with an unknown key names the file.
   std::ofstream(tmp.str("bad.json")) << R"({"extends": ")" << source_path("configs/translation/tiny.json")
                                      << R"(", "optim": {"learning_rate": 0.1}})";
@@ -285,6 +290,27 @@ TEST_CASE("resume reproduces the same losses as an uninterrupted run", "[cli][re
     return tiny_args(run, tmp.str("spm")) + " --set model.dropout=0.1 --set train.log_every=1 --set train.eval_every=0"
            " --set train.save_every=7 --set task.eval_bleu=false";
   }, 9, 16);
+}
+
+TEST_CASE("train.recompute_activations trains as the plain run does", "[cli][recompute]") {
+  TempDir tmp("cli_recompute");
+  auto train = [&](const std::string& run, const std::string& extra) {
+    auto r = run_xformer("train " + tiny_args(run, tmp.str("spm")) +
+                         " --set model.dropout=0.1 --set train.log_every=1 --set train.eval_every=0"
+                         " --set train.save_every=0 --set train.max_steps=8 " + extra);
+    INFO(r.output);
+    REQUIRE(r.exit_code == 0);
+    return read_metrics(run, "train");
+  };
+  const auto plain = train(tmp.str("plain"), ""),
+             recomputed = train(tmp.str("recomputed"), "--set train.recompute_activations=true");
+  REQUIRE(plain.size() == 8);
+  REQUIRE(recomputed.size() == 8);
+  for (size_t i = 0; i < plain.size(); ++i) {
+    INFO("step " << i + 1);
+    CHECK(recomputed[i]["loss"].get<double>() == Approx(plain[i]["loss"].get<double>()).epsilon(1e-5));
+  }
+  CHECK(plain.back()["loss"].get<double>() < plain.front()["loss"].get<double>());
 }
 
 TEST_CASE("SIGINT saves a checkpoint and exits 130", "[cli][signal]") {

@@ -11,6 +11,7 @@
 #include "xformer/models/resnet.h"
 #include "xformer/nn/attention.h"
 #include "xformer/nn/loss.h"
+#include "xformer/nn/recompute.h"
 #include "xformer/nn/sasa.h"
 #include "xformer/train/adam.h"
 #include "xformer/train/distributed.h"
@@ -166,6 +167,40 @@ TEST_CASE("CUDA bf16 autocast stays close to fp32, and the fused loss follows it
   CHECK(std::abs(fused.loss.item<double>() - ref.loss.item<double>()) < 1e-2 * ref.loss.item<double>());
   CHECK(diff(gh, hidden.grad()) < 2e-2);
   CHECK(diff(gw, weight.grad()) < 2e-2);
+}
+
+TEST_CASE("CUDA: recomputed layers under bf16 autocast, dropout on, give the plain gradients", "[cuda][recompute]") {
+  if (!have_cuda()) return;
+  auto o = xformer::testing::small_transformer_options();
+  o.d_model = 64, o.ffn_dim = 128, o.heads = 4;
+  o.dropout = o.attention_dropout = o.activation_dropout = 0.2;
+  torch::manual_seed(8);
+  models::Transformer model(o);
+  model->to(kCuda);
+  model->train();
+  const auto ids = torch::TensorOptions(torch::kLong).device(kCuda);
+  auto src = torch::randint(1, 13, {4, 9}, ids), prev = torch::randint(1, 13, {4, 8}, ids);
+  auto gradients = [&] {
+    torch::manual_seed(9);  // the CUDA generator too: its dropout masks
+    model->zero_grad();
+    {
+      AutocastScope scope(Precision::BFloat16, kCuda);
+      auto logits = model(src, prev);
+      REQUIRE(logits.scalar_type() == torch::kBFloat16);
+      logits.to(torch::kFloat).logsumexp(-1).sum().backward();
+    }
+    std::vector<torch::Tensor> g;
+    for (const auto& p : model->parameters()) g.push_back(p.grad().clone());
+    return g;
+  };
+  const auto plain = gradients();
+  REQUIRE(nn::set_recompute(*model, true) == 3);
+  const auto recomputed = gradients();
+  for (size_t i = 0; i < plain.size(); ++i) {
+    INFO("parameter " << i);
+    // Other dropout masks, or a second forward in fp32, would differ by far more.
+    CHECK(diff(plain[i], recomputed[i]) <= 1e-3 * plain[i].abs().max().item<double>() + 1e-6);
+  }
 }
 
 TEST_CASE("Adam on CUDA (multi-tensor) matches Adam on the CPU (fused)", "[cuda]") {

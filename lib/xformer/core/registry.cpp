@@ -88,6 +88,10 @@ void declare_trainer_keys(Schema& s) {
         "Keep an exponential moving average of the parameters with this decay (about the last "
         "1/(1-d) updates; bias-corrected) and evaluate it instead of them (batch-norm statistics "
         "stay the trained model's); eval and sample use it too, unless --no-ema. 0 = off.").at_least(0).below(1);
+  s.add("train.recompute_activations", KeyType::Bool, false,
+        "Store only each Transformer layer's input for backward and run the layer again there: "
+        "memory for the activations inside one layer instead of inside every layer, for about one "
+        "more forward pass (attention models only; docs/performance.md).");
   s.add("train.keep_last", KeyType::Int, 3, "Keep the last K step checkpoints (plus last/best).").at_least(0);
   s.add("train.best_metric", KeyType::String, "loss", "Valid metric that selects checkpoints/best: one that the task reports (checked before training).");
   s.add("train.best_mode", KeyType::String, "min", "Whether a lower or higher best_metric is better.",
@@ -152,6 +156,17 @@ void check_best_metric(const json& config) {
                         (hint.empty() ? "" : "; did you mean '" + hint + "'?"));
     }
   }
+}
+
+void check_recompute_activations(const json& config) {
+  if (!config["train"]["recompute_activations"].get<bool>()) return;
+  const auto& arch = Registry::get().arch(config["model"]["arch"]);
+  if (arch.recomputable) return;
+  std::string list;
+  for (const auto& a : Registry::get().archs())
+    if (a.recomputable) list += (list.empty() ? "" : ", ") + a.name;
+  throw ConfigError("config error: 'train.recompute_activations' is true, but model '" + arch.name +
+                    "' has no layers that recompute (those of " + list + " do)");
 }
 
 }  // namespace xformer

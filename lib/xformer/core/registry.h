@@ -31,6 +31,9 @@ struct ArchEntry {
   bool serves(const std::string& task) const;
   std::string task_list() const;  // "a, b"
   std::function<void(Schema&)> declare_keys;  // model.* keys
+  // Built from the Transformer layers, which can recompute their activations in backward
+  // (train.recompute_activations).
+  bool recomputable = false;
 };
 
 class Registry {
@@ -63,5 +66,9 @@ json resolve(const RawConfig& raw);
 // Training only (eval and sample must still open a run whose metric was mistyped): ConfigError
 // unless train.best_metric is one the task's evaluation reports for this resolved config.
 void check_best_metric(const json& config);
+
+// Training only: ConfigError when train.recompute_activations is on for an architecture
+// without layers that recompute.
+void check_recompute_activations(const json& config);
 
 }  // namespace xformer

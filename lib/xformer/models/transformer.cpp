@@ -109,6 +109,15 @@ EncoderLayerImpl::EncoderLayerImpl(const TransformerOptions& o)
 
 torch::Tensor EncoderLayerImpl::forward(const torch::Tensor& x, const nn::AttentionMask& mask,
                                         nn::KVCache* cache, torch::Tensor* weights) {
+  if (recompute() && is_training() && !cache && !weights)
+    return nn::recompute_in_backward(
+        [this, mask](const std::vector<torch::Tensor>& in) { return compute(in[0], mask, nullptr, nullptr); },
+        {x});
+  return compute(x, mask, cache, weights);
+}
+
+torch::Tensor EncoderLayerImpl::compute(const torch::Tensor& x, const nn::AttentionMask& mask,
+                                        nn::KVCache* cache, torch::Tensor* weights) {
   auto h = residual(x, norm1, pre_norm_, dropout_, is_training(), [&](const torch::Tensor& in) {
     return self_attn(in, in, mask, cache, /*static_kv=*/false, weights);
   });
@@ -129,6 +138,18 @@ DecoderLayerImpl::DecoderLayerImpl(const TransformerOptions& o)
 }
 
 torch::Tensor DecoderLayerImpl::forward(const torch::Tensor& x, const torch::Tensor& memory,
+                                        const nn::AttentionMask& memory_mask,
+                                        nn::KVCache* self_cache, nn::KVCache* cross_cache) {
+  if (recompute() && is_training() && !self_cache && !cross_cache)
+    return nn::recompute_in_backward(
+        [this, memory_mask](const std::vector<torch::Tensor>& in) {
+          return compute(in[0], in[1], memory_mask, nullptr, nullptr);
+        },
+        {x, memory});
+  return compute(x, memory, memory_mask, self_cache, cross_cache);
+}
+
+torch::Tensor DecoderLayerImpl::compute(const torch::Tensor& x, const torch::Tensor& memory,
                                         const nn::AttentionMask& memory_mask,
                                         nn::KVCache* self_cache, nn::KVCache* cross_cache) {
   nn::AttentionMask causal;

@@ -13,6 +13,7 @@
 #include "xformer/decode/search.h"
 #include "xformer/nn/attention.h"
 #include "xformer/nn/positions.h"
+#include "xformer/nn/recompute.h"
 
 namespace xformer::models {
 
@@ -65,8 +66,9 @@ class FeedForwardImpl : public torch::nn::Module {
 TORCH_MODULE(FeedForward);
 
 // Self-attention + feed-forward: the encoder's layer, and with a causal mask (and optionally a
-// key/value cache) the layer of decoder-only models.
-class EncoderLayerImpl : public torch::nn::Module {
+// key/value cache) the layer of decoder-only models. With set_recompute(true), training keeps
+// only the layer's input for backward (nn/recompute.h).
+class EncoderLayerImpl : public torch::nn::Module, public nn::Recomputable {
  public:
   explicit EncoderLayerImpl(const TransformerOptions& o);
   // `weights`, when given, receives the self-attention probabilities (B, H, T, Tk).
@@ -74,6 +76,9 @@ class EncoderLayerImpl : public torch::nn::Module {
                         nn::KVCache* cache = nullptr, torch::Tensor* weights = nullptr);
 
  private:
+  torch::Tensor compute(const torch::Tensor& x, const nn::AttentionMask& mask, nn::KVCache* cache,
+                        torch::Tensor* weights);
+
   nn::MultiheadAttention self_attn{nullptr};
   FeedForward ffn{nullptr};
   torch::nn::LayerNorm norm1{nullptr}, norm2{nullptr};
@@ -82,7 +87,7 @@ class EncoderLayerImpl : public torch::nn::Module {
 };
 TORCH_MODULE(EncoderLayer);
 
-class DecoderLayerImpl : public torch::nn::Module {
+class DecoderLayerImpl : public torch::nn::Module, public nn::Recomputable {
  public:
   explicit DecoderLayerImpl(const TransformerOptions& o);
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& memory,
@@ -90,6 +95,10 @@ class DecoderLayerImpl : public torch::nn::Module {
                         nn::KVCache* cross_cache);
 
  private:
+  torch::Tensor compute(const torch::Tensor& x, const torch::Tensor& memory,
+                        const nn::AttentionMask& memory_mask, nn::KVCache* self_cache,
+                        nn::KVCache* cross_cache);
+
   nn::MultiheadAttention self_attn{nullptr}, cross_attn{nullptr};
   FeedForward ffn{nullptr};
   torch::nn::LayerNorm norm1{nullptr}, norm2{nullptr}, norm3{nullptr};

@@ -508,6 +508,7 @@ nlohmann::json validate_trials(SweepSpec& spec) {
       for (const auto& s : trial_overrides(spec, t)) apply_override(raw, s);
       nlohmann::json resolved = resolve(raw);
       check_best_metric(resolved);
+      check_recompute_activations(resolved);
       train::check_schedule(resolved);
       const int average = spec.eval.enabled ? train::averaged_checkpoint_count(spec.eval.checkpoint) : 0;
       const int keep = std::max(1, resolved.at("train").at("keep_last").get<int>());  // the trainer keeps >= 1

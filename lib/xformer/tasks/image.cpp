@@ -392,7 +392,7 @@ void register_image_tasks(Registry& registry) {
                      },
                      [](const json&) { return std::vector<std::string>{"nll", "bits_per_dim"}; }});
   registry.add_arch({"image_transformer", "Image Transformer with local 1D/2D attention (Parmar et al. 2018)",
-                     {"super_resolution", "image_generation"}, declare_model_keys});
+                     {"super_resolution", "image_generation"}, declare_model_keys, /*recomputable=*/true});
 }
 
 }  // namespace xformer::tasks

@@ -317,7 +317,7 @@ void register_music(Registry& registry) {
                      [](const json&) { return std::vector<std::string>{"loss", "nll", "ppl"}; }});
   registry.add_arch({"music_transformer",
                      "Decoder-only Transformer with relative (Huang et al. 2018) or absolute attention",
-                     {"music"}, models::declare_music_transformer_keys});
+                     {"music"}, models::declare_music_transformer_keys, /*recomputable=*/true});
 }
 
 }  // namespace xformer::tasks

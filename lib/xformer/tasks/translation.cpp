@@ -412,7 +412,7 @@ void register_translation(Registry& registry) {
                        return m;
                      }});
   registry.add_arch({"transformer", "Encoder-decoder Transformer (Vaswani et al. 2017)",
-                     {"translation"}, models::declare_transformer_keys});
+                     {"translation"}, models::declare_transformer_keys, /*recomputable=*/true});
 }
 
 }  // namespace xformer::tasks

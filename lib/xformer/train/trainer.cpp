@@ -12,6 +12,7 @@
 #include "xformer/core/error.h"
 #include "xformer/core/progress.h"
 #include "xformer/core/runtime.h"
+#include "xformer/nn/recompute.h"
 #include "xformer/train/adam.h"
 #include "xformer/train/checkpoint.h"
 #include "xformer/train/run_dir.h"
@@ -65,6 +66,10 @@ Trainer::Trainer(const json& config, Task& task, TrainerOptions options)
                       "): an update is update_freq batches shared out among the ranks, so that the "
                       "effective batch does not depend on how many run (e.g. --set train.update_freq=" +
                       std::to_string(world_size()) + ")");
+  // (`train` checks the architecture before it creates the run; this is what counts.)
+  if (config_.at("train").at("recompute_activations").get<bool>() && nn::set_recompute(*model_, true) == 0)
+    throw ConfigError("config error: 'train.recompute_activations' is true, but the model has no layers "
+                      "that recompute");
   // Only rank 0 evaluates and saves, so only it keeps the average (every rank has the same weights).
   if (const double decay = config_.at("train").at("ema_decay"); decay > 0 && main_rank())
     average_ = std::make_unique<WeightAverage>(*model_, decay);

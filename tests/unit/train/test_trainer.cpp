@@ -252,6 +252,18 @@ TEST_CASE("trainer lowers the loss and keeps last/best checkpoints", "[train]") 
   CHECK(std::filesystem::exists(tmp.path() / "checkpoints" / "step_00000040.pt"));
 }
 
+TEST_CASE("train.recompute_activations on a model without Transformer layers is a config error", "[train][recompute]") {
+  TempDir tmp("trainer_recompute");
+  train::prepare_run_dir(tmp.str(), false, false);
+  FakeTask task;  // a linear model
+  const auto e = thrown_error([&] {
+    train::Trainer trainer(fake_config(R"({"train": {"recompute_activations": true}})"), task, {tmp.str(), false});
+  });
+  CHECK(e.exit_code() == 2);
+  CHECK(std::string(e.what()) ==
+        "config error: 'train.recompute_activations' is true, but the model has no layers that recompute");
+}
+
 TEST_CASE("a NaN loss skips the update and is counted", "[train]") {
   TempDir tmp("trainer_nan");
   train::prepare_run_dir(tmp.str(), false, false);
