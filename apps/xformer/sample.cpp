@@ -1,4 +1,4 @@
-// xformer sample --run DIR [--input FILE|-] [--beam N --lenpen A | --temperature T] [--top-k K]
+// xformer sample --run DIR [--input FILE|-] [--stream] [--beam N --lenpen A | --temperature T] [--top-k K]
 //                [--top-p P] [--num N] [--seed S] [--out FILE|DIR] [--length N] [--primer FILE]
 //                [--attention FILE.html [--attention-layer L]] [--wav] [--checkpoint C] [--no-ema]
 //                [--set KEY=VALUE]...
@@ -57,6 +57,9 @@ void add_sample(CLI::App& app, Action& run) {
   add_checkpoint_options(cmd, args->checkpoint);
   add_set_option(cmd, args->sets);
   cmd->add_option("-i,--input", o.input, "Input file, or - for stdin (default stdin)");
+  cmd->add_flag("--stream", o.stream,
+                "Translate each input line as soon as it is read (the default when stdin is a terminal) "
+                "instead of reading to the end and batching (translation)");
   auto* beam = cmd->add_option("--beam", o.beam, "Beam search with this width (default: the run's task.beam)");
   auto* lenpen = cmd->add_option("--lenpen", args->lenpen,
                                  "GNMT length penalty alpha for beam search (default: the run's task.lenpen)")

@@ -246,6 +246,46 @@ TEST_CASE("train, eval and sample the tiny config end to end", "[cli][e2e]") {
   r = run_shell("echo 'Good morning.' | '" + std::string(XFORMER_BINARY) + "' sample --run '" + run + "' --input - 2>/dev/null");
   CHECK(r.exit_code == 0);
   CHECK(!r.output.empty());
+
+  // --stream answers each line as soon as it is read: the first translation arrives while the
+  // feeding side still holds the second line back (reading to the end first, it would not come
+  // before the wait below gives up).
+  const std::string fifo = tmp.str("lines.fifo"), streamed = tmp.str("streamed.txt"), log = tmp.str("stream.log");
+  r = run_shell("mkfifo '" + fifo + "' && : > '" + streamed + "' && { '" + std::string(XFORMER_BINARY) +
+                "' sample --run '" + run + "' --input - --stream --beam 2 < '" + fifo + "' > '" + streamed +
+                "' 2> '" + log + "' & pid=$!;"
+                " exec 3> '" + fifo + "'; echo 'Where is the station?' >&3;"
+                " for i in $(seq 600); do [ $(wc -l < '" + streamed + "') -ge 1 ] && break;"
+                " kill -0 $pid 2>/dev/null || break; sleep 0.1; done;"
+                " first=$(wc -l < '" + streamed + "'); echo 'I like it.' >&3; exec 3>&-; wait $pid;"
+                " echo \"first $first exit $?\"; cat '" + log + "'; }");
+  INFO(r.output);
+  CHECK(r.output.find("first 1 exit 0") != std::string::npos);
+  CHECK(count_lines(streamed) == 2);
+  // Each streamed line is translated alone, as a file of that one line is.
+  std::ofstream(tmp.str("one.txt")) << "Where is the station?\n";
+  REQUIRE(run_xformer("sample --run '" + run + "' --input " + tmp.str("one.txt") + " --beam 2 --out " +
+                      tmp.str("one_out.txt")).exit_code == 0);
+  {
+    std::ifstream s_in(streamed), one(tmp.str("one_out.txt"));
+    std::string s_first, one_first;
+    std::getline(s_in, s_first), std::getline(one, one_first);
+    CHECK(s_first == one_first);
+  }
+  // A missing input leaves an existing --out file as it was, streaming or not, and --out may
+  // not be the input.
+  std::ofstream(tmp.str("keep.txt")) << "kept\n";
+  for (const std::string stream : {"", " --stream"}) {
+    r = run_xformer("sample --run '" + run + "' --input " + tmp.str("missing.txt") + " --out " +
+                    tmp.str("keep.txt") + stream);
+    CHECK(r.exit_code == 1);
+    CHECK(r.output.find("cannot open input file '" + tmp.str("missing.txt") + "'") != std::string::npos);
+    CHECK(count_lines(tmp.str("keep.txt")) == 1);
+  }
+  r = run_xformer("sample --run '" + run + "' --input " + tmp.str("keep.txt") + " --out " + tmp.str("keep.txt"));
+  CHECK(r.exit_code == 2);
+  CHECK(r.output.find("is the --input file") != std::string::npos);
+  CHECK(count_lines(tmp.str("keep.txt")) == 1);
 }
 
 TEST_CASE("train.ema_decay: eval and sample use the moving average, --no-ema the trained weights", "[cli][ema]") {

@@ -72,19 +72,23 @@ std::optional<torch::ScalarType> autocast_type(const torch::Device& device) {
 }
 
 AutocastScope::AutocastScope(Precision precision, const torch::Device& device)
-    : active_(precision != Precision::Float32 && device.is_cuda()) {
-  if (!active_) return;
+    : cuda_(device.is_cuda()), enables_(precision != Precision::Float32) {
+  if (!cuda_) return;
   was_enabled_ = cuda_autocast_enabled();
   was_type_ = cuda_autocast_type();
+  if (!enables_) {
+    set_cuda_autocast(false, was_type_);
+    return;
+  }
   set_cuda_autocast(true, precision == Precision::BFloat16 ? torch::kBFloat16 : torch::kHalf);
   at::autocast::increment_nesting();
 }
 
 AutocastScope::~AutocastScope() {
-  if (!active_) return;
+  if (!cuda_) return;
   // Autocast caches the reduced copies of the weights while it is active; drop them when the
   // outermost scope ends, as the optimizer is about to change the weights.
-  if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+  if (enables_ && at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
   set_cuda_autocast(was_enabled_, was_type_);
 }
 

@@ -29,8 +29,9 @@ void allow_tf32(bool allow);
 // The reduced type that autocast currently gives matrix products on `device`, if it is active.
 std::optional<torch::ScalarType> autocast_type(const torch::Device& device);
 
-// Autocast on `device` for the life of the object (nests; restores the previous state). A no-op
-// for Float32 and on the CPU. Wrap forward passes only: backward runs in the types forward chose.
+// Autocast on a CUDA `device` for the life of the object in `precision`'s type, or off for
+// Float32 (nests; restores the previous state). A no-op on the CPU. Wrap forward passes only:
+// backward runs in the types forward chose.
 class AutocastScope {
  public:
   AutocastScope(Precision precision, const torch::Device& device);
@@ -39,7 +40,7 @@ class AutocastScope {
   AutocastScope& operator=(const AutocastScope&) = delete;
 
  private:
-  bool active_ = false, was_enabled_ = false;
+  bool cuda_ = false, enables_ = false, was_enabled_ = false;
   torch::ScalarType was_type_ = torch::kFloat;
 };
 

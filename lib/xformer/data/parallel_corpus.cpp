@@ -45,17 +45,24 @@ std::ifstream open_or_throw(const std::string& path) {
 }
 }  // namespace
 
+void check_input_file(const std::string& path) {
+  if (path == "-") return;
+  std::ifstream file(path);
+  if (!file || std::filesystem::is_directory(path))
+    throw DataError("cannot open input file '" + path + "'" + (file ? " (it is a folder)" : ""));
+}
+
+void for_each_line(const std::string& path, const std::function<void(const std::string&)>& fn) {
+  check_input_file(path);
+  std::ifstream file;
+  if (path != "-") file.open(path);
+  std::istream& in = path == "-" ? std::cin : file;
+  for (std::string line; std::getline(in, line);) strip_cr(line), fn(line);
+}
+
 std::vector<std::string> read_lines(const std::string& path) {
   std::vector<std::string> lines;
-  std::string line;
-  if (path == "-") {
-    while (std::getline(std::cin, line)) strip_cr(line), lines.push_back(line);
-    return lines;
-  }
-  std::ifstream in(path);
-  if (!in || std::filesystem::is_directory(path))
-    throw DataError("cannot open input file '" + path + "'" + (in ? " (it is a folder)" : ""));
-  while (std::getline(in, line)) strip_cr(line), lines.push_back(line);
+  for_each_line(path, [&](const std::string& line) { lines.push_back(line); });
   return lines;
 }
 

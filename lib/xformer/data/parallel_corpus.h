@@ -3,6 +3,7 @@
 // pairs with an empty side are skipped and counted.
 #pragma once
 #include <nlohmann/json.hpp>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -18,8 +19,13 @@ struct ParallelCorpus {
 // `spec` is a path (TSV) or a list of two paths. DataError on a missing or malformed file.
 ParallelCorpus read_parallel_corpus(const nlohmann::json& spec);
 
-// Lines of a text file, or of stdin for "-". DataError naming the file if unreadable.
+// Lines of a text file, or of stdin for "-" (without their line ends, "\r\n" included).
+// DataError naming the file if unreadable.
 std::vector<std::string> read_lines(const std::string& path);
+// The same lines handed to `fn` one at a time, each as soon as it has been read.
+void for_each_line(const std::string& path, const std::function<void(const std::string&)>& fn);
+// The DataError those two throw for a path they cannot read, before anything is read.
+void check_input_file(const std::string& path);
 
 bool is_valid_utf8(const std::string& s);
 

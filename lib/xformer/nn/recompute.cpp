@@ -1,5 +1,8 @@
 #include "xformer/nn/recompute.h"
 
+#include <ATen/autocast_mode.h>
+
+#include <mutex>
 #include <optional>
 
 #include "xformer/core/precision.h"
@@ -20,10 +23,19 @@ struct Replay : torch::CustomClassHolder {
   std::optional<torch::ScalarType> autocast;
 };
 
-// Handles on LibTorch's default generators (copies share the generator).
+// Handles on LibTorch's default generators (copies share the generator), and their state read
+// and written under the generator's lock, as its users draw under it.
 at::Generator cpu_generator() { return at::detail::getDefaultCPUGenerator(); }
 at::Generator device_generator(const torch::Device& device) {
   return at::globalContext().defaultGenerator(device);
+}
+torch::Tensor state_of(at::Generator generator) {
+  std::lock_guard<std::mutex> lock(generator.mutex());
+  return generator.get_state();
+}
+void set_state(at::Generator generator, const torch::Tensor& state) {
+  std::lock_guard<std::mutex> lock(generator.mutex());
+  generator.set_state(state);
 }
 
 // Puts the generators back to the states of the first forward for the life of the object, then
@@ -31,16 +43,16 @@ at::Generator device_generator(const torch::Device& device) {
 class ReplayRandomness {
  public:
   explicit ReplayRandomness(const Replay& r) : device_(r.device) {
-    cpu_now_ = cpu_generator().get_state();
-    cpu_generator().set_state(r.cpu_rng);
+    cpu_now_ = state_of(cpu_generator());
+    set_state(cpu_generator(), r.cpu_rng);
     if (r.device_rng.defined()) {
-      device_now_ = device_generator(device_).get_state();
-      device_generator(device_).set_state(r.device_rng);
+      device_now_ = state_of(device_generator(device_));
+      set_state(device_generator(device_), r.device_rng);
     }
   }
   ~ReplayRandomness() {
-    cpu_generator().set_state(cpu_now_);
-    if (device_now_.defined()) device_generator(device_).set_state(device_now_);
+    set_state(cpu_generator(), cpu_now_);
+    if (device_now_.defined()) set_state(device_generator(device_), device_now_);
   }
   ReplayRandomness(const ReplayRandomness&) = delete;
   ReplayRandomness& operator=(const ReplayRandomness&) = delete;
@@ -50,9 +62,27 @@ class ReplayRandomness {
   torch::Tensor cpu_now_, device_now_;
 };
 
-Precision precision_of(torch::ScalarType type) {
-  return type == torch::kBFloat16 ? Precision::BFloat16 : Precision::Float16;
+Precision precision_of(const std::optional<torch::ScalarType>& autocast) {
+  if (!autocast) return Precision::Float32;
+  return *autocast == torch::kBFloat16 ? Precision::BFloat16 : Precision::Float16;
 }
+
+// Autocast keeps the reduced copies of weights that require gradients for reuse until its
+// outermost scope ends; copies made with autograd off have no path back to the weights, and a
+// later forward with autograd on (this recompute, when backward starts inside that scope) would
+// reuse them and leave the weights without gradients. The first forward makes none.
+class AutocastCacheOff {
+ public:
+  AutocastCacheOff() : was_(at::autocast::is_autocast_cache_enabled()) {
+    at::autocast::set_autocast_cache_enabled(false);
+  }
+  ~AutocastCacheOff() { at::autocast::set_autocast_cache_enabled(was_); }
+  AutocastCacheOff(const AutocastCacheOff&) = delete;
+  AutocastCacheOff& operator=(const AutocastCacheOff&) = delete;
+
+ private:
+  bool was_;
+};
 
 class RecomputeFunction : public torch::autograd::Function<RecomputeFunction> {
  public:
@@ -60,7 +90,11 @@ class RecomputeFunction : public torch::autograd::Function<RecomputeFunction> {
   static torch::Tensor forward(AutogradContext* ctx, c10::intrusive_ptr<Replay> replay,
                                torch::TensorList inputs) {
     ctx->save_for_backward(inputs.vec());
-    auto output = replay->fn(inputs.vec());  // grad mode is off here: nothing is kept
+    torch::Tensor output;
+    {
+      AutocastCacheOff no_cache;
+      output = replay->fn(inputs.vec());  // grad mode is off here: nothing is kept
+    }
     ctx->saved_data["replay"] = c10::IValue::make_capsule(std::move(replay));
     return output;
   }
@@ -73,9 +107,9 @@ class RecomputeFunction : public torch::autograd::Function<RecomputeFunction> {
     torch::Tensor output;
     {
       ReplayRandomness randomness(*replay);
-      // Backward may run on another thread (CUDA), where autocast is off: put it back.
-      std::optional<AutocastScope> autocast;
-      if (replay->autocast) autocast.emplace(precision_of(*replay->autocast), replay->device);
+      // Backward may run on another thread (CUDA) with another autocast state: set the first
+      // forward's, on or off.
+      AutocastScope autocast(precision_of(replay->autocast), replay->device);
       torch::AutoGradMode grad(true);
       output = replay->fn(inputs);
     }
@@ -97,8 +131,8 @@ torch::Tensor recompute_in_backward(RecomputedFn fn, const std::vector<torch::Te
   auto replay = c10::make_intrusive<Replay>();
   replay->fn = std::move(fn);
   replay->device = inputs.at(0).device();
-  replay->cpu_rng = cpu_generator().get_state();
-  if (!replay->device.is_cpu()) replay->device_rng = device_generator(replay->device).get_state();
+  replay->cpu_rng = state_of(cpu_generator());
+  if (!replay->device.is_cpu()) replay->device_rng = state_of(device_generator(replay->device));
   replay->autocast = autocast_type(replay->device);
   return RecomputeFunction::apply(replay, torch::TensorList(inputs));
 }

@@ -7,7 +7,13 @@
 // The second forward sees what the first one saw: the same random numbers (dropout draws its
 // seeds from LibTorch's default generators, whose states are saved and put back) and the same
 // autocast type, so the gradients equal those of the plain layer and the random stream after
-// backward is the one the plain layer leaves.
+// backward is the one the plain layer leaves. (On CUDA, LibTorch may pick another attention
+// kernel when its inputs require gradients, and with attention dropout draw other masks; the
+// gradients are then those of another dropout draw.)
+//
+// A recomputed layer's parameters must not be used outside it: the nested backward accumulates
+// their gradients on its own, and the multi-process gradient buckets count one accumulation per
+// parameter and backward.
 #pragma once
 #include <torch/torch.h>
 

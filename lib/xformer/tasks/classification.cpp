@@ -176,7 +176,7 @@ class ClassificationTask : public Task {
   // images): one line per image with the top --top-k classes (default 1) and probabilities.
   void sample(const SampleOptions& o) override {
     if (o.beam > 0 || o.temperature || o.top_p < 1 || !o.primer.empty() || o.length > 0 || !o.attention.empty() ||
-        o.wav)
+        o.wav || o.stream)
       throw ConfigError("usage error: classification takes --input, --num, --top-k and --out only");
     torch::NoGradGuard no_grad;
     model_->eval();

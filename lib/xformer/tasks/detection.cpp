@@ -152,7 +152,7 @@ class DetectionTask : public Task {
   // images) and writes each picture with its boxes drawn, plus detections.json.
   void sample(const SampleOptions& o) override {
     if (o.beam > 0 || o.temperature || o.top_k > 0 || o.top_p < 1 || !o.primer.empty() || o.length > 0 ||
-        !o.attention.empty() || o.wav)
+        !o.attention.empty() || o.wav || o.stream)
       throw ConfigError("usage error: detection takes --input, --num and --out only");
     torch::NoGradGuard no_grad;
     DetectionSet set;

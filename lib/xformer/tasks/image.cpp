@@ -184,8 +184,9 @@ class ImageTask : public Task {
 
   void sample(const SampleOptions& o) override {
     if (o.beam > 0) throw ConfigError("usage error: images are sampled (--temperature), not searched (--beam)");
-    if (!o.primer.empty() || o.length > 0 || !o.attention.empty() || o.wav || o.top_k > 0 || o.top_p < 1)
-      throw ConfigError("usage error: --primer, --length, --attention, --wav, --top-k and --top-p are not for image tasks");
+    if (!o.primer.empty() || o.length > 0 || !o.attention.empty() || o.wav || o.top_k > 0 || o.top_p < 1 || o.stream)
+      throw ConfigError(
+          "usage error: --primer, --length, --attention, --wav, --top-k, --top-p and --stream are not for image tasks");
     std::vector<double> temperatures = o.temperature ? std::vector<double>{*o.temperature}
                                                      : t_.at("sample_temperatures").get<std::vector<double>>();
     const fs::path out_dir = o.out.empty() ? fs::path(ctx_.run_dir) / "samples" : fs::path(o.out);

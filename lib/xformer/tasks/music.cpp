@@ -145,6 +145,7 @@ class MusicTask : public Task {
 
   void sample(const SampleOptions& o) override {
     if (o.beam > 0) throw ConfigError("usage error: music is sampled (--temperature), not searched (--beam)");
+    if (o.stream) throw ConfigError("usage error: --stream is for translation (music continues --primer)");
     if (!o.attention.empty()) attention_layer(o);  // refuse a bad layer before sampling
     const int64_t length = o.length > 0 ? o.length : t_.at("sample_length").get<int64_t>();
     std::vector<int> prefix = {PerformanceVocab::kBos};

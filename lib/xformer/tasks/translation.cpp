@@ -7,6 +7,8 @@
 #include <functional>
 #include <iostream>
 
+#include <unistd.h>  // isatty
+
 #include "xformer/core/atomic_file.h"
 #include "xformer/core/error.h"
 #include "xformer/data/batching.h"
@@ -165,32 +167,49 @@ class TranslationTask : public Task {
                         " translations per line need --beam " + std::to_string(opts.num) +
                         " or wider (the n-best list; the run's task.beam is " + std::to_string(run_beam) +
                         ") or --temperature (samples)");
-    auto lines = data::read_lines(opts.input.empty() ? "-" : opts.input);
+    const std::string input = opts.input.empty() ? "-" : opts.input;
     decode::SearchOptions o = search_options();
     if (beam > tokenizer_->vocab_size())
       throw ConfigError("usage error: --beam " + std::to_string(beam) + " is wider than the vocabulary (" +
                         std::to_string(tokenizer_->vocab_size()) + " pieces)");
     o.beam = beam;
     o.lenpen = opts.lenpen.value_or(t_.at("lenpen").get<double>());
-    std::vector<std::string> inputs;
-    for (const auto& l : lines)
-      for (int i = 0; i < (opts.temperature ? opts.num : 1); ++i) inputs.push_back(l);
     if (opts.temperature) {
       o.temperature = *opts.temperature;
       o.top_k = opts.top_k;
       o.top_p = opts.top_p;
       o.seed = opts.seed;
     }
-    // --num N: N samples of each line, or its N best beam hypotheses (best first).
-    const int64_t nbest = opts.temperature ? 1 : opts.num;
-    auto outputs = translate(inputs, o, /*sampling=*/opts.temperature.has_value(), nbest);
+    // The input is checked before --out is opened, so that a missing input leaves an existing
+    // file as it was, and an unwritable --out is refused before anything is translated.
+    data::check_input_file(input);
+    std::error_code no_file;
+    if (!opts.out.empty() && input != "-" && fs::equivalent(input, opts.out, no_file))
+      throw ConfigError("usage error: --out '" + opts.out + "' is the --input file");
     std::ofstream file;
     if (!opts.out.empty()) {
       file.open(opts.out);
       if (!file) throw DataError("cannot write '" + opts.out + "'");
     }
     std::ostream& out = opts.out.empty() ? std::cout : file;
-    for (const auto& s : outputs) out << s << "\n";
+    // --num N: N samples of each line, or its N best beam hypotheses (best first).
+    const int64_t nbest = opts.temperature ? 1 : opts.num;
+    uint64_t batches = 0;
+    auto answer = [&](const std::vector<std::string>& lines) {
+      std::vector<std::string> inputs;
+      for (const auto& l : lines)
+        for (int i = 0; i < (opts.temperature ? opts.num : 1); ++i) inputs.push_back(l);
+      for (const auto& s : translate(inputs, o, /*sampling=*/opts.temperature.has_value(), nbest, &batches))
+        out << s << "\n";
+      out.flush();
+    };
+    // Someone typing at a terminal (or a program feeding a pipe line by line, with --stream)
+    // gets each translation as soon as the line is entered; otherwise the input is read to the
+    // end first, so that batches group sentences of similar length.
+    if (opts.stream || (input == "-" && isatty(STDIN_FILENO)))
+      data::for_each_line(input, [&](const std::string& line) { answer({line}); });
+    else
+      answer(data::read_lines(input));
   }
 
  private:
@@ -317,8 +336,11 @@ class TranslationTask : public Task {
 
   // Translates raw sentences in batches of similar length; returns detokenized outputs in the
   // input order, `nbest` per sentence (beam search only), sentence-major.
-  std::vector<std::string> translate(const std::vector<std::string>& sentences,
-                                     decode::SearchOptions o, bool sampling = false, int64_t nbest = 1) {
+  // Sampling, batch b draws from seed o.seed + b * 0x9E3779B97F4A7C15 (the golden ratio in 64
+  // bits: neighbouring seeds give unrelated batches), b counted on from *batches when given, so
+  // that no two batches of one `sample` share a seed.
+  std::vector<std::string> translate(const std::vector<std::string>& sentences, decode::SearchOptions o,
+                                     bool sampling = false, int64_t nbest = 1, uint64_t* batches = nullptr) {
     model_->eval();
     torch::NoGradGuard no_grad;
     std::vector<std::vector<int32_t>> encoded;
@@ -333,7 +355,8 @@ class TranslationTask : public Task {
     const int64_t per_batch = t_.at("decode_batch");
     const double a = t_.at("max_len_a");
     const int64_t b = t_.at("max_len_b");
-    uint64_t batch_no = 0;
+    uint64_t first_batch = 0;
+    uint64_t& batch_no = batches ? *batches : first_batch;
     for (const auto& idx : data::make_batches(lengths, per_batch * max_len_, per_batch, false, 0, 0)) {
       const int64_t B = idx.size();
       int64_t S = 0;
@@ -360,7 +383,7 @@ class TranslationTask : public Task {
       std::vector<decode::Hypothesis> hyps;
       if (sampling) {
         decode::SearchOptions per_batch_options = o;
-        per_batch_options.seed = o.seed + batch_no++;
+        per_batch_options.seed = o.seed + batch_no++ * 0x9E3779B97F4A7C15ULL;
         hyps = decode::sample(stepper, B, per_batch_options);
       } else {
         hyps = o.beam > 1 ? decode::beam_search(stepper, B, o) : decode::greedy(stepper, B, o);

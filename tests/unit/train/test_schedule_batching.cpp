@@ -233,6 +233,14 @@ TEST_CASE("read_parallel_corpus reports malformed lines with file:line", "[data]
   CHECK(contains(error_message([&] { data::read_parallel_corpus(dir.str("nope.tsv")); }), "nope.tsv"));
   // A folder given as input (e.g. sample --input) is named, not read as no lines.
   CHECK(contains(error_message([&] { data::read_lines(dir.str()); }), "(it is a folder)"));
+  CHECK(contains(error_message([&] { data::for_each_line(dir.str("nope.txt"), [](const std::string&) {}); }),
+                 "cannot open input file '" + dir.str("nope.txt") + "'"));
+  // Line ends (\r\n too) are removed; a last line without one counts; blank lines stay.
+  write(dir.str("lines.txt"), "one\r\n\ntwo");
+  std::vector<std::string> seen;
+  data::for_each_line(dir.str("lines.txt"), [&](const std::string& l) { seen.push_back(l); });
+  CHECK(seen == std::vector<std::string>{"one", "", "two"});
+  CHECK(data::read_lines(dir.str("lines.txt")) == seen);
 }
 
 TEST_CASE("read_parallel_corpus: two line-aligned files", "[data][corpus]") {
