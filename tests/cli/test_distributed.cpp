@@ -48,6 +48,15 @@ TEST_CASE("two ranks over Gloo train as one process with the same effective batc
   // Only rank 0 writes: one metrics line per step, one config, one log.
   CHECK(fs::exists(tmp.str("two") + "/checkpoints/last.pt"));
 
+  SECTION("recomputed layers: the gradient buckets, filled inside the layers' own backward, still add up") {
+    auto recomputed = run_xformer("train --nproc 2 " + tiny_args(tmp.str("recomputed"), tmp.str("spm")) + kQuick +
+                                  " --set train.max_steps=6 --set train.recompute_activations=true"
+                                  " --set train.dist_bucket_mb=0.01");  // many buckets, sent during backward
+    INFO(recomputed.output);
+    REQUIRE(recomputed.exit_code == 0);
+    check_same_losses(read_metrics(tmp.str("one"), "train"), read_metrics(tmp.str("recomputed"), "train"));
+  }
+
   SECTION("resume of a two-rank run continues exactly (dropout on: every rank's RNG restored)") {
     check_exact_resume(tmp.str("resume"), [&](const std::string& run) {
       return "--nproc 2 " + tiny_args(run, tmp.str("spm")) + kQuick + " --set model.dropout=0.1";
