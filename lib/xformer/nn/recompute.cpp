@@ -70,7 +70,8 @@ Precision precision_of(const std::optional<torch::ScalarType>& autocast) {
 // Autocast keeps the reduced copies of weights that require gradients for reuse until its
 // outermost scope ends; copies made with autograd off have no path back to the weights, and a
 // later forward with autograd on (this recompute, when backward starts inside that scope) would
-// reuse them and leave the weights without gradients. The first forward makes none.
+// reuse them and leave the weights without gradients. So the first forward runs with the
+// cache off.
 class AutocastCacheOff {
  public:
   AutocastCacheOff() : was_(at::autocast::is_autocast_cache_enabled()) {
