@@ -52,6 +52,9 @@ void write_cifar10_batch(const std::string& path, int records);
 int free_port();
 
 // Max |a - b|, for parity checks.
+// Equal up to rounding (1e-12 relative or absolute): a metric computed two ways.
+inline Approx near(double x) { return Approx(x).epsilon(1e-12).margin(1e-12); }
+
 inline double max_abs_diff(const torch::Tensor& a, const torch::Tensor& b) {
   return (a - b).abs().max().item<double>();
 }

@@ -1,13 +1,16 @@
-// xformer sample --run DIR [--input FILE|-] [--stream] [--beam N --lenpen A | --temperature T] [--top-k K]
+// xformer sample --run DIR [--input FILE|-] [--stream] [--scores] [--beam N --lenpen A | --temperature T] [--top-k K]
 //                [--top-p P] [--num N] [--seed S] [--out FILE|DIR] [--length N] [--primer FILE]
 //                [--attention FILE.html [--attention-layer L]] [--wav] [--checkpoint C] [--no-ema]
 //                [--set KEY=VALUE]...
 #include <spdlog/fmt/fmt.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "verbs.h"
 #include "xformer/core/error.h"
+#include "xformer/core/registry.h"
+#include "xformer/train/run_dir.h"
 
 namespace xformer::app {
 
@@ -19,6 +22,7 @@ struct SampleArgs {
   SampleOptions options;
   double temperature = 0, lenpen = 0;
   bool temperature_given = false, beam_given = false, lenpen_given = false;
+  std::vector<std::string> given;  // the options on the command line ("--run", "--beam", ...)
 };
 
 // Refused before the run is loaded; the negated comparisons also catch nan.
@@ -37,8 +41,25 @@ void check_options(const SampleArgs& a) {
   if (o.length < 0) throw bad("--length", ">= 0", static_cast<double>(o.length));
 }
 
+// An option the run's task does not take is refused, never ignored (--length for translation,
+// --beam for music, ...). Read from the run's config before its model is loaded.
+void check_task_takes(const SampleArgs& a) {
+  const std::string task = train::read_run_config(a.run_dir)["task"].value("name", "");
+  if (task.empty()) return;  // not a whole run config: loading the run says so
+  const auto& takes = Registry::get().task(task).sample_options;
+  const std::vector<std::string> every_task = {"--run", "--checkpoint", "--no-ema", "--set"};
+  auto listed = [](const std::vector<std::string>& names, const std::string& name) {
+    return std::find(names.begin(), names.end(), name) != names.end();
+  };
+  for (const auto& name : a.given)
+    if (!listed(every_task, name) && !listed(takes, name))
+      throw ConfigError(fmt::format("usage error: {} is not for {} runs; their sample options are {}", name, task,
+                                    fmt::join(takes, ", ")));
+}
+
 int sample(SampleArgs a) {
   check_options(a);
+  check_task_takes(a);
   if (a.temperature_given) a.options.temperature = a.temperature;
   if (a.lenpen_given) a.options.lenpen = a.lenpen;
   auto run = load_run(a.run_dir, a.checkpoint, a.sets);
@@ -60,6 +81,9 @@ void add_sample(CLI::App& app, Action& run) {
   cmd->add_flag("--stream", o.stream,
                 "Translate each input line as soon as it is read (the default when stdin is a terminal) "
                 "instead of reading to the end and batching (translation)");
+  cmd->add_flag("--scores", o.scores,
+                "Print each translation after its log-probability under the model (natural log, end of "
+                "sentence included) and a tab (translation)");
   auto* beam = cmd->add_option("--beam", o.beam, "Beam search with this width (default: the run's task.beam)");
   auto* lenpen = cmd->add_option("--lenpen", args->lenpen,
                                  "GNMT length penalty alpha for beam search (default: the run's task.lenpen)")
@@ -80,7 +104,9 @@ void add_sample(CLI::App& app, Action& run) {
   cmd->add_option("--attention-layer", o.attention_layer,
                   "Layer shown by --attention; negative counts from the last")->capture_default_str();
   beam->excludes(temp);
-  cmd->callback([args, beam, temp, lenpen, &run] {
+  cmd->callback([args, cmd, beam, temp, lenpen, &run] {
+    for (const CLI::Option* option : cmd->get_options())
+      if (option->count() > 0) args->given.push_back(option->get_name());
     args->temperature_given = temp->count() > 0;
     args->beam_given = beam->count() > 0;
     args->lenpen_given = lenpen->count() > 0;

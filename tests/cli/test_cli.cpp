@@ -1,15 +1,13 @@
 // End-to-end tests of the xformer binary on the tiny translation config: the verbs, the run
 // directory, exact resume, interruption, and the errors a user can make.
-#include <filesystem>
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <regex>
 #include <sstream>
 
 #include "cli/cli_helpers.h"
 #include "test_support.h"
-#include "xformer/data/image.h"
-#include "xformer/data/midi.h"
 #include "xformer/metrics/bleu.h"
 #include "xformer/metrics/chrf.h"
 
@@ -211,7 +209,8 @@ TEST_CASE("train, eval and sample the tiny config end to end", "[cli][e2e]") {
   // Options of free generation are refused, not ignored.
   r = run_xformer("sample --run '" + run + "' --input " + tmp.str("in.txt") + " --length 5");
   CHECK(r.exit_code == 2);
-  CHECK(r.output.find("not for translation") != std::string::npos);
+  CHECK(r.output.find("--length is not for translation runs; their sample options are --input, --stream,") !=
+        std::string::npos);
   r = run_xformer("sample --run '" + run + "' --input " + tmp.str("in.txt") + " --top-k 5");
   CHECK(r.exit_code == 2);
   CHECK(r.output.find("need --temperature") != std::string::npos);
@@ -232,6 +231,21 @@ TEST_CASE("train, eval and sample the tiny config end to end", "[cli][e2e]") {
     REQUIRE(n_lines.size() == 6);
     REQUIRE(b_lines.size() == 3);
     for (size_t i = 0; i < 3; ++i) CHECK(n_lines[2 * i] == b_lines[i]);
+    // --scores: the same n-best list, each translation after its log-probability and a tab.
+    REQUIRE(run_xformer(beam3 + " --num 2 --scores --out " + tmp.str("scored.txt")).exit_code == 0);
+    std::ifstream scored(tmp.str("scored.txt"));
+    std::vector<std::string> s_lines;
+    for (std::string l; std::getline(scored, l);) s_lines.push_back(l);
+    REQUIRE(s_lines.size() == 6);
+    for (size_t i = 0; i < 6; ++i) {
+      INFO(s_lines[i]);
+      const auto tab = s_lines[i].find('\t');
+      REQUIRE(tab != std::string::npos);
+      CHECK(s_lines[i].substr(tab + 1) == n_lines[i]);
+      const double log_prob = std::stod(s_lines[i].substr(0, tab));
+      CHECK(std::isfinite(log_prob));
+      CHECK(log_prob < 0);
+    }
   }
 
   const std::string sample_args = "sample --run '" + run + "' --input " + tmp.str("in.txt") +
@@ -390,294 +404,4 @@ TEST_CASE("docs/configs.md lists every key as `xformer info --config-doc` does",
   CHECK(r.output.find("`optim.lr`") != std::string::npos);
   CHECK(r.output.find("`task.max_tokens`") != std::string::npos);
   CHECK(r.output.find("`model.d_model`") != std::string::npos);
-}
-
-TEST_CASE("music: train, eval and sample the tiny config end to end", "[cli][e2e][music]") {
-  TempDir tmp("cli_music");
-  // The training folder: the fixture's pieces plus a truncated file, which must be skipped.
-  fs::copy(source_path("tests/data/music/train"), tmp.str("train"));
-  fs::copy_file(source_path("tests/data/music/corrupt/truncated.mid"), tmp.str("train/truncated.mid"));
-  const std::string run = tmp.str("run");
-  auto r = run_xformer("train --config configs/music/tiny.json --run-dir '" + run +
-                       "' --set task.train='" + tmp.str("train") + "' --set train.max_steps=60");
-  INFO(r.output);
-  REQUIRE(r.exit_code == 0);
-  CHECK(r.output.find("truncated.mid") != std::string::npos);
-  CHECK(r.output.find("1 unreadable files skipped") != std::string::npos);
-  auto train = read_metrics(run, "train");
-  REQUIRE(train.size() == 6);
-  CHECK(train.back()["loss"].get<double>() < 0.85 * train.front()["loss"].get<double>());
-  auto valid = read_metrics(run, "valid");
-  check_metrics_declared(run);
-  REQUIRE(valid.size() == 3);
-  CHECK(valid.back()["nll"].get<double>() < valid.front()["nll"].get<double>());
-
-  r = run_xformer("eval --run '" + run + "' --split test");
-  INFO(r.output);
-  REQUIRE(r.exit_code == 0);
-  auto test = read_metrics(run, "test");
-  REQUIRE(test.size() == 1);
-  // NLL per event in nats, below the uniform distribution's log(391).
-  CHECK(test[0]["nll"].get<double>() < std::log(391.0));
-
-  r = run_xformer("sample --run '" + run + "' --temperature 0.9 --num 2 --length 80 --seed 3 --out '" +
-                  tmp.str("out") + "' --primer tests/data/music/test/piece_01.mid");
-  INFO(r.output);
-  REQUIRE(r.exit_code == 0);
-  for (const char* f : {"out/sample_1.mid", "out/sample_2.mid"}) {
-    auto m = xformer::data::read_midi(tmp.str(f));
-    CHECK(m.notes.size() > 10);  // the primer's notes at least
-  }
-  CHECK(run_xformer("sample --run '" + run + "' --beam 2").exit_code == 2);
-  // --length counts the events generated (EOS, which the model never puts right after BOS, aside).
-  r = run_xformer("sample --run '" + run + "' --length 1 --out '" + tmp.str("one") + "'");
-  INFO(r.output);
-  CHECK(r.output.find("sample_1.mid (1 events") != std::string::npos);
-
-  // The attention page of the first sample: 2 heads of the tiny model's last layer.
-  r = run_xformer("sample --run '" + run + "' --length 40 --out '" + tmp.str("out") + "' --attention '" +
-                  tmp.str("att.html") + "'");
-  INFO(r.output);
-  REQUIRE(r.exit_code == 0);
-  std::ifstream page_in(tmp.str("att.html"));
-  const std::string page((std::istreambuf_iterator<char>(page_in)), {});
-  CHECK(page.find("\"heads\":2") != std::string::npos);
-  CHECK(page.find("\"BOS\"") != std::string::npos);
-  CHECK(run_xformer("sample --run '" + run + "' --attention x.html --attention-layer 5").exit_code == 2);
-
-  // --wav renders audio where FluidSynth and a soundfont are installed, and says so otherwise.
-  r = run_xformer("sample --run '" + run + "' --length 20 --wav --out '" + tmp.str("wav") + "'");
-  INFO(r.output);
-  REQUIRE(r.exit_code == 0);
-  CHECK((fs::exists(tmp.str("wav/sample_1.wav")) || r.output.find("--wav: ") != std::string::npos));
-
-  // Absolute positions cannot go past model.max_positions: refused before sampling starts.
-  const std::string abs_run = tmp.str("absolute");
-  r = run_xformer("train --config configs/music/tiny.json --run-dir '" + abs_run +
-                  "' --set model.attention=absolute --set train.max_steps=2 --set train.eval_every=0");
-  REQUIRE(r.exit_code == 0);
-  r = run_xformer("sample --run '" + abs_run + "' --length 600");
-  CHECK(r.exit_code == 2);
-  CHECK(r.output.find("max_positions 512") != std::string::npos);
-
-  // Local attention (blocks of 16) trains, and samples past several blocks over the cache.
-  const std::string local_run = tmp.str("local");
-  r = run_xformer("train --config configs/music/tiny.json --run-dir '" + local_run +
-                  "' --set model.local_block=16 --set train.max_steps=2 --set train.eval_every=0");
-  INFO(r.output);
-  REQUIRE(r.exit_code == 0);
-  r = run_xformer("sample --run '" + local_run + "' --length 80 --out '" + tmp.str("local_out") + "'");
-  INFO(r.output);
-  CHECK(r.exit_code == 0);
-  CHECK(fs::exists(tmp.str("local_out/sample_1.mid")));
-  CHECK(run_xformer("train --config configs/music/tiny.json --run-dir '" + tmp.str("bad") +
-                    "' --set model.local_block=-1").exit_code == 2);
-}
-
-TEST_CASE("image tasks: train, eval and sample the tiny configs end to end", "[cli][e2e][image]") {
-  TempDir tmp("cli_image");
-  // The training folder: the fixture's pictures plus a truncated PNG, which must be skipped.
-  fs::copy(source_path("tests/data/images/train"), tmp.str("train"));
-  fs::copy_file(source_path("tests/data/images/corrupt/truncated.png"), tmp.str("train/truncated.png"));
-  const std::string run = tmp.str("sr");
-  auto r = run_xformer("train --config configs/super_resolution/tiny.json --run-dir '" + run +
-                       "' --set task.train='" + tmp.str("train") + "'");
-  INFO(r.output);
-  REQUIRE(r.exit_code == 0);
-  CHECK(r.output.find("truncated.png") != std::string::npos);
-  CHECK(r.output.find("1 unreadable files skipped") != std::string::npos);
-  auto train = read_metrics(run, "train");
-  REQUIRE(train.size() == 4);
-  CHECK(train.back()["loss"].get<double>() < 0.97 * train.front()["loss"].get<double>());
-  auto valid = read_metrics(run, "valid");
-  check_metrics_declared(run);
-  REQUIRE(valid.size() == 2);
-  for (const char* k : {"bits_per_dim", "psnr", "ssim", "bicubic_psnr", "bicubic_ssim"}) CHECK(valid.back().contains(k));
-  // bits/dim is the NLL per intensity in bits.
-  CHECK(valid.back()["bits_per_dim"].get<double>() ==
-        Approx(valid.back()["nll"].get<double>() / std::log(2.0)));
-  CHECK(fs::exists(fs::path(run) / "samples" / "valid_step40.png"));
-
-  r = run_xformer("eval --run '" + run + "' --split test");
-  INFO(r.output);
-  REQUIRE(r.exit_code == 0);
-  REQUIRE(read_metrics(run, "test").size() == 1);
-
-  // Samples at each default temperature, and the grid; an HR-size input is downsampled first.
-  r = run_xformer("sample --run '" + run + "' --num 2 --seed 3 --out '" + tmp.str("out") + "'");
-  INFO(r.output);
-  REQUIRE(r.exit_code == 0);
-  for (const char* f : {"out/grid.png", "out/sample_1_t0.80_1.png", "out/sample_2_t1.00_2.png"})
-    CHECK(fs::exists(tmp.str(f)));
-  auto sample = xformer::data::read_image(tmp.str("out/sample_1_t0.90_2.png"));
-  CHECK(sample.height == 8);
-  CHECK(sample.width == 8);
-  // Same seed, same samples.
-  REQUIRE(run_xformer("sample --run '" + run + "' --num 2 --seed 3 --out '" + tmp.str("again") + "'").exit_code == 0);
-  CHECK(xformer::data::read_image(tmp.str("again/sample_1_t0.90_2.png")).pixels == sample.pixels);
-  r = run_xformer("sample --run '" + run + "' --input tests/data/images/test/picture_01.png --temperature 0.925 --out '" +
-                  tmp.str("one") + "'");
-  INFO(r.output);
-  CHECK(r.exit_code == 0);
-  CHECK(fs::exists(tmp.str("one/sample_1_t0.925_1.png")));  // not rounded to 0.93 (or 0.92)
-  CHECK(run_xformer("sample --run '" + run + "' --beam 2").exit_code == 2);
-
-  // Unconditional generation.
-  const std::string gen = tmp.str("gen");
-  r = run_xformer("train --config configs/image_generation/tiny.json --run-dir '" + gen + "'");
-  INFO(r.output);
-  REQUIRE(r.exit_code == 0);
-  CHECK(read_metrics(gen, "valid").back().contains("bits_per_dim"));
-  check_metrics_declared(gen);
-  r = run_xformer("sample --run '" + gen + "' --num 3 --temperature 1.0 --out '" + tmp.str("gen_out") + "'");
-  INFO(r.output);
-  CHECK(r.exit_code == 0);
-  CHECK(fs::exists(tmp.str("gen_out/sample_1_t1.00_3.png")));
-  // CIFAR-10 binary batches, chosen by a wildcard pattern.
-  fs::create_directories(tmp.str("cifar"));
-  for (const char* f : {"data_batch_1.bin", "data_batch_2.bin", "test_batch.bin"})
-    xformer::testing::write_cifar10_batch(tmp.str(std::string("cifar/") + f), 3);
-  r = run_xformer("train --config configs/image_generation/tiny.json --run-dir '" + tmp.str("cifar_run") +
-                  "' --set train.max_steps=2 --set task.train='" + tmp.str("cifar/data_batch_*.bin") +
-                  "' --set task.valid='" + tmp.str("cifar/test_batch.bin") + "'");
-  INFO(r.output);
-  CHECK(r.exit_code == 0);
-  CHECK(r.output.find("train: 6 images from") != std::string::npos);
-  CHECK(r.output.find("valid: 3 images from") != std::string::npos);
-
-  // Config mistakes are usage errors.
-  CHECK(run_xformer("train --config configs/super_resolution/tiny.json --run-dir '" + tmp.str("bad1") +
-                    "' --set task.scale=3").exit_code == 2);
-  CHECK(run_xformer("train --config configs/super_resolution/tiny.json --run-dir '" + tmp.str("bad2") +
-                    "' --set model.encoder_layers=0").exit_code == 2);
-}
-
-TEST_CASE("classification: train, eval, sample and model stats end to end", "[cli][e2e][classification]") {
-  TempDir tmp("cli_classification");
-  const std::string run = tmp.str("run");
-  auto r = run_xformer("train --config configs/classification/tiny.json --run-dir '" + run + "'");
-  INFO(r.output);
-  REQUIRE(r.exit_code == 0);
-  auto train = read_metrics(run, "train");
-  REQUIRE(train.size() == 6);
-  CHECK(train.back()["loss"].get<double>() < 0.8 * train.front()["loss"].get<double>());
-  auto valid = read_metrics(run, "valid");
-  check_metrics_declared(run);
-  REQUIRE(valid.size() == 2);
-  CHECK(valid.back()["accuracy"].get<double>() > 0.3);  // 10 classes: chance is 0.1
-  CHECK(valid.back()["top5_accuracy"].get<double>() >= valid.back()["accuracy"].get<double>());
-  CHECK(valid.back()["error"].get<double>() == Approx(1 - valid.back()["accuracy"].get<double>()));
-
-  r = run_xformer("eval --run '" + run + "' --split test");
-  INFO(r.output);
-  REQUIRE(r.exit_code == 0);
-  const auto test = read_metrics(run, "test");
-  REQUIRE(test.size() == 1);
-  // The confusion matrix: 10 rows under a header, counts adding up to the 100 test images, its
-  // diagonal the accuracy.
-  std::ifstream confusion(fs::path(run) / "samples" / "test.confusion.tsv");
-  REQUIRE(confusion.good());
-  std::string line;
-  std::getline(confusion, line);
-  int rows = 0, total = 0, diagonal = 0;
-  while (std::getline(confusion, line)) {
-    std::istringstream cells(line);
-    std::string name;
-    cells >> name;
-    for (int j = 0, n; cells >> n; ++j) total += n, diagonal += j == rows ? n : 0;
-    ++rows;
-  }
-  CHECK(rows == 10);
-  CHECK(total == 100);
-  CHECK(diagonal == Approx(100 * test[0]["accuracy"].get<double>()));
-
-  r = run_xformer("sample --run '" + run + "' --num 3 --top-k 2 --out '" + tmp.str("pred.tsv") + "'");
-  INFO(r.output);
-  REQUIRE(r.exit_code == 0);
-  std::ifstream pred(tmp.str("pred.tsv"));
-  std::vector<std::string> lines;
-  while (std::getline(pred, line)) lines.push_back(line);
-  REQUIRE(lines.size() == 4);
-  CHECK(lines[1].rfind("test[0]\t7\t", 0) == 0);  // MNIST's first test digit is a 7
-  // An image file is classified too (converted to grey and resized to 14x14).
-  r = run_xformer("sample --run '" + run + "' --input tests/data/images/test/picture_01.png");
-  INFO(r.output);
-  CHECK(r.exit_code == 0);
-  CHECK(r.output.find("picture_01.png\t") != std::string::npos);
-  CHECK(run_xformer("sample --run '" + run + "' --temperature 1").exit_code == 2);
-
-  // Model statistics without data: the SASA paper's ResNet-26 at ImageNet size.
-  r = run_xformer("info --config configs/classification/tiny.json --model-stats --set task.size=224 "
-                  "--set task.channels=3 --set task.classes=1000 --set model.width=64 --set model.stem_width=64 "
-                  "--set model.small_images=false --set model.heads=8 --set model.kernel=7 --set model.stem_kernel=4 "
-                  "--set model.stem_mixtures=4 --set task.train=/nonexistent");
-  INFO(r.output);
-  CHECK(r.exit_code == 0);
-  CHECK(r.output.find("(10.") != std::string::npos);  // 10.3M parameters
-  CHECK(r.output.find("at 224x224") != std::string::npos);
-  CHECK(run_xformer("info --model-stats").exit_code == 2);
-  CHECK(run_xformer("train --config configs/classification/tiny.json --run-dir '" + tmp.str("bad") +
-                    "' --set model.depth=34").exit_code == 2);
-  CHECK(run_xformer("train --config configs/classification/tiny.json --run-dir '" + tmp.str("bad2") +
-                    "' --set model.heads=3").exit_code == 2);
-}
-
-TEST_CASE("classification: resume with augmentation reproduces the same losses", "[cli][resume][classification]") {
-  TempDir tmp("cli_classification_resume");
-  // Random crops and flips on, checkpoint mid-epoch (13 batches of 32 per epoch of 400).
-  check_exact_resume(tmp.str(), [](const std::string& run) {
-    return "--config configs/classification/tiny.json --set task.crop_padding=2 --set task.horizontal_flip=true"
-           " --set train.log_every=1 --set train.eval_every=0 --set train.save_every=9 --run-dir '" + run + "'";
-  }, 9, 18);
-}
-
-TEST_CASE("detection: train, eval and sample the tiny config end to end", "[cli][e2e][detection]") {
-  TempDir tmp("cli_detection");
-  const std::string run = tmp.str("run");
-  auto r = run_xformer("train --config configs/detection/tiny.json --run-dir '" + run + "'");
-  INFO(r.output);
-  REQUIRE(r.exit_code == 0);
-  auto train = read_metrics(run, "train");
-  REQUIRE(train.size() == 4);
-  CHECK(train.back()["loss"].get<double>() < 0.7 * train.front()["loss"].get<double>());
-  auto valid = read_metrics(run, "valid");
-  check_metrics_declared(run);
-  REQUIRE(valid.size() == 2);
-  for (const char* k : {"map", "ap50", "ap75", "ap_small", "ap_medium", "ap_large"}) CHECK(valid.back().contains(k));
-  CHECK(valid.back()["ap50"].get<double>() > valid.front()["ap50"].get<double>());
-  CHECK(valid.back()["ap50"].get<double>() >= valid.back()["map"].get<double>());
-
-  r = run_xformer("eval --run '" + run + "' --split test");
-  INFO(r.output);
-  REQUIRE(r.exit_code == 0);
-  REQUIRE(read_metrics(run, "test").size() == 1);
-  // Detections in COCO's results format, with the dataset's category ids (1..10).
-  std::ifstream results(fs::path(run) / "samples" / "test.detections.json");
-  REQUIRE(results.good());
-  const auto found = nlohmann::json::parse(results);
-  REQUIRE(!found.empty());
-  CHECK(found[0]["category_id"].get<int>() >= 1);
-  CHECK(found[0]["bbox"].size() == 4);
-
-  r = run_xformer("sample --run '" + run + "' --num 2 --out '" + tmp.str("out") + "'");
-  INFO(r.output);
-  REQUIRE(r.exit_code == 0);
-  CHECK(xformer::data::read_image(tmp.str("out/000001.png")).width == 32);
-  CHECK(fs::exists(tmp.str("out/detections.json")));
-  r = run_xformer("sample --run '" + run + "' --input tests/data/detection/valid --out '" + tmp.str("dir") + "'");
-  INFO(r.output);
-  CHECK(r.exit_code == 0);
-  CHECK(fs::exists(tmp.str("dir/000008.png")));
-  CHECK(run_xformer("sample --run '" + run + "' --temperature 1").exit_code == 2);
-
-  // Broken annotations are named; config mistakes are usage errors.
-  std::ofstream(tmp.str("bad.json")) << R"({"images": [{"id": 1, "file_name": "a.png"}], "annotations": [)"
-                                     << R"({"id": 7, "image_id": 2, "category_id": 1, "bbox": [0, 0, 4, 4]}],)"
-                                     << R"( "categories": [{"id": 1, "name": "x"}]})";
-  r = run_xformer("train --config configs/detection/tiny.json --run-dir '" + tmp.str("bad") + "' --set task.train='" +
-                  tmp.str("bad.json") + "'");
-  CHECK(r.exit_code == 1);
-  CHECK(r.output.find("annotation 7 refers to unknown image 2") != std::string::npos);
-  CHECK(run_xformer("train --config configs/detection/tiny.json --run-dir '" + tmp.str("bad2") +
-                    "' --set model.backbone=vgg").exit_code == 2);
 }

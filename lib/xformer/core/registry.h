@@ -22,6 +22,9 @@ struct TaskEntry {
   // The names its evaluation can report for this (resolved) config: train.best_metric must be
   // one of them, which is checked before a run starts rather than at its first evaluation.
   std::function<std::vector<std::string>(const json& config)> metrics;
+  // The options of `xformer sample` it takes ("--input", "--beam", ...): the verb refuses the
+  // others (all but --run, --checkpoint, --no-ema and --set) before the run is loaded.
+  std::vector<std::string> sample_options;
 };
 
 struct ArchEntry {

@@ -1,7 +1,7 @@
 // Process-wide runtime settings: device choice, CPU thread counts, interrupt handling.
 #pragma once
-#include <torch/torch.h>
-
+#include <c10/core/Device.h>
+#include <cstdint>
 #include <string>
 
 namespace xformer {
@@ -24,12 +24,12 @@ void keep_freed_memory_for_reuse();
 std::string blas_core_name();
 
 // "auto" -> CUDA when available, else CPU. ConfigError for "cuda" without a GPU.
-torch::Device resolve_device(const std::string& name);
+c10::Device resolve_device(const std::string& name);
 
 // The GPU of local rank `local_rank` (one per rank, shared round-robin when there are fewer),
 // made the current device so that every CUDA call of the process (NCCL's included) uses it;
 // `device` itself when it is not CUDA.
-torch::Device device_for_local_rank(const torch::Device& device, int local_rank);
+c10::Device device_for_local_rank(const c10::Device& device, int local_rank);
 
 // The cores this process may run on (its CPU affinity, which Slurm and taskset restrict),
 // at least 1.

@@ -8,7 +8,7 @@ namespace F = torch::nn::functional;
 
 namespace {
 
-torch::nn::Conv2d conv(int64_t in, int64_t out, int64_t kernel, int64_t stride = 1) {
+torch::nn::Conv2d conv_before_batch_norm(int64_t in, int64_t out, int64_t kernel, int64_t stride = 1) {
   torch::nn::Conv2d c(torch::nn::Conv2dOptions(in, out, kernel).stride(stride).padding(kernel / 2).bias(false));
   torch::nn::init::kaiming_normal_(c->weight, 0.0, torch::kFanOut, torch::kReLU);
   return c;
@@ -50,19 +50,19 @@ std::vector<int64_t> resnet_blocks(int64_t depth) {
 }
 
 BottleneckImpl::BottleneckImpl(int64_t in, int64_t width, int64_t stride, const ResNetOptions& o) {
-  reduce = register_module("reduce", conv(in, width, 1));
+  reduce = register_module("reduce", conv_before_batch_norm(in, width, 1));
   bn1 = register_module("bn1", batch_norm(width));
   if (o.spatial == "attention")
     spatial_attention = register_module(
         "spatial", nn::SelfAttention2d(attention_options(width, width, o.heads, o.kernel, stride, 0)));
   else
-    spatial_conv = register_module("spatial", conv(width, width, 3, stride));
+    spatial_conv = register_module("spatial", conv_before_batch_norm(width, width, 3, stride));
   bn2 = register_module("bn2", batch_norm(width));
-  expand = register_module("expand", conv(width, 4 * width, 1));
+  expand = register_module("expand", conv_before_batch_norm(width, 4 * width, 1));
   bn3 = register_module("bn3", batch_norm(4 * width));
   torch::nn::init::zeros_(bn3->weight);
   if (stride > 1 || in != 4 * width) {
-    shortcut = register_module("shortcut", conv(in, 4 * width, 1, stride));
+    shortcut = register_module("shortcut", conv_before_batch_norm(in, 4 * width, 1, stride));
     shortcut_bn = register_module("shortcut_bn", batch_norm(4 * width));
   }
 }
@@ -84,7 +84,7 @@ ResNetImpl::ResNetImpl(const ResNetOptions& o) : options_(o) {
   for (auto b : o.blocks)
     if (b < 1) throw std::invalid_argument("ResNet: every stage needs at least one block");
   if (o.stem == "conv") {
-    stem_conv = register_module("stem", conv(o.in_channels, o.stem_width, o.small_images ? 3 : 7,
+    stem_conv = register_module("stem", conv_before_batch_norm(o.in_channels, o.stem_width, o.small_images ? 3 : 7,
                                              o.small_images ? 1 : 2));
   } else {
     stem_attention = register_module(

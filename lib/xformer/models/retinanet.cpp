@@ -11,7 +11,7 @@ namespace F = torch::nn::functional;
 
 namespace {
 
-torch::nn::Conv2d conv(int64_t in, int64_t out, int64_t kernel, int64_t stride = 1) {
+torch::nn::Conv2d padded_conv(int64_t in, int64_t out, int64_t kernel, int64_t stride = 1) {
   return torch::nn::Conv2d(torch::nn::Conv2dOptions(in, out, kernel).stride(stride).padding(kernel / 2));
 }
 
@@ -19,10 +19,10 @@ torch::nn::Conv2d conv(int64_t in, int64_t out, int64_t kernel, int64_t stride =
 torch::nn::Sequential head(int64_t channels, int64_t convs, int64_t out, double bias) {
   torch::nn::Sequential s;
   for (int64_t i = 0; i < convs; ++i) {
-    s->push_back(conv(channels, channels, 3));
+    s->push_back(padded_conv(channels, channels, 3));
     s->push_back(torch::nn::ReLU());
   }
-  s->push_back(conv(channels, out, 3));
+  s->push_back(padded_conv(channels, out, 3));
   for (auto& p : s->named_parameters()) {
     if (p.key().find("weight") != std::string::npos) torch::nn::init::normal_(p.value(), 0.0, 0.01);
     else torch::nn::init::zeros_(p.value());
@@ -47,11 +47,11 @@ RetinaNetImpl::RetinaNetImpl(const RetinaNetOptions& o) : options_(o) {
   lateral = register_module("lateral", torch::nn::ModuleList());
   smooth = register_module("smooth", torch::nn::ModuleList());
   for (int64_t stage = 1; stage <= 3; ++stage) {
-    lateral->push_back(conv(backbone->feature_channels(stage), Fc, 1));
-    smooth->push_back(conv(Fc, Fc, 3));
+    lateral->push_back(padded_conv(backbone->feature_channels(stage), Fc, 1));
+    smooth->push_back(padded_conv(Fc, Fc, 3));
   }
-  p6 = register_module("p6", conv(backbone->feature_channels(3), Fc, 3, 2));
-  p7 = register_module("p7", conv(Fc, Fc, 3, 2));
+  p6 = register_module("p6", padded_conv(backbone->feature_channels(3), Fc, 3, 2));
+  p7 = register_module("p7", padded_conv(Fc, Fc, 3, 2));
   class_head = register_module("class_head", head(Fc, o.head_convs, A * o.classes, -std::log((1 - o.prior) / o.prior)));
   box_head = register_module("box_head", head(Fc, o.head_convs, A * 4, 0.0));
 }

@@ -28,7 +28,7 @@ const char* kSourceNote =
     " A folder with one subfolder of images per class, a CIFAR-10 batch (.bin) or wildcard pattern of "
     "them, or an [images, labels] pair of IDX files (MNIST, Fashion-MNIST).";
 
-void declare_task_keys(Schema& s) {
+void declare_classification_keys(Schema& s) {
   const std::string root = "data/classification/mnist/";
   s.add("task.train", KeyType::PathOrPair, json::array({root + "train-images-idx3-ubyte", root + "train-labels-idx1-ubyte"}),
         std::string("Training images.") + kSourceNote);
@@ -175,9 +175,6 @@ class ClassificationTask : public Task {
   // Classifies --input (an image or a folder of them; or, without it, the first --num test
   // images): one line per image with the top --top-k classes (default 1) and probabilities.
   void sample(const SampleOptions& o) override {
-    if (o.beam > 0 || o.temperature || o.top_p < 1 || !o.primer.empty() || o.length > 0 || !o.attention.empty() ||
-        o.wav || o.stream)
-      throw ConfigError("usage error: classification takes --input, --num, --top-k and --out only");
     torch::NoGradGuard no_grad;
     model_->eval();
     std::vector<std::string> names;
@@ -295,7 +292,8 @@ class ClassificationTask : public Task {
 
 void register_classification(Registry& registry) {
   registry.add_task({"classification", "Image classification (ResNets with convolution or SASA layers; top-1/top-5)",
-                     declare_task_keys, [](const json& config, const RunContext& ctx) -> std::unique_ptr<Task> {
+                     declare_classification_keys,
+                     [](const json& config, const RunContext& ctx) -> std::unique_ptr<Task> {
                        return std::make_unique<ClassificationTask>(config, ctx);
                      },
                      [](const json& config) {
@@ -303,7 +301,8 @@ void register_classification(Registry& registry) {
                        const int64_t classes = config["task"]["classes"];  // 0: from the data
                        if (classes == 0 || classes > 5) m.push_back("top5_accuracy");
                        return m;
-                     }});
+                     },
+                     {"--input", "--num", "--top-k", "--out"}});
   registry.add_arch({"resnet", "Bottleneck ResNet-26/38/50, convolutional", {"classification"}, declare_resnet_keys});
   registry.add_arch({"sasa_resnet", "ResNet with stand-alone self-attention layers (Ramachandran et al. 2019)",
                      {"classification"}, declare_sasa_keys});

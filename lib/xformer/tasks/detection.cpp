@@ -25,7 +25,7 @@ namespace xformer::tasks {
 
 namespace {
 
-void declare_task_keys(Schema& s) {
+void declare_detection_keys(Schema& s) {
   const std::string root = "data/detection/digits/";
   s.add("task.train", KeyType::String, root + "train.json",
         "COCO annotations of the training images (file names relative to the JSON's folder).");
@@ -42,7 +42,7 @@ void declare_task_keys(Schema& s) {
   s.add("task.max_detections", KeyType::Int, 100, "Detections kept per image.").at_least(1);
 }
 
-void declare_model_keys(Schema& s) {
+void declare_retinanet_keys(Schema& s) {
   s.add("model.backbone", KeyType::String, "sasa_resnet", "The backbone's spatial layers.", {"resnet", "sasa_resnet"});
   declare_backbone_keys(s, true);
   s.add("model.fpn_channels", KeyType::Int, 256, "Channels of the feature pyramid and the heads.")
@@ -151,9 +151,6 @@ class DetectionTask : public Task {
   // Detects objects in --input (an image or a folder; or, without it, the first --num test
   // images) and writes each picture with its boxes drawn, plus detections.json.
   void sample(const SampleOptions& o) override {
-    if (o.beam > 0 || o.temperature || o.top_k > 0 || o.top_p < 1 || !o.primer.empty() || o.length > 0 ||
-        !o.attention.empty() || o.wav || o.stream)
-      throw ConfigError("usage error: detection takes --input, --num and --out only");
     torch::NoGradGuard no_grad;
     DetectionSet set;
     if (o.input.empty()) {
@@ -345,15 +342,16 @@ class DetectionTask : public Task {
 
 void register_detection(Registry& registry) {
   registry.add_task({"detection", "Object detection (RetinaNet on a conv or SASA ResNet; COCO-style mAP)",
-                     declare_task_keys, [](const json& config, const RunContext& ctx) -> std::unique_ptr<Task> {
+                     declare_detection_keys, [](const json& config, const RunContext& ctx) -> std::unique_ptr<Task> {
                        return std::make_unique<DetectionTask>(config, ctx);
                      },
                      [](const json&) {
                        return std::vector<std::string>{"map",      "ap50",     "ap75", "ap_small", "ap_medium",
                                                        "ap_large", "detections_per_image"};
-                     }});
+                     },
+                     {"--input", "--num", "--out"}});
   registry.add_arch({"retinanet", "RetinaNet (Lin et al. 2017): FPN P3-P7, focal loss, on a ResNet or SASA ResNet",
-                     {"detection"}, declare_model_keys});
+                     {"detection"}, declare_retinanet_keys});
 }
 
 }  // namespace xformer::tasks

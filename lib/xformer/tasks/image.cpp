@@ -44,7 +44,7 @@ void declare_sr_keys(Schema& s) {
   s.add("task.eval_temperature", KeyType::Float, 0.9, "Temperature of those samples.").at_least(0.001);
 }
 
-void declare_model_keys(Schema& s) {
+void declare_image_transformer_keys(Schema& s) {
   s.add("model.d_model", KeyType::Int, 256, "Width of the model.").at_least(1);
   s.add("model.heads", KeyType::Int, 4, "Attention heads.").at_least(1);
   s.add("model.ffn_dim", KeyType::Int, 1024, "Feed-forward inner width.").at_least(1);
@@ -183,10 +183,6 @@ class ImageTask : public Task {
   }
 
   void sample(const SampleOptions& o) override {
-    if (o.beam > 0) throw ConfigError("usage error: images are sampled (--temperature), not searched (--beam)");
-    if (!o.primer.empty() || o.length > 0 || !o.attention.empty() || o.wav || o.top_k > 0 || o.top_p < 1 || o.stream)
-      throw ConfigError(
-          "usage error: --primer, --length, --attention, --wav, --top-k, --top-p and --stream are not for image tasks");
     std::vector<double> temperatures = o.temperature ? std::vector<double>{*o.temperature}
                                                      : t_.at("sample_temperatures").get<std::vector<double>>();
     const fs::path out_dir = o.out.empty() ? fs::path(ctx_.run_dir) / "samples" : fs::path(o.out);
@@ -197,8 +193,6 @@ class ImageTask : public Task {
     if (sr_) {
       std::tie(lr, hr) = sr_inputs(o.input);
       inputs = lr.size(0);
-    } else if (!o.input.empty()) {
-      throw ConfigError("usage error: image_generation takes no --input");
     }
     std::vector<torch::Tensor> columns;  // per temperature: (inputs * num, S, S, 3)
     for (double temp : temperatures) {
@@ -386,14 +380,16 @@ void register_image_tasks(Registry& registry) {
                        if (config["task"]["eval_samples"].get<int64_t>() > 0)
                          m.insert(m.end(), {"psnr", "ssim", "bicubic_psnr", "bicubic_ssim"});
                        return m;
-                     }});
+                     },
+                     {"--input", "--temperature", "--num", "--seed", "--out"}});
   registry.add_task({"image_generation", "Unconditional image generation (Image Transformer; bits/dim)",
                      declare_common_keys, [](const json& config, const RunContext& ctx) -> std::unique_ptr<Task> {
                        return std::make_unique<ImageTask>(config, ctx, false);
                      },
-                     [](const json&) { return std::vector<std::string>{"nll", "bits_per_dim"}; }});
+                     [](const json&) { return std::vector<std::string>{"nll", "bits_per_dim"}; },
+                     {"--temperature", "--num", "--seed", "--out"}});
   registry.add_arch({"image_transformer", "Image Transformer with local 1D/2D attention (Parmar et al. 2018)",
-                     {"super_resolution", "image_generation"}, declare_model_keys, /*recomputable=*/true});
+                     {"super_resolution", "image_generation"}, declare_image_transformer_keys, /*recomputable=*/true});
 }
 
 }  // namespace xformer::tasks

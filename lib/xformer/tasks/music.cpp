@@ -25,7 +25,7 @@ namespace {
 
 using data::PerformanceVocab;
 
-void declare_keys(Schema& s) {
+void declare_music_keys(Schema& s) {
   declare_split_folders(s, "data/music", "MIDI files");
   s.add("task.length", KeyType::Int, 2048, "Events per training crop and evaluation window.").at_least(2);
   s.add("task.batch_size", KeyType::Int, 8, "Crops per batch.").at_least(1);
@@ -144,8 +144,6 @@ class MusicTask : public Task {
   }
 
   void sample(const SampleOptions& o) override {
-    if (o.beam > 0) throw ConfigError("usage error: music is sampled (--temperature), not searched (--beam)");
-    if (o.stream) throw ConfigError("usage error: --stream is for translation (music continues --primer)");
     if (!o.attention.empty()) attention_layer(o);  // refuse a bad layer before sampling
     const int64_t length = o.length > 0 ? o.length : t_.at("sample_length").get<int64_t>();
     std::vector<int> prefix = {PerformanceVocab::kBos};
@@ -311,11 +309,13 @@ class MusicTask : public Task {
 
 void register_music(Registry& registry) {
   registry.add_task({"music", "Music performance modeling (MIDI, performance events, NLL per event)",
-                     declare_keys,
+                     declare_music_keys,
                      [](const json& config, const RunContext& ctx) -> std::unique_ptr<Task> {
                        return std::make_unique<MusicTask>(config, ctx);
                      },
-                     [](const json&) { return std::vector<std::string>{"loss", "nll", "ppl"}; }});
+                     [](const json&) { return std::vector<std::string>{"loss", "nll", "ppl"}; },
+                     {"--temperature", "--top-k", "--top-p", "--num", "--seed", "--out", "--length", "--primer",
+                      "--attention", "--attention-layer", "--wav"}});
   registry.add_arch({"music_transformer",
                      "Decoder-only Transformer with relative (Huang et al. 2018) or absolute attention",
                      {"music"}, models::declare_music_transformer_keys, /*recomputable=*/true});

@@ -27,7 +27,7 @@ namespace xformer::tasks {
 
 namespace {
 
-void declare_keys(Schema& s) {
+void declare_translation_keys(Schema& s) {
   s.add("task.train", KeyType::PathOrPair, "data/translation/en-de/train.tsv",
         "Training corpus: a TSV of source<TAB>target, or [source_file, target_file].");
   s.add("task.valid", KeyType::PathOrPair, "data/translation/en-de/valid.tsv", "Validation corpus.");
@@ -140,7 +140,8 @@ class TranslationTask : public Task {
       decode::SearchOptions o = search_options();
       o.beam = t_.at("beam");
       o.lenpen = t_.at("lenpen");
-      auto hyps = translate(sources, o);
+      std::vector<std::string> hyps;
+      for (auto& t : translate(sources, o)) hyps.push_back(std::move(t.text));
       auto bleu = metrics::corpus_bleu(hyps, refs);
       m["bleu"] = bleu.score;
       m["chrf"] = metrics::corpus_chrf(hyps, refs).score;
@@ -155,9 +156,6 @@ class TranslationTask : public Task {
   }
 
   void sample(const SampleOptions& opts) override {
-    if (opts.length > 0 || !opts.primer.empty() || !opts.attention.empty() || opts.wav)
-      throw ConfigError("usage error: --length, --primer, --attention and --wav are not for "
-                        "translation (it translates --input lines)");
     if (!opts.temperature && (opts.top_k > 0 || opts.top_p < 1))
       throw ConfigError("usage error: --top-k and --top-p need --temperature (sampling)");
     // Without --beam, the search `eval` uses: the run's task.beam and task.lenpen.
@@ -199,8 +197,10 @@ class TranslationTask : public Task {
       std::vector<std::string> inputs;
       for (const auto& l : lines)
         for (int i = 0; i < (opts.temperature ? opts.num : 1); ++i) inputs.push_back(l);
-      for (const auto& s : translate(inputs, o, /*sampling=*/opts.temperature.has_value(), nbest, &batches))
-        out << s << "\n";
+      for (const auto& t : translate(inputs, o, /*sampling=*/opts.temperature.has_value(), nbest, &batches)) {
+        if (opts.scores) out << fmt::format("{:.4f}\t", t.log_prob);
+        out << t.text << "\n";
+      }
       out.flush();
     };
     // Someone typing at a terminal (or a program feeding a pipe line by line, with --stream)
@@ -334,12 +334,17 @@ class TranslationTask : public Task {
     return o;
   }
 
-  // Translates raw sentences in batches of similar length; returns detokenized outputs in the
+  struct Translation {
+    std::string text;     // detokenized
+    double log_prob = 0;  // log p(translation | source) under the model, EOS included (nats)
+  };
+
+  // Translates raw sentences in batches of similar length; returns the translations in the
   // input order, `nbest` per sentence (beam search only), sentence-major.
   // Sampling, batch b draws from seed o.seed + b * 0x9E3779B97F4A7C15 (the golden ratio in 64
   // bits: neighbouring seeds give unrelated batches), b counted on from *batches when given, so
   // that no two batches of one `sample` share a seed.
-  std::vector<std::string> translate(const std::vector<std::string>& sentences, decode::SearchOptions o,
+  std::vector<Translation> translate(const std::vector<std::string>& sentences, decode::SearchOptions o,
                                      bool sampling = false, int64_t nbest = 1, uint64_t* batches = nullptr) {
     model_->eval();
     torch::NoGradGuard no_grad;
@@ -351,7 +356,7 @@ class TranslationTask : public Task {
       lengths.push_back({static_cast<int64_t>(ids.size()) + 1, 0});
       encoded.push_back(std::move(ids));
     }
-    std::vector<std::string> out(sentences.size() * nbest);
+    std::vector<Translation> out(sentences.size() * nbest);
     const int64_t per_batch = t_.at("decode_batch");
     const double a = t_.at("max_len_a");
     const int64_t b = t_.at("max_len_b");
@@ -371,7 +376,7 @@ class TranslationTask : public Task {
       }
       models::TransformerStepper stepper(model_, model_->encode(src.to(ctx_.device)));
       auto text = [this](const decode::Hypothesis& h) {
-        return tokenizer_->decode(std::vector<int32_t>(h.tokens.begin(), h.tokens.end()));
+        return Translation{tokenizer_->decode(std::vector<int32_t>(h.tokens.begin(), h.tokens.end())), h.score};
       };
       if (nbest > 1) {
         const auto lists = decode::beam_search_nbest(stepper, B, o, nbest);
@@ -425,7 +430,7 @@ LossOut transformer_loss(models::Transformer& model, const Batch& batch, double 
 
 void register_translation(Registry& registry) {
   registry.add_task({"translation", "Text-to-text translation (parallel corpus, SentencePiece, BLEU, chrF)",
-                     declare_keys,
+                     declare_translation_keys,
                      [](const json& config, const RunContext& ctx) -> std::unique_ptr<Task> {
                        return std::make_unique<TranslationTask>(config, ctx);
                      },
@@ -433,7 +438,9 @@ void register_translation(Registry& registry) {
                        std::vector<std::string> m = {"loss", "nll", "ppl"};
                        if (config["task"]["eval_bleu"].get<bool>()) m.insert(m.end(), {"bleu", "chrf"});
                        return m;
-                     }});
+                     },
+                     {"--input", "--stream", "--scores", "--beam", "--lenpen", "--temperature", "--top-k", "--top-p",
+                      "--num", "--seed", "--out"}});
   registry.add_arch({"transformer", "Encoder-decoder Transformer (Vaswani et al. 2017)",
                      {"translation"}, models::declare_transformer_keys, /*recomputable=*/true});
 }

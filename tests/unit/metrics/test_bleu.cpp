@@ -15,10 +15,7 @@ using xformer::metrics::BleuResult;
 using xformer::metrics::corpus_bleu;
 using xformer::metrics::sentence_bleu;
 using xformer::metrics::tokenize_13a;
-
-namespace {
-Approx near(double x) { return Approx(x).epsilon(1e-12).margin(1e-12); }
-}  // namespace
+using xformer::testing::near;
 
 TEST_CASE("tokenize_13a splits punctuation", "[metrics][bleu]") {
   CHECK(tokenize_13a("Hello, world!") == "Hello , world !");

@@ -11,9 +11,9 @@
 
 using xformer::metrics::chrf_from_stats;
 using xformer::metrics::corpus_chrf;
+using xformer::testing::near;
 
 namespace {
-Approx near(double x) { return Approx(x).epsilon(1e-12).margin(1e-12); }
 double chrf(const std::vector<std::string>& h, const std::vector<std::string>& r, double beta = 2) {
   return corpus_chrf(h, r, beta).score;
 }
