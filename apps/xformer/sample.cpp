@@ -104,6 +104,11 @@ void add_sample(CLI::App& app, Action& run) {
   cmd->add_option("--attention-layer", o.attention_layer,
                   "Layer shown by --attention; negative counts from the last")->capture_default_str();
   beam->excludes(temp);
+  // Which options each task takes, from the registry that check_task_takes consults.
+  std::string by_task = "\nBesides --run, --checkpoint, --no-ema and --set, each task takes its own options:\n";
+  for (const auto& task : Registry::get().tasks())
+    by_task += fmt::format("  {}: {}\n", task.name, fmt::join(task.sample_options, " "));
+  cmd->footer(by_task);
   cmd->callback([args, cmd, beam, temp, lenpen, &run] {
     for (const CLI::Option* option : cmd->get_options())
       if (option->count() > 0) args->given.push_back(option->get_name());

@@ -24,6 +24,10 @@ TEST_CASE("every verb has --help", "[cli]") {
   auto r = run_xformer("--help");
   CHECK(r.exit_code == 0);
   CHECK(r.output.find("train") != std::string::npos);
+  // sample's help lists the options each task takes (the ones it does not take are refused).
+  r = run_xformer("sample --help");
+  CHECK(r.output.find("\n  translation: --input --stream --scores --beam") != std::string::npos);
+  CHECK(r.output.find("\n  music: --temperature --top-k --top-p --num --seed --out --length --primer") != std::string::npos);
 }
 
 TEST_CASE("usage and config errors exit 2 with a one-line reason", "[cli]") {
