@@ -5,4 +5,5 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 scripts/build.sh
 cd build
-ctest --output-on-failure --timeout 300 -j "$(nproc)"
+# --timeout is per test file (the longest, cli/test_cli, takes about 2 min here)
+ctest --output-on-failure --timeout 600 -j "$(nproc)"
