@@ -15,6 +15,9 @@
 namespace xformer::app {
 
 namespace {
+// What every run takes; the rest is the task's (TaskEntry::sample_options).
+const std::vector<std::string> kEveryTaskOptions = {"--run", "--checkpoint", "--no-ema", "--set"};
+
 struct SampleArgs {
   std::string run_dir;
   CheckpointChoice checkpoint;
@@ -47,12 +50,11 @@ void check_task_takes(const SampleArgs& a) {
   const std::string task = train::read_run_config(a.run_dir)["task"].value("name", "");
   if (task.empty()) return;  // not a whole run config: loading the run says so
   const auto& takes = Registry::get().task(task).sample_options;
-  const std::vector<std::string> every_task = {"--run", "--checkpoint", "--no-ema", "--set"};
   auto listed = [](const std::vector<std::string>& names, const std::string& name) {
     return std::find(names.begin(), names.end(), name) != names.end();
   };
   for (const auto& name : a.given)
-    if (!listed(every_task, name) && !listed(takes, name))
+    if (!listed(kEveryTaskOptions, name) && !listed(takes, name))
       throw ConfigError(fmt::format("usage error: {} is not for {} runs; their sample options are {}", name, task,
                                     fmt::join(takes, ", ")));
 }
@@ -105,7 +107,8 @@ void add_sample(CLI::App& app, Action& run) {
                   "Layer shown by --attention; negative counts from the last")->capture_default_str();
   beam->excludes(temp);
   // Which options each task takes, from the registry that check_task_takes consults.
-  std::string by_task = "\nBesides --run, --checkpoint, --no-ema and --set, each task takes its own options:\n";
+  std::string by_task =
+      fmt::format("\nBesides {}, each task takes its own options:\n", fmt::join(kEveryTaskOptions, " "));
   for (const auto& task : Registry::get().tasks())
     by_task += fmt::format("  {}: {}\n", task.name, fmt::join(task.sample_options, " "));
   cmd->footer(by_task);
