@@ -14,16 +14,9 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 OUT=$HERE/digits
 MNIST=$HERE/../classification/mnist
 
-force=0
-for arg in "$@"; do
-  case $arg in
-    --force) force=1 ;;
-    -h|--help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    *) echo "prepare.sh: unknown argument '$arg' (try --help)" >&2; exit 2 ;;
-  esac
-done
-
-if [[ $force == 0 && -f $OUT/.prepared && $OUT/.prepared -nt $0 && $OUT/.prepared -nt $HERE/make_digits.py ]]; then
+source "$HERE/../prepare_lib.sh"
+prepare_options -- "$@"
+if up_to_date "$OUT/.prepared" "$0" "$HERE/make_digits.py"; then
   echo "data/detection/digits is up to date (use --force to rebuild)"
   exit 0
 fi

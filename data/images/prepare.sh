@@ -31,21 +31,13 @@ declare -A PHOTOS=(
     Grey Kite OneStandsOut Path summer_1am"
 )
 
-force=0
-for arg in "$@"; do
-  case $arg in
-    --force) force=1 ;;
-    -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    *) echo "prepare.sh: unknown argument '$arg' (try --help)" >&2; exit 2 ;;
-  esac
-done
-
-if [[ $force == 0 && -f $HERE/.prepared && $HERE/.prepared -nt $0 ]]; then
+source "$HERE/../prepare_lib.sh"
+prepare_options -- "$@"
+if up_to_date "$HERE/.prepared" "$0" "$HERE/../prepare_lib.sh"; then
   echo "data/images/{train,valid,test} are up to date (use --force to rebuild)"
   exit 0
 fi
 
-source "$HERE/../debian_packages.sh"
 fetch_and_unpack "$CACHE" "${!PHOTOS[@]}"
 
 # The largest image of a plasma theme: file names are WIDTHxHEIGHT.ext.

@@ -15,21 +15,13 @@ PACKAGES=(simutrans-data planetblupi-music-midi openttd-openmsx mma)
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 CACHE=$HERE/cache
 
-force=0
-for arg in "$@"; do
-  case $arg in
-    --force) force=1 ;;
-    -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    *) echo "prepare.sh: unknown argument '$arg' (try --help)" >&2; exit 2 ;;
-  esac
-done
-
-if [[ $force == 0 && -f $HERE/.prepared && $HERE/.prepared -nt $0 ]]; then
+source "$HERE/../prepare_lib.sh"
+prepare_options -- "$@"
+if up_to_date "$HERE/.prepared" "$0" "$HERE/../prepare_lib.sh"; then
   echo "data/music/{train,valid,test} are up to date (use --force to rebuild)"
   exit 0
 fi
 
-source "$HERE/../debian_packages.sh"
 fetch_and_unpack "$CACHE" "${PACKAGES[@]}"
 read -r n_train n_valid n_test < <(
   find "$CACHE/extract" -type f \( -iname '*.mid' -o -iname '*.midi' \) -print0 | sort -z | split_files "$CACHE" "$HERE")

@@ -19,23 +19,15 @@ PKG=trans-de-en
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 CACHE=$HERE/cache
-EXTRACT=$CACHE/extract
+EXTRACT=$CACHE/extract/$PKG
 OUT=$HERE/en-de
 FIXTURE_DIR=$ROOT/tests/data/translation
 PARSER=$HERE/ding_to_tsv.py
 SELF=$HERE/$(basename "${BASH_SOURCE[0]}")
 SPLITS=(train valid test)
 
-force=0
-fixture=0
-for arg in "$@"; do
-  case $arg in
-    --force) force=1 ;;
-    --fixture) fixture=1 ;;
-    -h|--help) sed -n '2,15p' "$SELF" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    *) echo "prepare.sh: unknown argument '$arg' (try --help)" >&2; exit 2 ;;
-  esac
-done
+source "$HERE/../prepare_lib.sh"
+prepare_options --fixture -- "$@"
 
 die() { echo "prepare.sh: $*" >&2; exit 1; }
 
@@ -51,56 +43,19 @@ find_python() {
   fi
 }
 
-up_to_date() {
-  local s
-  for s in "${SPLITS[@]}"; do
-    [[ -s $OUT/$s.tsv && $OUT/$s.tsv -nt $SELF && $OUT/$s.tsv -nt $PARSER ]] \
-      || return 1
-  done
-}
-
-fetch_deb() {
-  local deb log
-  mkdir -p "$CACHE"
-  deb=$(find "$CACHE" -maxdepth 1 -name "${PKG}_*.deb" | sort | tail -n 1)
-  if [[ -n $deb ]]; then
-    echo "using cached $(basename "$deb")" >&2
-  else
-    command -v apt-get >/dev/null 2>&1 \
-      || die "apt-get not found; this script needs Debian/Ubuntu (package $PKG)"
-    echo "downloading $PKG with apt-get download ..." >&2
-    if ! log=$(cd "$CACHE" && apt-get download "$PKG" 2>&1); then
-      if grep -qE "Unable to locate package|has no installation candidate|Can't select candidate|No packages found" <<<"$log"; then
-        die "package $PKG not found in the apt package lists; run 'apt-get update' (or scripts/setup.sh) and try again"
-      fi
-      echo "$log" >&2
-      die "apt-get download $PKG failed"
-    fi
-    deb=$(find "$CACHE" -maxdepth 1 -name "${PKG}_*.deb" | sort | tail -n 1)
-    [[ -n $deb ]] || die "apt-get download $PKG produced no .deb in $CACHE"
-  fi
-  echo "$deb"
-}
-
 # Path of the Ding dictionary inside the unpacked package.
-extract_dict() {
-  local deb=$1 dict
-  if [[ $force == 1 || ! -d $EXTRACT || $deb -nt $EXTRACT ]]; then
-    rm -rf "$EXTRACT"
-    mkdir -p "$EXTRACT"
-    dpkg -x "$deb" "$EXTRACT" || die "dpkg -x $deb failed"
-    touch "$EXTRACT"
-  fi
+find_dict() {
+  local dict
   dict=$(find "$EXTRACT" -type f -path '*/share/trans/de-en' | head -n 1)
   [[ -n $dict ]] || dict=$(find "$EXTRACT" -type f -name 'de-en' | head -n 1)
-  [[ -n $dict ]] || die "no Ding dictionary (de-en) found in $deb"
+  [[ -n $dict ]] || die "no Ding dictionary (de-en) found in package $PKG"
   echo "$dict"
 }
 
 build_corpus() {
-  local py=$1 deb dict tmp s
-  deb=$(fetch_deb)
-  dict=$(extract_dict "$deb")
+  local py=$1 dict tmp s
+  fetch_and_unpack "$CACHE" "$PKG"
+  dict=$(find_dict)
   echo "parsing ${dict#"$ROOT"/}" >&2
   tmp=$(mktemp -d "$CACHE/en-de.XXXXXX")
   trap 'rm -rf "$tmp"' EXIT
@@ -111,12 +66,13 @@ build_corpus() {
   done
   rm -rf "$tmp"
   trap - EXIT
+  touch "$OUT/.prepared"
 }
 
 PY=$(find_python)
 
 rebuilt=0
-if [[ $force == 0 ]] && up_to_date; then
+if up_to_date "$OUT/.prepared" "$SELF" "$PARSER"; then
   echo "${OUT#"$ROOT"/}/{train,valid,test}.tsv are up to date (use --force to rebuild)"
 else
   build_corpus "$PY"

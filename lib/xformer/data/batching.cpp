@@ -15,10 +15,16 @@ void shuffle_in_place(std::vector<T>& v, std::mt19937_64& rng) {
 }
 }  // namespace
 
+uint64_t epoch_seed(uint64_t seed, int64_t epoch) { return seed * 1000003ULL + static_cast<uint64_t>(epoch); }
+
+uint64_t batch_seed(uint64_t seed, int64_t epoch, int64_t index) {
+  return epoch_seed(seed, epoch) * 7919ULL + static_cast<uint64_t>(index);
+}
+
 std::vector<std::vector<int64_t>> make_batches(const std::vector<LengthPair>& lengths,
                                                int64_t max_tokens, int64_t max_sentences,
                                                bool shuffle, uint64_t seed, int64_t epoch) {
-  std::mt19937_64 rng(seed * 1000003ULL + static_cast<uint64_t>(epoch));
+  std::mt19937_64 rng(epoch_seed(seed, epoch));
   std::vector<int64_t> order(lengths.size());
   std::iota(order.begin(), order.end(), 0);
   if (shuffle) shuffle_in_place(order, rng);  // random tie-breaking among equal lengths

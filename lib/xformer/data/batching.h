@@ -9,6 +9,11 @@
 
 namespace xformer::data {
 
+// Seeds of random streams that are functions of (seed, epoch) and of (seed, epoch, batch): an
+// epoch's order and a batch's augmentation, the same again after a resume.
+uint64_t epoch_seed(uint64_t seed, int64_t epoch);
+uint64_t batch_seed(uint64_t seed, int64_t epoch, int64_t index);
+
 struct LengthPair {
   int64_t source = 0, target = 0;  // tokens, including the EOS/BOS that the batch will hold
 };

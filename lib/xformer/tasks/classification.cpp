@@ -57,7 +57,7 @@ std::vector<std::string> source_paths(const json& v) {
   return v.is_array() ? v.get<std::vector<std::string>>() : std::vector<std::string>{v.get<std::string>()};
 }
 
-class ClassificationTask : public Task {
+class ClassificationTask : public BatchedTask {
  public:
   ClassificationTask(const json& config, const RunContext& ctx)
       : t_(config.at("task")), ctx_(ctx), seed_(config.at("train").at("seed").get<uint64_t>()) {
@@ -118,20 +118,17 @@ class ClassificationTask : public Task {
             {"width", static_cast<double>(width_)}};
   }
 
-  void begin_epoch(int64_t epoch) override { order_.begin(train_.images.size(0), seed_, epoch); }
-
-  std::optional<Batch> next_batch() override {
-    auto picked = order_.next(t_.at("batch_size"));
-    if (!picked) return std::nullopt;
-    auto index = torch::tensor(*picked, torch::kLong);
-    auto images = augment(train_.images.index_select(0, index), order_.batch_seed());
-    return make_batch(images, train_.labels.index_select(0, index));
+  int64_t plan_epoch(int64_t epoch) override {
+    order_ = shuffled_indices(train_.images.size(0), seed_, epoch);
+    return batch_count(train_.images.size(0), t_.at("batch_size"));
   }
 
-  bool skip_batch() override { return order_.next(t_.at("batch_size")).has_value(); }
-
-  json state() const override { return order_.state(); }
-  void load_state(const json& s) override { order_.load_state(s, train_.images.size(0), seed_); }
+  Batch training_batch(int64_t index) override {
+    const auto [begin, end] = batch_range(index, t_.at("batch_size"), order_.size());
+    auto picked = torch::tensor(std::vector<int64_t>(order_.begin() + begin, order_.begin() + end), torch::kLong);
+    auto images = augment(train_.images.index_select(0, picked), data::batch_seed(seed_, epoch(), index));
+    return make_batch(images, train_.labels.index_select(0, picked));
+  }
 
   LossOut loss(const Batch& batch) override {
     const auto& labels = batch.tensors.at("labels");
@@ -240,11 +237,11 @@ class ClassificationTask : public Task {
 
   // Random crops of the zero-padded images and horizontal flips, reproducible from the batch's
   // seed. (B, C, H, W) uint8 -> same.
-  torch::Tensor augment(torch::Tensor images, uint64_t batch_seed) const {
+  torch::Tensor augment(torch::Tensor images, uint64_t seed) const {
     const int64_t pad = t_.at("crop_padding");
     const bool flip = t_.at("horizontal_flip");
     if (pad == 0 && !flip) return images;
-    std::mt19937_64 rng(batch_seed);
+    std::mt19937_64 rng(seed);
     const int64_t H = images.size(2), W = images.size(3);
     auto padded = pad > 0 ? torch::constant_pad_nd(images, {pad, pad, pad, pad}, 0) : images;
     auto out = torch::empty_like(images);
@@ -285,7 +282,7 @@ class ClassificationTask : public Task {
   int64_t height_ = 0, width_ = 0;
   data::LabelledImages train_;
   models::ResNet model_{nullptr};
-  EpochOrder order_;
+  std::vector<int64_t> order_;  // this epoch's permutation of the training images
 };
 
 }  // namespace

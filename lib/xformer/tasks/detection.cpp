@@ -61,7 +61,7 @@ struct DetectionSet {
   std::vector<std::string> paths;
 };
 
-class DetectionTask : public Task {
+class DetectionTask : public BatchedTask {
  public:
   DetectionTask(const json& config, const RunContext& ctx)
       : t_(config.at("task")), ctx_(ctx), seed_(config.at("train").at("seed").get<uint64_t>()) {
@@ -100,22 +100,19 @@ class DetectionTask : public Task {
 
   std::shared_ptr<torch::nn::Module> model() override { return model_.ptr(); }
 
-  void begin_epoch(int64_t epoch) override { order_.begin(train_.images.size(0), seed_, epoch); }
-
-  std::optional<Batch> next_batch() override {
-    auto index = order_.next(t_.at("batch_size"));
-    if (!index) return std::nullopt;
-    std::mt19937_64 rng(order_.batch_seed());
-    std::vector<char> flip(index->size(), 0);
-    if (t_.at("horizontal_flip").get<bool>())
-      for (auto& f : flip) f = static_cast<char>(rng() % 2);
-    return make_batch(train_, *index, flip);
+  int64_t plan_epoch(int64_t epoch) override {
+    order_ = shuffled_indices(train_.images.size(0), seed_, epoch);
+    return batch_count(train_.images.size(0), t_.at("batch_size"));
   }
 
-  bool skip_batch() override { return order_.next(t_.at("batch_size")).has_value(); }
-
-  json state() const override { return order_.state(); }
-  void load_state(const json& s) override { order_.load_state(s, train_.images.size(0), seed_); }
+  Batch training_batch(int64_t index) override {
+    const auto [begin, end] = batch_range(index, t_.at("batch_size"), order_.size());
+    std::mt19937_64 rng(data::batch_seed(seed_, epoch(), index));
+    std::vector<char> flip(end - begin, 0);
+    if (t_.at("horizontal_flip").get<bool>())
+      for (auto& f : flip) f = static_cast<char>(rng() % 2);
+    return make_batch(train_, std::vector<int64_t>(order_.begin() + begin, order_.begin() + end), flip);
+  }
 
   LossOut loss(const Batch& batch) override {
     auto out = model_->forward(batch.tensors.at("images"));
@@ -335,7 +332,7 @@ class DetectionTask : public Task {
   std::vector<int64_t> category_ids_;  // the annotations' ids of those classes
   DetectionSet train_;
   models::RetinaNet model_{nullptr};
-  EpochOrder order_;
+  std::vector<int64_t> order_;  // this epoch's permutation of the training images
 };
 
 }  // namespace

@@ -74,7 +74,7 @@ struct Crop {
   int64_t image, y, x;
 };
 
-class ImageTask : public Task {
+class ImageTask : public BatchedTask {
  public:
   ImageTask(const json& config, const RunContext& ctx, bool super_resolution)
       : t_(config.at("task")), ctx_(ctx), seed_(config.at("train").at("seed").get<uint64_t>()),
@@ -113,28 +113,14 @@ class ImageTask : public Task {
 
   std::shared_ptr<torch::nn::Module> model() override { return model_.ptr(); }
 
-  void begin_epoch(int64_t epoch) override {
-    epoch_ = epoch, position_ = 0;
-    crops_ = random_crops(train_, t_.at("crops_per_epoch"), seed_ * 1000003ULL + static_cast<uint64_t>(epoch));
+  int64_t plan_epoch(int64_t epoch) override {
+    crops_ = random_crops(train_, t_.at("crops_per_epoch"), data::epoch_seed(seed_, epoch));
+    return batch_count(static_cast<int64_t>(crops_.size()), t_.at("batch_size"));
   }
 
-  std::optional<Batch> next_batch() override {
-    const int64_t size = t_.at("batch_size"), begin = position_ * size;
-    if (begin >= static_cast<int64_t>(crops_.size())) return std::nullopt;
-    ++position_;
-    return collate(train_, crops_, begin, std::min<int64_t>(begin + size, crops_.size()));
-  }
-
-  bool skip_batch() override {
-    if (position_ * t_.at("batch_size").get<int64_t>() >= static_cast<int64_t>(crops_.size())) return false;
-    ++position_;
-    return true;
-  }
-
-  json state() const override { return {{"epoch", epoch_}, {"position", position_}}; }
-  void load_state(const json& s) override {
-    begin_epoch(s.at("epoch"));
-    position_ = s.at("position");
+  Batch training_batch(int64_t index) override {
+    const auto [begin, end] = batch_range(index, t_.at("batch_size"), crops_.size());
+    return collate(train_, crops_, begin, end);
   }
 
   LossOut loss(const Batch& batch) override {
@@ -364,7 +350,6 @@ class ImageTask : public Task {
   models::ImageTransformer model_{nullptr};
   std::vector<data::Image> train_;
   std::vector<Crop> crops_;
-  int64_t epoch_ = 0, position_ = 0;
 };
 
 }  // namespace

@@ -44,7 +44,7 @@ void declare_music_keys(Schema& s) {
         "General MIDI soundfont for `sample --wav`; empty = the first found in /usr/share/sounds/sf2.");
 }
 
-class MusicTask : public Task {
+class MusicTask : public BatchedTask {
  public:
   MusicTask(const json& config, const RunContext& ctx)
       : t_(config.at("task")), ctx_(ctx), seed_(config.at("train").at("seed").get<uint64_t>()),
@@ -62,11 +62,9 @@ class MusicTask : public Task {
 
   std::shared_ptr<torch::nn::Module> model() override { return model_.ptr(); }
 
-  void begin_epoch(int64_t epoch) override {
-    epoch_ = epoch;
-    position_ = 0;
+  int64_t plan_epoch(int64_t epoch) override {
     crops_.clear();
-    std::mt19937_64 rng(seed_ * 1000003ULL + static_cast<uint64_t>(epoch));
+    std::mt19937_64 rng(data::epoch_seed(seed_, epoch));
     const int transpose = t_.at("transpose");
     const auto stretch = t_.at("stretch").get<std::vector<double>>();
     for (const auto& piece : train_) {
@@ -83,27 +81,12 @@ class MusicTask : public Task {
       }
     }
     std::shuffle(crops_.begin(), crops_.end(), rng);
+    return batch_count(static_cast<int64_t>(crops_.size()), t_.at("batch_size"));
   }
 
-  std::optional<Batch> next_batch() override {
-    const int64_t size = t_.at("batch_size");
-    const int64_t begin = position_ * size;
-    if (begin >= static_cast<int64_t>(crops_.size())) return std::nullopt;
-    ++position_;
-    const int64_t end = std::min<int64_t>(begin + size, crops_.size());
+  Batch training_batch(int64_t index) override {
+    const auto [begin, end] = batch_range(index, t_.at("batch_size"), crops_.size());
     return collate(crops_.begin() + begin, crops_.begin() + end);
-  }
-
-  bool skip_batch() override {
-    if (position_ * t_.at("batch_size").get<int64_t>() >= static_cast<int64_t>(crops_.size())) return false;
-    ++position_;
-    return true;
-  }
-
-  json state() const override { return {{"epoch", epoch_}, {"position", position_}}; }
-  void load_state(const json& s) override {
-    begin_epoch(s.at("epoch"));
-    position_ = s.at("position");
   }
 
   LossOut loss(const Batch& batch) override {
@@ -302,7 +285,6 @@ class MusicTask : public Task {
   models::DecoderOnly model_{nullptr};
   std::vector<std::vector<data::Note>> train_;
   std::vector<std::vector<int>> crops_;
-  int64_t epoch_ = 0, position_ = 0;
 };
 
 }  // namespace

@@ -24,28 +24,38 @@ torch::Tensor to_device(const torch::Tensor& host, const torch::Device& device) 
   return host.pin_memory().to(device, /*non_blocking=*/true);
 }
 
-void EpochOrder::begin(int64_t items, uint64_t seed, int64_t epoch) {
-  seed_ = seed, epoch_ = epoch, position_ = 0;
-  std::mt19937_64 rng(seed * 1000003ULL + static_cast<uint64_t>(epoch));
-  order_.resize(items);
-  std::iota(order_.begin(), order_.end(), 0);
-  std::shuffle(order_.begin(), order_.end(), rng);
+std::vector<int64_t> shuffled_indices(int64_t items, uint64_t seed, int64_t epoch) {
+  std::mt19937_64 rng(data::epoch_seed(seed, epoch));
+  std::vector<int64_t> order(items);
+  std::iota(order.begin(), order.end(), 0);
+  std::shuffle(order.begin(), order.end(), rng);
+  return order;
 }
 
-std::optional<std::vector<int64_t>> EpochOrder::next(int64_t batch_size) {
-  const int64_t begin = position_ * batch_size;
-  if (begin >= static_cast<int64_t>(order_.size())) return std::nullopt;
+int64_t batch_count(int64_t items, int64_t batch_size) { return (items + batch_size - 1) / batch_size; }
+
+std::pair<int64_t, int64_t> batch_range(int64_t index, int64_t batch_size, int64_t items) {
+  return {index * batch_size, std::min(items, (index + 1) * batch_size)};
+}
+
+void BatchedTask::begin_epoch(int64_t epoch) {
+  epoch_ = epoch, position_ = 0;
+  batches_ = plan_epoch(epoch);
+}
+
+std::optional<Batch> BatchedTask::next_batch() {
+  if (position_ >= batches_) return std::nullopt;
+  return training_batch(position_++);
+}
+
+bool BatchedTask::skip_batch() {
+  if (position_ >= batches_) return false;
   ++position_;
-  return std::vector<int64_t>(order_.begin() + begin,
-                              order_.begin() + std::min<int64_t>(begin + batch_size, order_.size()));
+  return true;
 }
 
-uint64_t EpochOrder::batch_seed() const {
-  return (seed_ * 1000003ULL + static_cast<uint64_t>(epoch_)) * 7919ULL + static_cast<uint64_t>(position_ - 1);
-}
-
-void EpochOrder::load_state(const json& state, int64_t items, uint64_t seed) {
-  begin(items, seed, state.at("epoch"));
+void BatchedTask::load_state(const json& state) {
+  begin_epoch(state.at("epoch"));
   position_ = state.at("position");
 }
 

@@ -8,9 +8,11 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "xformer/core/config.h"
+#include "xformer/data/batching.h"
 
 namespace xformer {
 
@@ -27,22 +29,12 @@ void declare_split_folders(Schema& schema, const std::string& root, const std::s
 // queues ahead of the kernels that read it); unchanged on the CPU.
 torch::Tensor to_device(const torch::Tensor& host, const torch::Device& device);
 
-// The batches of one epoch over `items` in-memory items: a permutation drawn from (seed,
-// epoch), walked batch_size at a time. epoch and position (batches taken) are what a checkpoint
-// saves; batch_seed() seeds the last batch's own random stream (augmentation), so resume is exact.
-class EpochOrder {
- public:
-  void begin(int64_t items, uint64_t seed, int64_t epoch);
-  std::optional<std::vector<int64_t>> next(int64_t batch_size);
-  uint64_t batch_seed() const;
-  json state() const { return {{"epoch", epoch_}, {"position", position_}}; }
-  void load_state(const json& state, int64_t items, uint64_t seed);
-
- private:
-  std::vector<int64_t> order_;
-  uint64_t seed_ = 0;
-  int64_t epoch_ = 0, position_ = 0;
-};
+// A permutation of 0 .. items-1 drawn from data::epoch_seed(seed, epoch).
+std::vector<int64_t> shuffled_indices(int64_t items, uint64_t seed, int64_t epoch);
+// How many batches of at most batch_size items cover `items` (the last may be short), and
+// which items [begin, end) batch `index` of them holds.
+int64_t batch_count(int64_t items, int64_t batch_size);
+std::pair<int64_t, int64_t> batch_range(int64_t index, int64_t batch_size, int64_t items);
 
 // Image pixels (uint8 or float 0..255) -> the networks' input: floats in [-1, 1].
 torch::Tensor pixels_to_input(const torch::Tensor& pixels);
@@ -117,6 +109,29 @@ class Task {
   // `xformer info --model-stats`: at least "parameters"; tasks that know their input size add
   // "flops" per item (2 per multiply-add) and the size they assume.
   virtual Metrics model_stats();
+};
+
+// The way every built-in task walks its training data: plan_epoch lays out the epoch's batches
+// from (seed, epoch) and training_batch builds one of them on demand. This base keeps the
+// position (epoch, batches taken), which is all a checkpoint needs for an exact resume, and lets
+// a rank skip the batches that other ranks compute without building them.
+class BatchedTask : public Task {
+ public:
+  void begin_epoch(int64_t epoch) final;
+  std::optional<Batch> next_batch() final;
+  bool skip_batch() final;
+  json state() const final { return {{"epoch", epoch_}, {"position", position_}}; }
+  void load_state(const json& state) final;
+
+ protected:
+  // Lays out the training batches of `epoch` and returns how many there are.
+  virtual int64_t plan_epoch(int64_t epoch) = 0;
+  // Builds batch `index` (0 <= index < the count plan_epoch returned) of the current epoch.
+  virtual Batch training_batch(int64_t index) = 0;
+  int64_t epoch() const { return epoch_; }
+
+ private:
+  int64_t epoch_ = 0, position_ = 0, batches_ = 0;
 };
 
 }  // namespace xformer

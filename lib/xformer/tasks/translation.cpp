@@ -61,7 +61,7 @@ struct Example {
   std::vector<int32_t> source, target;
 };
 
-class TranslationTask : public Task {
+class TranslationTask : public BatchedTask {
  public:
   TranslationTask(const json& config, const RunContext& ctx)
       : t_(config.at("task")), ctx_(ctx),
@@ -85,30 +85,13 @@ class TranslationTask : public Task {
 
   std::shared_ptr<torch::nn::Module> model() override { return model_.ptr(); }
 
-  void begin_epoch(int64_t epoch) override {
-    epoch_ = epoch;
-    position_ = 0;
+  int64_t plan_epoch(int64_t epoch) override {
     batches_ = data::make_batches(lengths_, t_.at("max_tokens"), t_.at("max_sentences"),
                                   /*shuffle=*/true, seed_, epoch);
+    return static_cast<int64_t>(batches_.size());
   }
 
-  std::optional<Batch> next_batch() override {
-    if (position_ >= static_cast<int64_t>(batches_.size())) return std::nullopt;
-    return collate(train_, batches_[position_++]);
-  }
-
-  bool skip_batch() override {
-    if (position_ >= static_cast<int64_t>(batches_.size())) return false;
-    ++position_;
-    return true;
-  }
-
-  json state() const override { return {{"epoch", epoch_}, {"position", position_}}; }
-
-  void load_state(const json& s) override {
-    begin_epoch(s.at("epoch"));
-    position_ = s.at("position");
-  }
+  Batch training_batch(int64_t index) override { return collate(train_, batches_[index]); }
 
   LossOut loss(const Batch& batch) override {
     return transformer_loss(model_, batch, t_.at("label_smoothing"), tokenizer_->pad_id());
@@ -407,8 +390,7 @@ class TranslationTask : public Task {
   std::vector<Example> train_;
   std::vector<data::LengthPair> lengths_;
   data::ParallelCorpus raw_;  // raw text of the last split encoded (references for BLEU)
-  std::vector<std::vector<int64_t>> batches_;
-  int64_t epoch_ = 1, position_ = 0;
+  std::vector<std::vector<int64_t>> batches_;  // this epoch's, as indices into train_
 };
 
 }  // namespace

@@ -1,5 +1,13 @@
-# Shared by the data/*/prepare.sh scripts (source it): Debian packages as data sources.
+# Shared by the data/*/prepare.sh scripts (source it): their options, the up-to-date check, and
+# Debian packages as data sources.
 #
+#   prepare_options [FLAG...] -- ARG...
+#                                  parse the script's arguments: --force sets force=1, -h/--help
+#                                  prints the script's header comment, each FLAG listed (e.g.
+#                                  --fixture) sets the variable of its name (fixture=1); anything
+#                                  else is refused with exit 2.
+#   up_to_date STAMP FILE...       true unless --force was given, STAMP is missing, or a FILE
+#                                  (the script, its helpers) is newer than STAMP.
 #   fetch_and_unpack CACHE PKG...  `apt-get download` each package into CACHE (once) and unpack
 #                                  it afresh with `dpkg -x` into CACHE/extract/PKG.
 #   split_files CACHE DEST         read NUL-separated file paths under CACHE/extract on stdin,
@@ -7,6 +15,34 @@
 #                                  the first byte of the SHA-256 of its package-relative path:
 #                                  0-203 train, 204-229 valid, 230-255 test (about 80/10/10, the
 #                                  same on every machine); prints "TRAIN VALID TEST" counts.
+
+prepare_options() {
+  local -a flags=()
+  while [[ $# -gt 0 && $1 != -- ]]; do flags+=("$1"); shift; done
+  shift  # the --
+  force=0
+  local flag arg
+  for flag in "${flags[@]}"; do printf -v "${flag#--}" 0; done
+  for arg in "$@"; do
+    case $arg in
+      --force) force=1 ;;
+      -h|--help) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exit 0 ;;
+      *)
+        for flag in "${flags[@]}"; do
+          if [[ $arg == "$flag" ]]; then printf -v "${flag#--}" 1; continue 2; fi
+        done
+        echo "$(basename "$0"): unknown argument '$arg' (try --help)" >&2
+        exit 2 ;;
+    esac
+  done
+}
+
+up_to_date() {
+  local stamp=$1 file
+  shift
+  [[ $force == 0 && -f $stamp ]] || return 1
+  for file in "$@"; do [[ $stamp -nt $file ]] || return 1; done
+}
 
 fetch_and_unpack() {
   local cache=$1 pkg
