@@ -7,6 +7,7 @@
 #include "xformer/core/registry.h"
 #include "xformer/core/runtime.h"
 #include "xformer/train/checkpoint.h"
+#include "xformer/train/checkpoint_choice.h"
 #include "xformer/train/run_dir.h"
 
 namespace fs = std::filesystem;
@@ -42,7 +43,39 @@ void add_checkpoint_options(CLI::App* cmd, CheckpointChoice& choice) {
                 "Use the trained weights, not their moving average (runs with train.ema_decay)");
 }
 
-LoadedRun load_run(const std::string& run_dir, const CheckpointChoice& checkpoint, const std::vector<std::string>& sets) {
+namespace {
+// The ensemble, checked from the runs' configs before any model is loaded: the task combines
+// runs, every run is of that task, and the checkpoint choice can apply to every run (last, best
+// or average:N, not one file).
+void check_ensemble(const std::string& run_dir, const std::vector<std::string>& ensemble, const CheckpointChoice& checkpoint) {
+  const std::string task = train::read_run_config(run_dir)["task"].value("name", "");
+  std::vector<std::string> combining;
+  for (const auto& entry : Registry::get().tasks())
+    if (entry.ensembles) combining.push_back(entry.name);
+  if (!Registry::get().task(task).ensembles)
+    throw ConfigError(fmt::format("usage error: --ensemble is not for {} runs; it combines runs of: {}", task,
+                                  fmt::join(combining, ", ")));
+  if (checkpoint.which != "last" && checkpoint.which != "best" && !train::averaged_checkpoint_count(checkpoint.which))
+    throw ConfigError("usage error: --ensemble loads the same --checkpoint of every run: last, best or average:N, not '" +
+                      checkpoint.which + "'");
+  for (const auto& member : ensemble) {
+    const std::string member_task = train::read_run_config(member)["task"].value("name", "");
+    if (member_task != task)
+      throw ConfigError("usage error: --ensemble " + member + " is a " + member_task + " run; " + run_dir + " is a " +
+                        task + " run");
+  }
+}
+}  // namespace
+
+void add_ensemble_option(CLI::App* cmd, std::vector<std::string>& runs) {
+  cmd->add_option("--ensemble", runs,
+                  "Another run of the same task whose model decodes with --run's, averaging their next-token "
+                  "probabilities (repeatable; each loads the same --checkpoint; translation)");
+}
+
+LoadedRun load_run(const std::string& run_dir, const CheckpointChoice& checkpoint, const std::vector<std::string>& sets,
+                   const std::vector<std::string>& ensemble) {
+  if (!ensemble.empty()) check_ensemble(run_dir, ensemble, checkpoint);
   LoadedRun run;
   RawConfig raw;
   raw.value = train::read_run_config(run_dir);
@@ -67,6 +100,12 @@ LoadedRun load_run(const std::string& run_dir, const CheckpointChoice& checkpoin
   run.task->model()->eval();
   spdlog::info("loaded {} (step {}{})", run.checkpoint_path, run.checkpoint_meta.value("step", 0),
                run.checkpoint_meta.value("ema_loaded", false) ? ", moving average of the weights" : "");
+  for (const auto& member : ensemble) {
+    auto loaded = load_run(member, checkpoint, {});
+    run.task->add_ensemble_member(std::move(loaded.task), member);
+    run.ensemble.push_back(member);
+  }
+  if (!ensemble.empty()) spdlog::info("ensemble of {} models: {} and {}", ensemble.size() + 1, run_dir, fmt::join(ensemble, ", "));
   return run;
 }
 

@@ -1,5 +1,5 @@
 // xformer eval --run DIR [--split valid|test] [--checkpoint last|best|average:N|PATH] [--no-ema]
-//              [--set KEY=VALUE]...
+//              [--ensemble RUN]... [--set KEY=VALUE]...
 #include <spdlog/spdlog.h>
 
 #include <filesystem>
@@ -18,16 +18,19 @@ struct EvalArgs {
   std::string run_dir, split = "test";
   CheckpointChoice checkpoint;
   std::vector<std::string> sets;  // decoding or data keys changed for this evaluation
+  std::vector<std::string> ensemble;  // other runs whose models evaluate with this one's
 };
 
 // Where the task writes what it decoded (samples/NAME.hyp, ...): the split's name, marked when
-// checkpoints are averaged, the moving average is left out or the config changed, so one-off
-// evaluations never overwrite the run's own outputs (all --set evaluations share one slot).
+// checkpoints are averaged, the moving average is left out, runs are ensembled or the config
+// changed, so one-off evaluations never overwrite the run's own outputs (all --set evaluations
+// share one slot, and so do all ensembles of one size).
 std::string output_name(const EvalArgs& a, const LoadedRun& run) {
   std::string name = a.split;
   if (run.checkpoint_meta.contains("averaged_steps"))
     name += ".average" + std::to_string(run.checkpoint_meta["averaged_steps"].size());
   if (run.checkpoint_meta.contains("ema") && !run.checkpoint_meta.value("ema_loaded", false)) name += ".no_ema";
+  if (!run.ensemble.empty()) name += ".ensemble" + std::to_string(run.ensemble.size() + 1);
   if (!a.sets.empty()) name += ".set";
   return name;
 }
@@ -35,7 +38,7 @@ std::string output_name(const EvalArgs& a, const LoadedRun& run) {
 int evaluate(const EvalArgs& a) {
   const Split split = parse_split(a.split);
   log_to_file((fs::path(a.run_dir) / "train.log").string());
-  auto run = load_run(a.run_dir, a.checkpoint, a.sets);
+  auto run = load_run(a.run_dir, a.checkpoint, a.sets, a.ensemble);
   Metrics m;
   {
     torch::NoGradGuard no_grad;
@@ -48,6 +51,7 @@ int evaluate(const EvalArgs& a) {
   if (run.checkpoint_meta.contains("averaged_steps")) record["averaged_steps"] = run.checkpoint_meta["averaged_steps"];
   // Runs that keep a moving average of the weights: whether it was evaluated (--no-ema: false).
   if (run.checkpoint_meta.contains("ema")) record["ema"] = run.checkpoint_meta.value("ema_loaded", false);
+  if (!run.ensemble.empty()) record["ensemble"] = run.ensemble;  // the other runs whose models took part
   if (!a.sets.empty()) record["set"] = a.sets;  // tells this line from the run's own evaluations
   for (const auto& [k, v] : m) record[k] = v;
   train::append_metrics(a.run_dir, record);
@@ -62,6 +66,7 @@ void add_eval(CLI::App& app, Action& run) {
   cmd->add_option("--run", args->run_dir, "Run directory")->required();
   cmd->add_option("--split", args->split, "valid or test")->capture_default_str();
   add_checkpoint_options(cmd, args->checkpoint);
+  add_ensemble_option(cmd, args->ensemble);
   add_set_option(cmd, args->sets);
   cmd->callback([args, &run] { run = [args] { return evaluate(*args); }; });
 }

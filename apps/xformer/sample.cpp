@@ -1,7 +1,7 @@
 // xformer sample --run DIR [--input FILE|-] [--stream] [--scores] [--beam N --lenpen A | --temperature T] [--top-k K]
 //                [--top-p P] [--num N] [--seed S] [--out FILE|DIR] [--length N] [--primer FILE]
 //                [--attention FILE.html [--attention-layer L]] [--wav] [--checkpoint C] [--no-ema]
-//                [--set KEY=VALUE]...
+//                [--ensemble RUN]... [--set KEY=VALUE]...
 #include <spdlog/fmt/fmt.h>
 
 #include <algorithm>
@@ -22,6 +22,7 @@ struct SampleArgs {
   std::string run_dir;
   CheckpointChoice checkpoint;
   std::vector<std::string> sets;  // config keys changed for this command (task.max_len_b, ...)
+  std::vector<std::string> ensemble;  // other runs whose models decode with this one's
   SampleOptions options;
   double temperature = 0, lenpen = 0;
   bool temperature_given = false, beam_given = false, lenpen_given = false;
@@ -54,7 +55,7 @@ void check_task_takes(const SampleArgs& a) {
     return std::find(names.begin(), names.end(), name) != names.end();
   };
   for (const auto& name : a.given)
-    if (!listed(kEveryTaskOptions, name) && !listed(takes, name))
+    if (!listed(kEveryTaskOptions, name) && !listed(takes, name) && name != "--ensemble")  // load_run checks that one
       throw ConfigError(fmt::format("usage error: {} is not for {} runs; their sample options are {}", name, task,
                                     fmt::join(takes, ", ")));
 }
@@ -64,7 +65,7 @@ int sample(SampleArgs a) {
   check_task_takes(a);
   if (a.temperature_given) a.options.temperature = a.temperature;
   if (a.lenpen_given) a.options.lenpen = a.lenpen;
-  auto run = load_run(a.run_dir, a.checkpoint, a.sets);
+  auto run = load_run(a.run_dir, a.checkpoint, a.sets, a.ensemble);
   torch::NoGradGuard no_grad;
   AutocastScope autocast(run.precision, run.device);
   run.task->sample(a.options);
@@ -78,6 +79,7 @@ void add_sample(CLI::App& app, Action& run) {
   auto* cmd = app.add_subcommand("sample", "Generate with a trained run (translate, sample, ...)");
   cmd->add_option("--run", args->run_dir, "Run directory")->required();
   add_checkpoint_options(cmd, args->checkpoint);
+  add_ensemble_option(cmd, args->ensemble);
   add_set_option(cmd, args->sets);
   cmd->add_option("-i,--input", o.input, "Input file, or - for stdin (default stdin)");
   cmd->add_flag("--stream", o.stream,
@@ -110,7 +112,8 @@ void add_sample(CLI::App& app, Action& run) {
   std::string by_task =
       fmt::format("\nBesides {}, each task takes its own options:\n", fmt::join(kEveryTaskOptions, " "));
   for (const auto& task : Registry::get().tasks())
-    by_task += fmt::format("  {}: {}\n", task.name, fmt::join(task.sample_options, " "));
+    by_task += fmt::format("  {}: {}{}\n", task.name, fmt::join(task.sample_options, " "),
+                           task.ensembles ? " --ensemble" : "");
   cmd->footer(by_task);
   cmd->callback([args, cmd, beam, temp, lenpen, &run] {
     for (const CLI::Option* option : cmd->get_options())

@@ -50,11 +50,19 @@ void add_checkpoint_options(CLI::App* cmd, CheckpointChoice& choice);
 struct LoadedRun {
   json config;
   std::unique_ptr<Task> task;
+  std::vector<std::string> ensemble;  // the --ensemble runs whose models decode with this one's
   torch::Device device = torch::kCPU;
   Precision precision = Precision::Float32;  // eval and sample autocast as training did
   json checkpoint_meta;
   std::string checkpoint_path;
 };
-LoadedRun load_run(const std::string& run_dir, const CheckpointChoice& checkpoint, const std::vector<std::string>& sets);
+// `ensemble` (eval/sample --ensemble RUN...) names other runs of the same task whose models join
+// the run's (Task::add_ensemble_member), each loaded with the same checkpoint choice; refused
+// before anything is loaded unless the task combines runs and the choice is last, best or average:N.
+LoadedRun load_run(const std::string& run_dir, const CheckpointChoice& checkpoint, const std::vector<std::string>& sets,
+                   const std::vector<std::string>& ensemble = {});
+
+// Declares the repeatable --ensemble RUN option of eval and sample.
+void add_ensemble_option(CLI::App* cmd, std::vector<std::string>& runs);
 
 }  // namespace xformer::app

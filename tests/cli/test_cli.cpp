@@ -27,6 +27,7 @@ TEST_CASE("every verb has --help", "[cli]") {
   // sample's help lists the options each task takes (the ones it does not take are refused).
   r = run_xformer("sample --help");
   CHECK(r.output.find("\n  translation: --input --stream --scores --beam") != std::string::npos);
+  CHECK(r.output.find(" --out --ensemble\n") != std::string::npos);  // translation combines runs
   CHECK(r.output.find("\n  music: --temperature --top-k --top-p --num --seed --out --length --primer") != std::string::npos);
 }
 
@@ -304,6 +305,92 @@ TEST_CASE("train, eval and sample the tiny config end to end", "[cli][e2e]") {
   CHECK(r.exit_code == 2);
   CHECK(r.output.find("is the --input file") != std::string::npos);
   CHECK(count_lines(tmp.str("keep.txt")) == 1);
+}
+
+TEST_CASE("eval and sample --ensemble average the models of several runs", "[cli][ensemble]") {
+  TempDir tmp("cli_ensemble");
+  const std::string a = tmp.str("a"), b = tmp.str("b"), spm = tmp.str("spm");
+  for (const auto& [run, seed] : {std::pair{a, 1}, std::pair{b, 2}}) {
+    auto r = run_xformer("train " + tiny_args(run, spm) + " --set train.max_steps=20 --set train.seed=" +
+                         std::to_string(seed));
+    INFO(r.output);
+    REQUIRE(r.exit_code == 0);
+  }
+  auto eval = [](const std::string& args) {
+    auto r = run_xformer("eval --split valid " + args);
+    INFO(r.output);
+    REQUIRE(r.exit_code == 0);
+    std::string last;
+    std::istringstream lines(r.output);
+    for (std::string l; std::getline(lines, l);)
+      if (!l.empty() && l[0] == '{') last = l;
+    return nlohmann::json::parse(last);
+  };
+  auto text = [](const std::string& path) {
+    std::ifstream in(path);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  const auto alone_a = eval("--run " + a), alone_b = eval("--run " + b);
+  // A model ensembled with itself is the model: the same loss and the same translations.
+  const auto twice = eval("--run " + a + " --ensemble " + a);
+  CHECK(twice["ensemble"] == nlohmann::json::array({a}));
+  CHECK(twice["nll"].get<double>() == Approx(alone_a["nll"].get<double>()).epsilon(1e-5));
+  CHECK(twice["loss"].get<double>() == Approx(alone_a["loss"].get<double>()).epsilon(1e-5));
+  CHECK(text(a + "/samples/valid.ensemble2.hyp") == text(a + "/samples/valid.hyp"));
+  // Two models: the NLL of their mean distribution is neither's, and at most the mean of theirs
+  // (-log of a mean probability <= the mean of -log, token by token).
+  const auto pair = eval("--run " + a + " --ensemble " + b);
+  const double nll_a = alone_a["nll"], nll_b = alone_b["nll"], nll = pair["nll"];
+  CHECK(std::abs(nll - nll_a) > 1e-4);
+  CHECK(std::abs(nll - nll_b) > 1e-4);
+  CHECK(nll <= (nll_a + nll_b) / 2 + 1e-6);
+  CHECK(read_metrics(a, "valid").back()["ensemble"] == nlohmann::json::array({b}));
+
+  std::ofstream(tmp.str("in.txt")) << "Where is the station?\nI like it.\n";
+  const std::string sample = "sample --input " + tmp.str("in.txt") + " --scores --run " + a;
+  auto alone = run_xformer(sample + " --out " + tmp.str("alone.txt"));
+  auto with_itself = run_xformer(sample + " --ensemble " + a + " --out " + tmp.str("itself.txt"));
+  auto with_b = run_xformer(sample + " --ensemble " + b + " --out " + tmp.str("with_b.txt"));
+  INFO(with_b.output);
+  REQUIRE((alone.exit_code == 0 && with_itself.exit_code == 0 && with_b.exit_code == 0));
+  auto scored = [&](const std::string& path) {  // (log-probability, translation) per line
+    std::vector<std::pair<double, std::string>> out;
+    std::ifstream in(path);
+    for (std::string l; std::getline(in, l);) out.emplace_back(std::stod(l.substr(0, l.find('\t'))), l.substr(l.find('\t') + 1));
+    return out;
+  };
+  const auto s_alone = scored(tmp.str("alone.txt")), s_itself = scored(tmp.str("itself.txt"));
+  REQUIRE(s_alone.size() == 2);
+  REQUIRE(s_itself.size() == 2);
+  REQUIRE(scored(tmp.str("with_b.txt")).size() == 2);
+  for (size_t i = 0; i < 2; ++i) {
+    CHECK(s_itself[i].second == s_alone[i].second);
+    CHECK(s_itself[i].first == Approx(s_alone[i].first).margin(1e-3));
+  }
+
+  // What cannot be combined is refused, naming the run and why.
+  auto other_vocab = run_xformer("train " + tiny_args(tmp.str("v300"), spm) + " --set task.vocab_size=300 --set train.max_steps=1");
+  REQUIRE(other_vocab.exit_code == 0);
+  fs::create_directories(tmp.str("music"));
+  std::ofstream(tmp.str("music/config.json")) << R"({"task": {"name": "music"}, "model": {}, "optim": {}, "train": {}})";
+  struct Case {
+    std::string args, expected;
+  };
+  const std::vector<Case> refused = {
+      {"eval --run " + a + " --ensemble " + tmp.str("v300"),
+       "--ensemble " + tmp.str("v300") + ": its tokenizer.model differs from that of " + a},
+      {"eval --run " + a + " --ensemble " + tmp.str("music"), "--ensemble " + tmp.str("music") + " is a music run"},
+      {"sample --run " + tmp.str("music") + " --ensemble " + a, "--ensemble is not for music runs; it combines runs of: translation"},
+      {"eval --run " + a + " --ensemble " + b + " --checkpoint " + a + "/checkpoints/last.pt",
+       "--ensemble loads the same --checkpoint of every run: last, best or average:N"},
+      {"eval --run " + a + " --ensemble " + tmp.str("none"), "is not a run directory"},
+  };
+  for (const auto& c : refused) {
+    auto r = run_xformer(c.args);
+    INFO(c.args << "\n" << r.output);
+    CHECK(r.exit_code == 2);
+    CHECK(r.output.find(c.expected) != std::string::npos);
+  }
 }
 
 TEST_CASE("train.ema_decay: eval and sample use the moving average, --no-ema the trained weights", "[cli][ema]") {

@@ -25,6 +25,8 @@ struct TaskEntry {
   // The options of `xformer sample` it takes ("--input", "--beam", ...): the verb refuses the
   // others (all but --run, --checkpoint, --no-ema and --set) before the run is loaded.
   std::vector<std::string> sample_options;
+  // eval and sample can combine the models of several runs (--ensemble; Task::add_ensemble_member).
+  bool ensembles = false;
 };
 
 struct ArchEntry {

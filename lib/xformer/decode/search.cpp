@@ -8,6 +8,30 @@
 
 namespace xformer::decode {
 
+EnsembleDecoder::EnsembleDecoder(std::vector<std::unique_ptr<IncrementalDecoder>> members)
+    : members_(std::move(members)) {
+  TORCH_CHECK(!members_.empty(), "an ensemble needs at least one member");
+}
+
+torch::Tensor EnsembleDecoder::step(const torch::Tensor& tokens) {
+  std::vector<torch::Tensor> logits;
+  for (auto& m : members_) logits.push_back(m->step(tokens));
+  return log_mean_softmax(logits);
+}
+
+void EnsembleDecoder::reorder(const torch::Tensor& index) {
+  for (auto& m : members_) m->reorder(index);
+}
+
+torch::Tensor log_mean_softmax(const std::vector<torch::Tensor>& logits) {
+  TORCH_CHECK(!logits.empty(), "log_mean_softmax of no logits");
+  if (logits.size() == 1) return torch::log_softmax(logits[0].to(torch::kFloat), -1);
+  std::vector<torch::Tensor> log_probs;
+  for (const auto& l : logits) log_probs.push_back(torch::log_softmax(l.to(torch::kFloat), -1));
+  // (n, ..., V) -> (..., V): log sum_i p_i - log n, without leaving log space.
+  return torch::logsumexp(torch::stack(log_probs), 0) - std::log(static_cast<double>(logits.size()));
+}
+
 namespace {
 constexpr double kNegInf = -std::numeric_limits<double>::infinity();
 

@@ -5,6 +5,7 @@
 #pragma once
 #include <torch/torch.h>
 
+#include <memory>
 #include <optional>
 #include <vector>
 
@@ -18,6 +19,23 @@ class IncrementalDecoder {
   // Keep rows `index` (N') of the decoder state (beam search, expanding a batch to N*K rows).
   virtual void reorder(const torch::Tensor& index) = 0;
 };
+
+// Several models decoding as one (an ensemble): every member sees the same tokens and reorders,
+// and a step returns the log of their averaged next-token distributions,
+// log(mean_i softmax(logits_i)) (N, V) in float, which the searches take as logits.
+class EnsembleDecoder : public IncrementalDecoder {
+ public:
+  explicit EnsembleDecoder(std::vector<std::unique_ptr<IncrementalDecoder>> members);
+  torch::Tensor step(const torch::Tensor& tokens) override;
+  void reorder(const torch::Tensor& index) override;
+
+ private:
+  std::vector<std::unique_ptr<IncrementalDecoder>> members_;
+};
+
+// log(mean_i softmax(logits_i)) over the last dimension, in float: the members' logits, all of
+// one shape (..., V). One member: its log_softmax.
+torch::Tensor log_mean_softmax(const std::vector<torch::Tensor>& logits);
 
 struct SearchOptions {
   int64_t bos = 2, eos = 3;

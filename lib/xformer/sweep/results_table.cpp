@@ -72,8 +72,8 @@ void read_metrics(const std::string& run_dir, const std::string& metric, bool hi
     if (!j.is_object()) continue;
     if (j.contains("step") && j["step"].is_number_integer()) row.step = std::max<int64_t>(row.step, j["step"].get<int64_t>());
     const std::string split = j.value("split", "");
-    if (j.contains("checkpoint")) {  // a line written by `xformer eval`; not one run with --set or --no-ema
-      if (split == eval_split && !j.contains("set") && j.value("ema", true)) row.eval = j;
+    if (j.contains("checkpoint")) {  // a line written by `xformer eval`; not one with --set, --no-ema or --ensemble
+      if (split == eval_split && !j.contains("set") && j.value("ema", true) && !j.contains("ensemble")) row.eval = j;
       continue;
     }
     if (split != "valid" || !j.contains(metric) || !j[metric].is_number()) continue;

@@ -86,6 +86,10 @@ void register_builtins() {
   tasks::register_detection(r);
 }
 
+void Task::add_ensemble_member(std::unique_ptr<Task>, const std::string&) {
+  throw ConfigError("usage error: this task does not combine runs (--ensemble)");
+}
+
 Metrics Task::model_stats() {
   double n = 0;
   for (const auto& p : model()->parameters()) n += static_cast<double>(p.numel());

@@ -109,6 +109,12 @@ class Task {
   // `xformer info --model-stats`: at least "parameters"; tasks that know their input size add
   // "flops" per item (2 per multiply-add) and the size they assume.
   virtual Metrics model_stats();
+
+  // eval/sample --ensemble: `member` is this task built for another run (`member_run`), its
+  // weights loaded; from now on evaluation and decoding average the models' next-token
+  // distributions. Only tasks registered with TaskEntry::ensembles are asked; a ConfigError
+  // when the two runs cannot be combined (e.g. different vocabularies).
+  virtual void add_ensemble_member(std::unique_ptr<Task> member, const std::string& member_run);
 };
 
 // The way every built-in task walks its training data: plan_epoch lays out the epoch's batches

@@ -105,7 +105,7 @@ class TranslationTask : public BatchedTask {
     double loss = 0, nll = 0, tokens = 0;
     for (const auto& idx : data::make_batches(lengths, t_.at("max_tokens"), t_.at("max_sentences"), false, 0, 0)) {
       auto batch = collate(examples, idx);
-      auto out = this->loss(batch);
+      auto out = members_.empty() ? this->loss(batch) : ensemble_loss(batch);
       loss += out.loss.item<double>();
       nll += out.sums.at("nll").item<double>();
       tokens += out.sample_size;
@@ -195,7 +195,56 @@ class TranslationTask : public BatchedTask {
       answer(data::read_lines(input));
   }
 
+  void add_ensemble_member(std::unique_ptr<Task> member, const std::string& member_run) override {
+    auto* other = dynamic_cast<TranslationTask*>(member.get());
+    if (!other) throw ConfigError("usage error: --ensemble " + member_run + " is not a translation run");
+    auto tokenizer_file = [](const std::string& run) {
+      std::ifstream in(fs::path(run) / "tokenizer.model", std::ios::binary);
+      return std::string(std::istreambuf_iterator<char>(in), {});
+    };
+    if (tokenizer_file(member_run) != tokenizer_file(ctx_.run_dir))
+      throw ConfigError("usage error: --ensemble " + member_run + ": its tokenizer.model differs from that of " +
+                        ctx_.run_dir + "; runs combined must share one vocabulary (the same task.train, "
+                        "task.vocab_size and task.spm_type, or the same task.spm_model)");
+    other->model_->to(ctx_.device);
+    other->model_->eval();
+    members_.push_back(other->model_);
+    max_len_ = std::min(max_len_, other->max_len_);  // what every model can read and write
+  }
+
  private:
+  // Every model that decodes: this run's, then the --ensemble members'.
+  std::vector<models::Transformer> models() const {
+    std::vector<models::Transformer> all = {model_};
+    all.insert(all.end(), members_.begin(), members_.end());
+    return all;
+  }
+
+  // The label-smoothed loss and NLL of the ensemble's averaged distribution (evaluation).
+  LossOut ensemble_loss(const Batch& batch) {
+    std::vector<torch::Tensor> logits;  // (B, T, V) per model
+    for (auto& m : models()) logits.push_back(m->forward(batch.tensors.at("source"), batch.tensors.at("prev_target")));
+    auto log_probs = decode::log_mean_softmax(logits);
+    // log_softmax of normalised log-probabilities is the identity: they serve as logits.
+    auto l = nn::label_smoothed_cross_entropy(log_probs.view({-1, log_probs.size(-1)}),
+                                              batch.tensors.at("target").view(-1), t_.at("label_smoothing"),
+                                              tokenizer_->pad_id());
+    LossOut out;
+    out.loss = l.loss;
+    out.sample_size = static_cast<double>(batch.n_tokens);
+    out.sums["nll"] = l.nll;
+    return out;
+  }
+
+  // The incremental decoder for a batch of sources (B, S): this run's model, or all of the
+  // ensemble's averaged.
+  std::unique_ptr<decode::IncrementalDecoder> decoder_for(const torch::Tensor& src) {
+    std::vector<std::unique_ptr<decode::IncrementalDecoder>> steppers;
+    for (auto& m : models()) steppers.push_back(std::make_unique<models::TransformerStepper>(m, m->encode(src)));
+    if (steppers.size() == 1) return std::move(steppers[0]);
+    return std::make_unique<decode::EnsembleDecoder>(std::move(steppers));
+  }
+
   data::Tokenizer load_tokenizer() {
     const fs::path in_run = fs::path(ctx_.run_dir) / "tokenizer.model";
     if (!ctx_.run_dir.empty() && fs::exists(in_run)) return data::Tokenizer::load(in_run.string());
@@ -357,12 +406,12 @@ class TranslationTask : public BatchedTask {
         src[r][ids.size()] = tokenizer_->eos_id();
         o.max_len.push_back(std::min<int64_t>(max_len_ - 1, static_cast<int64_t>(a * (ids.size() + 1)) + b));
       }
-      models::TransformerStepper stepper(model_, model_->encode(src.to(ctx_.device)));
+      auto decoder = decoder_for(src.to(ctx_.device));
       auto text = [this](const decode::Hypothesis& h) {
         return Translation{tokenizer_->decode(std::vector<int32_t>(h.tokens.begin(), h.tokens.end())), h.score};
       };
       if (nbest > 1) {
-        const auto lists = decode::beam_search_nbest(stepper, B, o, nbest);
+        const auto lists = decode::beam_search_nbest(*decoder, B, o, nbest);
         for (int64_t r = 0; r < B; ++r)
           for (int64_t j = 0; j < nbest; ++j)  // a short list repeats its last entry
             if (!lists[r].empty()) out[idx[r] * nbest + j] = text(lists[r][std::min<size_t>(j, lists[r].size() - 1)]);
@@ -372,9 +421,9 @@ class TranslationTask : public BatchedTask {
       if (sampling) {
         decode::SearchOptions per_batch_options = o;
         per_batch_options.seed = o.seed + batch_no++ * 0x9E3779B97F4A7C15ULL;
-        hyps = decode::sample(stepper, B, per_batch_options);
+        hyps = decode::sample(*decoder, B, per_batch_options);
       } else {
-        hyps = o.beam > 1 ? decode::beam_search(stepper, B, o) : decode::greedy(stepper, B, o);
+        hyps = o.beam > 1 ? decode::beam_search(*decoder, B, o) : decode::greedy(*decoder, B, o);
       }
       for (int64_t r = 0; r < B; ++r) out[idx[r]] = text(hyps[r]);
     }
@@ -386,6 +435,7 @@ class TranslationTask : public BatchedTask {
   uint64_t seed_;
   std::unique_ptr<data::Tokenizer> tokenizer_;
   models::Transformer model_{nullptr};
+  std::vector<models::Transformer> members_;  // --ensemble: other runs' models, decoding with model_
   int64_t max_len_ = 0;
   std::vector<Example> train_;
   std::vector<data::LengthPair> lengths_;
@@ -422,7 +472,8 @@ void register_translation(Registry& registry) {
                        return m;
                      },
                      {"--input", "--stream", "--scores", "--beam", "--lenpen", "--temperature", "--top-k", "--top-p",
-                      "--num", "--seed", "--out"}});
+                      "--num", "--seed", "--out"},
+                     /*ensembles=*/true});
   registry.add_arch({"transformer", "Encoder-decoder Transformer (Vaswani et al. 2017)",
                      {"translation"}, models::declare_transformer_keys, /*recomputable=*/true});
 }

@@ -545,3 +545,50 @@ TEST_CASE("sampling follows the filtered, tempered distribution", "[decode]") {
     CHECK(frequencies(o)[0] == Approx(1.0));
   }
 }
+
+TEST_CASE("log_mean_softmax is the log of the averaged distributions", "[decode][ensemble]") {
+  torch::manual_seed(3);
+  auto a = torch::randn({4, 7}), b = torch::randn({4, 7}) * 3, c = torch::randn({4, 7});
+  CHECK(xformer::testing::max_abs_diff(decode::log_mean_softmax({a}), torch::log_softmax(a, -1)) < 1e-6);
+  auto naive = torch::log((torch::softmax(a, -1) + torch::softmax(b, -1) + torch::softmax(c, -1)) / 3);
+  CHECK(xformer::testing::max_abs_diff(decode::log_mean_softmax({a, b, c}), naive) < 1e-6);
+  // Logits far apart (a softmax that underflows in float) stay finite in log space.
+  auto far = decode::log_mean_softmax({a * 1000, b * 1000});
+  CHECK(torch::isfinite(far).all().item<bool>());
+  CHECK(xformer::testing::max_abs_diff(far.exp().sum(-1), torch::ones({4})) < 1e-5);
+}
+
+TEST_CASE("an ensemble decodes from the averaged distribution and reorders every member", "[decode][ensemble]") {
+  SECTION("two copies of one decoder search as the decoder alone") {
+    // The toy distributions depend on the whole prefix: a member left unreordered by beam
+    // search would score other prefixes.
+    const int64_t B = 5;
+    auto o = options({4, 7, 9, 3, 8}, /*beam=*/3, /*lenpen=*/0.6);
+    ToyDecoder alone(B, late_eos_logits);
+    std::vector<std::unique_ptr<decode::IncrementalDecoder>> members;
+    members.push_back(std::make_unique<ToyDecoder>(B, late_eos_logits));
+    members.push_back(std::make_unique<ToyDecoder>(B, late_eos_logits));
+    decode::EnsembleDecoder ensemble(std::move(members));
+    const auto expected = decode::beam_search(alone, B, o);
+    const auto got = decode::beam_search(ensemble, B, o);
+    REQUIRE(got.size() == expected.size());
+    for (int64_t b = 0; b < B; ++b) {
+      CAPTURE(b);
+      CHECK(got[b].tokens == expected[b].tokens);
+      CHECK(got[b].score == Approx(expected[b].score).margin(1e-5));
+    }
+  }
+  SECTION("two different decoders: the argmax of the mean, not of either") {
+    // After BOS, A: x 0.55, y 0.05, z 0.38; B: x 0.05, y 0.55, z 0.38. A alone takes x, B alone
+    // y; their mean (x 0.30, y 0.30, z 0.38) takes z, then EOS (0.96 under both): log 0.38 + log 0.96.
+    auto a = table_fn({{{kBos}, {0.55, 0.05, 0.01, 0.01, 0.38}}});
+    auto b = table_fn({{{kBos}, {0.05, 0.55, 0.01, 0.01, 0.38}}});
+    std::vector<std::unique_ptr<decode::IncrementalDecoder>> members;
+    members.push_back(std::make_unique<ToyDecoder>(1, a));
+    members.push_back(std::make_unique<ToyDecoder>(1, b));
+    decode::EnsembleDecoder ensemble(std::move(members));
+    const auto hyps = decode::greedy(ensemble, 1, options({5}));
+    CHECK(hyps[0].tokens == std::vector<int64_t>{4});
+    CHECK(hyps[0].score == Approx(std::log(0.38) + std::log(0.96)).margin(1e-5));
+  }
+}

@@ -329,7 +329,9 @@ TEST_CASE("the results table sorts by the metric and quotes CSV", "[sweep]") {
                   // A later one-off evaluation with --set (another test file, say) is not the trial's.
                   R"({"step": 20, "split": "test", "checkpoint": "c", "bleu": 1.0, "set": ["task.beam=1"]})" "\n"
                   // Nor one of the trained weights (--no-ema) of a run that averages them.
-                  R"({"step": 20, "split": "test", "checkpoint": "c", "bleu": 2.0, "ema": false})" "\n");
+                  R"({"step": 20, "split": "test", "checkpoint": "c", "bleu": 2.0, "ema": false})" "\n"
+                  // Nor one of an ensemble with other runs' models.
+                  R"({"step": 20, "split": "test", "checkpoint": "c", "bleu": 8.0, "ensemble": ["x"]})" "\n");
   metrics("lr=2", R"({"step": 20, "split": "valid", "loss": 1.5, "bleu": 9.0})" "\n");
   write_status(s.output, "lr=1", {{"status", "done"}, {"overrides", trial_overrides(s, s.trials[0])}});
   write_status(s.output, "lr=2", {{"status", "done"}, {"overrides", trial_overrides(s, s.trials[1])}});
