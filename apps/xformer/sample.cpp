@@ -1,4 +1,4 @@
-// xformer sample --run DIR [--input FILE|-] [--stream] [--scores] [--beam N --lenpen A | --temperature T] [--top-k K]
+// xformer sample --run DIR [--input FILE|-] [--stream] [--scores | --score-pairs] [--beam N --lenpen A | --temperature T] [--top-k K]
 //                [--top-p P] [--num N] [--seed S] [--out FILE|DIR] [--length N] [--primer FILE]
 //                [--attention FILE.html [--attention-layer L]] [--wav] [--checkpoint C] [--no-ema]
 //                [--ensemble RUN]... [--set KEY=VALUE]...
@@ -88,6 +88,10 @@ void add_sample(CLI::App& app, Action& run) {
   cmd->add_flag("--scores", o.scores,
                 "Print each translation after its log-probability under the model (natural log, end of "
                 "sentence included) and a tab (translation)");
+  cmd->add_flag("--score-pairs", o.score_pairs,
+                "Score given translations instead of translating: each input line is source<TAB>target; print "
+                "log p(target | source) (natural log, end of sentence included), a tab and the target's piece "
+                "count (translation)");
   auto* beam = cmd->add_option("--beam", o.beam, "Beam search with this width (default: the run's task.beam)");
   auto* lenpen = cmd->add_option("--lenpen", args->lenpen,
                                  "GNMT length penalty alpha for beam search (default: the run's task.lenpen)")

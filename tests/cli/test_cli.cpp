@@ -27,7 +27,7 @@ TEST_CASE("every verb has --help", "[cli]") {
   // sample's help lists the options each task takes (the ones it does not take are refused).
   r = run_xformer("sample --help");
   CHECK(r.output.find("\n  translation: --input --stream --scores --beam") != std::string::npos);
-  CHECK(r.output.find(" --out --ensemble\n") != std::string::npos);  // translation combines runs
+  CHECK(r.output.find(" --out --score-pairs --ensemble\n") != std::string::npos);  // translation combines runs
   CHECK(r.output.find("\n  music: --temperature --top-k --top-p --num --seed --out --length --primer") != std::string::npos);
 }
 
@@ -391,6 +391,64 @@ TEST_CASE("eval and sample --ensemble average the models of several runs", "[cli
     CHECK(r.exit_code == 2);
     CHECK(r.output.find(c.expected) != std::string::npos);
   }
+}
+
+TEST_CASE("sample --score-pairs scores given translations as eval scores the split", "[cli][score]") {
+  TempDir tmp("cli_score_pairs");
+  const std::string run = tmp.str("run");
+  auto r = run_xformer("train " + tiny_args(run, tmp.str("spm")) + " --set train.max_steps=20");
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  r = run_xformer("eval --run " + run + " --split valid");
+  REQUIRE(r.exit_code == 0);
+  const double eval_nll = read_metrics(run, "valid").back()["nll"];
+
+  // The valid split's pairs, scored line by line: their summed log-probability over their summed
+  // pieces is the NLL per token that eval reports for the split.
+  const std::string pairs = source_path("tests/data/translation/valid.tsv");
+  const std::string score = "sample --run " + run + " --score-pairs --input ";
+  r = run_xformer(score + pairs + " --out " + tmp.str("scores.txt"));
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  auto read_scores = [](const std::string& path) {
+    std::vector<std::pair<double, int64_t>> out;
+    std::ifstream in(path);
+    for (std::string l; std::getline(in, l);) out.emplace_back(std::stod(l.substr(0, l.find('\t'))), std::stoll(l.substr(l.find('\t') + 1)));
+    return out;
+  };
+  const auto scores = read_scores(tmp.str("scores.txt"));
+  REQUIRE(scores.size() == 40);
+  double log_prob = 0, pieces = 0;
+  for (const auto& [lp, n] : scores) {
+    CHECK(lp < 0);
+    CHECK(n >= 2);
+    log_prob += lp, pieces += static_cast<double>(n);
+  }
+  CHECK(-log_prob / pieces == Approx(eval_nll).epsilon(1e-4));
+  // Streamed, and with the model ensembled with itself: the same scores.
+  REQUIRE(run_xformer(score + pairs + " --stream --ensemble " + run + " --out " + tmp.str("again.txt")).exit_code == 0);
+  const auto again = read_scores(tmp.str("again.txt"));
+  REQUIRE(again.size() == scores.size());
+  for (size_t i = 0; i < scores.size(); ++i) {
+    CHECK(again[i].first == Approx(scores[i].first).margin(2e-4));
+    CHECK(again[i].second == scores[i].second);
+  }
+
+  // A malformed line or a side longer than the model reads is an error naming the line; search
+  // and sampling options are refused.
+  std::string long_target;
+  for (int i = 0; i < 80; ++i) long_target += "Haus ";
+  std::ofstream(tmp.str("bad.tsv")) << "Hello.\tHallo.\nno tab here\n";
+  std::ofstream(tmp.str("long.tsv")) << "Hello.\tHallo.\nHouses.\t" << long_target << "\n";
+  r = run_xformer(score + tmp.str("bad.tsv"));
+  CHECK(r.exit_code == 1);
+  CHECK(r.output.find(tmp.str("bad.tsv") + ":2: expected 'source<TAB>target' (no TAB)") != std::string::npos);
+  r = run_xformer(score + tmp.str("long.tsv"));
+  CHECK(r.exit_code == 1);
+  CHECK(r.output.find(tmp.str("long.tsv") + ":2: the target has ") != std::string::npos);
+  r = run_xformer(score + pairs + " --beam 2");
+  CHECK(r.exit_code == 2);
+  CHECK(r.output.find("--score-pairs scores the translations it is given; it takes none of --beam") != std::string::npos);
 }
 
 TEST_CASE("train.ema_decay: eval and sample use the moving average, --no-ema the trained weights", "[cli][ema]") {

@@ -66,6 +66,15 @@ std::vector<std::string> read_lines(const std::string& path) {
   return lines;
 }
 
+std::pair<std::string, std::string> split_pair_line(const std::string& line, const std::string& where) {
+  const auto tab = line.find('\t');
+  if (tab == std::string::npos || line.find('\t', tab + 1) != std::string::npos)
+    throw DataError(where + ": expected 'source<TAB>target' (" +
+                    (tab == std::string::npos ? "no TAB" : "more than one TAB") + ")");
+  if (!is_valid_utf8(line)) throw DataError(where + ": not valid UTF-8");
+  return {line.substr(0, tab), line.substr(tab + 1)};
+}
+
 ParallelCorpus read_parallel_corpus(const nlohmann::json& spec) {
   ParallelCorpus c;
   auto add = [&](std::string src, std::string tgt) {
@@ -81,13 +90,8 @@ ParallelCorpus read_parallel_corpus(const nlohmann::json& spec) {
     for (int64_t n = 1; std::getline(in, line); ++n) {
       strip_cr(line);
       if (line.empty()) continue;
-      auto tab = line.find('\t');
-      if (tab == std::string::npos || line.find('\t', tab + 1) != std::string::npos)
-        throw DataError(path + ":" + std::to_string(n) + ": expected 'source<TAB>target' (" +
-                        (tab == std::string::npos ? "no TAB" : "more than one TAB") + ")");
-      if (!is_valid_utf8(line))
-        throw DataError(path + ":" + std::to_string(n) + ": not valid UTF-8");
-      add(line.substr(0, tab), line.substr(tab + 1));
+      auto [source, target] = split_pair_line(line, path + ":" + std::to_string(n));
+      add(std::move(source), std::move(target));
     }
     return c;
   }

@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 #include <functional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace xformer::data {
@@ -18,6 +19,10 @@ struct ParallelCorpus {
 
 // `spec` is a path (TSV) or a list of two paths. DataError on a missing or malformed file.
 ParallelCorpus read_parallel_corpus(const nlohmann::json& spec);
+
+// One `source<TAB>target` line split at its TAB. DataError "WHERE: expected 'source<TAB>target'
+// (no TAB)" (or more than one TAB), or "WHERE: not valid UTF-8"; WHERE is e.g. "file.tsv:3".
+std::pair<std::string, std::string> split_pair_line(const std::string& line, const std::string& where);
 
 // Lines of a text file, or of stdin for "-" (without their line ends, "\r\n" included).
 // DataError naming the file if unreadable.

@@ -60,6 +60,7 @@ struct SampleOptions {
   std::string input;         // file, "-" for stdin, "" for the task's default
   bool stream = false;       // answer each input line as soon as it is read (translation)
   bool scores = false;       // print each output's log-probability under the model (translation)
+  bool score_pairs = false;  // score given source<TAB>target lines instead of translating (translation)
   std::string out;           // file or folder, "" for stdout / the run's samples/
   int beam = 0;              // > 0: beam search of this width; 0: the task's own search (config)
   std::optional<double> lenpen;  // GNMT length-penalty alpha for beam search; unset: the config's

@@ -139,6 +139,10 @@ class TranslationTask : public BatchedTask {
   }
 
   void sample(const SampleOptions& opts) override {
+    if (opts.score_pairs && (opts.beam > 0 || opts.lenpen || opts.temperature || opts.top_k > 0 || opts.top_p < 1 ||
+                             opts.num > 1 || opts.scores))
+      throw ConfigError("usage error: --score-pairs scores the translations it is given; it takes none of --beam, "
+                        "--lenpen, --temperature, --top-k, --top-p, --num, --scores");
     if (!opts.temperature && (opts.top_k > 0 || opts.top_p < 1))
       throw ConfigError("usage error: --top-k and --top-p need --temperature (sampling)");
     // Without --beam, the search `eval` uses: the run's task.beam and task.lenpen.
@@ -176,7 +180,18 @@ class TranslationTask : public BatchedTask {
     // --num N: N samples of each line, or its N best beam hypotheses (best first).
     const int64_t nbest = opts.temperature ? 1 : opts.num;
     uint64_t batches = 0;
-    auto answer = [&](const std::vector<std::string>& lines) {
+    int64_t lines_read = 0;
+    auto score = [&](const std::vector<std::string>& lines) {  // --score-pairs
+      std::vector<Example> pairs;
+      for (const auto& line : lines) {
+        const std::string where = (input == "-" ? std::string("stdin") : input) + ":" + std::to_string(++lines_read);
+        const auto [source, target] = data::split_pair_line(line, where);
+        pairs.push_back(encode_pair(source, target, where));
+      }
+      for (const auto& s : score_pairs(pairs)) out << fmt::format("{:.4f}\t{}\n", s.log_prob, s.pieces);
+      out.flush();
+    };
+    auto translate_lines = [&](const std::vector<std::string>& lines) {
       std::vector<std::string> inputs;
       for (const auto& l : lines)
         for (int i = 0; i < (opts.temperature ? opts.num : 1); ++i) inputs.push_back(l);
@@ -189,6 +204,8 @@ class TranslationTask : public BatchedTask {
     // Someone typing at a terminal (or a program feeding a pipe line by line, with --stream)
     // gets each translation as soon as the line is entered; otherwise the input is read to the
     // end first, so that batches group sentences of similar length.
+    const std::function<void(const std::vector<std::string>&)> answer =
+        opts.score_pairs ? std::function<void(const std::vector<std::string>&)>(score) : translate_lines;
     if (opts.stream || (input == "-" && isatty(STDIN_FILENO)))
       data::for_each_line(input, [&](const std::string& line) { answer({line}); });
     else
@@ -220,11 +237,17 @@ class TranslationTask : public BatchedTask {
     return all;
   }
 
-  // The label-smoothed loss and NLL of the ensemble's averaged distribution (evaluation).
-  LossOut ensemble_loss(const Batch& batch) {
+  // Next-token log-probabilities (B, T, V) of a batch's targets under every model: the
+  // ensemble's mean distribution (one model: its log_softmax).
+  torch::Tensor next_token_log_probs(const Batch& batch) {
     std::vector<torch::Tensor> logits;  // (B, T, V) per model
     for (auto& m : models()) logits.push_back(m->forward(batch.tensors.at("source"), batch.tensors.at("prev_target")));
-    auto log_probs = decode::log_mean_softmax(logits);
+    return decode::log_mean_softmax(logits);
+  }
+
+  // The label-smoothed loss and NLL of the ensemble's averaged distribution (evaluation).
+  LossOut ensemble_loss(const Batch& batch) {
+    auto log_probs = next_token_log_probs(batch);
     // log_softmax of normalised log-probabilities is the identity: they serve as logits.
     auto l = nn::label_smoothed_cross_entropy(log_probs.view({-1, log_probs.size(-1)}),
                                               batch.tensors.at("target").view(-1), t_.at("label_smoothing"),
@@ -233,6 +256,43 @@ class TranslationTask : public BatchedTask {
     out.loss = l.loss;
     out.sample_size = static_cast<double>(batch.n_tokens);
     out.sums["nll"] = l.nll;
+    return out;
+  }
+
+  // A pair to score, as token ids; DataError naming `where` when a side is longer than the
+  // model reads (scores of cut sentences would be silently wrong).
+  Example encode_pair(const std::string& source, const std::string& target, const std::string& where) const {
+    Example e{tokenizer_->encode(source), tokenizer_->encode(target)};
+    for (const auto* side : {&e.source, &e.target})
+      if (static_cast<int64_t>(side->size()) + 1 > max_len_)
+        throw DataError(where + ": the " + (side == &e.source ? "source" : "target") + " has " +
+                        std::to_string(side->size()) + " pieces; the model reads at most " +
+                        std::to_string(max_len_ - 1) + " (model.max_positions, end of sentence included)");
+    return e;
+  }
+
+  struct PairScore {
+    double log_prob = 0;  // log p(target | source), end of sentence included (nats)
+    int64_t pieces = 0;   // target pieces scored, end of sentence included
+  };
+
+  // Each pair's score under the model (the ensemble's mean distribution), in order, batched by
+  // length as evaluation is.
+  std::vector<PairScore> score_pairs(const std::vector<Example>& pairs) {
+    model_->eval();
+    torch::NoGradGuard no_grad;
+    std::vector<data::LengthPair> lengths;
+    for (const auto& e : pairs)
+      lengths.push_back({static_cast<int64_t>(e.source.size()) + 1, static_cast<int64_t>(e.target.size()) + 1});
+    std::vector<PairScore> out(pairs.size());
+    for (const auto& idx : data::make_batches(lengths, t_.at("max_tokens"), t_.at("max_sentences"), false, 0, 0)) {
+      auto batch = collate(pairs, idx);
+      const auto& target = batch.tensors.at("target");  // (B, T), padded
+      auto per_token = next_token_log_probs(batch).gather(2, target.unsqueeze(2)).squeeze(2);  // (B, T)
+      auto sums = per_token.masked_fill(target.eq(tokenizer_->pad_id()), 0).sum(1).to(torch::kCPU, torch::kDouble);
+      for (size_t r = 0; r < idx.size(); ++r)
+        out[idx[r]] = {sums[r].item<double>(), static_cast<int64_t>(pairs[idx[r]].target.size()) + 1};
+    }
     return out;
   }
 
@@ -472,7 +532,7 @@ void register_translation(Registry& registry) {
                        return m;
                      },
                      {"--input", "--stream", "--scores", "--beam", "--lenpen", "--temperature", "--top-k", "--top-p",
-                      "--num", "--seed", "--out"},
+                      "--num", "--seed", "--out", "--score-pairs"},
                      /*ensembles=*/true});
   registry.add_arch({"transformer", "Encoder-decoder Transformer (Vaswani et al. 2017)",
                      {"translation"}, models::declare_transformer_keys, /*recomputable=*/true});
