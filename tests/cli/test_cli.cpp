@@ -8,6 +8,7 @@
 
 #include "cli/cli_helpers.h"
 #include "test_support.h"
+#include "tfrecord_reader.h"
 #include "xformer/metrics/bleu.h"
 #include "xformer/metrics/chrf.h"
 
@@ -131,6 +132,19 @@ TEST_CASE("train, eval and sample the tiny config end to end", "[cli][e2e]") {
   REQUIRE(valid.size() == 3);
   CHECK(valid.back()["loss"].get<double>() < valid.front()["loss"].get<double>());
   CHECK(valid.back().contains("bleu"));
+  // TensorBoard gets the same numbers: after the version record, one event per metrics line.
+  {
+    std::vector<std::string> files;
+    for (const auto& e : fs::directory_iterator(fs::path(run) / "tensorboard")) files.push_back(e.path().string());
+    REQUIRE(files.size() == 1);
+    const auto events = read_tfrecords(files[0]);
+    REQUIRE(events.size() == 1 + train.size() + valid.size());
+    const auto& last = valid.back();
+    std::vector<std::pair<std::string, float>> scalars;
+    for (const auto& [key, value] : last.items())
+      if (key != "step" && value.is_number()) scalars.emplace_back("valid/" + key, value.get<float>());
+    CHECK(events.back() == xformer::report::scalars_event(event_wall_time(events.back()), 60, scalars));
+  }
 
   // A non-empty run directory is never silently reused.
   r = run_xformer("train " + tiny_args(run, tmp.str("spm")));
@@ -493,6 +507,19 @@ TEST_CASE("resume reproduces the same losses as an uninterrupted run", "[cli][re
     return tiny_args(run, tmp.str("spm")) + " --set model.dropout=0.1 --set train.log_every=1 --set train.eval_every=0"
            " --set train.save_every=7 --set task.eval_bleu=false";
   }, 9, 16);
+  // TensorBoard: the resumed run starts a second events file, which first tells TensorBoard to
+  // drop what earlier files hold after the checkpoint it resumed from (step 9, where it stopped).
+  std::vector<std::vector<std::string>> files;
+  for (const auto& e : fs::directory_iterator(tmp.str("split/tensorboard"))) files.push_back(read_tfrecords(e.path().string()));
+  REQUIRE(files.size() == 2);
+  auto restarts = [](const std::vector<std::string>& events) {
+    return events.size() > 1 && events[1] == xformer::report::session_start_event(event_wall_time(events[1]), 10);
+  };
+  REQUIRE(restarts(files[0]) != restarts(files[1]));
+  const auto& started = restarts(files[0]) ? files[1] : files[0];
+  const auto& resumed = restarts(files[0]) ? files[0] : files[1];
+  CHECK(started.size() == 1 + 9 + 1);  // the version record, steps 1..9, the evaluation at the end
+  CHECK(resumed.size() == 2 + 7 + 1);  // the version record, the restart, steps 10..16, the evaluation
 }
 
 TEST_CASE("train.recompute_activations trains as the plain run does", "[cli][recompute]") {

@@ -82,6 +82,9 @@ void declare_trainer_keys(Schema& s) {
   s.add("train.update_freq", KeyType::Int, 1,
         "Accumulate gradients over this many batches per update.").at_least(1);
   s.add("train.log_every", KeyType::Int, 50, "Log training statistics every N updates.").at_least(1);
+  s.add("train.tensorboard", KeyType::Bool, true,
+        "Also write the training and validation metrics as TensorBoard events to RUN/tensorboard/ "
+        "(`tensorboard --logdir runs`).");
   s.add("train.eval_every", KeyType::Int, 1000, "Evaluate on the valid split every N updates.").at_least(0);
   s.add("train.save_every", KeyType::Int, 1000, "Write a checkpoint every N updates.").at_least(0);
   s.add("train.ema_decay", KeyType::Float, 0.0,

@@ -23,9 +23,9 @@ constexpr const char* kLockFile = ".lock";
 // Whether `name` is something xformer writes in a run directory: the trainer's files, the
 // tasks' (tokenizer.model, classes.json), or a temporary file an interrupted write left behind.
 bool written_by_xformer(const fs::directory_entry& entry) {
-  static const std::set<std::string> kEntries = {kLockFile,     "config.json",     "train.log",
-                                                 "metrics.jsonl", "checkpoints",   "samples",
-                                                 "tokenizer.model", "classes.json"};
+  static const std::set<std::string> kEntries = {kLockFile,       "config.json", "train.log",   "metrics.jsonl",
+                                                 "checkpoints",   "samples",     "tensorboard", "tokenizer.model",
+                                                 "classes.json"};
   const std::string name = entry.path().filename().string();
   if (kEntries.count(name)) return true;
   const auto tmp = name.find(".tmp.");  // NAME.tmp.HOST.PID, a file (core/atomic_file)

@@ -13,6 +13,7 @@
 #include "xformer/core/progress.h"
 #include "xformer/core/runtime.h"
 #include "xformer/nn/recompute.h"
+#include "xformer/report/tensorboard.h"
 #include "xformer/train/adam.h"
 #include "xformer/train/checkpoint.h"
 #include "xformer/train/run_dir.h"
@@ -315,7 +316,7 @@ bool Trainer::evaluate_valid() {
   }
   json record = {{"step", step_}, {"split", "valid"}};
   for (const auto& [k, v] : m) record[k] = v;
-  append_metrics(options_.run_dir, record);
+  record_metrics(record);
 
   const std::string metric = t.at("best_metric");
   auto it = m.find(metric);
@@ -371,6 +372,11 @@ void Trainer::evaluate_and_track() {
   }
 }
 
+void Trainer::record_metrics(const json& record) {
+  append_metrics(options_.run_dir, record);
+  if (events_) events_->add_metrics(record);
+}
+
 void Trainer::log_train(const UpdateStats& stats) {
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - stats.start).count();
   const double ss = std::max(stats.sample_size, 1.0);
@@ -386,7 +392,7 @@ void Trainer::log_train(const UpdateStats& stats) {
   if (scaler_.enabled()) record["loss_scale"] = scaler_.scale();
   for (const auto& [k, v] : stats.sums) record[k] = v / ss;
   if (stats.sums.count("nll")) record["ppl"] = std::exp(stats.sums.at("nll") / ss);
-  append_metrics(options_.run_dir, record);
+  record_metrics(record);
   std::string line = fmt::format("train | epoch {} | step {} | loss {:.4f}", epoch_, step_,
                                  record["loss"].get<double>());
   if (record.contains("ppl")) line += fmt::format(" | ppl {:.2f}", record["ppl"].get<double>());
@@ -418,6 +424,10 @@ int Trainer::run() {
   } else {
     task_.begin_epoch(epoch_);
     seed_rank_stream();
+  }
+  if (main_rank() && t.at("tensorboard").get<bool>()) {
+    events_ = std::make_unique<report::ScalarEventWriter>((fs::path(options_.run_dir) / "tensorboard").string());
+    if (options_.resume) events_->restart_at(step_ + 1);  // as metrics.jsonl dropped the lines after step_
   }
   // The same start on every rank: initialisation is seeded alike, and this makes it certain.
   if (options_.comm) options_.comm->broadcast_from_rank0(params_);

@@ -24,6 +24,7 @@
 
 #include "xformer/core/config.h"
 #include "xformer/core/precision.h"
+#include "xformer/report/tensorboard.h"
 #include "xformer/tasks/task.h"
 #include "xformer/train/distributed.h"
 #include "xformer/train/grad_reducer.h"
@@ -53,6 +54,7 @@ class Trainer {
   // Rank 0: evaluates on the valid split, logs, and updates best_/patience; true on a new best.
   bool evaluate_valid();
   void log_train(const UpdateStats& stats);  // one metrics.jsonl line and one log line
+  void record_metrics(const json& record);   // to metrics.jsonl and the TensorBoard events
   bool main_rank() const { return !options_.comm || options_.comm->rank() == 0; }
   int world_size() const { return options_.comm ? options_.comm->world_size() : 1; }
   void seed_rank_stream();  // ranks other than 0: a dropout stream of their own
@@ -73,6 +75,7 @@ class Trainer {
   std::vector<torch::Tensor> params_;
   std::unique_ptr<GradReducer> reducer_;  // several ranks: sums gradients during backward
   std::unique_ptr<WeightAverage> average_;  // train.ema_decay > 0, rank 0: evaluated and saved
+  std::unique_ptr<report::ScalarEventWriter> events_;  // train.tensorboard, rank 0
   torch::Device device_ = torch::kCPU;
   Precision precision_ = Precision::Float32;
   LossScaler scaler_{false};
