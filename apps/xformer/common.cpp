@@ -3,6 +3,7 @@
 #include <filesystem>
 
 #include "verbs.h"
+#include "xformer/core/error.h"
 #include "xformer/core/precision.h"
 #include "xformer/core/registry.h"
 #include "xformer/core/runtime.h"
@@ -73,6 +74,27 @@ void add_ensemble_option(CLI::App* cmd, std::vector<std::string>& runs) {
                   "probabilities (repeatable; each loads the same --checkpoint; translation)");
 }
 
+namespace {
+// The task that `config` (a run's) describes, built on `device` for eval/sample, with the chosen
+// checkpoint's weights loaded; `run`'s checkpoint fields filled in.
+void load_task(const std::string& run_dir, const json& config, const torch::Device& device,
+               const CheckpointChoice& checkpoint, LoadedRun& run) {
+  RunContext ctx;
+  ctx.run_dir = run_dir;
+  ctx.device = device;
+  ctx.for_training = false;
+  const auto paths = train::resolve_checkpoints(run_dir, checkpoint.which);
+  run.checkpoint_path = paths.size() == 1 ? paths[0]
+                                          : "average of " + std::to_string(paths.size()) + ": " + paths.front() +
+                                                " .. " + fs::path(paths.back()).filename().string();
+  run.task = make_task(config, ctx);
+  run.checkpoint_meta = train::load_model_weights(paths, *run.task->model(), !checkpoint.no_ema);
+  run.task->model()->eval();
+  spdlog::info("loaded {} (step {}{})", run.checkpoint_path, run.checkpoint_meta.value("step", 0),
+               run.checkpoint_meta.value("ema_loaded", false) ? ", moving average of the weights" : "");
+}
+}  // namespace
+
 LoadedRun load_run(const std::string& run_dir, const CheckpointChoice& checkpoint, const std::vector<std::string>& sets,
                    const std::vector<std::string>& ensemble) {
   if (!ensemble.empty()) check_ensemble(run_dir, ensemble, checkpoint);
@@ -86,22 +108,21 @@ LoadedRun load_run(const std::string& run_dir, const CheckpointChoice& checkpoin
     train::check_config_fits_checkpoint(run_dir, run.config, "--set");
     spdlog::info("--set, for this command only: {}", fmt::format("{}", fmt::join(sets, " ")));
   }
-  RunContext ctx;
-  ctx.run_dir = run_dir;
-  ctx.device = run.device = setup_runtime(run.config);
+  run.device = setup_runtime(run.config);
   run.precision = resolve_precision(run.config.at("train").at("precision"), run.device);
-  ctx.for_training = false;
-  const auto paths = train::resolve_checkpoints(run_dir, checkpoint.which);
-  run.checkpoint_path = paths.size() == 1 ? paths[0]
-                                          : "average of " + std::to_string(paths.size()) + ": " + paths.front() +
-                                                " .. " + fs::path(paths.back()).filename().string();
-  run.task = make_task(run.config, ctx);
-  run.checkpoint_meta = train::load_model_weights(paths, *run.task->model(), !checkpoint.no_ema);
-  run.task->model()->eval();
-  spdlog::info("loaded {} (step {}{})", run.checkpoint_path, run.checkpoint_meta.value("step", 0),
-               run.checkpoint_meta.value("ema_loaded", false) ? ", moving average of the weights" : "");
+  load_task(run_dir, run.config, run.device, checkpoint, run);
+  // Ensemble members bring only their models: built from their own configs, on this run's device
+  // and under its runtime settings (threads, TF32, precision).
   for (const auto& member : ensemble) {
-    auto loaded = load_run(member, checkpoint, {});
+    LoadedRun loaded;
+    try {
+      RawConfig member_raw;
+      member_raw.value = train::read_run_config(member);
+      member_raw.file = member + "/config.json";
+      load_task(member, resolve(member_raw), run.device, checkpoint, loaded);
+    } catch (const Error& e) {
+      throw Error("--ensemble " + member + ": " + e.what(), e.exit_code());
+    }
     run.task->add_ensemble_member(std::move(loaded.task), member);
     run.ensemble.push_back(member);
   }

@@ -25,11 +25,18 @@ struct EvalArgs {
 // checkpoints are averaged, the moving average is left out, runs are ensembled or the config
 // changed, so one-off evaluations never overwrite the run's own outputs (all --set evaluations
 // share one slot, and so do all ensembles of one size).
+// Whether --no-ema left a moving average out: of the run's checkpoint, or of an ensemble member's
+// (which may keep one where the run does not).
+bool left_average_out(const EvalArgs& a, const LoadedRun& run) {
+  return (run.checkpoint_meta.contains("ema") && !run.checkpoint_meta.value("ema_loaded", false)) ||
+         (a.checkpoint.no_ema && !run.ensemble.empty());
+}
+
 std::string output_name(const EvalArgs& a, const LoadedRun& run) {
   std::string name = a.split;
   if (run.checkpoint_meta.contains("averaged_steps"))
     name += ".average" + std::to_string(run.checkpoint_meta["averaged_steps"].size());
-  if (run.checkpoint_meta.contains("ema") && !run.checkpoint_meta.value("ema_loaded", false)) name += ".no_ema";
+  if (left_average_out(a, run)) name += ".no_ema";
   if (!run.ensemble.empty()) name += ".ensemble" + std::to_string(run.ensemble.size() + 1);
   if (!a.sets.empty()) name += ".set";
   return name;
@@ -50,7 +57,7 @@ int evaluate(const EvalArgs& a) {
                  {"checkpoint", run.checkpoint_path}};
   if (run.checkpoint_meta.contains("averaged_steps")) record["averaged_steps"] = run.checkpoint_meta["averaged_steps"];
   // Runs that keep a moving average of the weights: whether it was evaluated (--no-ema: false).
-  if (run.checkpoint_meta.contains("ema")) record["ema"] = run.checkpoint_meta.value("ema_loaded", false);
+  if (run.checkpoint_meta.contains("ema") || left_average_out(a, run)) record["ema"] = !left_average_out(a, run);
   if (!run.ensemble.empty()) record["ensemble"] = run.ensemble;  // the other runs whose models took part
   if (!a.sets.empty()) record["set"] = a.sets;  // tells this line from the run's own evaluations
   for (const auto& [k, v] : m) record[k] = v;

@@ -72,7 +72,8 @@ build_corpus() {
 PY=$(find_python)
 
 rebuilt=0
-if up_to_date "$OUT/.prepared" "$SELF" "$PARSER"; then
+if up_to_date "$OUT/.prepared" "$SELF" "$PARSER" "$HERE/../prepare_lib.sh" &&
+   [[ -s $OUT/train.tsv && -s $OUT/valid.tsv && -s $OUT/test.tsv ]]; then
   echo "${OUT#"$ROOT"/}/{train,valid,test}.tsv are up to date (use --force to rebuild)"
 else
   build_corpus "$PY"

@@ -1,10 +1,12 @@
 // End-to-end tests of the xformer binary on the tiny translation config: the verbs, the run
 // directory, exact resume, interruption, and the errors a user can make.
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <regex>
 #include <sstream>
+#include <tuple>
 
 #include "cli/cli_helpers.h"
 #include "test_support.h"
@@ -324,41 +326,39 @@ TEST_CASE("train, eval and sample the tiny config end to end", "[cli][e2e]") {
 TEST_CASE("eval and sample --ensemble average the models of several runs", "[cli][ensemble]") {
   TempDir tmp("cli_ensemble");
   const std::string a = tmp.str("a"), b = tmp.str("b"), spm = tmp.str("spm");
-  for (const auto& [run, seed] : {std::pair{a, 1}, std::pair{b, 2}}) {
-    auto r = run_xformer("train " + tiny_args(run, spm) + " --set train.max_steps=20 --set train.seed=" +
+  // b trains its own tokenizer (another cache): the same vocabulary, in a file that differs (it
+  // records where it was trained).
+  for (const auto& [run, seed, cache] : {std::tuple{a, 1, spm}, std::tuple{b, 2, tmp.str("spm_b")}}) {
+    auto r = run_xformer("train " + tiny_args(run, cache) + " --set train.max_steps=20 --set train.seed=" +
                          std::to_string(seed));
     INFO(r.output);
     REQUIRE(r.exit_code == 0);
   }
-  auto eval = [](const std::string& args) {
-    auto r = run_xformer("eval --split valid " + args);
+  auto eval = [](const std::string& run, const std::string& more = "") {  // the eval line it appends
+    auto r = run_xformer("eval --split valid --run " + run + more);
     INFO(r.output);
     REQUIRE(r.exit_code == 0);
-    std::string last;
-    std::istringstream lines(r.output);
-    for (std::string l; std::getline(lines, l);)
-      if (!l.empty() && l[0] == '{') last = l;
-    return nlohmann::json::parse(last);
+    return read_metrics(run, "valid").back();
   };
   auto text = [](const std::string& path) {
     std::ifstream in(path);
     return std::string(std::istreambuf_iterator<char>(in), {});
   };
-  const auto alone_a = eval("--run " + a), alone_b = eval("--run " + b);
+  const auto alone_a = eval(a), alone_b = eval(b);
   // A model ensembled with itself is the model: the same loss and the same translations.
-  const auto twice = eval("--run " + a + " --ensemble " + a);
+  const auto twice = eval(a, " --ensemble " + a);
   CHECK(twice["ensemble"] == nlohmann::json::array({a}));
   CHECK(twice["nll"].get<double>() == Approx(alone_a["nll"].get<double>()).epsilon(1e-5));
   CHECK(twice["loss"].get<double>() == Approx(alone_a["loss"].get<double>()).epsilon(1e-5));
   CHECK(text(a + "/samples/valid.ensemble2.hyp") == text(a + "/samples/valid.hyp"));
   // Two models: the NLL of their mean distribution is neither's, and at most the mean of theirs
   // (-log of a mean probability <= the mean of -log, token by token).
-  const auto pair = eval("--run " + a + " --ensemble " + b);
+  const auto pair = eval(a, " --ensemble " + b);
   const double nll_a = alone_a["nll"], nll_b = alone_b["nll"], nll = pair["nll"];
   CHECK(std::abs(nll - nll_a) > 1e-4);
   CHECK(std::abs(nll - nll_b) > 1e-4);
   CHECK(nll <= (nll_a + nll_b) / 2 + 1e-6);
-  CHECK(read_metrics(a, "valid").back()["ensemble"] == nlohmann::json::array({b}));
+  CHECK(pair["ensemble"] == nlohmann::json::array({b}));
 
   std::ofstream(tmp.str("in.txt")) << "Where is the station?\nI like it.\n";
   const std::string sample = "sample --input " + tmp.str("in.txt") + " --scores --run " + a;
@@ -392,7 +392,7 @@ TEST_CASE("eval and sample --ensemble average the models of several runs", "[cli
   };
   const std::vector<Case> refused = {
       {"eval --run " + a + " --ensemble " + tmp.str("v300"),
-       "--ensemble " + tmp.str("v300") + ": its tokenizer.model differs from that of " + a},
+       "--ensemble " + tmp.str("v300") + ": its vocabulary (tokenizer.model) differs from that of " + a},
       {"eval --run " + a + " --ensemble " + tmp.str("music"), "--ensemble " + tmp.str("music") + " is a music run"},
       {"sample --run " + tmp.str("music") + " --ensemble " + a, "--ensemble is not for music runs; it combines runs of: translation"},
       {"eval --run " + a + " --ensemble " + b + " --checkpoint " + a + "/checkpoints/last.pt",
@@ -453,6 +453,18 @@ TEST_CASE("sample --score-pairs scores given translations as eval scores the spl
   std::string long_target;
   for (int i = 0; i < 80; ++i) long_target += "Haus ";
   std::ofstream(tmp.str("bad.tsv")) << "Hello.\tHallo.\nno tab here\n";
+  // A blank line gives a blank line, so that the output stays aligned with the input.
+  std::ofstream(tmp.str("blank.tsv")) << "Hello.\tHallo.\n\nThanks.\tDanke.\n";
+  r = run_xformer(score + tmp.str("blank.tsv") + " --out " + tmp.str("blank_scores.txt"));
+  REQUIRE(r.exit_code == 0);
+  {
+    std::ifstream in(tmp.str("blank_scores.txt"));
+    std::vector<std::string> lines;
+    for (std::string l; std::getline(in, l);) lines.push_back(l);
+    REQUIRE(lines.size() == 3);
+    CHECK(lines[1].empty());
+    CHECK(lines[2].find('\t') != std::string::npos);
+  }
   std::ofstream(tmp.str("long.tsv")) << "Hello.\tHallo.\nHouses.\t" << long_target << "\n";
   r = run_xformer(score + tmp.str("bad.tsv"));
   CHECK(r.exit_code == 1);
@@ -507,19 +519,43 @@ TEST_CASE("resume reproduces the same losses as an uninterrupted run", "[cli][re
     return tiny_args(run, tmp.str("spm")) + " --set model.dropout=0.1 --set train.log_every=1 --set train.eval_every=0"
            " --set train.save_every=7 --set task.eval_bleu=false";
   }, 9, 16);
-  // TensorBoard: the resumed run starts a second events file, which first tells TensorBoard to
-  // drop what earlier files hold after the checkpoint it resumed from (step 9, where it stopped).
-  std::vector<std::vector<std::string>> files;
-  for (const auto& e : fs::directory_iterator(tmp.str("split/tensorboard"))) files.push_back(read_tfrecords(e.path().string()));
-  REQUIRE(files.size() == 2);
-  auto restarts = [](const std::vector<std::string>& events) {
-    return events.size() > 1 && events[1] == xformer::report::session_start_event(event_wall_time(events[1]), 10);
-  };
-  REQUIRE(restarts(files[0]) != restarts(files[1]));
-  const auto& started = restarts(files[0]) ? files[1] : files[0];
-  const auto& resumed = restarts(files[0]) ? files[0] : files[1];
+  // TensorBoard: the resumed run starts a second events file, named to sort after the first (the
+  // order TensorBoard reads them in), which first tells TensorBoard to drop what earlier files
+  // hold after the checkpoint it resumed from (step 9, where it stopped).
+  std::vector<std::string> names;
+  for (const auto& e : fs::directory_iterator(tmp.str("split/tensorboard"))) names.push_back(e.path().string());
+  REQUIRE(names.size() == 2);
+  std::sort(names.begin(), names.end());
+  const auto started = read_tfrecords(names[0]), resumed = read_tfrecords(names[1]);
+  REQUIRE(resumed.size() > 1);
+  CHECK(resumed[1] == xformer::report::session_start_event(event_wall_time(resumed[1]), 10));
   CHECK(started.size() == 1 + 9 + 1);  // the version record, steps 1..9, the evaluation at the end
   CHECK(resumed.size() == 2 + 7 + 1);  // the version record, the restart, steps 10..16, the evaluation
+}
+
+TEST_CASE("a run trained without TensorBoard events gets its curves so far when resumed with them", "[cli][resume]") {
+  TempDir tmp("cli_tensorboard_late");
+  const std::string run = tmp.str("run");
+  const std::string args = "train " + tiny_args(run, tmp.str("spm")) +
+                           " --set train.log_every=1 --set train.eval_every=0 --set task.eval_bleu=false";
+  REQUIRE(run_xformer(args + " --set train.max_steps=4 --set train.tensorboard=false").exit_code == 0);
+  CHECK(!fs::exists(run + "/tensorboard"));
+  auto r = run_xformer(args + " --resume --set train.max_steps=6");
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  std::vector<std::string> files;
+  for (const auto& e : fs::directory_iterator(run + "/tensorboard")) files.push_back(e.path().string());
+  REQUIRE(files.size() == 1);
+  // The version record, then metrics.jsonl's lines before the resume (steps 1..4 and the
+  // evaluation at the end) and after it (steps 5, 6 and the evaluation): one event each.
+  const auto events = read_tfrecords(files[0]);
+  CHECK(events.size() == 1 + 5 + 3);
+  const auto first = read_metrics(run, "train").front();
+  std::vector<std::pair<std::string, float>> scalars;
+  for (const auto& [key, value] : first.items())
+    if (key != "step" && value.is_number()) scalars.emplace_back("train/" + key, value.get<float>());
+  REQUIRE(events.size() > 1);
+  CHECK(events[1] == xformer::report::scalars_event(event_wall_time(events[1]), 1, scalars));
 }
 
 TEST_CASE("train.recompute_activations trains as the plain run does", "[cli][recompute]") {

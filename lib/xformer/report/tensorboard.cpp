@@ -3,8 +3,10 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 
@@ -119,13 +121,22 @@ std::string session_start_event(double wall_time, int64_t step) {
 }
 
 ScalarEventWriter::ScalarEventWriter(const std::string& dir) {
+  namespace fs = std::filesystem;
   std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
+  fs::create_directories(dir, ec);
+  // TensorBoard reads a folder's files in name order: a later file must sort last (so that its
+  // restart event comes after the points it drops), even when started within the same second.
+  const std::string prefix = "events.out.tfevents.";
+  int64_t seconds = static_cast<int64_t>(now());
+  for (const auto& entry : fs::directory_iterator(dir, ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.rfind(prefix, 0) != 0) continue;
+    seconds = std::max<int64_t>(seconds, std::strtoll(name.c_str() + prefix.size(), nullptr, 10) + 1);
+    first_in_dir_ = false;
+  }
   char host[256] = "host";
   gethostname(host, sizeof(host) - 1);
-  path_ = (std::filesystem::path(dir) / ("events.out.tfevents." + std::to_string(static_cast<int64_t>(now())) + "." +
-                                         host + "." + std::to_string(getpid())))
-              .string();
+  path_ = (fs::path(dir) / (prefix + std::to_string(seconds) + "." + host + "." + std::to_string(getpid()))).string();
   out_.open(path_, std::ios::binary | std::ios::app);
   if (!out_) throw DataError("cannot write '" + path_ + "'");
   write(file_version_event(now()));

@@ -182,13 +182,23 @@ class TranslationTask : public BatchedTask {
     uint64_t batches = 0;
     int64_t lines_read = 0;
     auto score = [&](const std::vector<std::string>& lines) {  // --score-pairs
-      std::vector<Example> pairs;
+      std::vector<Example> pairs;  // of the lines that are not blank
       for (const auto& line : lines) {
         const std::string where = (input == "-" ? std::string("stdin") : input) + ":" + std::to_string(++lines_read);
+        if (line.empty()) continue;
         const auto [source, target] = data::split_pair_line(line, where);
         pairs.push_back(encode_pair(source, target, where));
       }
-      for (const auto& s : score_pairs(pairs)) out << fmt::format("{:.4f}\t{}\n", s.log_prob, s.pieces);
+      const auto scores = score_pairs(pairs);
+      size_t next = 0;
+      for (const auto& line : lines) {  // a blank line stays blank, so that output lines match input lines
+        if (line.empty()) {
+          out << "\n";
+          continue;
+        }
+        const auto& s = scores[next++];
+        out << fmt::format("{:.4f}\t{}\n", s.log_prob, s.pieces);
+      }
       out.flush();
     };
     auto translate_lines = [&](const std::vector<std::string>& lines) {
@@ -215,14 +225,17 @@ class TranslationTask : public BatchedTask {
   void add_ensemble_member(std::unique_ptr<Task> member, const std::string& member_run) override {
     auto* other = dynamic_cast<TranslationTask*>(member.get());
     if (!other) throw ConfigError("usage error: --ensemble " + member_run + " is not a translation run");
-    auto tokenizer_file = [](const std::string& run) {
-      std::ifstream in(fs::path(run) / "tokenizer.model", std::ios::binary);
-      return std::string(std::istreambuf_iterator<char>(in), {});
-    };
-    if (tokenizer_file(member_run) != tokenizer_file(ctx_.run_dir))
-      throw ConfigError("usage error: --ensemble " + member_run + ": its tokenizer.model differs from that of " +
-                        ctx_.run_dir + "; runs combined must share one vocabulary (the same task.train, "
-                        "task.vocab_size and task.spm_type, or the same task.spm_model)");
+    // The same vocabulary: the same pieces under the same ids (the file itself also records where
+    // SentencePiece was trained, which differs between runs that share a vocabulary).
+    const auto& mine = *tokenizer_;
+    const auto& theirs = *other->tokenizer_;
+    bool same = mine.vocab_size() == theirs.vocab_size() && mine.pad_id() == theirs.pad_id() &&
+                mine.unk_id() == theirs.unk_id() && mine.bos_id() == theirs.bos_id() && mine.eos_id() == theirs.eos_id();
+    for (int32_t id = 0; same && id < mine.vocab_size(); ++id) same = mine.id_to_piece(id) == theirs.id_to_piece(id);
+    if (!same)
+      throw ConfigError("usage error: --ensemble " + member_run + ": its vocabulary (tokenizer.model) differs from that of " +
+                        ctx_.run_dir + "; runs combined must share one (trained on the same task.train with the same "
+                        "task.vocab_size and task.spm_type, or given the same task.spm_model)");
     other->model_->to(ctx_.device);
     other->model_->eval();
     members_.push_back(other->model_);

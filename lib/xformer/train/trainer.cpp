@@ -6,6 +6,7 @@
 #include <cmath>
 #include <exception>
 #include <filesystem>
+#include <fstream>
 #include <iomanip>
 #include <sstream>
 
@@ -427,7 +428,15 @@ int Trainer::run() {
   }
   if (main_rank() && t.at("tensorboard").get<bool>()) {
     events_ = std::make_unique<report::ScalarEventWriter>((fs::path(options_.run_dir) / "tensorboard").string());
-    if (options_.resume) events_->restart_at(step_ + 1);  // as metrics.jsonl dropped the lines after step_
+    if (options_.resume && !events_->first_in_dir()) {
+      events_->restart_at(step_ + 1);  // as metrics.jsonl dropped the lines after step_
+    } else if (options_.resume) {  // a run trained without events so far: its curves up to step_ first
+      std::ifstream in(fs::path(options_.run_dir) / "metrics.jsonl");
+      for (std::string line; std::getline(in, line);) {
+        const auto record = json::parse(line, nullptr, /*allow_exceptions=*/false);
+        if (record.is_object() && !record.contains("checkpoint")) events_->add_metrics(record);  // not eval's lines
+      }
+    }
   }
   // The same start on every rank: initialisation is seeded alike, and this makes it certain.
   if (options_.comm) options_.comm->broadcast_from_rank0(params_);

@@ -75,3 +75,15 @@ TEST_CASE("ScalarEventWriter: a version record, then one event per metrics recor
   CHECK(events[2] == report::session_start_event(event_wall_time(events[2]), 7));
   CHECK(event_wall_time(events[1]) > 1.7e9);  // seconds since 1970, now
 }
+
+TEST_CASE("ScalarEventWriter: a later file sorts after the earlier ones, even within one second", "[report][tensorboard]") {
+  TempDir tmp("tensorboard_order");
+  std::vector<std::string> names;
+  for (int i = 0; i < 3; ++i) {
+    report::ScalarEventWriter writer(tmp.str());
+    CHECK(writer.first_in_dir() == (i == 0));
+    names.push_back(fs::path(writer.path()).filename().string());
+  }
+  CHECK(names[0] < names[1]);
+  CHECK(names[1] < names[2]);
+}
