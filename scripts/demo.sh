@@ -33,3 +33,9 @@ TXT
 build/xformer sample --run "$run" --input "$run/samples/demo_input.txt" \
   --out "$run/samples/demo_output.txt" 2>/dev/null
 paste -d '\n' "$run/samples/demo_input.txt" "$run/samples/demo_output.txt" | sed 'n;s/^/  -> /'
+
+echo
+echo "demo: the run is in $run (metrics.jsonl, checkpoints/, samples/)"
+if [[ -d $run/tensorboard ]]; then
+  echo "      and its training curves in $run/tensorboard/ (view them with: tensorboard --logdir runs)"
+fi
