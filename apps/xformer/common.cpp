@@ -60,10 +60,16 @@ void check_ensemble(const std::string& run_dir, const std::vector<std::string>& 
     throw ConfigError("usage error: --ensemble loads the same --checkpoint of every run: last, best or average:N, not '" +
                       checkpoint.which + "'");
   for (const auto& member : ensemble) {
-    const std::string member_task = train::read_run_config(member)["task"].value("name", "");
+    std::string member_task;
+    try {
+      member_task = train::read_run_config(member)["task"].value("name", "");
+    } catch (const Error& e) {
+      throw Error("--ensemble " + member + ": " + e.what(), e.exit_code());
+    }
     if (member_task != task)
-      throw ConfigError("usage error: --ensemble " + member + " is a " + member_task + " run; " + run_dir + " is a " +
-                        task + " run");
+      throw ConfigError("usage error: --ensemble " + member + " is " +
+                        (member_task.empty() ? "a run without task.name" : "a " + member_task + " run") + "; " +
+                        run_dir + " is a " + task + " run");
   }
 }
 }  // namespace
@@ -122,9 +128,12 @@ LoadedRun load_run(const std::string& run_dir, const CheckpointChoice& checkpoin
       load_task(member, resolve(member_raw), run.device, checkpoint, loaded);
     } catch (const Error& e) {
       throw Error("--ensemble " + member + ": " + e.what(), e.exit_code());
+    } catch (const std::exception& e) {  // e.g. LibTorch's, from a checkpoint it cannot read
+      throw DataError("--ensemble " + member + ": " + e.what());
     }
     run.task->add_ensemble_member(std::move(loaded.task), member);
     run.ensemble.push_back(member);
+    run.ensemble_meta.push_back(loaded.checkpoint_meta);
   }
   if (!ensemble.empty()) spdlog::info("ensemble of {} models: {} and {}", ensemble.size() + 1, run_dir, fmt::join(ensemble, ", "));
   return run;

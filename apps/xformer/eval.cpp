@@ -2,6 +2,7 @@
 //              [--ensemble RUN]... [--set KEY=VALUE]...
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <iostream>
 
@@ -21,22 +22,23 @@ struct EvalArgs {
   std::vector<std::string> ensemble;  // other runs whose models evaluate with this one's
 };
 
+// Whether --no-ema left a moving average out: of the run's checkpoint, or of a member's in an
+// ensemble (which may keep one where the run does not).
+bool left_average_out(const LoadedRun& run) {
+  auto left_out = [](const json& meta) { return meta.contains("ema") && !meta.value("ema_loaded", false); };
+  return left_out(run.checkpoint_meta) ||
+         std::any_of(run.ensemble_meta.begin(), run.ensemble_meta.end(), left_out);
+}
+
 // Where the task writes what it decoded (samples/NAME.hyp, ...): the split's name, marked when
 // checkpoints are averaged, the moving average is left out, runs are ensembled or the config
 // changed, so one-off evaluations never overwrite the run's own outputs (all --set evaluations
 // share one slot, and so do all ensembles of one size).
-// Whether --no-ema left a moving average out: of the run's checkpoint, or of an ensemble member's
-// (which may keep one where the run does not).
-bool left_average_out(const EvalArgs& a, const LoadedRun& run) {
-  return (run.checkpoint_meta.contains("ema") && !run.checkpoint_meta.value("ema_loaded", false)) ||
-         (a.checkpoint.no_ema && !run.ensemble.empty());
-}
-
 std::string output_name(const EvalArgs& a, const LoadedRun& run) {
   std::string name = a.split;
   if (run.checkpoint_meta.contains("averaged_steps"))
     name += ".average" + std::to_string(run.checkpoint_meta["averaged_steps"].size());
-  if (left_average_out(a, run)) name += ".no_ema";
+  if (left_average_out(run)) name += ".no_ema";
   if (!run.ensemble.empty()) name += ".ensemble" + std::to_string(run.ensemble.size() + 1);
   if (!a.sets.empty()) name += ".set";
   return name;
@@ -57,7 +59,10 @@ int evaluate(const EvalArgs& a) {
                  {"checkpoint", run.checkpoint_path}};
   if (run.checkpoint_meta.contains("averaged_steps")) record["averaged_steps"] = run.checkpoint_meta["averaged_steps"];
   // Runs that keep a moving average of the weights: whether it was evaluated (--no-ema: false).
-  if (run.checkpoint_meta.contains("ema") || left_average_out(a, run)) record["ema"] = !left_average_out(a, run);
+  const bool any_average = run.checkpoint_meta.contains("ema") ||
+                           std::any_of(run.ensemble_meta.begin(), run.ensemble_meta.end(),
+                                       [](const json& meta) { return meta.contains("ema"); });
+  if (any_average) record["ema"] = !left_average_out(run);
   if (!run.ensemble.empty()) record["ensemble"] = run.ensemble;  // the other runs whose models took part
   if (!a.sets.empty()) record["set"] = a.sets;  // tells this line from the run's own evaluations
   for (const auto& [k, v] : m) record[k] = v;

@@ -51,6 +51,7 @@ struct LoadedRun {
   json config;
   std::unique_ptr<Task> task;
   std::vector<std::string> ensemble;  // the --ensemble runs whose models decode with this one's
+  std::vector<json> ensemble_meta;    // their checkpoints' meta, as checkpoint_meta
   torch::Device device = torch::kCPU;
   Precision precision = Precision::Float32;  // eval and sample autocast as training did
   json checkpoint_meta;

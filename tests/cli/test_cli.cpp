@@ -351,6 +351,7 @@ TEST_CASE("eval and sample --ensemble average the models of several runs", "[cli
   CHECK(twice["nll"].get<double>() == Approx(alone_a["nll"].get<double>()).epsilon(1e-5));
   CHECK(twice["loss"].get<double>() == Approx(alone_a["loss"].get<double>()).epsilon(1e-5));
   CHECK(text(a + "/samples/valid.ensemble2.hyp") == text(a + "/samples/valid.hyp"));
+  CHECK(text(a + "/tokenizer.model") != text(b + "/tokenizer.model"));  // yet one vocabulary (below)
   // Two models: the NLL of their mean distribution is neither's, and at most the mean of theirs
   // (-log of a mean probability <= the mean of -log, token by token).
   const auto pair = eval(a, " --ensemble " + b);
@@ -520,17 +521,17 @@ TEST_CASE("resume reproduces the same losses as an uninterrupted run", "[cli][re
            " --set train.save_every=7 --set task.eval_bleu=false";
   }, 9, 16);
   // TensorBoard: the resumed run starts a second events file, named to sort after the first (the
-  // order TensorBoard reads them in), which first tells TensorBoard to drop what earlier files
-  // hold after the checkpoint it resumed from (step 9, where it stopped).
+  // order TensorBoard reads them in). It tells TensorBoard to drop what earlier files hold, and
+  // holds the run's curves again from metrics.jsonl up to the checkpoint (step 9), then the rest.
   std::vector<std::string> names;
   for (const auto& e : fs::directory_iterator(tmp.str("split/tensorboard"))) names.push_back(e.path().string());
   REQUIRE(names.size() == 2);
   std::sort(names.begin(), names.end());
   const auto started = read_tfrecords(names[0]), resumed = read_tfrecords(names[1]);
   REQUIRE(resumed.size() > 1);
-  CHECK(resumed[1] == xformer::report::session_start_event(event_wall_time(resumed[1]), 10));
+  CHECK(resumed[1] == xformer::report::session_start_event(event_wall_time(resumed[1]), 1));
   CHECK(started.size() == 1 + 9 + 1);  // the version record, steps 1..9, the evaluation at the end
-  CHECK(resumed.size() == 2 + 7 + 1);  // the version record, the restart, steps 10..16, the evaluation
+  CHECK(resumed.size() == 2 + 10 + 8);  // version, restart, those 10 again, steps 10..16 and an evaluation
 }
 
 TEST_CASE("a run trained without TensorBoard events gets its curves so far when resumed with them", "[cli][resume]") {
@@ -540,22 +541,24 @@ TEST_CASE("a run trained without TensorBoard events gets its curves so far when 
                            " --set train.log_every=1 --set train.eval_every=0 --set task.eval_bleu=false";
   REQUIRE(run_xformer(args + " --set train.max_steps=4 --set train.tensorboard=false").exit_code == 0);
   CHECK(!fs::exists(run + "/tensorboard"));
+  REQUIRE(run_xformer("eval --run " + run + " --split valid").exit_code == 0);  // not a training curve
   auto r = run_xformer(args + " --resume --set train.max_steps=6");
   INFO(r.output);
   REQUIRE(r.exit_code == 0);
   std::vector<std::string> files;
   for (const auto& e : fs::directory_iterator(run + "/tensorboard")) files.push_back(e.path().string());
   REQUIRE(files.size() == 1);
-  // The version record, then metrics.jsonl's lines before the resume (steps 1..4 and the
-  // evaluation at the end) and after it (steps 5, 6 and the evaluation): one event each.
+  // The version record, the restart, then metrics.jsonl's training lines before the resume
+  // (steps 1..4 and the evaluation at the end; not eval's line) and after it (steps 5, 6 and the
+  // evaluation): one event each.
   const auto events = read_tfrecords(files[0]);
-  CHECK(events.size() == 1 + 5 + 3);
+  CHECK(events.size() == 2 + 5 + 3);
   const auto first = read_metrics(run, "train").front();
   std::vector<std::pair<std::string, float>> scalars;
   for (const auto& [key, value] : first.items())
     if (key != "step" && value.is_number()) scalars.emplace_back("train/" + key, value.get<float>());
-  REQUIRE(events.size() > 1);
-  CHECK(events[1] == xformer::report::scalars_event(event_wall_time(events[1]), 1, scalars));
+  REQUIRE(events.size() > 2);
+  CHECK(events[2] == xformer::report::scalars_event(event_wall_time(events[2]), 1, scalars));
 }
 
 TEST_CASE("train.recompute_activations trains as the plain run does", "[cli][recompute]") {

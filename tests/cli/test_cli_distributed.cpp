@@ -1,6 +1,7 @@
 // Multi-process training end to end: two local ranks over Gloo train the same model as one
 // process with the same config, resume exactly, and fail fast when a rank dies or hangs.
 #include <chrono>
+#include <iterator>
 #include <regex>
 
 #include "cli/cli_helpers.h"
@@ -45,8 +46,9 @@ TEST_CASE("two ranks over Gloo train as one process with the same effective batc
   check_same_losses(read_metrics(tmp.str("one"), "valid"), read_metrics(tmp.str("two"), "valid"));
   // The tokens of an update are those of the whole update, not of one rank's share.
   CHECK(read_metrics(tmp.str("two"), "train").size() == 6);
-  // Only rank 0 writes: one metrics line per step, one config, one log.
+  // Only rank 0 writes: one metrics line per step, one config, one log, one TensorBoard file.
   CHECK(fs::exists(tmp.str("two") + "/checkpoints/last.pt"));
+  CHECK(std::distance(fs::directory_iterator(tmp.str("two") + "/tensorboard"), fs::directory_iterator()) == 1);
 
   SECTION("recomputed layers: the gradient buckets, filled inside the layers' own backward, still add up") {
     auto recomputed = run_xformer("train --nproc 2 " + tiny_args(tmp.str("recomputed"), tmp.str("spm")) + kQuick +

@@ -6,7 +6,6 @@
 #include <algorithm>
 #include <array>
 #include <chrono>
-#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 
@@ -124,19 +123,21 @@ ScalarEventWriter::ScalarEventWriter(const std::string& dir) {
   namespace fs = std::filesystem;
   std::error_code ec;
   fs::create_directories(dir, ec);
-  // TensorBoard reads a folder's files in name order: a later file must sort last (so that its
-  // restart event comes after the points it drops), even when started within the same second.
+  if (ec) throw DataError("cannot create '" + dir + "': " + ec.message());
+  // TensorBoard reads a folder's event files in name order: a later file must sort last (so that
+  // its restart event comes after the points it replaces), also when started within the same
+  // second as the last one, or beside files with other names.
   const std::string prefix = "events.out.tfevents.";
-  int64_t seconds = static_cast<int64_t>(now());
+  std::string last;
   for (const auto& entry : fs::directory_iterator(dir, ec)) {
     const std::string name = entry.path().filename().string();
-    if (name.rfind(prefix, 0) != 0) continue;
-    seconds = std::max<int64_t>(seconds, std::strtoll(name.c_str() + prefix.size(), nullptr, 10) + 1);
-    first_in_dir_ = false;
+    if (name.rfind(prefix, 0) == 0 && entry.is_regular_file(ec)) last = std::max(last, name);
   }
   char host[256] = "host";
   gethostname(host, sizeof(host) - 1);
-  path_ = (fs::path(dir) / (prefix + std::to_string(seconds) + "." + host + "." + std::to_string(getpid()))).string();
+  std::string name = prefix + std::to_string(static_cast<int64_t>(now())) + "." + host + "." + std::to_string(getpid());
+  if (name <= last) name = last + "." + std::to_string(getpid());
+  path_ = (fs::path(dir) / name).string();
   out_.open(path_, std::ios::binary | std::ios::app);
   if (!out_) throw DataError("cannot write '" + path_ + "'");
   write(file_version_event(now()));

@@ -28,14 +28,13 @@ std::string session_start_event(double wall_time, int64_t step);
 class ScalarEventWriter {
  public:
   // Starts a new event file in `dir` (created if missing): events.out.tfevents.<unix time>.<host>.<pid>,
-  // its time one second past the newest file's there if need be, so that it sorts last.
+  // or the last existing event file's name + ".<pid>" where that would not sort after it.
   // DataError naming the file when it cannot be written.
   explicit ScalarEventWriter(const std::string& dir);
 
-  // A run resumed at `step`: TensorBoard drops the points that earlier files hold at steps >= step
-  // (written after the checkpoint that the run resumed from, and written again now). So its
-  // Python loader does (a SessionLog START event); its Rust loader ignores that event but drops a
-  // curve's later points once the same curve goes back to an earlier step.
+  // TensorBoard is to drop the points that earlier files hold at steps >= step. Its Python loader
+  // does (a SessionLog START event); its Rust loader ignores that event but drops a curve's later
+  // points once the same curve goes back to an earlier step.
   void restart_at(int64_t step);
 
   // One metrics.jsonl record ({"step": S, "split": "valid", "bleu": 4.2, ...}): each number but the
@@ -44,8 +43,6 @@ class ScalarEventWriter {
   void add_metrics(const nlohmann::json& record);
 
   const std::string& path() const { return path_; }
-  // Whether `dir` held no event file before this one (e.g. a run resumed that was trained without).
-  bool first_in_dir() const { return first_in_dir_; }
 
  private:
   void write(const std::string& event);
@@ -53,7 +50,6 @@ class ScalarEventWriter {
   std::string path_;
   std::ofstream out_;
   bool failed_ = false;  // a write failed: warned once, nothing more is written
-  bool first_in_dir_ = true;
 };
 
 }  // namespace xformer::report

@@ -27,6 +27,13 @@ bool written_by_xformer(const fs::directory_entry& entry) {
                                                  "checkpoints",   "samples",     "tensorboard", "tokenizer.model",
                                                  "classes.json"};
   const std::string name = entry.path().filename().string();
+  if (name == "tensorboard") {  // a common folder name elsewhere: ours holds only our event files
+    std::error_code ec;
+    for (const auto& inside : fs::directory_iterator(entry.path(), ec))
+      if (inside.path().filename().string().rfind("events.out.tfevents.", 0) != 0 || !inside.is_regular_file(ec))
+        return false;
+    return !ec;
+  }
   if (kEntries.count(name)) return true;
   const auto tmp = name.find(".tmp.");  // NAME.tmp.HOST.PID, a file (core/atomic_file)
   std::error_code ec;

@@ -426,21 +426,25 @@ int Trainer::run() {
     task_.begin_epoch(epoch_);
     seed_rank_stream();
   }
+  install_interrupt_handler();
   if (main_rank() && t.at("tensorboard").get<bool>()) {
     events_ = std::make_unique<report::ScalarEventWriter>((fs::path(options_.run_dir) / "tensorboard").string());
-    if (options_.resume && !events_->first_in_dir()) {
-      events_->restart_at(step_ + 1);  // as metrics.jsonl dropped the lines after step_
-    } else if (options_.resume) {  // a run trained without events so far: its curves up to step_ first
+    // A resumed run's file replaces what earlier files hold with metrics.jsonl's training and
+    // validation lines up to the checkpoint (the record of the run, cut at step_ on resume): so
+    // the curves are whole however earlier files ended (interrupted, written without events).
+    if (options_.resume) {
+      events_->restart_at(1);
       std::ifstream in(fs::path(options_.run_dir) / "metrics.jsonl");
       for (std::string line; std::getline(in, line);) {
-        const auto record = json::parse(line, nullptr, /*allow_exceptions=*/false);
-        if (record.is_object() && !record.contains("checkpoint")) events_->add_metrics(record);  // not eval's lines
+        const auto r = json::parse(line, nullptr, /*allow_exceptions=*/false);
+        if (r.is_object() && r.contains("step") && r["step"].is_number_integer() && r["step"].get<int64_t>() <= step_ &&
+            (r.value("split", json()) == "train" || r.value("split", json()) == "valid") && !r.contains("checkpoint"))
+          events_->add_metrics(r);  // the trainer's own lines (eval's carry "checkpoint")
       }
     }
   }
   // The same start on every rank: initialisation is seeded alike, and this makes it certain.
   if (options_.comm) options_.comm->broadcast_from_rank0(params_);
-  install_interrupt_handler();
   ProgressBar bar(max_steps, main_rank());
   UpdateStats stats;
   bool evaluated_now = false;

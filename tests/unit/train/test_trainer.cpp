@@ -94,8 +94,10 @@ TEST_CASE("train --force empties a run directory and refuses a folder holding an
   TempDir tmp("run_dir_force");
   const fs::path run = tmp.path() / "run";
   train::prepare_run_dir(run.string(), false, false);
+  fs::create_directories(run / "tensorboard");
   for (const char* f : {"config.json", "train.log", "metrics.jsonl", "tokenizer.model", "classes.json",
-                        "config.json.tmp.host.123", "checkpoints/last.pt", "samples/test.hyp"})
+                        "config.json.tmp.host.123", "checkpoints/last.pt", "samples/test.hyp",
+                        "tensorboard/events.out.tfevents.1.host.2"})
     std::ofstream(run / f) << "x";
   train::prepare_run_dir(run.string(), false, true);
   std::set<std::string> left;
@@ -120,6 +122,11 @@ TEST_CASE("train --force empties a run directory and refuses a folder holding an
   fs::create_directories(project / "checkpoints.tmp.x");
   CHECK_THROWS(train::prepare_run_dir(project.string(), false, true));
   CHECK(fs::exists(project / "checkpoints.tmp.x"));
+  // A tensorboard/ folder is ours only if it holds nothing but event files.
+  fs::remove_all(project);
+  fs::create_directories(project / "tensorboard" / "other_experiment");
+  CHECK_THROWS(train::prepare_run_dir(project.string(), false, true));
+  CHECK(fs::exists(project / "tensorboard" / "other_experiment"));
 }
 
 TEST_CASE("resume refuses a changed task or model and forgets metrics logged after the checkpoint", "[train]") {
