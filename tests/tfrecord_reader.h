@@ -12,11 +12,6 @@
 
 namespace xformer::testing {
 
-inline uint32_t masked_crc32c(const std::string& bytes) {
-  const uint32_t crc = report::crc32c(bytes);
-  return ((crc >> 15) | (crc << 17)) + 0xa282ead8u;
-}
-
 inline std::vector<std::string> read_tfrecords(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   const std::string file((std::istreambuf_iterator<char>(in)), {});
@@ -30,10 +25,10 @@ inline std::vector<std::string> read_tfrecords(const std::string& path) {
     REQUIRE(at + 12 <= file.size());
     uint64_t length;
     std::memcpy(&length, file.data() + at, 8);
-    CHECK(u32(at + 8) == masked_crc32c(file.substr(at, 8)));
+    CHECK(u32(at + 8) == report::masked_crc32c(file.substr(at, 8)));
     REQUIRE(at + 12 + length + 4 <= file.size());
     payloads.push_back(file.substr(at + 12, length));
-    CHECK(u32(at + 12 + length) == masked_crc32c(payloads.back()));
+    CHECK(u32(at + 12 + length) == report::masked_crc32c(payloads.back()));
     at += 12 + length + 4;
   }
   return payloads;

@@ -45,6 +45,19 @@ void add_checkpoint_options(CLI::App* cmd, CheckpointChoice& choice) {
 }
 
 namespace {
+// fn(), its errors naming the ensemble member they are about (exit codes kept; LibTorch's, e.g.
+// from a checkpoint it cannot read, are data errors).
+template <typename Fn>
+auto about_member(const std::string& member, Fn fn) -> decltype(fn()) {
+  try {
+    return fn();
+  } catch (const Error& e) {
+    throw Error("--ensemble " + member + ": " + e.what(), e.exit_code());
+  } catch (const std::exception& e) {
+    throw DataError("--ensemble " + member + ": " + e.what());
+  }
+}
+
 // The ensemble, checked from the runs' configs before any model is loaded: the task combines
 // runs, every run is of that task, and the checkpoint choice can apply to every run (last, best
 // or average:N, not one file).
@@ -60,27 +73,30 @@ void check_ensemble(const std::string& run_dir, const std::vector<std::string>& 
     throw ConfigError("usage error: --ensemble loads the same --checkpoint of every run: last, best or average:N, not '" +
                       checkpoint.which + "'");
   for (const auto& member : ensemble) {
-    std::string member_task;
-    try {
-      member_task = train::read_run_config(member)["task"].value("name", "");
-    } catch (const Error& e) {
-      throw Error("--ensemble " + member + ": " + e.what(), e.exit_code());
-    }
+    const std::string member_task =
+        about_member(member, [&] { return train::read_run_config(member)["task"].value("name", ""); });
     if (member_task != task)
       throw ConfigError("usage error: --ensemble " + member + " is " +
                         (member_task.empty() ? "a run without task.name" : "a " + member_task + " run") + "; " +
                         run_dir + " is a " + task + " run");
   }
 }
-}  // namespace
 
-void add_ensemble_option(CLI::App* cmd, std::vector<std::string>& runs) {
-  cmd->add_option("--ensemble", runs,
-                  "Another run of the same task whose model decodes with --run's, averaging their next-token "
-                  "probabilities (repeatable; each loads the same --checkpoint; translation)");
+// A run's saved config with `sets` (KEY=VALUE) applied and resolved; changes to what its
+// checkpoint was made for are refused (ConfigError).
+json resolved_run_config(const std::string& run_dir, const std::vector<std::string>& sets) {
+  RawConfig raw;
+  raw.value = train::read_run_config(run_dir);
+  raw.file = run_dir + "/config.json";
+  for (const auto& s : sets) apply_override(raw, s);
+  json config = resolve(raw);
+  if (!sets.empty()) {
+    train::check_config_fits_checkpoint(run_dir, config, "--set");
+    spdlog::info("--set, for this command only: {}", fmt::format("{}", fmt::join(sets, " ")));
+  }
+  return config;
 }
 
-namespace {
 // The task that `config` (a run's) describes, built on `device` for eval/sample, with the chosen
 // checkpoint's weights loaded; `run`'s checkpoint fields filled in.
 void load_task(const std::string& run_dir, const json& config, const torch::Device& device,
@@ -101,19 +117,17 @@ void load_task(const std::string& run_dir, const json& config, const torch::Devi
 }
 }  // namespace
 
+void add_ensemble_option(CLI::App* cmd, std::vector<std::string>& runs) {
+  cmd->add_option("--ensemble", runs,
+                  "Another run of the same task whose model decodes with --run's, averaging their next-token "
+                  "probabilities (repeatable; each loads the same --checkpoint; translation)");
+}
+
 LoadedRun load_run(const std::string& run_dir, const CheckpointChoice& checkpoint, const std::vector<std::string>& sets,
                    const std::vector<std::string>& ensemble) {
   if (!ensemble.empty()) check_ensemble(run_dir, ensemble, checkpoint);
   LoadedRun run;
-  RawConfig raw;
-  raw.value = train::read_run_config(run_dir);
-  raw.file = run_dir + "/config.json";
-  for (const auto& s : sets) apply_override(raw, s);
-  run.config = resolve(raw);
-  if (!sets.empty()) {
-    train::check_config_fits_checkpoint(run_dir, run.config, "--set");
-    spdlog::info("--set, for this command only: {}", fmt::format("{}", fmt::join(sets, " ")));
-  }
+  run.config = resolved_run_config(run_dir, sets);
   run.device = setup_runtime(run.config);
   run.precision = resolve_precision(run.config.at("train").at("precision"), run.device);
   load_task(run_dir, run.config, run.device, checkpoint, run);
@@ -121,16 +135,7 @@ LoadedRun load_run(const std::string& run_dir, const CheckpointChoice& checkpoin
   // and under its runtime settings (threads, TF32, precision).
   for (const auto& member : ensemble) {
     LoadedRun loaded;
-    try {
-      RawConfig member_raw;
-      member_raw.value = train::read_run_config(member);
-      member_raw.file = member + "/config.json";
-      load_task(member, resolve(member_raw), run.device, checkpoint, loaded);
-    } catch (const Error& e) {
-      throw Error("--ensemble " + member + ": " + e.what(), e.exit_code());
-    } catch (const std::exception& e) {  // e.g. LibTorch's, from a checkpoint it cannot read
-      throw DataError("--ensemble " + member + ": " + e.what());
-    }
+    about_member(member, [&] { load_task(member, resolved_run_config(member, {}), run.device, checkpoint, loaded); });
     run.task->add_ensemble_member(std::move(loaded.task), member);
     run.ensemble.push_back(member);
     run.ensemble_meta.push_back(loaded.checkpoint_meta);

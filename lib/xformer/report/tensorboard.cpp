@@ -54,11 +54,6 @@ std::string event(double wall_time, int64_t step) {
   return e;
 }
 
-uint32_t masked_crc(const std::string& bytes) {
-  const uint32_t crc = crc32c(bytes);
-  return ((crc >> 15) | (crc << 17)) + 0xa282ead8u;
-}
-
 double now() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
@@ -80,13 +75,18 @@ uint32_t crc32c(const std::string& bytes) {
   return crc ^ 0xFFFFFFFFu;
 }
 
+uint32_t masked_crc32c(const std::string& bytes) {
+  const uint32_t crc = crc32c(bytes);
+  return ((crc >> 15) | (crc << 17)) + 0xa282ead8u;
+}
+
 std::string tfrecord(const std::string& payload) {
   std::string length;
   put_little_endian(length, static_cast<uint64_t>(payload.size()));
   std::string record = length;
-  put_little_endian(record, masked_crc(length));
+  put_little_endian(record, masked_crc32c(length));
   record += payload;
-  put_little_endian(record, masked_crc(payload));
+  put_little_endian(record, masked_crc32c(payload));
   return record;
 }
 

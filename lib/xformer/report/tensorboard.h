@@ -14,8 +14,10 @@
 
 namespace xformer::report {
 
-// CRC-32C (Castagnoli), as TFRecord frames use it.
+// CRC-32C (Castagnoli), and the masked form TFRecord frames store (rotated right by 15 bits, plus
+// a constant).
 uint32_t crc32c(const std::string& bytes);
+uint32_t masked_crc32c(const std::string& bytes);
 
 // One record of a TFRecord file: the framing around `payload`.
 std::string tfrecord(const std::string& payload);

@@ -214,8 +214,8 @@ class TranslationTask : public BatchedTask {
     // Someone typing at a terminal (or a program feeding a pipe line by line, with --stream)
     // gets each translation as soon as the line is entered; otherwise the input is read to the
     // end first, so that batches group sentences of similar length.
-    const std::function<void(const std::vector<std::string>&)> answer =
-        opts.score_pairs ? std::function<void(const std::vector<std::string>&)>(score) : translate_lines;
+    using Answer = std::function<void(const std::vector<std::string>&)>;
+    const Answer answer = opts.score_pairs ? Answer(score) : Answer(translate_lines);
     if (opts.stream || (input == "-" && isatty(STDIN_FILENO)))
       data::for_each_line(input, [&](const std::string& line) { answer({line}); });
     else

@@ -33,7 +33,7 @@ TEST_CASE("a TFRecord frame: length, its masked CRC, the payload, its masked CRC
   CHECK(frame.substr(12, 3) == "abc");
   uint32_t crc;
   std::memcpy(&crc, frame.data() + 15, 4);
-  CHECK(crc == masked_crc32c("abc"));
+  CHECK(crc == report::masked_crc32c("abc"));
   // Known values (an independent implementation): CRC-32C of "abc" 0x364B3FB7, masked 0x21F1576E;
   // the masked CRC of the 8-byte length 3 is 0x0E4999B0.
   CHECK(report::crc32c("abc") == 0x364B3FB7u);
