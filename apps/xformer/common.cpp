@@ -25,6 +25,9 @@ json load_resolved_config(const std::string& file, const std::vector<std::string
   return resolve(raw);
 }
 
+const CLI::Validator kNotEmpty([](std::string& value) { return value.empty() ? std::string("is empty") : std::string(); },
+                               "", "NOT EMPTY");
+
 torch::Device setup_runtime(const json& config) {
   const auto& t = config.at("train");
   spdlog::info("{}", configure_threads(t.at("threads"), t.at("blas_threads")));

@@ -46,6 +46,7 @@ std::string output_name(const EvalArgs& a, const LoadedRun& run) {
 
 int evaluate(const EvalArgs& a) {
   const Split split = parse_split(a.split);
+  train::read_run_config(a.run_dir);  // a run directory, before anything is written into it
   log_to_file((fs::path(a.run_dir) / "train.log").string());
   auto run = load_run(a.run_dir, a.checkpoint, a.sets, a.ensemble);
   Metrics m;
@@ -75,7 +76,7 @@ int evaluate(const EvalArgs& a) {
 void add_eval(CLI::App& app, Action& run) {
   auto args = std::make_shared<EvalArgs>();
   auto* cmd = app.add_subcommand("eval", "Evaluate a trained run on a split");
-  cmd->add_option("--run", args->run_dir, "Run directory")->required();
+  cmd->add_option("--run", args->run_dir, "Run directory")->required()->check(kNotEmpty);
   cmd->add_option("--split", args->split, "valid or test")->capture_default_str();
   add_checkpoint_options(cmd, args->checkpoint);
   add_ensemble_option(cmd, args->ensemble);

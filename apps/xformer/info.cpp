@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "verbs.h"
+#include "xformer/train/config_checks.h"
 #include "xformer/core/registry.h"
 #include "xformer/core/error.h"
 #include "xformer/core/runtime.h"
@@ -82,12 +83,16 @@ void print_config_doc() {
 
 int info(const InfoArgs& a) {
   if (a.config_doc) {
+    if (!a.config.empty() || !a.sets.empty() || a.model_stats)
+      throw ConfigError("usage error: --config-doc takes no other option");
     print_config_doc();
     return 0;
   }
-  if (a.model_stats && a.config.empty()) throw ConfigError("usage error: --model-stats needs --config FILE");
+  if ((a.model_stats || !a.sets.empty()) && a.config.empty())
+    throw ConfigError(std::string("usage error: ") + (a.model_stats ? "--model-stats" : "--set") + " needs --config FILE");
   if (!a.config.empty()) {
     const auto config = load_resolved_config(a.config, a.sets);
+    train::check_training_config(config);  // what train would refuse before it starts
     if (a.model_stats) return print_model_stats(config);
     std::cout << config.dump(2) << std::endl;
     return 0;
@@ -111,7 +116,7 @@ int info(const InfoArgs& a) {
 void add_info(CLI::App& app, Action& run) {
   auto args = std::make_shared<InfoArgs>();
   auto* cmd = app.add_subcommand("info", "Versions, device, tasks; or a resolved config");
-  cmd->add_option("-c,--config", args->config, "Print this config resolved, defaults filled in");
+  cmd->add_option("-c,--config", args->config, "Print this config resolved, defaults filled in")->check(kNotEmpty);
   add_set_option(cmd, args->sets);
   cmd->add_flag("--config-doc", args->config_doc, "Print every config key with default and meaning");
   cmd->add_flag("--model-stats", args->model_stats,

@@ -3,11 +3,38 @@
 // interrupted after saving.
 #include <spdlog/spdlog.h>
 
+#include <cstdlib>
+#include <new>
+#include <string>
+
 #include "verbs.h"
 #include "xformer/core/error.h"
 #include "xformer/core/logging.h"
 #include "xformer/core/registry.h"
 #include "xformer/core/runtime.h"
+
+namespace {
+// A failed allocation (LibTorch's CPU or CUDA allocator, or operator new), as one line that
+// says what to make smaller; `message` is the allocator's own ("" for std::bad_alloc).
+std::string out_of_memory(const std::string& message) {
+  std::string size;
+  const std::string cpu = "you tried to allocate ";
+  if (const auto at = message.find(cpu); at != std::string::npos) {
+    const double bytes = std::atof(message.c_str() + at + cpu.size());
+    size = fmt::format(" (an allocation of {:.1f} GB failed)", bytes / 1e9);
+  } else if (const auto cuda = message.find("Tried to allocate "); cuda != std::string::npos) {
+    size = " (" + message.substr(cuda, message.find_first_of(";)", cuda) - cuda) + ")";
+  }
+  return "out of memory" + size +
+         ": make the batch (task.max_tokens, task.batch_size), the model or what you asked for (--num, --length, "
+         "task.beam, image sizes) smaller";
+}
+
+bool is_out_of_memory(const std::string& message) {
+  return message.find("can't allocate memory") != std::string::npos ||
+         message.find("out of memory") != std::string::npos;
+}
+}  // namespace
 
 int main(int argc, char** argv) {
   using namespace xformer;
@@ -39,7 +66,11 @@ int main(int argc, char** argv) {
     spdlog::error("{}", e.what());
     return e.exit_code();
   } catch (const c10::Error& e) {
-    spdlog::error("{}", e.what_without_backtrace());
+    const std::string message = e.what_without_backtrace();
+    spdlog::error("{}", is_out_of_memory(message) ? out_of_memory(message) : message);
+    return kExitFailure;
+  } catch (const std::bad_alloc&) {
+    spdlog::error("{}", out_of_memory(""));
     return kExitFailure;
   } catch (const std::exception& e) {
     spdlog::error("{}", e.what());

@@ -27,12 +27,16 @@ struct SampleArgs {
   double temperature = 0, lenpen = 0;
   bool temperature_given = false, beam_given = false, lenpen_given = false;
   std::vector<std::string> given;  // the options on the command line ("--run", "--beam", ...)
+  bool given_option(const std::string& name) const { return std::find(given.begin(), given.end(), name) != given.end(); }
 };
+
+constexpr int kMostSamples = 10000;
+constexpr int64_t kMostEvents = 10'000'000;
 
 // Refused before the run is loaded; the negated comparisons also catch nan.
 void check_options(const SampleArgs& a) {
   const auto& o = a.options;
-  auto bad = [](const std::string& option, const std::string& expected, double value) {
+  auto bad = [](const std::string& option, const std::string& expected, auto value) {
     return ConfigError(fmt::format("usage error: {} must be {}, got {}", option, expected, value));
   };
   if (a.temperature_given && !(a.temperature > 0 && std::isfinite(a.temperature)))
@@ -41,15 +45,19 @@ void check_options(const SampleArgs& a) {
   if (a.lenpen_given && !(a.lenpen >= 0 && std::isfinite(a.lenpen))) throw bad("--lenpen", "a number >= 0", a.lenpen);
   if (o.top_k < 0) throw bad("--top-k", ">= 0", o.top_k);
   if (!(o.top_p > 0 && o.top_p <= 1)) throw bad("--top-p", "in (0, 1]", o.top_p);
-  if (o.num < 1) throw bad("--num", ">= 1", o.num);
-  if (o.length < 0) throw bad("--length", ">= 0", static_cast<double>(o.length));
+  // Upper bounds far beyond use, so that a slip of the keyboard is an error, not hours of work
+  // or a failed allocation.
+  if (o.num < 1 || o.num > kMostSamples) throw bad("--num", fmt::format("in 1..{}", kMostSamples), o.num);
+  if (a.given_option("--length") && (o.length < 1 || o.length > kMostEvents))
+    throw bad("--length", fmt::format("in 1..{}", kMostEvents), o.length);
+  if (a.given_option("--attention-layer") && o.attention.empty())
+    throw ConfigError("usage error: --attention-layer chooses the layer --attention FILE.html shows; give --attention too");
 }
 
 // An option the run's task does not take is refused, never ignored (--length for translation,
 // --beam for music, ...). Read from the run's config before its model is loaded.
 void check_task_takes(const SampleArgs& a) {
-  const std::string task = train::read_run_config(a.run_dir)["task"].value("name", "");
-  if (task.empty()) return;  // not a whole run config: loading the run says so
+  const std::string task = train::read_run_config(a.run_dir)["task"]["name"];
   const auto& takes = Registry::get().task(task).sample_options;
   auto listed = [](const std::vector<std::string>& names, const std::string& name) {
     return std::find(names.begin(), names.end(), name) != names.end();
@@ -58,6 +66,9 @@ void check_task_takes(const SampleArgs& a) {
     if (!listed(kEveryTaskOptions, name) && !listed(takes, name) && name != "--ensemble")  // load_run checks that one
       throw ConfigError(fmt::format("usage error: {} is not for {} runs; their sample options are {}", name, task,
                                     fmt::join(takes, ", ")));
+  // A task that searches (beam) draws nothing at random unless it samples.
+  if (listed(takes, "--beam") && a.given_option("--seed") && !a.temperature_given)
+    throw ConfigError("usage error: --seed seeds sampling: give --temperature too (search is deterministic)");
 }
 
 int sample(SampleArgs a) {
@@ -77,7 +88,7 @@ void add_sample(CLI::App& app, Action& run) {
   auto args = std::make_shared<SampleArgs>();
   auto& o = args->options;
   auto* cmd = app.add_subcommand("sample", "Generate with a trained run (translate, sample, ...)");
-  cmd->add_option("--run", args->run_dir, "Run directory")->required();
+  cmd->add_option("--run", args->run_dir, "Run directory")->required()->check(kNotEmpty);
   add_checkpoint_options(cmd, args->checkpoint);
   add_ensemble_option(cmd, args->ensemble);
   add_set_option(cmd, args->sets);

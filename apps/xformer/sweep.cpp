@@ -36,6 +36,9 @@ int sweep(const SweepArgs& a) {
   if (a.threads < 0) throw ConfigError("usage error: --threads must be >= 0, got " + std::to_string(a.threads));
   if (!a.emit.empty() && a.emit != "slurm")
     throw ConfigError("usage error: --emit supports 'slurm', got '" + a.emit + "'");
+  if (!a.emit.empty() && (a.dry_run || a.trial >= 0))
+    throw ConfigError(std::string("usage error: --emit writes a job script for every trial; it takes no ") +
+                      (a.dry_run ? "--dry-run" : "--trial"));
 
   sweep::SweepSpec spec = sweep::load_sweep(a.config);
   const json first = sweep::validate_trials(spec);  // every trial's config, before anything runs
@@ -83,7 +86,7 @@ int sweep(const SweepArgs& a) {
 void add_sweep(CLI::App& app, Action& run) {
   auto args = std::make_shared<SweepArgs>();
   auto* cmd = app.add_subcommand("sweep", "Run a sweep of trials over config keys (grid or random search)");
-  cmd->add_option("-c,--config", args->config, "Sweep file (JSON, see docs/scaling.md)");
+  cmd->add_option("-c,--config", args->config, "Sweep file (JSON, see docs/scaling.md)")->check(kNotEmpty);
   cmd->add_option("-j,--jobs", args->jobs, "Trials to run at once")->capture_default_str();
   cmd->add_option("--threads", args->threads,
                   "OpenBLAS threads per trial (default: the available cores / jobs, unless the sweep sets "
@@ -92,7 +95,8 @@ void add_sweep(CLI::App& app, Action& run) {
   cmd->add_option("--emit", args->emit, "Write a job script instead of running: slurm");
   cmd->add_option("--trial", args->trial, "Run only trial I (what each Slurm array task does)")
       ->check(CLI::NonNegativeNumber);
-  cmd->add_option("--summarize", args->summarize, "Write and print the results table of a sweep directory");
+  cmd->add_option("--summarize", args->summarize, "Write and print the results table of a sweep directory")
+      ->check(kNotEmpty);
   cmd->callback([args, &run] { run = [args] { return sweep(*args); }; });
 }
 

@@ -6,7 +6,9 @@
 #include <spdlog/spdlog.h>
 #include <torch/version.h>
 
+#include <exception>
 #include <filesystem>
+#include <optional>
 
 #include "verbs.h"
 #include "xformer/core/error.h"
@@ -16,7 +18,7 @@
 #include "xformer/train/distributed.h"
 #include "xformer/train/launcher.h"
 #include "xformer/train/run_dir.h"
-#include "xformer/train/schedule.h"
+#include "xformer/train/config_checks.h"
 #include "xformer/train/trainer.h"
 
 namespace fs = std::filesystem;
@@ -43,23 +45,34 @@ std::vector<std::string> rank_arguments(const TrainArgs& a) {
   return args;
 }
 
-// The validation data is read only at the first evaluation: a missing path would stop the run
-// there, after its first stretch of training, so it is refused now.
-void check_valid_split_exists(const json& config) {
-  const auto& valid = config.at("task").at("valid");
-  for (const auto& entry : valid.is_array() ? valid : json::array({valid})) {
-    if (!entry.is_string() || entry.get<std::string>().empty()) continue;
-    fs::path path = entry.get<std::string>();
-    // A file-name pattern (data_batch_[45].bin): its folder must exist.
-    if (path.filename().string().find_first_of("*?[") != std::string::npos) path = path.parent_path();
-    if (!path.empty() && !fs::exists(path))
-      throw ConfigError("config error: 'task.valid' names '" + path.string() + "', which does not exist" +
-                        (path.is_relative() ? " in " + fs::current_path().string() : "") +
-                        " (the validation data, read at the first evaluation)");
+// A new run that fails before training starts (a task or model check, the data) leaves no run
+// directory behind, so that the corrected command can start it again; the trainer writes
+// config.json when training starts, which marks the run as begun. Resumed runs are left as
+// they are (their config.json is rewritten only once the resume has succeeded).
+class UnstartedRunCleanup {
+ public:
+  UnstartedRunCleanup(std::string dir, bool existed) : dir_(std::move(dir)), existed_(existed) {}
+  UnstartedRunCleanup(const UnstartedRunCleanup&) = delete;
+  UnstartedRunCleanup& operator=(const UnstartedRunCleanup&) = delete;
+  ~UnstartedRunCleanup() {
+    std::error_code ec;
+    if (std::uncaught_exceptions() == 0 || fs::exists(fs::path(dir_) / "config.json", ec)) return;
+    if (!existed_) {
+      fs::remove_all(dir_, ec);
+      return;
+    }
+    for (const auto& entry : fs::directory_iterator(dir_, ec))
+      if (entry.path().filename() != ".lock") fs::remove_all(entry.path(), ec);
   }
-}
+
+ private:
+  std::string dir_;
+  bool existed_;
+};
 
 int train(const TrainArgs& a) {
+  if (a.resume && a.force)
+    throw ConfigError("usage error: --resume continues a run and --force starts it over: pass one of them");
   if (a.nproc > 0) return train::run_local_ranks(a.nproc, rank_arguments(a));
   std::string run_dir = a.run_dir;
   if (run_dir.empty()) {
@@ -74,28 +87,31 @@ int train(const TrainArgs& a) {
   }
   json config = load_resolved_config(config_file, a.sets);
   if (a.resume && fs::exists(fs::path(run_dir) / "config.json")) train::check_config_fits_checkpoint(run_dir, config, "--resume");
-  if (config.at("task").contains("valid")) check_valid_split_exists(config);
-  check_best_metric(config);
-  check_recompute_activations(config);
-  train::check_schedule(config);
+  train::check_training_config(config);
+  train::check_data_paths_exist(config);
   const auto dist = train::distributed_env_from_environment();
   const bool main_rank = dist.rank == 0;
   // The local ranks share the cores (configure_threads reads it; srun does not set it).
   if (dist.active()) setenv("LOCAL_WORLD_SIZE", std::to_string(dist.local_world_size).c_str(), 1);
+  RunContext ctx;
+  ctx.run_dir = run_dir;
+  ctx.device = setup_runtime(config);  // the device and precision are checked before the run directory
+  if (dist.active()) ctx.device = device_for_local_rank(ctx.device, dist.local_rank);
+  resolve_precision(config.at("train").at("precision"), ctx.device);
+
   train::RunDirLock run_lock;  // held until training ends
+  std::optional<UnstartedRunCleanup> cleanup;  // armed once the directory is known to be ours
   if (main_rank) {
+    std::error_code ec;
+    const bool existed = fs::exists(run_dir, ec);
     run_lock = train::prepare_run_dir(run_dir, a.resume, a.force);
+    if (!a.resume) cleanup.emplace(run_dir, existed);
     log_to_file((fs::path(run_dir) / "train.log").string());
     spdlog::info("xformer {} | LibTorch {} | run {}", XFORMER_VERSION, TORCH_VERSION, run_dir);
-    train::write_run_config(run_dir, config);
   } else {
     spdlog::set_level(spdlog::level::warn);  // rank 0 speaks for the job
   }
 
-  RunContext ctx;
-  ctx.run_dir = run_dir;
-  ctx.device = setup_runtime(config);
-  if (dist.active()) ctx.device = device_for_local_rank(ctx.device, dist.local_rank);
   ctx.for_training = true;
   std::unique_ptr<train::Communicator> comm;
   if (dist.active()) {
@@ -121,9 +137,9 @@ int train(const TrainArgs& a) {
 void add_train(CLI::App& app, Action& run) {
   auto args = std::make_shared<TrainArgs>();
   auto* cmd = app.add_subcommand("train", "Train a model from a JSON config");
-  cmd->add_option("-c,--config", args->config, "Config file (JSON)");
+  cmd->add_option("-c,--config", args->config, "Config file (JSON)")->check(kNotEmpty);
   add_set_option(cmd, args->sets);
-  cmd->add_option("-r,--run-dir", args->run_dir, "Run directory (default runs/<config name>)");
+  cmd->add_option("-r,--run-dir", args->run_dir, "Run directory (default runs/<config name>)")->check(kNotEmpty);
   cmd->add_flag("--resume", args->resume, "Continue the run from checkpoints/last.pt");
   cmd->add_flag("--force", args->force, "Empty a non-empty run directory first");
   cmd->add_option("--nproc", args->nproc,

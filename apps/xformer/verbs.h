@@ -24,6 +24,9 @@ void add_sweep(CLI::App& app, Action& run);
 
 // Shared by the verbs -----------------------------------------------------------------------
 
+// Refuses an empty value for a path option (--run-dir "" would otherwise mean "not given").
+extern const CLI::Validator kNotEmpty;
+
 // Declares the repeatable -s/--set KEY=VALUE option.
 void add_set_option(CLI::App* cmd, std::vector<std::string>& sets);
 

@@ -29,6 +29,11 @@ CommandResult run_xformer(const std::string& args) {
   return run_shell("'" + std::string(XFORMER_BINARY) + "' " + args);
 }
 
+std::string read_text(const std::string& path) {
+  std::ifstream in(path);
+  return std::string((std::istreambuf_iterator<char>(in)), {});
+}
+
 std::vector<nlohmann::json> read_metrics(const std::string& run_dir, const std::string& split) {
   std::vector<nlohmann::json> out;
   std::ifstream in(run_dir + "/metrics.jsonl");

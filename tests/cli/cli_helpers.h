@@ -21,6 +21,9 @@ CommandResult run_xformer(const std::string& args);
 // Runs an arbitrary shell command in the source directory.
 CommandResult run_shell(const std::string& command);
 
+// The whole content of a file ("" when it cannot be read).
+std::string read_text(const std::string& path);
+
 // Lines of RUN/metrics.jsonl whose "split" equals `split`.
 std::vector<nlohmann::json> read_metrics(const std::string& run_dir, const std::string& split);
 

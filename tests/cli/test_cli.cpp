@@ -71,6 +71,22 @@ TEST_CASE("usage and config errors exit 2 with a one-line reason", "[cli]") {
       {"sample --run " + tmp.str() + " --temperature 1 --top-p nan", "--top-p must be in (0, 1], got nan"},
       {"sample --run " + tmp.str() + " --temperature 1 --top-k -1", "--top-k must be >= 0, got -1"},
       {"sweep --config " + tmp.str("none.json") + " --trial -1", "--trial"},
+      {"sample --run " + tmp.str() + " --num 100000000", "--num must be in 1..10000, got 100000000"},
+      {"sample --run " + tmp.str() + " --length 0", "--length must be in 1..10000000, got 0"},
+      {"sample --run " + tmp.str() + " --attention-layer 1", "give --attention too"},
+      {"train --config configs/translation/tiny.json --run-dir ''", "--run-dir: is empty"},
+      {"train --config configs/translation/tiny.json --resume --force --run-dir " + tmp.str("rf"), "pass one of them"},
+      {"info --set train.seed=2", "--set needs --config FILE"},
+      {"info --config-doc --config configs/translation/tiny.json", "--config-doc takes no other option"},
+      {"info --config configs/translation/tiny.json --set optim.schedule=cosine --set optim.min_lr=1",
+       "optim.min_lr (1.0) is above optim.lr (0.005)"},
+      {"sweep --config " + tmp.str("none.json") + " --emit slurm --dry-run", "it takes no --dry-run"},
+      // Found only once the task or the trainer is built: still no run directory left behind.
+      {"train --config configs/translation/tiny.json --set train.precision=bf16 --run-dir " + tmp.str("p"),
+       "train.precision 'bf16' needs a CUDA device"},
+      {"train --config configs/music/tiny.json --set model.attention=absolute --set model.max_positions=10 --run-dir " +
+           tmp.str("m"),
+       "model.max_positions (10) is shorter than task.length (64)"},
       {"eval --run " + tmp.str(), "is not a run directory"},
       {"frobnicate", ""},
   };
@@ -80,7 +96,7 @@ TEST_CASE("usage and config errors exit 2 with a one-line reason", "[cli]") {
     CHECK(r.exit_code == 2);
     CHECK(r.output.find(c.expected) != std::string::npos);
   }
-  CHECK(!std::filesystem::exists(tmp.str("r")));
+  for (const char* run : {"r", "p", "m", "rf"}) CHECK(!std::filesystem::exists(tmp.str(run)));
   // A config file with an unknown key names the file.
   std::ofstream(tmp.str("bad.json")) << R"({"extends": ")" << source_path("configs/translation/tiny.json")
                                      << R"(", "optim": {"learning_rate": 0.1}})";
@@ -100,8 +116,9 @@ TEST_CASE("data errors name the file and line", "[cli]") {
 
   r = run_xformer("train " + tiny_args(tmp.str("run2"), tmp.str("spm")) + " --set task.train=missing.tsv");
   INFO(r.output);
-  CHECK(r.exit_code == 1);
-  CHECK(r.output.find("cannot open corpus file 'missing.tsv'") != std::string::npos);
+  CHECK(r.exit_code == 2);  // a path in the config that names nothing: a config error, before the run exists
+  CHECK(r.output.find("'task.train' names 'missing.tsv', which does not exist") != std::string::npos);
+  CHECK(!std::filesystem::exists(tmp.str("run2")));
 }
 
 TEST_CASE("train, eval and sample the tiny config end to end", "[cli][e2e]") {
@@ -323,6 +340,58 @@ TEST_CASE("train, eval and sample the tiny config end to end", "[cli][e2e]") {
   CHECK(count_lines(tmp.str("keep.txt")) == 1);
 }
 
+TEST_CASE("nothing is lost to a failed command: outputs, inputs and the run's config stay", "[cli][safety]") {
+  TempDir tmp("cli_safety");
+  const std::string run = tmp.str("run");
+  auto r = run_xformer("train " + tiny_args(run, tmp.str("spm")) + " --set train.max_steps=4");
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  // A resume that fails (here: a damaged checkpoint) leaves config.json as the run wrote it.
+  const std::string damaged = tmp.str("damaged");
+  std::filesystem::copy(run, damaged, std::filesystem::copy_options::recursive);
+  std::filesystem::remove(damaged + "/checkpoints/last.pt");
+  std::ofstream(damaged + "/checkpoints/last.pt") << "not a checkpoint";
+  const std::string config = read_text(damaged + "/config.json");
+  r = run_xformer("train --run-dir " + damaged + " --resume --set train.max_steps=8");
+  CHECK(r.exit_code == 1);
+  CHECK(read_text(damaged + "/config.json") == config);
+
+  // --out is opened only once the input has been read whole: a malformed line leaves it as it was.
+  const std::string out = tmp.str("keep.txt");
+  std::ofstream(out) << "earlier results\n";
+  std::ofstream(tmp.str("pairs.tsv")) << "hello\tHallo\nno tab here\n";
+  r = run_xformer("sample --run " + run + " --score-pairs --input " + tmp.str("pairs.tsv") + " --out " + out);
+  CHECK(r.exit_code == 1);
+  CHECK(r.output.find("pairs.tsv:2: expected 'source<TAB>target' (no TAB)") != std::string::npos);
+  CHECK(read_text(out) == "earlier results\n");
+  std::ofstream(tmp.str("latin1.txt")) << "caf\xe9\n";
+  r = run_xformer("sample --run " + run + " --input " + tmp.str("latin1.txt") + " --out " + out);
+  CHECK(r.exit_code == 1);
+  CHECK(r.output.find("latin1.txt:1: not valid UTF-8") != std::string::npos);
+  CHECK(read_text(out) == "earlier results\n");
+  // A write that fails (a full disk) is an error, not a short file and exit 0.
+  std::ofstream(tmp.str("one.txt")) << "hello\n";
+  r = run_xformer("sample --run " + run + " --input " + tmp.str("one.txt") + " --out /dev/full");
+  CHECK(r.exit_code == 1);
+  CHECK(r.output.find("cannot write '/dev/full'") != std::string::npos);
+  // A line longer than the model reads is translated from its start, and said so.
+  std::string words;
+  for (int i = 0; i < 100; ++i) words += "the house is small ";
+  std::ofstream(tmp.str("long.txt")) << "hello\n" << words << "\n";
+  r = run_xformer("sample --run " + run + " --input " + tmp.str("long.txt"));
+  CHECK(r.exit_code == 0);
+  CHECK(r.output.find("long.txt:2: ") != std::string::npos);
+  CHECK(r.output.find("longer than the model reads (model.max_positions): translating its first 63") != std::string::npos);
+  // Options that would be ignored are refused.
+  r = run_xformer("sample --run " + run + " --input " + tmp.str("one.txt") + " --seed 3");
+  CHECK(r.exit_code == 2);
+  CHECK(r.output.find("--seed seeds sampling: give --temperature too") != std::string::npos);
+  // eval of a folder that is no run writes nothing there.
+  r = run_xformer("eval --run " + tmp.str("no_run"));
+  CHECK(r.exit_code == 2);
+  CHECK(!std::filesystem::exists(tmp.str("no_run")));
+}
+
 TEST_CASE("eval and sample --ensemble average the models of several runs", "[cli][ensemble]") {
   TempDir tmp("cli_ensemble");
   const std::string a = tmp.str("a"), b = tmp.str("b"), spm = tmp.str("spm");
@@ -340,18 +409,14 @@ TEST_CASE("eval and sample --ensemble average the models of several runs", "[cli
     REQUIRE(r.exit_code == 0);
     return read_metrics(run, "valid").back();
   };
-  auto text = [](const std::string& path) {
-    std::ifstream in(path);
-    return std::string(std::istreambuf_iterator<char>(in), {});
-  };
   const auto alone_a = eval(a), alone_b = eval(b);
   // A model ensembled with itself is the model: the same loss and the same translations.
   const auto twice = eval(a, " --ensemble " + a);
   CHECK(twice["ensemble"] == nlohmann::json::array({a}));
   CHECK(twice["nll"].get<double>() == Approx(alone_a["nll"].get<double>()).epsilon(1e-5));
   CHECK(twice["loss"].get<double>() == Approx(alone_a["loss"].get<double>()).epsilon(1e-5));
-  CHECK(text(a + "/samples/valid.ensemble2.hyp") == text(a + "/samples/valid.hyp"));
-  CHECK(text(a + "/tokenizer.model") != text(b + "/tokenizer.model"));  // yet one vocabulary (below)
+  CHECK(read_text(a + "/samples/valid.ensemble2.hyp") == read_text(a + "/samples/valid.hyp"));
+  CHECK(read_text(a + "/tokenizer.model") != read_text(b + "/tokenizer.model"));  // yet one vocabulary (below)
   // Two models: the NLL of their mean distribution is neither's, and at most the mean of theirs
   // (-log of a mean probability <= the mean of -log, token by token).
   const auto pair = eval(a, " --ensemble " + b);

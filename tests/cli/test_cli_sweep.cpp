@@ -59,11 +59,6 @@ std::vector<std::vector<std::string>> read_csv(const std::string& path) {
   return rows;
 }
 
-std::string read_text(const std::string& path) {
-  std::ifstream in(path);
-  return std::string((std::istreambuf_iterator<char>(in)), {});
-}
-
 size_t count(const std::string& text, const std::string& what) {
   size_t n = 0;
   for (size_t p = text.find(what); p != std::string::npos; p = text.find(what, p + 1)) ++n;
@@ -155,6 +150,12 @@ TEST_CASE("a sweep runs 4 trials 2 at a time, writes a sorted table and skips do
   r = run_xformer("sweep --config '" + sweep + "' --dry-run");
   CHECK(r.exit_code == 0);
   CHECK(count(r.output, "[done]") == 4);
+
+  // A damaged plan is named, not a library error.
+  std::ofstream(out + "/sweep.json") << R"({"trials": 5})";
+  r = run_xformer("sweep --summarize '" + out + "'");
+  CHECK(r.exit_code == 1);
+  CHECK(r.output.find("sweep plan '" + out + "/sweep.json' is damaged") != std::string::npos);
 }
 
 TEST_CASE("a failing trial is retried, reported, and does not stop the others", "[cli][sweep]") {
@@ -176,7 +177,7 @@ TEST_CASE("a failing trial is retried, reported, and does not stop the others", 
   const std::string log = read_text(out + "/logs/vocab_size=100000.log");
   CHECK(count(log, "=== ") == 2);
   CHECK(log.find("Vocabulary size too high (100000)") != std::string::npos);
-  CHECK(log.find("(task.vocab_size 100000)") != std::string::npos);
+  CHECK(log.find("of task.vocab_size 100000") != std::string::npos);
   for (const auto& e : fs::recursive_directory_iterator(tmp.str("spm")))  // no leftovers of the failure
     CHECK(e.path().filename().string().find(".tmp") == std::string::npos);
   CHECK(fs::exists(out + "/vocab_size=400/checkpoints/last.pt"));
@@ -203,6 +204,28 @@ TEST_CASE("a trial failing with a usage error is not retried", "[cli][sweep]") {
         std::string::npos);
   CHECK(r.output.find("trial 0 base: eval failed with exit code 2 after 1 attempt(s)") != std::string::npos);
   CHECK(read_text(tmp.str("out/logs/base.log")).find("holds 1 step checkpoints") != std::string::npos);
+}
+
+TEST_CASE("an edited base config is noticed: its done trials run again", "[cli][sweep]") {
+  TempDir tmp("cli_sweep_base");
+  const std::string base = tmp.str("base.json");
+  std::filesystem::copy_file(source_path("configs/translation/tiny.json"), base);
+  const std::string sweep = tmp.str("sweep.json");
+  std::ofstream(sweep) << R"({"base": ")" << base << R"(", "output": ")" << tmp.str("out") << R"(",
+    "set": {"task.spm_cache": ")" << tmp.str("spm") << R"(", "train.max_steps": 2, "train.eval_every": 0}})";
+  auto r = run_xformer("sweep --config '" + sweep + "'");
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  REQUIRE(run_xformer("sweep --config '" + sweep + "'").output.find("0 trial(s) to run, 1 skipped") != std::string::npos);
+  // Another model in the base: the trial runs again, and its run refuses the change (train
+  // --resume), rather than the old results standing for the new config.
+  std::string text = read_text(base);
+  text.replace(text.find("\"ffn_dim\": 128"), 14, "\"ffn_dim\": 96");
+  std::ofstream(base) << text;
+  r = run_xformer("sweep --config '" + sweep + "'");
+  CHECK(r.exit_code == 1);
+  CHECK(r.output.find("1 trial(s) to run, 0 skipped") != std::string::npos);
+  CHECK(read_text(tmp.str("out/logs/base.log")).find("model.ffn_dim is 128") != std::string::npos);
 }
 
 TEST_CASE("sweep --dry-run and --emit slurm run nothing; an array task runs its one trial", "[cli][sweep]") {

@@ -236,6 +236,13 @@ TEST_CASE("classification: train, eval, sample and model stats end to end", "[cl
   CHECK(r.exit_code == 0);
   CHECK(r.output.find("picture_01.png\t") != std::string::npos);
   CHECK(run_xformer("sample --run '" + run + "' --temperature 1").exit_code == 2);
+  // --out onto its own --input is refused, and the image is left as it was.
+  fs::copy_file(source_path("tests/data/images/test/picture_01.png"), tmp.str("mine.png"));
+  r = run_xformer("sample --run '" + run + "' --input '" + tmp.str("mine.png") + "' --out '" + tmp.str("mine.png") + "'");
+  CHECK(r.exit_code == 2);
+  CHECK(r.output.find("is the --input file") != std::string::npos);
+  CHECK(xformer::data::read_image(tmp.str("mine.png")).width > 0);
+  CHECK(run_xformer("sample --run '" + run + "' --input '" + tmp.str("mine.png") + "' --num 3").exit_code == 2);
 
   // Model statistics without data: the SASA paper's ResNet-26 at ImageNet size.
   r = run_xformer("info --config configs/classification/tiny.json --model-stats --set task.size=224 "
@@ -300,6 +307,17 @@ TEST_CASE("detection: train, eval and sample the tiny config end to end", "[cli]
   CHECK(r.exit_code == 0);
   CHECK(fs::exists(tmp.str("dir/000008.png")));
   CHECK(run_xformer("sample --run '" + run + "' --temperature 1").exit_code == 2);
+  // Pictures are drawn beside the inputs, never into their folder, and never two onto one name.
+  fs::create_directories(tmp.str("in/sub"));
+  for (const char* name : {"in/000001.png", "in/sub/000001.png"})
+    fs::copy_file(source_path("tests/data/detection/valid/000008.png"), tmp.str(name));
+  r = run_xformer("sample --run '" + run + "' --input '" + tmp.str("in") + "' --out '" + tmp.str("in/drawn") + "'");
+  CHECK(r.exit_code == 2);
+  CHECK(r.output.find("is inside the --input folder") != std::string::npos);
+  r = run_xformer("sample --run '" + run + "' --input '" + tmp.str("in") + "' --out '" + tmp.str("drawn") + "'");
+  CHECK(r.exit_code == 1);
+  CHECK(r.output.find("would both be drawn to 000001.png") != std::string::npos);
+  CHECK(!fs::exists(tmp.str("drawn")));
 
   // Broken annotations are named; config mistakes are usage errors.
   std::ofstream(tmp.str("bad.json")) << R"({"images": [{"id": 1, "file_name": "a.png"}], "annotations": [)"

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <sstream>
 
 #include "xformer/core/error.h"
@@ -75,6 +76,19 @@ void deep_merge(json& base, const json& over) {
   }
 }
 
+// A file writes {"optim": {"lr": 1}}; the dotted form "optim.lr" is --set's only.
+void refuse_dotted_keys(const json& j, const std::string& file, const std::string& prefix) {
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    const std::string p = prefix.empty() ? it.key() : prefix + "." + it.key();
+    if (it.key().find('.') != std::string::npos) {
+      const auto dot = it.key().find('.');
+      throw ConfigError("config error: key '" + p + "' in '" + file + "': nest it (\"" + it.key().substr(0, dot) +
+                        "\": {\"" + it.key().substr(dot + 1) + "\": ...}); dotted names are for --set");
+    }
+    if (it.value().is_object()) refuse_dotted_keys(it.value(), file, p);
+  }
+}
+
 json load_with_extends(const fs::path& path, std::vector<std::string>& chain) {
   std::string canonical = fs::weakly_canonical(path).string();
   if (std::find(chain.begin(), chain.end(), canonical) != chain.end())
@@ -87,6 +101,7 @@ json load_with_extends(const fs::path& path, std::vector<std::string>& chain) {
   json doc = read_json_file(path.string(), "config error: '" + path.string() + "'", kExitUsage);
   if (!doc.is_object())
     throw ConfigError("config error: '" + path.string() + "' must hold a JSON object");
+  refuse_dotted_keys(doc, path.string(), "");
 
   json merged = json::object();
   if (doc.contains("extends")) {
@@ -108,16 +123,25 @@ std::vector<std::string> split_path(const std::string& path) {
   return parts;
 }
 
-// Collects the dotted paths of all leaves (non-object values) of `j`.
+// Collects the dotted paths of all leaves of `j`: values that are not objects, and empty
+// objects below the top level (a key given {} is a value to check; an empty group holds no keys).
 void leaf_paths(const json& j, const std::string& prefix, std::vector<std::string>& out) {
   for (auto it = j.begin(); it != j.end(); ++it) {
     std::string p = prefix.empty() ? it.key() : prefix + "." + it.key();
-    if (it.value().is_object())
-      leaf_paths(it.value(), p, out);  // an empty group holds no keys
+    if (it.value().is_object() && !(it.value().empty() && !prefix.empty()))
+      leaf_paths(it.value(), p, out);
     else
       out.push_back(p);
   }
 }
+
+// JSON integers beyond int64 (parsed as unsigned) would wrap when read.
+bool is_int64(const json& v) {
+  return v.is_number_integer() &&
+         !(v.is_number_unsigned() && v.get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()));
+}
+
+bool all_int64(const json& v) { return v.is_array() && std::all_of(v.begin(), v.end(), is_int64); }
 
 bool all_of_type(const json& v, bool (json::*pred)() const noexcept) {
   if (!v.is_array()) return false;
@@ -128,11 +152,11 @@ bool all_of_type(const json& v, bool (json::*pred)() const noexcept) {
 
 bool type_matches(const json& v, KeyType type) {
   switch (type) {
-    case KeyType::Int: return v.is_number_integer();
+    case KeyType::Int: return is_int64(v);
     case KeyType::Float: return v.is_number();
     case KeyType::Bool: return v.is_boolean();
     case KeyType::String: return v.is_string();
-    case KeyType::IntList: return all_of_type(v, &json::is_number_integer);
+    case KeyType::IntList: return all_int64(v);
     case KeyType::FloatList: return all_of_type(v, &json::is_number);
     case KeyType::StringList: return all_of_type(v, &json::is_string);
     case KeyType::PathOrPair:
@@ -172,8 +196,18 @@ void apply_override(RawConfig& raw, const std::string& assignment) {
   for (const auto& part : split_path(key))
     if (part.empty())
       throw ConfigError("usage error: --set key '" + key + "' has an empty component");
-  set_path(raw.value, key, value);
-  raw.overridden.insert(key);
+  // An object merges into the group it names (--set 'optim={"lr":1}' keeps the other optim keys).
+  json* existing = &raw.value;
+  for (const auto& part : split_path(key)) existing = existing && existing->is_object() && existing->contains(part) ? &(*existing)[part] : nullptr;
+  if (value.is_object() && existing && existing->is_object()) {
+    deep_merge(*existing, value);
+    std::vector<std::string> leaves;
+    leaf_paths(value, key, leaves);
+    raw.overridden.insert(leaves.begin(), leaves.end());
+  } else {
+    set_path(raw.value, key, value);
+    raw.overridden.insert(key);
+  }
 }
 
 json resolve_config(const RawConfig& raw, const Schema& schema) {

@@ -6,7 +6,9 @@
 
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <string>
+#include <vector>
 
 #include "xformer/core/error.h"
 
@@ -18,15 +20,22 @@ constexpr int kMaxJsonDepth = 100;
 
 // Parses `input` (a string or an input stream); `what` names it in errors ("config error:
 // 'FILE'"), which carry `exit_code`.
+// A key given twice in one object is refused (the parser would keep the last silently).
 template <class Json = nlohmann::json, class Input>
 Json parse_json(Input&& input, const std::string& what, int exit_code) {
-  auto limit_depth = [&](int depth, typename Json::parse_event_t, Json&) {
+  using Event = typename Json::parse_event_t;
+  std::vector<std::set<std::string>> keys;  // the keys seen so far in each open object
+  auto check = [&](int depth, Event event, Json& parsed) {
     if (depth >= kMaxJsonDepth)
       throw Error(what + " nests JSON deeper than " + std::to_string(kMaxJsonDepth) + " levels", exit_code);
+    if (event == Event::object_start) keys.emplace_back();
+    if (event == Event::object_end && !keys.empty()) keys.pop_back();
+    if (event == Event::key && !keys.empty() && !keys.back().insert(parsed.template get<std::string>()).second)
+      throw Error(what + ": key \"" + parsed.template get<std::string>() + "\" appears twice in one object", exit_code);
     return true;
   };
   try {
-    return Json::parse(std::forward<Input>(input), limit_depth);
+    return Json::parse(std::forward<Input>(input), check);
   } catch (const typename Json::exception& e) {
     throw Error(what + " is not valid JSON: " + e.what(), exit_code);
   }

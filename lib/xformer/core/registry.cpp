@@ -65,7 +65,7 @@ void declare_trainer_keys(Schema& s) {
   s.add("optim.name", KeyType::String, "adam", "Optimizer.", {"adam", "adamw"});
   s.add("optim.lr", KeyType::Float, 5e-4, "Peak learning rate (reached at the end of warmup).").at_least(0);
   s.add("optim.betas", KeyType::FloatList, json::array({0.9, 0.98}), "Adam beta1, beta2.").at_least(0).below(1).length(2);
-  s.add("optim.eps", KeyType::Float, 1e-9, "Adam epsilon.").at_least(0);
+  s.add("optim.eps", KeyType::Float, 1e-9, "Adam epsilon (the update divides by sqrt(v) + eps).").at_least(1e-30);
   s.add("optim.weight_decay", KeyType::Float, 0.0,
         "Weight decay (L2 for adam, decoupled for adamw).").at_least(0);
   s.add("optim.clip_norm", KeyType::Float, 0.0, "Clip gradients to this global L2 norm; 0 = off.")
@@ -95,7 +95,7 @@ void declare_trainer_keys(Schema& s) {
         "Store only each Transformer layer's input for backward and run the layer again there: "
         "memory for the activations inside one layer instead of inside every layer, for about one "
         "more forward pass (attention models only; docs/performance.md).");
-  s.add("train.keep_last", KeyType::Int, 3, "Keep the last K step checkpoints (plus last/best).").at_least(0);
+  s.add("train.keep_last", KeyType::Int, 3, "Keep the last K step checkpoints (plus last/best).").at_least(1);
   s.add("train.best_metric", KeyType::String, "loss", "Valid metric that selects checkpoints/best: one that the task reports (checked before training).");
   s.add("train.best_mode", KeyType::String, "min", "Whether a lower or higher best_metric is better.",
         {"min", "max"});

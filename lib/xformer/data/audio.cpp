@@ -7,6 +7,8 @@
 #include <filesystem>
 #include <vector>
 
+#include "xformer/core/error.h"
+
 extern char** environ;
 
 namespace xformer::data {
@@ -14,7 +16,10 @@ namespace xformer::data {
 namespace fs = std::filesystem;
 
 std::string find_soundfont(const std::string& configured) {
-  if (!configured.empty()) return fs::exists(configured) ? configured : "";
+  std::error_code ec;
+  if (!configured.empty() && !fs::is_regular_file(configured, ec))
+    throw ConfigError("config error: task.soundfont '" + configured + "' is not a file");
+  if (!configured.empty()) return configured;
   for (const char* name : {"default-GM.sf2", "TimGM6mb.sf2", "FluidR3_GM.sf2"}) {
     const fs::path p = fs::path("/usr/share/sounds/sf2") / name;
     if (fs::exists(p)) return p.string();

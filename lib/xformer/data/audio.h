@@ -7,8 +7,9 @@
 
 namespace xformer::data {
 
-// The soundfont to use: `configured` when not empty, else the first General MIDI soundfont found
-// in /usr/share/sounds/sf2/. "" when there is none.
+// The soundfont to use: `configured` when not empty (ConfigError naming task.soundfont when it is
+// not a file), else the first General MIDI soundfont found in /usr/share/sounds/sf2/; "" when
+// there is none.
 std::string find_soundfont(const std::string& configured);
 
 // Renders `midi` to a 44.1 kHz WAV file `wav`. Returns "" on success, otherwise what is missing

@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cstdint>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -20,19 +21,27 @@ CocoSet read_coco(const std::string& json_path, const std::string& image_root) {
   auto fail = [&](const std::string& what) -> void { throw DataError("COCO annotations " + json_path + ": " + what); };
   for (const char* key : {"images", "annotations", "categories"})
     if (!j.contains(key) || !j[key].is_array()) fail(std::string("no '") + key + "' list");
+  // Ids are whole numbers (1.5 or 2^70 would otherwise be cut or wrapped silently).
+  auto id_of = [&](const nlohmann::json& record, const char* key, const std::string& where) {
+    const auto& v = record.at(key);
+    if (!v.is_number_integer() || (v.is_number_unsigned() && v.get<uint64_t>() > INT64_MAX))
+      fail(where + ": '" + key + "' must be an integer, got " + v.dump());
+    return v.get<int64_t>();
+  };
   CocoSet set;
   std::map<int64_t, size_t> image_index, category_index;
   try {
     std::vector<std::pair<int64_t, std::string>> categories;
-    for (const auto& c : j["categories"]) categories.emplace_back(c.at("id").get<int64_t>(), c.at("name").get<std::string>());
+    for (const auto& c : j["categories"]) categories.emplace_back(id_of(c, "id", "a category"), c.at("name").get<std::string>());
     std::sort(categories.begin(), categories.end());
     for (const auto& [id, name] : categories) {
+      if (category_index.count(id)) fail("category id " + std::to_string(id) + " appears twice");
       category_index[id] = set.classes.size();
       set.classes.push_back(name), set.category_ids.push_back(id);
     }
     for (const auto& im : j["images"]) {
       CocoImage image;
-      image.id = im.at("id").get<int64_t>();
+      image.id = id_of(im, "id", "an image");
       image.path = (fs::path(root) / im.at("file_name").get<std::string>()).string();
       if (image_index.count(image.id)) fail("image id " + std::to_string(image.id) + " appears twice");
       image_index[image.id] = set.images.size();
@@ -40,9 +49,9 @@ CocoSet read_coco(const std::string& json_path, const std::string& image_root) {
     }
     for (const auto& a : j["annotations"]) {
       if (a.value("iscrowd", 0) != 0) continue;
-      const auto image = a.at("image_id").get<int64_t>(), category = a.at("category_id").get<int64_t>();
+      const std::string where = "annotation " + (a.contains("id") ? a["id"].dump() : std::string("without id"));
+      const auto image = id_of(a, "image_id", where), category = id_of(a, "category_id", where);
       const auto& box = a.at("bbox");
-      const std::string where = "annotation " + std::to_string(a.value("id", int64_t{-1}));
       if (!image_index.count(image)) fail(where + " refers to unknown image " + std::to_string(image));
       if (!category_index.count(category)) fail(where + " refers to unknown category " + std::to_string(category));
       if (!box.is_array() || box.size() != 4) fail(where + ": bbox must be [x, y, width, height]");

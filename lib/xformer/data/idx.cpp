@@ -50,16 +50,19 @@ IdxArray read_idx(const std::string& path) {
   const size_t ndims = bytes[3];
   if (ndims < 1 || bytes.size() < 4 + 4 * ndims) fail("truncated header");
   IdxArray a;
+  const size_t header = 4 + 4 * ndims, data_bytes = bytes.size() - header;
   size_t count = 1;
+  bool overflow = false;  // a product past 2^64 would wrap to a small count that might match
   for (size_t d = 0; d < ndims; ++d) {
     const uint8_t* p = &bytes[4 + 4 * d];
     const int64_t n = (int64_t{p[0]} << 24) | (int64_t{p[1]} << 16) | (int64_t{p[2]} << 8) | p[3];
+    if (n == 0 && d > 0) fail("dimension " + std::to_string(d) + " is 0");
     a.dims.push_back(n);
-    count *= static_cast<size_t>(n);
+    overflow = overflow || __builtin_mul_overflow(count, static_cast<size_t>(n), &count);
   }
-  const size_t header = 4 + 4 * ndims;
-  if (bytes.size() != header + count)
-    fail(std::to_string(bytes.size() - header) + " bytes of data, the header says " + std::to_string(count));
+  if (overflow) fail(std::to_string(data_bytes) + " bytes of data, fewer than the header's dimensions need");
+  if (data_bytes != count)
+    fail(std::to_string(data_bytes) + " bytes of data, the header says " + std::to_string(count));
   a.values.assign(bytes.begin() + static_cast<std::ptrdiff_t>(header), bytes.end());
   return a;
 }

@@ -21,7 +21,10 @@ namespace {
 
 // stb_image's terse reasons, in words where they are cryptic ("outofdata").
 std::string explain_stb_failure(const char* why) {
-  const std::string code = why ? why : "unknown error";
+  std::string code = why ? why : "unknown error";
+  // Some reasons quote bytes of the file (a PNG chunk's type): keep log lines printable.
+  for (char& c : code)
+    if (static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) >= 0x7f) c = '?';
   if (code == "outofdata" || code == "read past buffer" || code == "no IDAT" || code == "not enough pixels")
     return "the file ends early, truncated? (" + code + ")";
   if (code == "can't fopen") return "cannot open the file";

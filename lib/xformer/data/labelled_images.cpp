@@ -33,10 +33,14 @@ LabelledImages from_idx(const std::string& images_path, const std::string& label
   const auto images = read_idx(images_path), labels = read_idx(labels_path);
   if (images.dims.size() != 3 && images.dims.size() != 4)
     throw DataError("IDX images " + images_path + ": (N, H, W) or (N, H, W, C) expected");
-  if (labels.dims.size() != 1 || labels.dims[0] != images.dims[0])
-    throw DataError("IDX labels " + labels_path + ": " + std::to_string(labels.dims.size() == 1 ? labels.dims[0] : -1) +
-                    " labels for " + std::to_string(images.dims[0]) + " images in " + images_path);
+  if (labels.dims.size() != 1)
+    throw DataError("IDX labels " + labels_path + ": one dimension (N) expected, it has " + std::to_string(labels.dims.size()));
+  if (labels.dims[0] != images.dims[0])
+    throw DataError("IDX labels " + labels_path + ": " + std::to_string(labels.dims[0]) + " labels for " +
+                    std::to_string(images.dims[0]) + " images in " + images_path);
   const int64_t N = images.dims[0], H = images.dims[1], W = images.dims[2], C = images.dims.size() == 4 ? images.dims[3] : 1;
+  if (C != 1 && C != 3)
+    throw DataError("IDX images " + images_path + ": " + std::to_string(C) + " channels, 1 (grey) or 3 (RGB) expected");
   auto pixels = torch::from_blob(const_cast<uint8_t*>(images.values.data()), {N, H, W, C}, torch::kUInt8)
                     .permute({0, 3, 1, 2});
   LabelledImages out;
@@ -57,21 +61,25 @@ LabelledImages from_idx(const std::string& images_path, const std::string& label
 }
 
 LabelledImages from_cifar10(const std::string& spec, const ImageSetOptions& o) {
-  std::vector<torch::Tensor> images;
-  std::vector<int64_t> labels;
-  for (const auto& file : list_image_files(spec)) {
-    for (const auto& im : read_cifar10(file)) {
-      images.push_back(conform(to_tensor(im).to(torch::kUInt8), o));
-      labels.push_back(im.label);
-    }
-  }
-  if (images.empty()) throw DataError("no CIFAR-10 batches match " + spec);
   LabelledImages out;
-  out.images = torch::stack(images);
-  out.labels = torch::tensor(labels, torch::kLong);
   out.classes = o.classes.empty() ? kCifar10Classes : o.classes;
   if (out.classes.size() < kCifar10Classes.size())
     throw DataError(spec + ": CIFAR-10 has 10 classes, the training set " + std::to_string(out.classes.size()));
+  std::vector<torch::Tensor> images;
+  std::vector<int64_t> labels;
+  for (const auto& file : list_image_files(spec)) {
+    const auto records = read_cifar10(file);
+    for (size_t r = 0; r < records.size(); ++r) {
+      if (records[r].label >= static_cast<int64_t>(kCifar10Classes.size()))
+        throw DataError("CIFAR-10 batch " + file + ": record " + std::to_string(r) + " has label " +
+                        std::to_string(records[r].label) + ", 0..9 expected");
+      images.push_back(conform(to_tensor(records[r]).to(torch::kUInt8), o));
+      labels.push_back(records[r].label);
+    }
+  }
+  if (images.empty()) throw DataError("no CIFAR-10 batches match " + spec);
+  out.images = torch::stack(images);
+  out.labels = torch::tensor(labels, torch::kLong);
   return out;
 }
 
@@ -132,13 +140,14 @@ torch::Tensor conform_image(torch::Tensor chw, int64_t channels, int64_t height,
 LabelledImages load_labelled_images(const std::vector<std::string>& source, const ImageSetOptions& o) {
   if (o.channels != 0 && o.channels != 1 && o.channels != 3)
     throw DataError("image channels must be 1 or 3, got " + std::to_string(o.channels));
-  if (source.size() == 2) return from_idx(source[0], source[1], o);
-  if (source.size() != 1) throw DataError("an image set is one path or an [images, labels] IDX pair");
-  const fs::path p(source[0]);
-  std::string ext = p.extension().string();
+  if (source.size() != 1 && source.size() != 2) throw DataError("an image set is one path or an [images, labels] IDX pair");
+  std::string ext = fs::path(source[0]).extension().string();
   std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
-  if (ext == ".bin") return from_cifar10(source[0], o);
-  return from_folders(source[0], o);
+  auto set = source.size() == 2 ? from_idx(source[0], source[1], o)
+             : ext == ".bin"    ? from_cifar10(source[0], o)
+                                : from_folders(source[0], o);
+  if (set.images.size(0) == 0) throw DataError(source[0] + ": no images");
+  return set;
 }
 
 }  // namespace xformer::data

@@ -244,6 +244,8 @@ MidiContents parse_midi(const std::vector<uint8_t>& bytes, const std::string& na
 }
 
 MidiContents read_midi(const std::string& path, const MidiReadOptions& options) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) throw DataError("MIDI file '" + path + "' is a folder");
   std::ifstream in(path, std::ios::binary);
   if (!in) throw DataError("cannot open MIDI file '" + path + "'");
   std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());

@@ -31,6 +31,13 @@ void strip_cr(std::string& line) {
   if (!line.empty() && line.back() == '\r') line.pop_back();
 }
 
+// Line `n` (1-based) without its "\r" and, on the first line, without a UTF-8 byte-order mark
+// (which some editors write and which would otherwise start the first sentence).
+void clean_line(std::string& line, int64_t n) {
+  strip_cr(line);
+  if (n == 1 && line.compare(0, 3, "\xEF\xBB\xBF") == 0) line.erase(0, 3);
+}
+
 std::string trim(const std::string& s) {
   const char* ws = " \t\r\n";
   auto b = s.find_first_not_of(ws);
@@ -39,6 +46,8 @@ std::string trim(const std::string& s) {
 }
 
 std::ifstream open_or_throw(const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) throw DataError("corpus file '" + path + "' is a folder");
   std::ifstream in(path);
   if (!in) throw DataError("cannot open corpus file '" + path + "'");
   return in;
@@ -52,12 +61,30 @@ void check_input_file(const std::string& path) {
     throw DataError("cannot open input file '" + path + "'" + (file ? " (it is a folder)" : ""));
 }
 
+void check_output_apart_from_input(const std::string& out, const std::string& input) {
+  namespace fs = std::filesystem;
+  if (out.empty() || input.empty() || out == "-" || input == "-") return;
+  std::error_code ec;
+  if (fs::equivalent(input, out, ec))
+    throw ConfigError("usage error: --out '" + out + "' is the --input " + (fs::is_directory(input, ec) ? "folder" : "file"));
+  if (!fs::is_directory(input, ec)) return;
+  auto resolved = [&](const std::string& p) {  // absolute, links resolved, no trailing separator
+    auto r = fs::weakly_canonical(p, ec);
+    return r.has_filename() ? r : r.parent_path();
+  };
+  const auto rel = resolved(out).lexically_relative(resolved(input));
+  if (!rel.empty() && *rel.begin() != "..")
+    throw ConfigError("usage error: --out '" + out + "' is inside the --input folder '" + input +
+                      "' (outputs would replace inputs or be read as inputs): choose another place");
+}
+
 void for_each_line(const std::string& path, const std::function<void(const std::string&)>& fn) {
   check_input_file(path);
   std::ifstream file;
   if (path != "-") file.open(path);
   std::istream& in = path == "-" ? std::cin : file;
-  for (std::string line; std::getline(in, line);) strip_cr(line), fn(line);
+  int64_t n = 0;
+  for (std::string line; std::getline(in, line);) clean_line(line, ++n), fn(line);
 }
 
 std::vector<std::string> read_lines(const std::string& path) {
@@ -88,7 +115,7 @@ ParallelCorpus read_parallel_corpus(const nlohmann::json& spec) {
     c.description = path;
     auto in = open_or_throw(path);
     for (int64_t n = 1; std::getline(in, line); ++n) {
-      strip_cr(line);
+      clean_line(line, n);
       if (line.empty()) continue;
       auto [source, target] = split_pair_line(line, path + ":" + std::to_string(n));
       add(std::move(source), std::move(target));
@@ -107,7 +134,7 @@ ParallelCorpus read_parallel_corpus(const nlohmann::json& spec) {
     if (a != b)
       throw DataError(paths[a ? 1 : 0] + ": ends at line " + std::to_string(n - 1) + " but '" +
                       paths[a ? 0 : 1] + "' goes on: the files must be line-aligned");
-    strip_cr(line), strip_cr(other);
+    clean_line(line, n), clean_line(other, n);
     for (const auto* s : {&line, &other})
       if (!is_valid_utf8(*s))
         throw DataError(paths[s == &line ? 0 : 1] + ":" + std::to_string(n) + ": not valid UTF-8");

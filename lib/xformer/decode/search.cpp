@@ -109,12 +109,16 @@ torch::Tensor top_p_filter(const torch::Tensor& logits, double p) {
   return logits.masked_fill(drop, -std::numeric_limits<float>::infinity());
 }
 
+torch::Tensor tempered(const torch::Tensor& logits, double temperature) {
+  return (logits - std::get<0>(logits.max(-1, /*keepdim=*/true))) / temperature;
+}
+
 std::vector<Hypothesis> sample(IncrementalDecoder& decoder, int64_t batch, const SearchOptions& o) {
   TORCH_CHECK(o.temperature > 0, "temperature must be > 0");
   auto gen = at::detail::createCPUGenerator(o.seed);
   // Drawn on the host with a CPU generator: the same seed gives the same samples on any device.
   return one_path(decoder, batch, o, [&](const torch::Tensor& logp) {
-    auto logits = top_p_filter(top_k_filter(logp.to(torch::kCPU) / o.temperature, o.top_k), o.top_p);
+    auto logits = top_p_filter(top_k_filter(tempered(logp.to(torch::kCPU), o.temperature), o.top_k), o.top_p);
     return torch::multinomial(logits.softmax(-1), 1, false, gen).squeeze(1);
   });
 }

@@ -74,6 +74,10 @@ std::vector<Hypothesis> sample(IncrementalDecoder& decoder, int64_t batch, const
 
 // Keeps the k largest logits per row (others -inf); k <= 0 keeps all. logits (N, V).
 torch::Tensor top_k_filter(const torch::Tensor& logits, int64_t k);
+// logits / temperature over the last dimension, each row shifted to a largest value of 0
+// first: a tiny temperature then sharpens towards the greedy choice instead of overflowing
+// to inf (whose softmax is NaN).
+torch::Tensor tempered(const torch::Tensor& logits, double temperature);
 // Keeps the smallest set of tokens whose probability mass reaches p (at least one). (N, V).
 torch::Tensor top_p_filter(const torch::Tensor& logits, double p);
 

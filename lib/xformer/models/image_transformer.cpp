@@ -2,6 +2,7 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 
+#include "xformer/decode/search.h"
 #include "xformer/nn/dropout.h"
 
 namespace xformer::models {
@@ -170,7 +171,7 @@ torch::Tensor sample_images(ImageTransformer model, const torch::Tensor& lr, int
   auto out = torch::empty({n, o.positions()}, torch::kLong);
   auto tokens = torch::full({n}, model->start_token(), torch::kLong);
   for (int64_t t = 0; t < o.positions(); ++t) {
-    auto logits = stepper.step(tokens).to(torch::kCPU, torch::kFloat) / temperature;  // (n, 256)
+    auto logits = decode::tempered(stepper.step(tokens).to(torch::kCPU, torch::kFloat), temperature);  // (n, 256)
     tokens = torch::multinomial(logits.softmax(-1), 1, false, gen).squeeze(1);
     out.select(1, t).copy_(tokens);
   }

@@ -44,6 +44,10 @@ TransformerOptions music_transformer_options(const json& m, int64_t vocab, int64
     if (r < 0) throw ConfigError("config error: model.max_relative_position must be >= 0");
     const int64_t fallback = o.local.block > 0 ? 2 * o.local.block - 1 : length / 2;
     o.max_relative_position = r > 0 ? r : std::max<int64_t>(1, fallback);
+  } else if (o.max_positions < length) {
+    throw ConfigError("config error: model.max_positions (" + std::to_string(o.max_positions) +
+                      ") is shorter than task.length (" + std::to_string(length) +
+                      "), the events an absolute-position model reads at once");
   }
   return o;
 }

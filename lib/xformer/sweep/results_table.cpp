@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "xformer/sweep/sweep_spec.h"
+#include "xformer/core/error.h"
 #include "xformer/sweep/sweep_state.h"
 
 namespace fs = std::filesystem;
@@ -104,8 +105,8 @@ std::string csv_quote(const std::string& cell) {
   return out + "\"";
 }
 
-ResultsTable build_results(const std::string& output) {
-  const json plan = read_plan(output);
+namespace {
+ResultsTable tabulate(const std::string& output, const json& plan) {
   const std::string metric = plan.value("metric", "loss");
   const bool higher = plan.value("mode", "min") == "max";
   const json eval = plan.value("eval", json::object());
@@ -199,6 +200,17 @@ ResultsTable build_results(const std::string& output) {
   if (eval_enabled && eval_keys.empty())
     table.notes.push_back("no " + eval_split + " evaluation has finished yet");
   return table;
+}
+}  // namespace
+
+ResultsTable build_results(const std::string& output) {
+  const json plan = read_plan(output);
+  try {
+    if (!plan.is_object()) throw DataError("sweep plan '" + plan_path(output) + "' is damaged (no JSON object)");
+    return tabulate(output, plan);
+  } catch (const nlohmann::json::exception& e) {  // a field of the wrong type
+    throw DataError("sweep plan '" + plan_path(output) + "' is damaged (" + e.what() + ")");
+  }
 }
 
 std::string to_markdown(const ResultsTable& table) {

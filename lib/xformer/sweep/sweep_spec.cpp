@@ -14,7 +14,7 @@
 #include "xformer/core/json_file.h"
 #include "xformer/core/registry.h"
 #include "xformer/train/checkpoint_choice.h"
-#include "xformer/train/schedule.h"
+#include "xformer/train/config_checks.h"
 
 namespace fs = std::filesystem;
 
@@ -236,9 +236,11 @@ void name_trials(std::vector<Trial>& trials, const std::vector<std::string>& axe
     if (name.empty()) name = "base";
     name = sanitize_name(name);
     if (name.size() > kMaxNameLength) name = name.substr(0, 100) + "-" + hex64(fnv1a(name)).substr(0, 8);
-    const int k = ++seen[name];
-    if (k > 1) name += ",dup=" + std::to_string(k);
-    t.name = name;
+    // A repeated name gets the first free ",dup=K" (a value may itself end in one).
+    std::string unique = name;
+    for (int k = 2; seen.count(unique); ++k) unique = name + ",dup=" + std::to_string(k);
+    ++seen[unique];
+    t.name = unique;
   }
 }
 
@@ -409,11 +411,15 @@ SweepSpec parse_sweep(const ordered_json& doc, const std::string& file) {
         if (!e["checkpoint"].is_string() || e["checkpoint"].get<std::string>().empty())
           fail(file, "'eval.checkpoint' must be \"best\", \"last\", \"average:N\" or a path, got " + e["checkpoint"].dump());
         spec.eval.checkpoint = e["checkpoint"].get<std::string>();
+        int averaged = 0;
         try {
-          train::averaged_checkpoint_count(spec.eval.checkpoint);
+          averaged = train::averaged_checkpoint_count(spec.eval.checkpoint);
         } catch (const Error& err) {
           fail(file, "'eval.checkpoint': " + std::string(err.what()));
         }
+        if (averaged == 0 && spec.eval.checkpoint != "best" && spec.eval.checkpoint != "last")
+          fail(file, "'eval.checkpoint' must be \"best\", \"last\" or \"average:N\" (each trial's own), got \"" +
+                         spec.eval.checkpoint + "\"");
       }
     } else if (!e.is_null()) {
       fail(file, "'eval' must be false, true or {\"split\": ..., \"checkpoint\": ...}, got " + e.dump());
@@ -444,7 +450,8 @@ SweepSpec parse_sweep(const ordered_json& doc, const std::string& file) {
       if (s[key].is_string()) out = s[key].get<std::string>();
       else if (s[key].is_number_integer()) out = std::to_string(s[key].get<int64_t>());
       else fail(file, std::string("'slurm.") + key + "' must be a string, got " + s[key].dump());
-      if (out.find_first_of("\n\r") != std::string::npos) fail(file, std::string("'slurm.") + key + "' must be one line");
+      if (out.find_first_of("\n\r \t") != std::string::npos)
+        fail(file, std::string("'slurm.") + key + "' must be one word (no spaces or line breaks), got " + s[key].dump());
     };
     text("partition", spec.slurm.partition);
     text("account", spec.slurm.account);
@@ -453,8 +460,11 @@ SweepSpec parse_sweep(const ordered_json& doc, const std::string& file) {
     text("gpus", spec.slurm.gpus);
     auto integer = [&](const char* key, int& out, int min) {
       if (!s.contains(key)) return;
-      if (!s[key].is_number_integer() || s[key].get<int64_t>() < min)
-        fail(file, std::string("'slurm.") + key + "' must be a whole number >= " + std::to_string(min) + ", got " + s[key].dump());
+      constexpr int64_t kMost = 1'000'000;
+      if (!s[key].is_number_integer() || s[key].get<int64_t>() < min || s[key].get<int64_t>() > kMost ||
+          (s[key].is_number_unsigned() && s[key].get<uint64_t>() > static_cast<uint64_t>(kMost)))
+        fail(file, std::string("'slurm.") + key + "' must be a whole number from " + std::to_string(min) + " to " +
+                       std::to_string(kMost) + ", got " + s[key].dump());
       out = s[key].get<int>();
     };
     integer("cpus_per_task", spec.slurm.cpus_per_task, 1);
@@ -502,19 +512,18 @@ nlohmann::json validate_trials(SweepSpec& spec) {
     fail(spec.file, std::string("base config: ") + e.what());
   }
   nlohmann::json first;
-  for (const auto& t : spec.trials) {
+  for (auto& t : spec.trials) {
     RawConfig raw = base;
     try {
       for (const auto& s : trial_overrides(spec, t)) apply_override(raw, s);
       nlohmann::json resolved = resolve(raw);
-      check_best_metric(resolved);
-      check_recompute_activations(resolved);
-      train::check_schedule(resolved);
+      train::check_training_config(resolved);
       const int average = spec.eval.enabled ? train::averaged_checkpoint_count(spec.eval.checkpoint) : 0;
-      const int keep = std::max(1, resolved.at("train").at("keep_last").get<int>());  // the trainer keeps >= 1
+      const int64_t keep = resolved.at("train").at("keep_last");
       if (average > keep)
         throw ConfigError("eval.checkpoint " + spec.eval.checkpoint + " averages " + std::to_string(average) +
                           " step checkpoints but train.keep_last keeps " + std::to_string(keep));
+      t.config_digest = hex64(fnv1a(resolved.dump()));
       if (first.is_null()) first = resolved;
     } catch (const Error& e) {
       fail(spec.file, "trial " + std::to_string(t.index) + " (" + t.name + "): " + e.what());
@@ -529,6 +538,17 @@ nlohmann::json validate_trials(SweepSpec& spec) {
     if (spec.metric != train.at("best_metric").get<std::string>())
       fail(spec.file, "'metric' is '" + spec.metric + "' but 'mode' is not given: say whether \"min\" or \"max\" is best");
     spec.mode = train.at("best_mode").get<std::string>();
+  }
+  const auto& task = Registry::get().task(first.at("task").at("name"));
+  if (task.metrics) {
+    const auto names = task.metrics(first);
+    if (std::find(names.begin(), names.end(), spec.metric) == names.end()) {
+      const std::string hint = closest_match(spec.metric, names);
+      std::string list;
+      for (const auto& n : names) list += (list.empty() ? "" : ", ") + n;
+      fail(spec.file, "'metric' is '" + spec.metric + "', which the " + task.name + " evaluation does not report (it reports " +
+                          list + ")" + (hint.empty() ? "" : "; did you mean '" + hint + "'?"));
+    }
   }
   return first;
 }

@@ -27,6 +27,7 @@ struct Trial {
   int index = 0;                  // position in the expansion (what --trial and Slurm use)
   std::string name;               // run directory name, e.g. "lr=0.003,warmup_steps=10"
   std::vector<Setting> settings;  // the axis values, in axis order
+  std::string config_digest;      // of its resolved config (set by validate_trials)
 };
 
 struct EvalSpec {

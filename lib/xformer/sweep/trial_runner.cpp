@@ -143,7 +143,10 @@ int run_sweep(const SweepSpec& spec, const RunOptions& opt) {
     if (opt.only_trial >= 0 && t.index != opt.only_trial) continue;
     json st = read_status(spec.output, t.name);
     const json overrides = trial_overrides(spec, t);
-    if (st.value("status", "") == kDone && st.value("overrides", json()) == overrides) {
+    // Done with the same overrides and the same resolved config (an edited base file is another
+    // config: the trial then runs again, resuming, as after a change to the overrides).
+    if (st.value("status", "") == kDone && st.value("overrides", json()) == overrides &&
+        st.value("config", t.config_digest) == t.config_digest) {
       ++skipped;
       spdlog::info("trial {} {}: already done, skipped", t.index, t.name);
       continue;
@@ -151,7 +154,8 @@ int run_sweep(const SweepSpec& spec, const RunOptions& opt) {
     // A new invocation gets a fresh budget of attempts (and a fresh status: the trial's log keeps
     // the history of earlier invocations).
     st = {{"name", t.name}, {"index", t.index}, {"status", kPending}, {"attempts", 0},
-          {"exit_codes", json::array()}, {"overrides", overrides}, {"log", log_path(spec.output, t.name)},
+          {"exit_codes", json::array()}, {"overrides", overrides}, {"config", t.config_digest},
+          {"log", log_path(spec.output, t.name)},
           {"run_dir", run_path(spec.output, t.name)}};
     status[t.index] = st;
     queue.push_back(&t);

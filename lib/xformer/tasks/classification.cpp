@@ -10,6 +10,7 @@
 
 #include "xformer/core/atomic_file.h"
 #include "xformer/core/error.h"
+#include "xformer/data/parallel_corpus.h"
 #include "xformer/core/json_file.h"
 #include "xformer/data/image.h"
 #include "xformer/data/image_ops.h"
@@ -89,10 +90,13 @@ class ClassificationTask : public BatchedTask {
                    width_, options_.classes.size());
       // Numbered labels make the classes 0..max: a stray large label shows up as empty classes.
       const auto counts = torch::bincount(train_.labels, {}, static_cast<int64_t>(options_.classes.size()));
-      const int64_t empty = counts.eq(0).sum().item<int64_t>();
-      if (empty > 0)
-        spdlog::warn("train: {} of the {} classes have no training image (is a label out of range?)", empty,
-                     options_.classes.size());
+      std::vector<std::string> empty;
+      for (int64_t c = 0; c < counts.size(0); ++c)
+        if (counts[c].item<int64_t>() == 0) empty.push_back(options_.classes[c]);
+      if (!empty.empty())
+        spdlog::warn("train: {} of the {} classes have no training image: {}{}", empty.size(), options_.classes.size(),
+                     fmt::join(empty.begin(), empty.begin() + std::min<size_t>(empty.size(), 5), ", "),
+                     empty.size() > 5 ? ", ..." : "");
       if (ctx_.for_training && !ctx_.run_dir.empty()) save_classes(saved);
     } else {
       const auto j = read_json_file(saved.string(), "'" + saved.string() + "'", kExitFailure);
@@ -182,6 +186,8 @@ class ClassificationTask : public BatchedTask {
       images = test.images.slice(0, 0, n), labels = test.labels.slice(0, 0, n);
       for (int64_t i = 0; i < n; ++i) names.push_back("test[" + std::to_string(i) + "]");
     } else {
+      if (o.num != 1) throw ConfigError("usage error: --num picks test images; with --input every image is classified");
+      data::check_output_apart_from_input(o.out, o.input);
       const auto files = fs::is_directory(o.input) ? data::list_image_files(o.input) : std::vector<std::string>{o.input};
       std::vector<torch::Tensor> each;
       for (const auto& f : files) {
@@ -216,6 +222,8 @@ class ClassificationTask : public BatchedTask {
         out << "\n";
       }
     }
+    if (!out.flush())  // a full disk or a closed stdout: an error, not a silently short table
+      throw DataError("cannot write " + (o.out.empty() ? std::string("to standard output") : "'" + o.out + "'"));
   }
 
  private:

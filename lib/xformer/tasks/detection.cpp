@@ -4,11 +4,13 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <numeric>
 #include <random>
 
 #include "xformer/core/atomic_file.h"
 #include "xformer/core/error.h"
+#include "xformer/data/parallel_corpus.h"
 #include "xformer/core/json_file.h"
 #include "xformer/data/coco.h"
 #include "xformer/data/image.h"
@@ -157,8 +159,17 @@ class DetectionTask : public BatchedTask {
       set.ids.assign(test.ids.begin(), test.ids.begin() + n);
       set.paths.assign(test.paths.begin(), test.paths.begin() + n);
     } else {
+      if (o.num != 1) throw ConfigError("usage error: --num picks test images; with --input every image is detected on");
+      data::check_output_apart_from_input(o.out, o.input);
       const auto files = fs::is_directory(o.input) ? data::list_image_files(o.input) : std::vector<std::string>{o.input};
       if (files.empty()) throw DataError("--input " + o.input + ": no image files");
+      std::map<std::string, std::string> by_name;  // output picture -> its input: two inputs must not share one
+      for (const auto& f : files) {
+        const auto [it, fresh] = by_name.emplace(fs::path(f).stem().string() + ".png", f);
+        if (!fresh)
+          throw DataError("--input " + o.input + ": " + it->second + " and " + f + " would both be drawn to " +
+                          it->first + " (rename one, or detect the folders one at a time)");
+      }
       std::vector<torch::Tensor> each;
       for (const auto& f : files) {
         auto t = conform(data::to_tensor(data::read_image(f, 3)).to(torch::kUInt8));
@@ -201,6 +212,8 @@ class DetectionTask : public BatchedTask {
     std::vector<torch::Tensor> images;
     data::ClipCounts outside;
     std::string first_outside;  // an image with such a box, for the warning
+    int64_t degenerate = 0;     // boxes too small to keep an area (at task.size, in float)
+    std::string first_degenerate;
     for (auto im : coco.images) {
       auto raw = data::to_tensor(data::read_image(im.path, 3)).to(torch::kUInt8);
       const auto c = data::clip_to_image(im.objects, static_cast<double>(raw.size(2)), static_cast<double>(raw.size(1)));
@@ -214,7 +227,14 @@ class DetectionTask : public BatchedTask {
       std::vector<float> boxes;
       std::vector<int64_t> labels;
       for (const auto& ob : im.objects) {
-        for (double v : {ob.x1 * sx, ob.y1 * sy, ob.x2 * sx, ob.y2 * sy}) boxes.push_back(static_cast<float>(v));
+        const float x1 = static_cast<float>(ob.x1 * sx), y1 = static_cast<float>(ob.y1 * sy);
+        const float x2 = static_cast<float>(ob.x2 * sx), y2 = static_cast<float>(ob.y2 * sy);
+        if (!(x2 > x1 && y2 > y1)) {  // no area left at this size, in float (its regression target would be log 0)
+          if (first_degenerate.empty()) first_degenerate = im.path;
+          ++degenerate;
+          continue;
+        }
+        boxes.insert(boxes.end(), {x1, y1, x2, y2});
         labels.push_back(ob.label);
       }
       images.push_back(t);
@@ -227,10 +247,16 @@ class DetectionTask : public BatchedTask {
     if (!first_outside.empty())
       spdlog::warn("task.{}: {} boxes extend past their image (clipped to it), {} lie outside it (dropped); the first in {}",
                    split_name(split), outside.clipped, outside.dropped, first_outside);
+    if (degenerate > 0)
+      spdlog::warn("task.{}: {} boxes have no area left at this image size (dropped); the first in {}", split_name(split),
+                   degenerate, first_degenerate);
     set.images = torch::stack(images);
     int64_t objects = 0;
     for (const auto& l : set.labels) objects += l.size(0);
     spdlog::info("{}: {} images, {} objects, {} classes", split_name(split), images.size(), objects, classes_.size());
+    if (objects == 0 && split == Split::Train)
+      throw DataError("task.train: " + t_.at("train").get<std::string>() + " has no objects to learn from");
+    if (objects == 0) spdlog::warn("task.{}: no objects, so its mAP is 0 whatever is detected", split_name(split));
     return set;
   }
 

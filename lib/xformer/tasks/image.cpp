@@ -7,6 +7,7 @@
 #include <random>
 
 #include "xformer/core/error.h"
+#include "xformer/data/parallel_corpus.h"
 #include "xformer/data/image.h"
 #include "xformer/data/image_ops.h"
 #include "xformer/metrics/image_quality.h"
@@ -105,6 +106,14 @@ class ImageTask : public BatchedTask {
     if (o.block_length < 1 || o.local_2d.rows < 1 || o.local_2d.cols < 1 || o.local_2d.flange_rows < 0 ||
         o.local_2d.flange_cols < 0)
       throw ConfigError("config error: model.block_* must be >= 1 and model.flange_* >= 0");
+    // Blocks and flanges larger than the image attend exactly as the whole image does, but
+    // would pad every block to their size (a 1000-column block on an 8x8 image took minutes and
+    // gigabytes): they are cut to the image, S rows of S x 3 channel tokens.
+    const int64_t row_tokens = size_ * kChannels;
+    o.block_length = std::min(o.block_length, size_ * row_tokens);
+    o.local_2d.rows = std::min(o.local_2d.rows, size_), o.local_2d.flange_rows = std::min(o.local_2d.flange_rows, size_);
+    o.local_2d.cols = std::min(o.local_2d.cols, row_tokens);
+    o.local_2d.flange_cols = std::min(o.local_2d.flange_cols, row_tokens);
     torch::manual_seed(seed_);
     model_ = models::ImageTransformer(o);
     model_->to(ctx_.device);
@@ -172,7 +181,7 @@ class ImageTask : public BatchedTask {
     std::vector<double> temperatures = o.temperature ? std::vector<double>{*o.temperature}
                                                      : t_.at("sample_temperatures").get<std::vector<double>>();
     const fs::path out_dir = o.out.empty() ? fs::path(ctx_.run_dir) / "samples" : fs::path(o.out);
-    fs::create_directories(out_dir);
+    data::check_output_apart_from_input(o.out, o.input);
     model_->eval();
     torch::Tensor lr, hr;  // (M, s, s, 3), (M, S, S, 3) or undefined
     int64_t inputs = 1;
@@ -180,6 +189,7 @@ class ImageTask : public BatchedTask {
       std::tie(lr, hr) = sr_inputs(o.input);
       inputs = lr.size(0);
     }
+    fs::create_directories(out_dir);  // once the inputs have been read
     std::vector<torch::Tensor> columns;  // per temperature: (inputs * num, S, S, 3)
     for (double temp : temperatures) {
       auto rows = sr_ ? lr.repeat_interleave(o.num, 0) : torch::Tensor();
@@ -199,10 +209,11 @@ class ImageTask : public BatchedTask {
   }
 
  private:
-  // Two decimals ("0.80") where they say it all, every digit otherwise: names never collide.
+  // Two decimals ("0.80") where they say it all, the shortest exact form otherwise ("1e+300"):
+  // names never collide.
   static std::string format_temperature(double t) {
     const auto two = fmt::format("{:.2f}", t);
-    return std::stod(two) == t ? two : fmt::format("{}", t);
+    return t < 1000 && std::stod(two) == t ? two : fmt::format("{}", t);
   }
 
   // (S, S, 3) intensities -> (3, S, S) float on the CPU.
@@ -319,10 +330,12 @@ class ImageTask : public BatchedTask {
     const std::string dir = t_.at(split_name(split));
     std::vector<data::Image> images;
     int64_t skipped = 0, small = 0;
+    std::string first_small;
     for (const auto& f : data::list_image_files(dir)) {
       try {
         for (auto& im : data::read_images(f, kChannels)) {
           if (im.height < size_ || im.width < size_) {
+            if (first_small.empty()) first_small = f;
             ++small;
             continue;
           }
@@ -335,7 +348,8 @@ class ImageTask : public BatchedTask {
     }
     spdlog::info("{}: {} images from {}{}{}", split_name(split), images.size(), dir,
                  skipped ? ", " + std::to_string(skipped) + " unreadable files skipped" : "",
-                 small ? ", " + std::to_string(small) + " images smaller than task.size skipped" : "");
+                 small ? ", " + std::to_string(small) + " images smaller than task.size skipped (the first: " + first_small + ")"
+                       : "");
     if (images.empty())
       throw DataError("task." + split_name(split) + ": no readable images of at least " + std::to_string(size_) +
                       "x" + std::to_string(size_) + " in '" + dir + "'");

@@ -128,7 +128,8 @@ class MusicTask : public BatchedTask {
 
   void sample(const SampleOptions& o) override {
     if (!o.attention.empty()) attention_layer(o);  // refuse a bad layer before sampling
-    const int64_t length = o.length > 0 ? o.length : t_.at("sample_length").get<int64_t>();
+    const std::string soundfont = o.wav ? data::find_soundfont(t_.at("soundfont")) : "";  // and a missing soundfont
+    const int64_t length = o.length > 0 ? o.length : t_.at("sample_length").get<int64_t>();  // 0: not given
     std::vector<int> prefix = {PerformanceVocab::kBos};
     if (!o.primer.empty()) {
       auto events = vocab_.encode(data::read_midi(o.primer, read_options()).notes);
@@ -166,7 +167,7 @@ class MusicTask : public BatchedTask {
       data::write_midi(path, notes);
       if (o.wav) {
         const auto wav = path.substr(0, path.size() - 4) + ".wav";
-        const auto why = data::render_wav(path, wav, data::find_soundfont(t_.at("soundfont")));
+        const auto why = data::render_wav(path, wav, soundfont);
         if (why.empty()) spdlog::info("wrote {}", wav);
         else spdlog::warn("--wav: {}; wrote the MIDI file only", why);
       }
@@ -241,11 +242,20 @@ class MusicTask : public BatchedTask {
     }
     std::sort(files.begin(), files.end());
     std::vector<std::vector<data::Note>> pieces;
-    int64_t skipped = 0, notes = 0;
+    int64_t skipped = 0, notes = 0, silent = 0;
+    const auto& range = vocab_.options();
     for (const auto& f : files) {
       try {
         auto m = data::read_midi(f, read_options());
-        if (m.notes.empty()) continue;
+        // The notes the vocabulary can say (task.piano_range keeps 21..108).
+        m.notes.erase(std::remove_if(m.notes.begin(), m.notes.end(),
+                                     [&](const data::Note& n) { return n.pitch < range.min_pitch || n.pitch > range.max_pitch; }),
+                      m.notes.end());
+        if (m.notes.empty()) {
+          spdlog::warn("skipping {}: no notes{}", f, range.min_pitch > 0 || range.max_pitch < 127 ? " in the pitch range" : "");
+          ++silent;
+          continue;
+        }
         notes += static_cast<int64_t>(m.notes.size());
         pieces.push_back(std::move(m.notes));
       } catch (const Error& e) {
@@ -253,8 +263,9 @@ class MusicTask : public BatchedTask {
         ++skipped;
       }
     }
-    spdlog::info("{}: {} pieces, {} notes from {}{}", split_name(split), pieces.size(), notes, dir,
-                 skipped ? " (" + std::to_string(skipped) + " unreadable files skipped)" : "");
+    spdlog::info("{}: {} pieces, {} notes from {}{}{}", split_name(split), pieces.size(), notes, dir,
+                 skipped ? " (" + std::to_string(skipped) + " unreadable files skipped)" : "",
+                 silent ? " (" + std::to_string(silent) + " files without notes skipped)" : "");
     if (pieces.empty()) throw DataError("task." + split_name(split) + ": no readable MIDI files with notes in '" + dir + "'");
     return pieces;
   }

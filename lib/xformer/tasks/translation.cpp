@@ -45,7 +45,7 @@ void declare_translation_keys(Schema& s) {
   s.add("task.max_sentences", KeyType::Int, 0, "Cap on sentences per batch; 0 = none.").at_least(0);
   s.add("task.label_smoothing", KeyType::Float, 0.1, "Label smoothing epsilon.").at_least(0).below(1);
   s.add("task.beam", KeyType::Int, 4, "Beam width for evaluation.").at_least(1);
-  s.add("task.lenpen", KeyType::Float, 0.6, "GNMT length penalty alpha for evaluation.");
+  s.add("task.lenpen", KeyType::Float, 0.6, "GNMT length penalty alpha for evaluation.").at_least(0);
   s.add("task.max_len_a", KeyType::Float, 1.2, "Longest output: max_len_a * source tokens + max_len_b.")
       .at_least(0);
   s.add("task.max_len_b", KeyType::Int, 10, "See max_len_a.").at_least(0);
@@ -67,6 +67,9 @@ class TranslationTask : public BatchedTask {
       : t_(config.at("task")), ctx_(ctx),
         seed_(config.at("train").at("seed").get<uint64_t>()) {
     tokenizer_ = std::make_unique<data::Tokenizer>(load_tokenizer());
+    if (t_.at("beam").get<int64_t>() > tokenizer_->vocab_size())
+      throw ConfigError("config error: task.beam " + t_.at("beam").dump() + " is wider than the vocabulary (" +
+                        std::to_string(tokenizer_->vocab_size()) + " pieces)");
     auto o = models::TransformerOptions::from_config(config.at("model"));
     o.src_vocab = o.tgt_vocab = tokenizer_->vocab_size();
     o.pad_id = tokenizer_->pad_id();
@@ -168,15 +171,20 @@ class TranslationTask : public BatchedTask {
     // The input is checked before --out is opened, so that a missing input leaves an existing
     // file as it was, and an unwritable --out is refused before anything is translated.
     data::check_input_file(input);
-    std::error_code no_file;
-    if (!opts.out.empty() && input != "-" && fs::equivalent(input, opts.out, no_file))
-      throw ConfigError("usage error: --out '" + opts.out + "' is the --input file");
+    data::check_output_apart_from_input(opts.out, input);
+    // --out is tried now (without truncating it) and opened at the first answer: input that
+    // turns out malformed leaves an existing file as it was.
+    if (!opts.out.empty() && !std::ofstream(opts.out, std::ios::app)) throw DataError("cannot write '" + opts.out + "'");
     std::ofstream file;
-    if (!opts.out.empty()) {
-      file.open(opts.out);
-      if (!file) throw DataError("cannot write '" + opts.out + "'");
-    }
-    std::ostream& out = opts.out.empty() ? std::cout : file;
+    auto output = [&]() -> std::ostream& {
+      if (opts.out.empty()) return std::cout;
+      if (!file.is_open()) file.open(opts.out);
+      return file;
+    };
+    auto flush = [&] {
+      if (!output().flush())
+        throw DataError("cannot write " + (opts.out.empty() ? std::string("to standard output") : "'" + opts.out + "'"));
+    };
     // --num N: N samples of each line, or its N best beam hypotheses (best first).
     const int64_t nbest = opts.temperature ? 1 : opts.num;
     uint64_t batches = 0;
@@ -190,6 +198,7 @@ class TranslationTask : public BatchedTask {
         pairs.push_back(encode_pair(source, target, where));
       }
       const auto scores = score_pairs(pairs);
+      std::ostream& out = output();
       size_t next = 0;
       for (const auto& line : lines) {  // a blank line stays blank, so that output lines match input lines
         if (line.empty()) {
@@ -199,17 +208,26 @@ class TranslationTask : public BatchedTask {
         const auto& s = scores[next++];
         out << fmt::format("{:.4f}\t{}\n", s.log_prob, s.pieces);
       }
-      out.flush();
+      flush();
     };
     auto translate_lines = [&](const std::vector<std::string>& lines) {
       std::vector<std::string> inputs;
-      for (const auto& l : lines)
+      for (const auto& l : lines) {
+        const std::string where = (input == "-" ? std::string("stdin") : input) + ":" + std::to_string(++lines_read);
+        if (!data::is_valid_utf8(l)) throw DataError(where + ": not valid UTF-8");
+        const size_t pieces = tokenizer_->encode(l).size();
+        if (pieces > static_cast<size_t>(max_len_ - 1))
+          spdlog::warn("{}: {} pieces, longer than the model reads (model.max_positions): translating its first {}",
+                       where, pieces, max_len_ - 1);
         for (int i = 0; i < (opts.temperature ? opts.num : 1); ++i) inputs.push_back(l);
-      for (const auto& t : translate(inputs, o, /*sampling=*/opts.temperature.has_value(), nbest, &batches)) {
+      }
+      const auto translations = translate(inputs, o, /*sampling=*/opts.temperature.has_value(), nbest, &batches);
+      std::ostream& out = output();
+      for (const auto& t : translations) {
         if (opts.scores) out << fmt::format("{:.4f}\t", t.log_prob);
         out << t.text << "\n";
       }
-      out.flush();
+      flush();
     };
     // Someone typing at a terminal (or a program feeding a pipe line by line, with --stream)
     // gets each translation as soon as the line is entered; otherwise the input is read to the
@@ -220,6 +238,7 @@ class TranslationTask : public BatchedTask {
       data::for_each_line(input, [&](const std::string& line) { answer({line}); });
     else
       answer(data::read_lines(input));
+    flush();  // an empty input still leaves an (empty) --out
   }
 
   void add_ensemble_member(std::unique_ptr<Task> member, const std::string& member_run) override {
@@ -363,7 +382,8 @@ class TranslationTask : public BatchedTask {
     } catch (const Error& e) {  // e.g. a vocabulary too large for the corpus: say which key sets it
       std::error_code ignored;
       for (const char* ext : {".txt", ".model", ".vocab"}) fs::remove(dir / (tmp + ext), ignored);
-      throw DataError(std::string(e.what()) + " (task.vocab_size " + t_.at("vocab_size").dump() + ")");
+      throw DataError("task.train '" + corpus.description + "': no SentencePiece vocabulary of task.vocab_size " +
+                      t_.at("vocab_size").dump() + " (" + e.what() + ")");
     }
     fs::rename(dir / (tmp + ".vocab"), dir / "spm.vocab");
     fs::rename(dir / (tmp + ".model"), model);  // last: its presence marks a complete cache entry

@@ -7,6 +7,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <set>
 
 #include "xformer/core/atomic_file.h"
@@ -20,24 +21,65 @@ namespace xformer::train {
 namespace {
 constexpr const char* kLockFile = ".lock";
 
-// Whether `name` is something xformer writes in a run directory: the trainer's files, the
-// tasks' (tokenizer.model, classes.json), or a temporary file an interrupted write left behind.
-bool written_by_xformer(const fs::directory_entry& entry) {
-  static const std::set<std::string> kEntries = {kLockFile,       "config.json", "train.log",   "metrics.jsonl",
-                                                 "checkpoints",   "samples",     "tensorboard", "tokenizer.model",
-                                                 "classes.json"};
-  const std::string name = entry.path().filename().string();
-  if (name == "tensorboard") {  // a common folder name elsewhere: ours holds only our event files
-    std::error_code ec;
-    for (const auto& inside : fs::directory_iterator(entry.path(), ec))
-      if (inside.path().filename().string().rfind("events.out.tfevents.", 0) != 0 || !inside.is_regular_file(ec))
-        return false;
-    return !ec;
-  }
-  if (kEntries.count(name)) return true;
-  const auto tmp = name.find(".tmp.");  // NAME.tmp.HOST.PID, a file (core/atomic_file)
+bool is_temporary_of(const std::string& name, const std::function<bool(const std::string&)>& kept) {
+  const auto tmp = name.find(".tmp.");  // NAME.tmp.HOST.PID, a file an interrupted write left (core/atomic_file)
+  return tmp != std::string::npos && kept(name.substr(0, tmp));
+}
+
+bool starts_with(const std::string& s, const std::string& prefix) { return s.rfind(prefix, 0) == 0; }
+
+// Whether every entry of `folder` is a regular file that `wanted` accepts (or its temporary file).
+bool holds_only(const fs::path& folder, const std::function<bool(const std::string&)>& wanted) {
   std::error_code ec;
-  return tmp != std::string::npos && kEntries.count(name.substr(0, tmp)) && entry.is_regular_file(ec);
+  for (const auto& inside : fs::directory_iterator(folder, ec)) {
+    const std::string name = inside.path().filename().string();
+    if (!inside.is_regular_file(ec) || !(wanted(name) || is_temporary_of(name, wanted))) return false;
+  }
+  return !ec;
+}
+
+// checkpoints/: last.pt, best.pt, step_NNNNNNNN.pt.
+bool checkpoint_name(const std::string& name) {
+  if (name == "last.pt" || name == "best.pt") return true;
+  return starts_with(name, "step_") && name.size() == 16 && name.compare(13, 3, ".pt") == 0 &&
+         name.find_first_not_of("0123456789", 5) == 13;
+}
+
+// samples/: evaluation outputs (<split>.*, valid_stepN.*) and samples written without --out
+// (sample_*, grid.png, and detection's pictures in detections/).
+bool samples_entry(const fs::directory_entry& entry) {
+  const std::string name = entry.path().filename().string();
+  std::error_code ec;
+  if (name == "detections" && entry.is_directory(ec))
+    return holds_only(entry.path(), [](const std::string& n) { return fs::path(n).extension() == ".png" || n == "detections.json"; });
+  if (!entry.is_regular_file(ec)) return false;
+  for (const char* prefix : {"train.", "valid.", "test.", "valid_step", "sample_"})
+    if (starts_with(name, prefix)) return true;
+  return name == "grid.png" || is_temporary_of(name, [](const std::string& n) { return n == "grid.png"; });
+}
+
+// Whether `entry` of a run directory is something xformer writes there, checked inside its
+// folders too (a --run-dir mistyped onto a user's folder must lose nothing): the trainer's
+// files, the tasks' (tokenizer.model, classes.json), or a temporary file an interrupted write
+// left behind.
+bool written_by_xformer(const fs::directory_entry& entry) {
+  static const std::set<std::string> kFiles = {kLockFile, "config.json", "train.log", "metrics.jsonl",
+                                               "tokenizer.model", "classes.json"};
+  const std::string name = entry.path().filename().string();
+  std::error_code ec;
+  if (entry.is_directory(ec)) {
+    if (name == "tensorboard")
+      return holds_only(entry.path(), [](const std::string& n) { return starts_with(n, "events.out.tfevents."); });
+    if (name == "checkpoints") return holds_only(entry.path(), checkpoint_name);
+    if (name == "samples") {
+      for (const auto& inside : fs::directory_iterator(entry.path(), ec))
+        if (!samples_entry(inside)) return false;
+      return !ec;
+    }
+    return false;
+  }
+  const auto ours = [](const std::string& n) { return kFiles.count(n) > 0; };
+  return entry.is_regular_file(ec) && (ours(name) || is_temporary_of(name, ours));
 }
 
 // --force deletes what is in `dir`: only ever a run directory's own files, so that a mistyped
@@ -49,7 +91,10 @@ void check_only_run_files(const std::string& dir) {
     const std::string name = entry.path().filename().string();
     if (!written_by_xformer(entry))
       throw ConfigError("--force: '" + dir + "' holds '" + name +
-                        "', which xformer did not write: --force only empties run directories "
+                        (name == "checkpoints" || name == "samples" || name == "tensorboard"
+                             ? "' with files in it that xformer did not write"
+                             : "', which xformer did not write") +
+                        ": --force only empties run directories "
                         "(choose another --run-dir, or remove it yourself)");
   }
 }
@@ -86,6 +131,9 @@ RunDirLock::~RunDirLock() {
 }
 
 RunDirLock prepare_run_dir(const std::string& dir, bool resume, bool force) {
+  std::error_code ec;
+  if (fs::exists(dir, ec) && !fs::is_directory(dir, ec))
+    throw ConfigError("run directory '" + dir + "' is a file, not a folder");
   if (force && !resume) check_only_run_files(dir);
   RunDirLock lock = lock_run_dir(dir);
   bool non_empty = false;
@@ -113,6 +161,8 @@ nlohmann::json read_run_config(const std::string& dir) {
   for (const char* group : {"task", "model", "optim", "train"})
     if (!config.is_object() || !config.contains(group) || !config[group].is_object())
       throw DataError("'" + path + "' has no '" + group + "' group: it is not a whole run config");
+  if (!config["task"].contains("name") || !config["task"]["name"].is_string())
+    throw DataError("'" + path + "' names no task (task.name): it is not a whole run config");
   return config;
 }
 

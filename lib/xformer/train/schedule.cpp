@@ -8,8 +8,16 @@
 namespace xformer::train {
 
 void check_schedule(const nlohmann::json& config) {
-  const std::string kind = config.at("optim").at("schedule");
+  const auto& o = config.at("optim");
+  const std::string kind = o.at("schedule");
+  const double lr = o.at("lr"), init = o.at("warmup_init_lr"), min_lr = o.at("min_lr");
+  if (o.at("warmup_steps").get<int64_t>() > 0 && init > lr)
+    throw ConfigError("config error: optim.warmup_init_lr (" + o.at("warmup_init_lr").dump() +
+                      ") is above optim.lr (" + o.at("lr").dump() + "): the warmup climbs from it to lr");
   if (kind != "cosine" && kind != "linear") return;
+  if (min_lr > lr)
+    throw ConfigError("config error: optim.min_lr (" + o.at("min_lr").dump() + ") is above optim.lr (" +
+                      o.at("lr").dump() + "): the '" + kind + "' schedule decays from lr to min_lr");
   const int64_t max_steps = config.at("train").at("max_steps"), warmup = config.at("optim").at("warmup_steps");
   if (max_steps <= warmup)
     throw ConfigError("config error: optim.schedule '" + kind + "' decays to optim.min_lr at train.max_steps, "

@@ -8,8 +8,8 @@
 
 namespace xformer::train {
 
-// ConfigError unless the schedule can run: cosine and linear need train.max_steps beyond the
-// warmup (checked before training, and by sweeps for every trial).
+// ConfigError unless the schedule can run: the warmup climbs (warmup_init_lr <= lr); cosine and
+// linear decay (min_lr <= lr) and need train.max_steps beyond the warmup (see config_checks.h).
 void check_schedule(const nlohmann::json& config);
 
 // Learning rate of update number `step` (1-based). `config` is the resolved config.

@@ -130,7 +130,7 @@ void Trainer::write_checkpoint() {
   replace_with_link(path, (dir / "last.pt").string());
   // Prune old step files beyond keep_last (last.pt/best.pt are links and keep their data).
   const auto steps = step_checkpoints(dir.string());
-  const int64_t keep = std::max<int64_t>(1, config_["train"]["keep_last"].get<int64_t>());
+  const int64_t keep = config_["train"]["keep_last"];
   for (size_t i = 0; i + keep < steps.size(); ++i) fs::remove(steps[i]);
 }
 
@@ -405,9 +405,6 @@ int Trainer::run() {
   const auto& t = config_.at("train");
   const int64_t max_steps = t.at("max_steps"), log_every = t.at("log_every");
   const int64_t eval_every = t.at("eval_every"), save_every = t.at("save_every");
-  if (max_steps <= 0 && t.at("max_epochs").get<int64_t>() <= 0)
-    throw ConfigError("config error: set train.max_steps or train.max_epochs (both are 0)");
-
   if (options_.resume) {
     restore();
     if (main_rank()) drop_metrics_after(options_.run_dir, step_);
@@ -426,6 +423,8 @@ int Trainer::run() {
     task_.begin_epoch(epoch_);
     seed_rank_stream();
   }
+  // Training starts: config.json records how (on resume, only once the checkpoint has loaded).
+  if (main_rank()) write_run_config(options_.run_dir, config_);
   install_interrupt_handler();
   if (main_rank() && t.at("tensorboard").get<bool>()) {
     events_ = std::make_unique<report::ScalarEventWriter>((fs::path(options_.run_dir) / "tensorboard").string());

@@ -197,7 +197,12 @@ TEST_CASE("wrong types name the key and the expected type", "[core][config]") {
                         Case{{{"optim", {{"betas", {0.9, "x"}}}}}, "optim.betas", "a list of numbers"},
                         Case{{{"task", {{"train", {"a", "b", "c"}}}}}, "task.train",
                              "a path or a list of two paths"},
-                        Case{{{"model", {{"activation", 3}}}}, "model.activation", "a string"}}) {
+                        Case{{{"model", {{"activation", 3}}}}, "model.activation", "a string"},
+                        // an empty object is a value like any other, not an empty group
+                        Case{{{"optim", {{"lr", json::object()}}}}, "optim.lr", "a number"},
+                        // beyond int64: it would wrap to a negative number when read
+                        Case{{{"train", {{"max_steps", 18446744073709551615ull}}}}, "train.max_steps", "an integer"},
+                        Case{{{"model", {{"d_model", 9223372036854775808ull}}}}, "model.d_model", "an integer"}}) {
     CAPTURE(c.value.dump());
     auto e = thrown_error([&] { xformer::resolve(raw_of(c.value, "cfg.json")); });
     CHECK(e.exit_code() == 2);
@@ -322,6 +327,38 @@ TEST_CASE("an empty group is no key at all", "[core][config]") {
   CHECK(resolved["model"]["d_model"] == 512);  // the default, not an "unknown key 'model'" error
 }
 
+
+TEST_CASE("a config file nests its keys: a dotted name in a file is an error", "[core][config]") {
+  TempDir dir("config_dotted");
+  write(dir.str("c.json"), R"({"optim.lr": 0.1})");
+  auto e = thrown_error([&] { xformer::load_config_file(dir.str("c.json")); });
+  CHECK(e.exit_code() == 2);
+  CHECK(contains(e.what(), "key 'optim.lr' in '" + dir.str("c.json") + "': nest it"));
+  write(dir.str("d.json"), R"({"optim": {"lr": 0.1, "warmup.steps": 3}})");
+  CHECK(contains(thrown_error([&] { xformer::load_config_file(dir.str("d.json")); }).what(), "'optim.warmup.steps'"));
+}
+
+TEST_CASE("a key given twice in one object is an error naming it", "[core][config]") {
+  TempDir dir("config_twice");
+  write(dir.str("c.json"), R"({"train": {"seed": 1, "max_steps": 5, "seed": 2}, "optim": {"seed": 3}})");
+  auto e = thrown_error([&] { xformer::load_config_file(dir.str("c.json")); });
+  CHECK(e.exit_code() == 2);
+  CHECK(contains(e.what(), "key \"seed\" appears twice in one object"));
+  write(dir.str("ok.json"), R"({"train": {"seed": 1}, "optim": {"lr": 1}, "task": {"seed": 1}})");  // same name, other objects
+  CHECK_NOTHROW(xformer::load_config_file(dir.str("ok.json")));
+}
+
+TEST_CASE("--set with an object merges it into the group", "[core][config]") {
+  RawConfig raw = raw_of({{"optim", {{"lr", 0.5}, {"warmup_steps", 10}}}});
+  xformer::apply_override(raw, R"(optim={"lr": 1, "min_lr": 0.1})");
+  const auto resolved = xformer::resolve(raw);
+  CHECK(resolved["optim"]["lr"] == 1.0);
+  CHECK(resolved["optim"]["min_lr"] == 0.1);
+  CHECK(resolved["optim"]["warmup_steps"] == 10);  // kept, not replaced by the default
+  // Its keys are checked as --set keys.
+  xformer::apply_override(raw, R"(optim={"lr": "fast"})");
+  CHECK(contains(thrown_error([&] { xformer::resolve(raw); }).what(), "'optim.lr' in --set optim.lr must be a number"));
+}
 
 TEST_CASE("every config under configs/ resolves against the schema", "[core][config]") {
   int checked = 0;

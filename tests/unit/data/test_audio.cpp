@@ -8,7 +8,8 @@
 #include "xformer/data/midi.h"
 
 TEST_CASE("render_wav explains what is missing", "[data][audio]") {
-  CHECK(xformer::data::find_soundfont("/nonexistent/gm.sf2").empty());
+  const auto e = xformer::testing::thrown_error([] { xformer::data::find_soundfont("/nonexistent/gm.sf2"); });
+  CHECK(std::string(e.what()).find("task.soundfont '/nonexistent/gm.sf2' is not a file") != std::string::npos);
   xformer::testing::TempDir dir("audio_missing");
   xformer::data::write_midi(dir.str("a.mid"), {{60, 80, 0.0, 0.5}});
   const auto why = xformer::data::render_wav(dir.str("a.mid"), dir.str("a.wav"), "");

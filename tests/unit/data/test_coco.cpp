@@ -45,6 +45,13 @@ TEST_CASE("COCO annotations read, broken ones named", "[data][detection]") {
   CHECK(coco_error_of(tmp.str("cat.json")).find("unknown category 2") != std::string::npos);
   std::ofstream(tmp.str("missing.json")) << "{" << base << R"(, "annotations": [{"id": 6, "image_id": 1, "bbox": [0, 0, 1, 1]}]})";
   CHECK(coco_error_of(tmp.str("missing.json")).find("missing or mistyped field") != std::string::npos);
+  // Ids are whole numbers; a category id is given once.
+  std::ofstream(tmp.str("frac.json")) << "{" << base << R"(, "annotations": [{"id": 7, "image_id": 1.5, "category_id": 1, "bbox": [0, 0, 1, 1]}]})";
+  CHECK(coco_error_of(tmp.str("frac.json")).find("annotation 7: 'image_id' must be an integer, got 1.5") != std::string::npos);
+  std::ofstream(tmp.str("huge.json")) << "{" << base << R"(, "annotations": [{"id": 8, "image_id": 1, "category_id": 1180591620717411303424, "bbox": [0, 0, 1, 1]}]})";
+  CHECK(coco_error_of(tmp.str("huge.json")).find("annotation 8: 'category_id' must be an integer") != std::string::npos);
+  std::ofstream(tmp.str("twice.json")) << R"({"categories": [{"id": 1, "name": "x"}, {"id": 1, "name": "y"}], "images": [], "annotations": []})";
+  CHECK(coco_error_of(tmp.str("twice.json")).find("category id 1 appears twice") != std::string::npos);
   std::ofstream(tmp.str("nolist.json")) << R"({"images": []})";
   CHECK(coco_error_of(tmp.str("nolist.json")).find("no 'annotations' list") != std::string::npos);
   std::ofstream(tmp.str("bad.json")) << "{not json";

@@ -56,6 +56,11 @@ TEST_CASE("IDX files: write then read, bad files named", "[data][classification]
         std::string::npos);
   std::ofstream(tmp.str("float.idx"), std::ios::binary).write("\0\0\x0d\x01\0\0\0\x01\0\0\0\0", 12);
   CHECK(error_of([&] { read_idx(tmp.str("float.idx")); }).find("only unsigned bytes") != std::string::npos);
+  // Dimensions whose product overflows 64 bits, or a zero size past the first: no wrap-around.
+  std::ofstream(tmp.str("huge.idx"), std::ios::binary).write("\0\0\x08\x04\x00\x01\0\0\x00\x01\0\0\x00\x01\0\0\x00\x01\0\0", 20);
+  CHECK(error_of([&] { read_idx(tmp.str("huge.idx")); }).find("fewer than the header's dimensions need") != std::string::npos);
+  std::ofstream(tmp.str("flat.idx"), std::ios::binary).write("\0\0\x08\x03\0\0\x01\x90\0\0\0\0\0\0\0\0", 16);
+  CHECK(error_of([&] { read_idx(tmp.str("flat.idx")); }).find("flat.idx: dimension 1 is 0") != std::string::npos);
   std::ofstream(tmp.str("text.idx")) << "hello";
   CHECK(error_of([&] { read_idx(tmp.str("text.idx")); }).find("text.idx") != std::string::npos);
 }
@@ -79,6 +84,42 @@ TEST_CASE("Labelled images from MNIST IDX, CIFAR-10 and class folders", "[data][
         }).find("100 labels for 400 images") != std::string::npos);
 
   TempDir tmp("labelled");
+  // (N, H, W, C) with C other than 1 or 3; no images at all; labels of another shape.
+  IdxArray two_channels;
+  two_channels.dims = {2, 4, 4, 2};
+  two_channels.values.assign(64, 7);
+  write_idx(tmp.str("c2.idx"), two_channels);
+  IdxArray labels;
+  labels.dims = {2};
+  labels.values = {0, 1};
+  write_idx(tmp.str("l2.idx"), labels);
+  CHECK(error_of([&] { load_labelled_images({tmp.str("c2.idx"), tmp.str("l2.idx")}, {}); })
+            .find("c2.idx: 2 channels, 1 (grey) or 3 (RGB) expected") != std::string::npos);
+  IdxArray none;
+  none.dims = {0, 4, 4};
+  write_idx(tmp.str("none.idx"), none);
+  IdxArray no_labels;
+  no_labels.dims = {0};
+  write_idx(tmp.str("nolabels.idx"), no_labels);
+  CHECK(error_of([&] { load_labelled_images({tmp.str("none.idx"), tmp.str("nolabels.idx")}, {}); })
+            .find("none.idx: no images") != std::string::npos);
+  IdxArray grid_labels;
+  grid_labels.dims = {2, 1};
+  grid_labels.values = {0, 1};
+  write_idx(tmp.str("l21.idx"), grid_labels);
+  CHECK(error_of([&] { load_labelled_images({tmp.str("c2.idx"), tmp.str("l21.idx")}, {}); })
+            .find("l21.idx: one dimension (N) expected, it has 2") != std::string::npos);
+
+  // A CIFAR-10 record whose label is not one of the 10 classes: named by file and record.
+  xformer::testing::write_cifar10_batch(tmp.str("bad_label.bin"), 3);
+  {
+    std::fstream f(tmp.str("bad_label.bin"), std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(2 * (1 + 3 * 32 * 32));  // the third record's label byte
+    f.put(static_cast<char>(200));
+  }
+  CHECK(error_of([&] { load_labelled_images({tmp.str("bad_label.bin")}, {}); })
+            .find("bad_label.bin: record 2 has label 200, 0..9 expected") != std::string::npos);
+
   xformer::testing::write_cifar10_batch(tmp.str("data_batch_1.bin"), 3);
   auto cifar = load_labelled_images({tmp.str("data_batch_*.bin")}, {});
   REQUIRE(cifar.images.sizes() == torch::IntArrayRef({3, 3, 32, 32}));

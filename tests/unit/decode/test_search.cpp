@@ -455,6 +455,19 @@ TEST_CASE("top_p_filter keeps the smallest set reaching p", "[decode]") {
   CHECK(!f.isfinite()[1][1].item<bool>());
 }
 
+TEST_CASE("a tiny temperature sharpens towards the greedy choice instead of overflowing", "[decode]") {
+  const float inf = std::numeric_limits<float>::infinity();
+  auto logits = torch::tensor({{10.0f, 9.5f, -3.0f}, {-2.0f, -inf, -1.0f}});
+  // Divided as they are, 10 / 1e-40 overflows: softmax of inf is NaN.
+  CHECK(!(logits / 1e-40).softmax(-1).isfinite().all().item<bool>());
+  auto p = decode::tempered(logits, 1e-40).softmax(-1);
+  CHECK(p.equal(torch::tensor({{1.0f, 0.0f, 0.0f}, {0.0f, 0.0f, 1.0f}})));
+  // Other temperatures give the plain distribution; a masked token stays masked.
+  for (double t : {0.3, 1.0, 7.0})
+    CHECK(torch::allclose(decode::tempered(logits, t).softmax(-1), (logits / t).softmax(-1), 1e-6, 1e-7));
+  CHECK(decode::tempered(logits, 0.5)[1][1].item<float>() == -inf);
+}
+
 TEST_CASE("sampling is deterministic for a seed and reduces to greedy", "[decode]") {
   const int64_t B = 8;
   auto o = options({8, 8, 8, 8, 6, 6, 6, 6});

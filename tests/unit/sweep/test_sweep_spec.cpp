@@ -178,6 +178,9 @@ TEST_CASE("trial names are unique, deterministic and safe as file names", "[swee
   CHECK(s.trials[0].name == "task.name=a_b_c,dropout=0.1,optim.name=adam");
   CHECK(s.trials[1].name == "task.name=a_b_c,dropout=0.1,optim.name=adam,dup=2");
   CHECK(parse(R"({"base": "b.json", "set": {"train.max_steps": 3}})").trials.at(0).name == "base");
+  // A value that itself looks like a suffix gets the next free one.
+  CHECK(names(parse(R"({"base": "b.json", "grid": {"task.test": ["x", "x", "x,dup=2"]}})")) ==
+        std::vector<std::string>{"test=x", "test=x,dup=2", "test=x,dup=2,dup=2"});
   CHECK(value_label(nlohmann::json::array({1, 2})) == "1-2");
   CHECK(sanitize_name("..") == "_");
   // Very long names are shortened with a hash, still unique.
@@ -215,6 +218,9 @@ TEST_CASE("sweep file mistakes are config errors naming the key", "[sweep]") {
   CHECK(parse_error(R"({"base": "b.json", "eval": {"split": "train"}})").find("'eval.split'") != std::string::npos);
   CHECK(parse_error(R"({"base": "b.json", "eval": {"checkpoint": "average:x"}})")
             .find("'eval.checkpoint': usage error: --checkpoint average:x: expected average:N") != std::string::npos);
+  // A path would evaluate one file in every trial: each trial's own checkpoint is meant.
+  CHECK(parse_error(R"({"base": "b.json", "eval": {"checkpoint": "runs/x/checkpoints/best.pt"}})")
+            .find("'eval.checkpoint' must be \"best\", \"last\" or \"average:N\" (each trial's own)") != std::string::npos);
   CHECK(parse_error(R"({"base": "b.json", "slurm": {"cpus_per_tsk": 4}})").find("did you mean 'slurm.cpus_per_task'") !=
         std::string::npos);
   CHECK(parse_error(R"([1, 2])").find("JSON object") != std::string::npos);
@@ -260,6 +266,15 @@ TEST_CASE("every trial's config is validated up front", "[sweep]") {
                  "train.keep_last keeps 1") != std::string::npos);
   msg = error_of(R"({"base": ")" + base + R"(", "metric": "bleu"})");
   CHECK(msg.find("'mode' is not given") != std::string::npos);
+  // A metric the task never reports would leave the table unsorted.
+  msg = error_of(R"({"base": ")" + base + R"(", "metric": "blue", "mode": "max"})");
+  CHECK(msg.find("'metric' is 'blue', which the translation evaluation does not report") != std::string::npos);
+  CHECK(msg.find("did you mean 'bleu'?") != std::string::npos);
+  // Every trial's config is fingerprinted: a change to the base is seen when the sweep runs again.
+  auto fingerprinted = load_sweep(write(R"({"base": ")" + base + R"(", "grid": {"optim.lr": [0.001, 0.003]}})"));
+  validate_trials(fingerprinted);
+  CHECK(!fingerprinted.trials[0].config_digest.empty());
+  CHECK(fingerprinted.trials[0].config_digest != fingerprinted.trials[1].config_digest);
   // So would a decaying schedule that ends before its warmup does.
   msg = error_of(R"({"base": ")" + base + R"(", "set": {"optim.schedule": "cosine", "optim.warmup_steps": 100},
                     "grid": {"train.max_steps": [200, 50]}})");

@@ -14,6 +14,7 @@
 #include "xformer/core/registry.h"
 #include "xformer/data/batching.h"
 #include "xformer/data/parallel_corpus.h"
+#include "xformer/train/config_checks.h"
 #include "xformer/train/schedule.h"
 
 namespace {
@@ -122,6 +123,24 @@ TEST_CASE("linear: a straight line from lr at the end of warmup to min_lr at max
     CHECK(contains(error_message([&] { check_schedule(bad); }), "needs train.max_steps (0) > optim.warmup_steps (100)"));
   }
   CHECK_NOTHROW(check_schedule(config_with({"optim.schedule=inverse_sqrt", "train.max_steps=0", "train.max_epochs=3"})));
+  // The warmup climbs to lr and the decay comes down from it.
+  CHECK(contains(error_message([&] { check_schedule(config_with({"optim.lr=0.005", "optim.warmup_init_lr=5"})); }),
+                 "optim.warmup_init_lr (5.0) is above optim.lr (0.005)"));
+  CHECK_NOTHROW(check_schedule(config_with({"optim.lr=0.005", "optim.warmup_init_lr=5", "optim.warmup_steps=0"})));
+  CHECK(contains(error_message([&] {
+                   check_schedule(config_with({"optim.schedule=cosine", "optim.lr=0.005", "optim.min_lr=1",
+                                               "optim.warmup_steps=10", "train.max_steps=100"}));
+                 }),
+                 "optim.min_lr (1.0) is above optim.lr (0.005)"));
+  CHECK_NOTHROW(check_schedule(config_with({"optim.schedule=inverse_sqrt", "optim.lr=0.005", "optim.min_lr=1"})));
+}
+
+TEST_CASE("a training config needs a step or epoch limit", "[train][schedule]") {
+  const auto e = xformer::testing::thrown_error(
+      [] { xformer::train::check_training_config(config_with({"train.max_steps=0", "train.max_epochs=0"})); });
+  CHECK(e.exit_code() == 2);
+  CHECK(contains(e.what(), "set train.max_steps or train.max_epochs (both are 0)"));
+  CHECK_NOTHROW(xformer::train::check_training_config(config_with({"train.max_steps=0", "train.max_epochs=1"})));
 }
 
 TEST_CASE("constant: lr after warmup", "[train][schedule]") {
@@ -279,6 +298,40 @@ TEST_CASE("read_parallel_corpus skips and counts pairs with an empty side", "[da
   auto p = data::read_parallel_corpus(json::array({dir.str("e.en"), dir.str("e.de")}));
   CHECK(p.size() == 1);
   CHECK(p.skipped_empty == 2);
+}
+
+TEST_CASE("a UTF-8 byte-order mark does not start the first sentence", "[data][corpus]") {
+  TempDir dir("corpus_bom");
+  write(dir.str("c.tsv"), "\xEF\xBB\xBFhello\tHallo\nbye\ttsch\xC3\xBCss\n");
+  auto c = data::read_parallel_corpus(dir.str("c.tsv"));
+  CHECK(c.source == std::vector<std::string>{"hello", "bye"});
+  write(dir.str("a.en"), "\xEF\xBB\xBFone\n");
+  write(dir.str("a.de"), "\xEF\xBB\xBF" "eins\n");
+  auto p = data::read_parallel_corpus(json::array({dir.str("a.en"), dir.str("a.de")}));
+  CHECK(p.source == std::vector<std::string>{"one"});
+  CHECK(p.target == std::vector<std::string>{"eins"});
+  CHECK(data::read_lines(dir.str("a.en")) == std::vector<std::string>{"one"});
+  CHECK(contains(error_message([&] { data::read_parallel_corpus(dir.path().string()); }), "is a folder"));
+}
+
+TEST_CASE("sample --out may not be its --input nor lie inside an input folder", "[data][corpus]") {
+  TempDir dir("out_apart");
+  std::filesystem::create_directories(dir.str("in"));
+  write(dir.str("in/a.txt"), "x\n");
+  using data::check_output_apart_from_input;
+  auto refused = [&](const std::string& out, const std::string& in) {
+    return error_message([&] { check_output_apart_from_input(out, in); });
+  };
+  CHECK(contains(refused(dir.str("in/a.txt"), dir.str("in/a.txt")), "is the --input file"));
+  CHECK(contains(refused(dir.str("in/./a.txt"), dir.str("in/a.txt")), "is the --input file"));
+  CHECK(contains(refused(dir.str("in"), dir.str("in")), "is the --input folder"));
+  CHECK(contains(refused(dir.str("in/out"), dir.str("in")), "is inside the --input folder"));
+  CHECK(contains(refused(dir.str("in/out/deeper"), dir.str("in/")), "is inside the --input folder"));
+  CHECK_NOTHROW(check_output_apart_from_input(dir.str("out"), dir.str("in")));
+  CHECK_NOTHROW(check_output_apart_from_input(dir.str("in2"), dir.str("in")));  // a sibling sharing a prefix
+  CHECK_NOTHROW(check_output_apart_from_input(dir.str("in/b.txt"), dir.str("in/a.txt")));
+  CHECK_NOTHROW(check_output_apart_from_input("", dir.str("in")));
+  CHECK_NOTHROW(check_output_apart_from_input(dir.str("x"), "-"));
 }
 
 TEST_CASE("is_valid_utf8", "[data][corpus]") {

@@ -95,10 +95,15 @@ TEST_CASE("train --force empties a run directory and refuses a folder holding an
   const fs::path run = tmp.path() / "run";
   train::prepare_run_dir(run.string(), false, false);
   fs::create_directories(run / "tensorboard");
-  for (const char* f : {"config.json", "train.log", "metrics.jsonl", "tokenizer.model", "classes.json",
-                        "config.json.tmp.host.123", "checkpoints/last.pt", "samples/test.hyp",
-                        "tensorboard/events.out.tfevents.1.host.2"})
-    std::ofstream(run / f) << "x";
+  fs::create_directories(run / "samples" / "detections");
+  const std::vector<std::string> ours = {
+      "config.json",          "train.log",          "metrics.jsonl",     "tokenizer.model",
+      "classes.json",         "config.json.tmp.host.123", "checkpoints/last.pt", "checkpoints/best.pt",
+      "checkpoints/step_00000020.pt", "checkpoints/step_00000040.pt.tmp.host.9", "samples/test.hyp",
+      "samples/valid_step20.hyp", "samples/test.average2.set.hyp", "samples/sample_1.mid", "samples/sample_1_t0.90_1.png",
+      "samples/grid.png",     "samples/detections/000001.png", "samples/detections/detections.json",
+      "tensorboard/events.out.tfevents.1.host.2"};
+  for (const auto& f : ours) std::ofstream(run / f) << "x";
   train::prepare_run_dir(run.string(), false, true);
   std::set<std::string> left;
   for (const auto& e : fs::recursive_directory_iterator(run)) left.insert(fs::relative(e.path(), run).string());
@@ -127,6 +132,22 @@ TEST_CASE("train --force empties a run directory and refuses a folder holding an
   fs::create_directories(project / "tensorboard" / "other_experiment");
   CHECK_THROWS(train::prepare_run_dir(project.string(), false, true));
   CHECK(fs::exists(project / "tensorboard" / "other_experiment"));
+  // Inside a run's own folders, too, only the files xformer writes there count as its own.
+  for (const char* foreign : {"checkpoints/other_model.ckpt", "checkpoints/step_12.pt", "samples/my_recording.wav",
+                              "samples/detections/notes.txt", "samples/notes"}) {
+    CAPTURE(foreign);
+    fs::remove_all(run);
+    train::prepare_run_dir(run.string(), false, false);
+    fs::create_directories((run / foreign).parent_path());
+    std::ofstream(run / "config.json") << "{}";
+    std::ofstream(run / foreign) << "mine";
+    const auto e = thrown_error([&] { train::prepare_run_dir(run.string(), false, true); });
+    CHECK(e.exit_code() == 2);
+    const std::string folder = fs::path(foreign).begin()->string();
+    CHECK(std::string(e.what()).find("'" + folder + "' with files in it that xformer did not write") != std::string::npos);
+    CHECK(fs::exists(run / foreign));
+    CHECK(fs::exists(run / "config.json"));
+  }
 }
 
 TEST_CASE("resume refuses a changed task or model and forgets metrics logged after the checkpoint", "[train]") {
