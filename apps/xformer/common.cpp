@@ -28,9 +28,11 @@ json load_resolved_config(const std::string& file, const std::vector<std::string
 const CLI::Validator kNotEmpty([](std::string& value) { return value.empty() ? std::string("is empty") : std::string(); },
                                "", "NOT EMPTY");
 
-torch::Device setup_runtime(const json& config) {
+torch::Device setup_runtime(const json& config, std::string* threads_line) {
   const auto& t = config.at("train");
-  spdlog::info("{}", configure_threads(t.at("threads"), t.at("blas_threads")));
+  const std::string threads = configure_threads(t.at("threads"), t.at("blas_threads"));
+  if (threads_line) *threads_line = threads;
+  else spdlog::info("{}", threads);
   allow_tf32(t.at("tf32"));
   return resolve_device(t.at("device"));
 }

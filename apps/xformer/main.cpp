@@ -3,6 +3,7 @@
 // interrupted after saving.
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <new>
 #include <string>
@@ -18,12 +19,15 @@ namespace {
 // says what to make smaller; `message` is the allocator's own ("" for std::bad_alloc).
 std::string out_of_memory(const std::string& message) {
   std::string size;
-  const std::string cpu = "you tried to allocate ";
+  const std::string cpu = "you tried to allocate ", cuda = "Tried to allocate ";
   if (const auto at = message.find(cpu); at != std::string::npos) {
     const double bytes = std::atof(message.c_str() + at + cpu.size());
-    size = fmt::format(" (an allocation of {:.1f} GB failed)", bytes / 1e9);
-  } else if (const auto cuda = message.find("Tried to allocate "); cuda != std::string::npos) {
-    size = " (" + message.substr(cuda, message.find_first_of(";)", cuda) - cuda) + ")";
+    size = bytes >= 1e9 ? fmt::format(" (an allocation of {:.1f} GB failed)", bytes / 1e9)
+                        : fmt::format(" (an allocation of {:.1f} MB failed)", bytes / 1e6);
+  } else if (const auto at = message.find(cuda); at != std::string::npos) {  // "... 2.00 GiB (GPU 0; ..." or "... 2.00 GiB. GPU 0 ..."
+    const auto begin = at + cuda.size();
+    const auto end = std::min(message.find(" (", begin), message.find(". ", begin));
+    size = " (an allocation of " + message.substr(begin, end == std::string::npos ? std::string::npos : end - begin) + " failed)";
   }
   return "out of memory" + size +
          ": make the batch (task.max_tokens, task.batch_size), the model or what you asked for (--num, --length, "
@@ -67,6 +71,7 @@ int main(int argc, char** argv) {
     return e.exit_code();
   } catch (const c10::Error& e) {
     const std::string message = e.what_without_backtrace();
+    if (is_out_of_memory(message)) spdlog::debug("{}", message);  // the allocator's figures, with --verbose
     spdlog::error("{}", is_out_of_memory(message) ? out_of_memory(message) : message);
     return kExitFailure;
   } catch (const std::bad_alloc&) {

@@ -9,6 +9,7 @@
 #include <exception>
 #include <filesystem>
 #include <optional>
+#include <vector>
 
 #include "verbs.h"
 #include "xformer/core/error.h"
@@ -54,15 +55,18 @@ class UnstartedRunCleanup {
   UnstartedRunCleanup(std::string dir, bool existed) : dir_(std::move(dir)), existed_(existed) {}
   UnstartedRunCleanup(const UnstartedRunCleanup&) = delete;
   UnstartedRunCleanup& operator=(const UnstartedRunCleanup&) = delete;
-  ~UnstartedRunCleanup() {
-    std::error_code ec;
-    if (std::uncaught_exceptions() == 0 || fs::exists(fs::path(dir_) / "config.json", ec)) return;
-    if (!existed_) {
-      fs::remove_all(dir_, ec);
-      return;
+  ~UnstartedRunCleanup() {  // runs while an exception unwinds: must not throw (no iterator ++, no allocation escapes)
+    try {
+      std::error_code ec;
+      if (std::uncaught_exceptions() == 0 || fs::exists(fs::path(dir_) / "config.json", ec)) return;
+      if (!existed_) {
+        fs::remove_all(dir_, ec);
+        return;
+      }
+      for (fs::directory_iterator it(dir_, ec), end; !ec && it != end; it.increment(ec))
+        if (it->path().filename() != ".lock") fs::remove_all(it->path(), ec);
+    } catch (...) {  // what cannot be removed stays; the error in flight is the one to report
     }
-    for (const auto& entry : fs::directory_iterator(dir_, ec))
-      if (entry.path().filename() != ".lock") fs::remove_all(entry.path(), ec);
   }
 
  private:
@@ -95,7 +99,8 @@ int train(const TrainArgs& a) {
   if (dist.active()) setenv("LOCAL_WORLD_SIZE", std::to_string(dist.local_world_size).c_str(), 1);
   RunContext ctx;
   ctx.run_dir = run_dir;
-  ctx.device = setup_runtime(config);  // the device and precision are checked before the run directory
+  std::string threads_line;  // logged once train.log is open
+  ctx.device = setup_runtime(config, &threads_line);  // the device and precision are checked before the run directory
   if (dist.active()) ctx.device = device_for_local_rank(ctx.device, dist.local_rank);
   resolve_precision(config.at("train").at("precision"), ctx.device);
 
@@ -108,6 +113,7 @@ int train(const TrainArgs& a) {
     if (!a.resume) cleanup.emplace(run_dir, existed);
     log_to_file((fs::path(run_dir) / "train.log").string());
     spdlog::info("xformer {} | LibTorch {} | run {}", XFORMER_VERSION, TORCH_VERSION, run_dir);
+    spdlog::info("{}", threads_line);
   } else {
     spdlog::set_level(spdlog::level::warn);  // rank 0 speaks for the job
   }

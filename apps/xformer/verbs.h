@@ -33,8 +33,9 @@ void add_set_option(CLI::App* cmd, std::vector<std::string>& sets);
 // Reads FILE (with "extends"), applies KEY=VALUE overrides, validates: the resolved config.
 json load_resolved_config(const std::string& file, const std::vector<std::string>& sets);
 
-// Applies the runtime part of a config (threads) and returns the device it asks for.
-torch::Device setup_runtime(const json& config);
+// Applies the runtime part of a config (threads) and returns the device it asks for. The line
+// saying how the threads were set is logged, or left in `threads_line` for a later log.
+torch::Device setup_runtime(const json& config, std::string* threads_line = nullptr);
 
 // Builds the config's task (which builds its model) for a run directory.
 std::unique_ptr<Task> make_task(const json& config, const RunContext& ctx);

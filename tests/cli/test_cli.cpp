@@ -39,6 +39,7 @@ TEST_CASE("usage and config errors exit 2 with a one-line reason", "[cli]") {
   struct Case {
     std::string args, expected;
   };
+  std::filesystem::create_directories(tmp.str("existing"));
   const std::vector<Case> cases = {
       {"info --config configs/translation/tiny.json --set train.max_stepz=3",
        "unknown key 'train.max_stepz' in --set train.max_stepz (did you mean 'train.max_steps'?)"},
@@ -81,12 +82,19 @@ TEST_CASE("usage and config errors exit 2 with a one-line reason", "[cli]") {
       {"info --config configs/translation/tiny.json --set optim.schedule=cosine --set optim.min_lr=1",
        "optim.min_lr (1.0) is above optim.lr (0.005)"},
       {"sweep --config " + tmp.str("none.json") + " --emit slurm --dry-run", "it takes no --dry-run"},
-      // Found only once the task or the trainer is built: still no run directory left behind.
-      {"train --config configs/translation/tiny.json --set train.precision=bf16 --run-dir " + tmp.str("p"),
+      {"train --config configs/translation/tiny.json --set train.device=cpu --set train.precision=bf16 --run-dir " +
+           tmp.str("p"),
        "train.precision 'bf16' needs a CUDA device"},
+      // Found only once the task is built: still no run directory left behind, and a folder that
+      // was there (empty) stays, empty.
       {"train --config configs/music/tiny.json --set model.attention=absolute --set model.max_positions=10 --run-dir " +
            tmp.str("m"),
        "model.max_positions (10) is shorter than task.length (64)"},
+      {"train --config configs/music/tiny.json --set model.attention=absolute --set model.max_positions=10 --run-dir " +
+           tmp.str("existing"),
+       "model.max_positions (10) is shorter than task.length (64)"},
+      {"train --config configs/translation/tiny.json --resume --run-dir " + tmp.str("typo"),
+       "run directory '" + tmp.str("typo") + "' has no checkpoints/last.pt"},
       {"eval --run " + tmp.str(), "is not a run directory"},
       {"frobnicate", ""},
   };
@@ -96,7 +104,9 @@ TEST_CASE("usage and config errors exit 2 with a one-line reason", "[cli]") {
     CHECK(r.exit_code == 2);
     CHECK(r.output.find(c.expected) != std::string::npos);
   }
-  for (const char* run : {"r", "p", "m", "rf"}) CHECK(!std::filesystem::exists(tmp.str(run)));
+  for (const char* run : {"r", "p", "m", "rf", "typo"}) CHECK(!std::filesystem::exists(tmp.str(run)));
+  REQUIRE(std::filesystem::is_directory(tmp.str("existing")));
+  for (const auto& e : std::filesystem::directory_iterator(tmp.str("existing"))) CHECK(e.path().filename() == ".lock");
   // A config file with an unknown key names the file.
   std::ofstream(tmp.str("bad.json")) << R"({"extends": ")" << source_path("configs/translation/tiny.json")
                                      << R"(", "optim": {"learning_rate": 0.1}})";

@@ -49,6 +49,19 @@ TEST_CASE("music: train, eval and sample the tiny config end to end", "[cli][e2e
     auto m = xformer::data::read_midi(tmp.str(f));
     CHECK(m.notes.size() > 10);  // the primer's notes at least
   }
+  // Continuing a sample where it lies would write over it: refused, the primer left as it was;
+  // a primer of another name in the output folder is fine.
+  const auto primer_size = fs::file_size(tmp.str("out/sample_1.mid"));
+  r = run_xformer("sample --run '" + run + "' --length 10 --out '" + tmp.str("out") + "' --primer '" +
+                  tmp.str("out/sample_1.mid") + "'");
+  CHECK(r.exit_code == 2);
+  CHECK(r.output.find("would replace the --input file") != std::string::npos);
+  CHECK(fs::file_size(tmp.str("out/sample_1.mid")) == primer_size);
+  fs::rename(tmp.str("out/sample_2.mid"), tmp.str("out/primer.mid"));
+  r = run_xformer("sample --run '" + run + "' --length 10 --num 1 --out '" + tmp.str("out") + "' --primer '" +
+                  tmp.str("out/primer.mid") + "'");
+  INFO(r.output);
+  CHECK(r.exit_code == 0);
   // Options music does not take are refused, naming the ones it takes.
   r = run_xformer("sample --run '" + run + "' --beam 2");
   CHECK(r.exit_code == 2);
@@ -318,6 +331,12 @@ TEST_CASE("detection: train, eval and sample the tiny config end to end", "[cli]
   CHECK(r.exit_code == 1);
   CHECK(r.output.find("would both be drawn to 000001.png") != std::string::npos);
   CHECK(!fs::exists(tmp.str("drawn")));
+  // An image drawn into its own folder would replace it (a PNG of the same name): refused.
+  const auto input_size = fs::file_size(tmp.str("in/000001.png"));
+  r = run_xformer("sample --run '" + run + "' --input '" + tmp.str("in/000001.png") + "' --out '" + tmp.str("in") + "'");
+  CHECK(r.exit_code == 2);
+  CHECK(r.output.find("would replace the --input file") != std::string::npos);
+  CHECK(fs::file_size(tmp.str("in/000001.png")) == input_size);
 
   // Broken annotations are named; config mistakes are usage errors.
   std::ofstream(tmp.str("bad.json")) << R"({"images": [{"id": 1, "file_name": "a.png"}], "annotations": [)"

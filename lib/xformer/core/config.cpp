@@ -76,14 +76,25 @@ void deep_merge(json& base, const json& over) {
   }
 }
 
+std::vector<std::string> split_path(const std::string& path) {
+  std::vector<std::string> parts;
+  std::stringstream ss(path);
+  std::string part;
+  while (std::getline(ss, part, '.')) parts.push_back(part);
+  return parts;
+}
+
 // A file writes {"optim": {"lr": 1}}; the dotted form "optim.lr" is --set's only.
 void refuse_dotted_keys(const json& j, const std::string& file, const std::string& prefix) {
   for (auto it = j.begin(); it != j.end(); ++it) {
     const std::string p = prefix.empty() ? it.key() : prefix + "." + it.key();
     if (it.key().find('.') != std::string::npos) {
-      const auto dot = it.key().find('.');
-      throw ConfigError("config error: key '" + p + "' in '" + file + "': nest it (\"" + it.key().substr(0, dot) +
-                        "\": {\"" + it.key().substr(dot + 1) + "\": ...}); dotted names are for --set");
+      std::string nested = "...";  // "a.b.c" -> "a": {"b": {"c": ...}}
+      const auto parts = split_path(it.key());
+      for (auto part = parts.rbegin(); part != parts.rend(); ++part)
+        nested = "\"" + *part + "\": " + (part == parts.rbegin() ? nested : "{" + nested + "}");
+      throw ConfigError("config error: key '" + p + "' in '" + file + "': nest it (" + nested +
+                        "); dotted names are for --set");
     }
     if (it.value().is_object()) refuse_dotted_keys(it.value(), file, p);
   }
@@ -115,13 +126,6 @@ json load_with_extends(const fs::path& path, std::vector<std::string>& chain) {
   return merged;
 }
 
-std::vector<std::string> split_path(const std::string& path) {
-  std::vector<std::string> parts;
-  std::stringstream ss(path);
-  std::string part;
-  while (std::getline(ss, part, '.')) parts.push_back(part);
-  return parts;
-}
 
 // Collects the dotted paths of all leaves of `j`: values that are not objects, and empty
 // objects below the top level (a key given {} is a value to check; an empty group holds no keys).
@@ -191,6 +195,7 @@ void apply_override(RawConfig& raw, const std::string& assignment) {
   try {
     value = parse_json(text, "--set " + key, kExitUsage);
   } catch (const Error&) {
+    if (!text.empty() && (text[0] == '{' || text[0] == '[')) throw;  // meant as an object or a list
     value = text;  // not JSON: a plain string such as a path or a name
   }
   for (const auto& part : split_path(key))
@@ -205,6 +210,11 @@ void apply_override(RawConfig& raw, const std::string& assignment) {
     leaf_paths(value, key, leaves);
     raw.overridden.insert(leaves.begin(), leaves.end());
   } else {
+    if (value.is_object() && !value.empty()) {  // a new group: its keys come from --set too
+      std::vector<std::string> leaves;
+      leaf_paths(value, key, leaves);
+      raw.overridden.insert(leaves.begin(), leaves.end());
+    }
     set_path(raw.value, key, value);
     raw.overridden.insert(key);
   }

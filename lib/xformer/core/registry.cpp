@@ -95,7 +95,8 @@ void declare_trainer_keys(Schema& s) {
         "Store only each Transformer layer's input for backward and run the layer again there: "
         "memory for the activations inside one layer instead of inside every layer, for about one "
         "more forward pass (attention models only; docs/performance.md).");
-  s.add("train.keep_last", KeyType::Int, 3, "Keep the last K step checkpoints (plus last/best).").at_least(1);
+  s.add("train.keep_last", KeyType::Int, 3,
+        "Keep the last K step checkpoints besides last.pt and best.pt (0: only those two).").at_least(0);
   s.add("train.best_metric", KeyType::String, "loss", "Valid metric that selects checkpoints/best: one that the task reports (checked before training).");
   s.add("train.best_mode", KeyType::String, "min", "Whether a lower or higher best_metric is better.",
         {"min", "max"});

@@ -61,21 +61,29 @@ void check_input_file(const std::string& path) {
     throw DataError("cannot open input file '" + path + "'" + (file ? " (it is a folder)" : ""));
 }
 
-void check_output_apart_from_input(const std::string& out, const std::string& input) {
+void check_output_apart_from_input(const std::string& out, const std::string& input,
+                                   const std::vector<std::string>& outputs) {
   namespace fs = std::filesystem;
   if (out.empty() || input.empty() || out == "-" || input == "-") return;
   std::error_code ec;
   if (fs::equivalent(input, out, ec))
-    throw ConfigError("usage error: --out '" + out + "' is the --input " + (fs::is_directory(input, ec) ? "folder" : "file"));
-  if (!fs::is_directory(input, ec)) return;
+    throw ConfigError("usage error: the output '" + out + "' is the --input " +
+                      (fs::is_directory(input, ec) ? "folder" : "file"));
+  if (!fs::is_directory(input, ec)) {  // a file: only an output of the same name replaces it
+    for (const auto& o : outputs)
+      if (fs::equivalent(o, input, ec))
+        throw ConfigError("usage error: the output '" + o + "' would replace the --input file '" + input +
+                          "': choose another --out");
+    return;
+  }
   auto resolved = [&](const std::string& p) {  // absolute, links resolved, no trailing separator
     auto r = fs::weakly_canonical(p, ec);
     return r.has_filename() ? r : r.parent_path();
   };
   const auto rel = resolved(out).lexically_relative(resolved(input));
   if (!rel.empty() && *rel.begin() != "..")
-    throw ConfigError("usage error: --out '" + out + "' is inside the --input folder '" + input +
-                      "' (outputs would replace inputs or be read as inputs): choose another place");
+    throw ConfigError("usage error: the output '" + out + "' is inside the --input folder '" + input +
+                      "' (outputs would replace inputs or be read as inputs): choose another --out");
 }
 
 void for_each_line(const std::string& path, const std::function<void(const std::string&)>& fn) {

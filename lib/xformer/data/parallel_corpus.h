@@ -31,10 +31,13 @@ std::vector<std::string> read_lines(const std::string& path);
 void for_each_line(const std::string& path, const std::function<void(const std::string&)>& fn);
 // The DataError those two throw for a path they cannot read, before anything is read.
 void check_input_file(const std::string& path);
-// ConfigError (a usage error) when `sample --out` would overwrite its --input or, for a folder
-// of inputs, write inside it (where outputs would replace inputs, or be read as inputs the next
-// time). Either may be empty (not given) or "-".
-void check_output_apart_from_input(const std::string& out, const std::string& input);
+// ConfigError (a usage error) when `sample` would write over its input. `out` is where it
+// writes (--out, or the run's samples/ folder it defaults to): it may not be the input, nor lie
+// inside a folder of inputs (outputs would replace inputs, or be read as inputs the next time);
+// beside an input file, none of `outputs` (the files it will write there) may be that file.
+// `out` or `input` may be empty (not given) or "-".
+void check_output_apart_from_input(const std::string& out, const std::string& input,
+                                   const std::vector<std::string>& outputs = {});
 
 bool is_valid_utf8(const std::string& s);
 

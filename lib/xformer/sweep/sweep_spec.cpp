@@ -487,11 +487,12 @@ SweepSpec load_sweep(const std::string& path) {
 
 namespace {
 // The text after "KEY=" that `--set` reads back as `value`: JSON, except that a string which is
-// not itself JSON (a path, a name) is written plainly, as a person would type it.
+// not itself JSON (a path, a name) is written plainly, as a person would type it; one that
+// starts like a list or an object ("[0-9]*.bin") stays quoted, as --set would refuse it.
 std::string override_text(const nlohmann::json& value) {
   if (value.is_string()) {
     const std::string& s = value.get_ref<const std::string&>();
-    if (!s.empty() && !nlohmann::json::accept(s)) return s;
+    if (!s.empty() && s[0] != '[' && s[0] != '{' && !nlohmann::json::accept(s)) return s;
   }
   return value.dump();
 }

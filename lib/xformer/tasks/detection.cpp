@@ -151,6 +151,7 @@ class DetectionTask : public BatchedTask {
   // images) and writes each picture with its boxes drawn, plus detections.json.
   void sample(const SampleOptions& o) override {
     torch::NoGradGuard no_grad;
+    const fs::path out_dir = o.out.empty() ? fs::path(ctx_.run_dir) / "samples" / "detections" : fs::path(o.out);
     DetectionSet set;
     if (o.input.empty()) {
       auto test = load_split(Split::Test);
@@ -160,7 +161,7 @@ class DetectionTask : public BatchedTask {
       set.paths.assign(test.paths.begin(), test.paths.begin() + n);
     } else {
       if (o.num != 1) throw ConfigError("usage error: --num picks test images; with --input every image is detected on");
-      data::check_output_apart_from_input(o.out, o.input);
+      data::check_output_apart_from_input(out_dir.string(), o.input);  // before reading a folder of inputs
       const auto files = fs::is_directory(o.input) ? data::list_image_files(o.input) : std::vector<std::string>{o.input};
       if (files.empty()) throw DataError("--input " + o.input + ": no image files");
       std::map<std::string, std::string> by_name;  // output picture -> its input: two inputs must not share one
@@ -170,6 +171,9 @@ class DetectionTask : public BatchedTask {
           throw DataError("--input " + o.input + ": " + it->second + " and " + f + " would both be drawn to " +
                           it->first + " (rename one, or detect the folders one at a time)");
       }
+      std::vector<std::string> outputs = {(out_dir / "detections.json").string()};  // none may be an input
+      for (const auto& [name, file] : by_name) outputs.push_back((out_dir / name).string());
+      data::check_output_apart_from_input(out_dir.string(), o.input, outputs);
       std::vector<torch::Tensor> each;
       for (const auto& f : files) {
         auto t = conform(data::to_tensor(data::read_image(f, 3)).to(torch::kUInt8));
@@ -181,7 +185,6 @@ class DetectionTask : public BatchedTask {
       }
       set.images = torch::stack(each);
     }
-    const fs::path out_dir = o.out.empty() ? fs::path(ctx_.run_dir) / "samples" / "detections" : fs::path(o.out);
     fs::create_directories(out_dir);
     const auto detections = detect(set);
     for (size_t i = 0; i < detections.size(); ++i) {

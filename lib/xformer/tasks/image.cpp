@@ -181,7 +181,7 @@ class ImageTask : public BatchedTask {
     std::vector<double> temperatures = o.temperature ? std::vector<double>{*o.temperature}
                                                      : t_.at("sample_temperatures").get<std::vector<double>>();
     const fs::path out_dir = o.out.empty() ? fs::path(ctx_.run_dir) / "samples" : fs::path(o.out);
-    data::check_output_apart_from_input(o.out, o.input);
+    data::check_output_apart_from_input(out_dir.string(), o.input);  // before reading a folder of inputs
     model_->eval();
     torch::Tensor lr, hr;  // (M, s, s, 3), (M, S, S, 3) or undefined
     int64_t inputs = 1;
@@ -189,19 +189,27 @@ class ImageTask : public BatchedTask {
       std::tie(lr, hr) = sr_inputs(o.input);
       inputs = lr.size(0);
     }
+    // Sample k of input i at temperature t, and the grid: none may be an --input file.
+    auto sample_path = [&](int64_t i, double temp, int64_t k) {
+      return (out_dir / ("sample_" + std::to_string(i + 1) + "_t" + format_temperature(temp) + "_" +
+                         std::to_string(k + 1) + ".png")).string();
+    };
+    const auto grid = (out_dir / "grid.png").string();
+    std::vector<std::string> outputs = {grid};
+    for (double temp : temperatures)
+      for (int64_t i = 0; i < inputs; ++i)
+        for (int64_t k = 0; k < o.num; ++k) outputs.push_back(sample_path(i, temp, k));
+    data::check_output_apart_from_input(out_dir.string(), o.input, outputs);
     fs::create_directories(out_dir);  // once the inputs have been read
     std::vector<torch::Tensor> columns;  // per temperature: (inputs * num, S, S, 3)
     for (double temp : temperatures) {
       auto rows = sr_ ? lr.repeat_interleave(o.num, 0) : torch::Tensor();
       auto out = generate(rows, inputs * o.num, temp, o.seed);
       for (int64_t i = 0; i < out.size(0); ++i) {
-        const auto path = out_dir / ("sample_" + std::to_string(i / o.num + 1) + "_t" + format_temperature(temp) +
-                                     "_" + std::to_string(i % o.num + 1) + ".png");
-        data::write_png(path.string(), data::to_image(chw(out[i])));
+        data::write_png(sample_path(i / o.num, temp, i % o.num), data::to_image(chw(out[i])));
       }
       columns.push_back(out);
     }
-    const auto grid = (out_dir / "grid.png").string();
     write_grid(grid, sr_ ? lr.repeat_interleave(o.num, 0) : torch::Tensor(), columns,
                hr.defined() ? hr.repeat_interleave(o.num, 0) : torch::Tensor());
     spdlog::info("wrote {} samples (temperatures {}) and {}", inputs * o.num * temperatures.size(),

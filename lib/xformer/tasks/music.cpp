@@ -129,6 +129,15 @@ class MusicTask : public BatchedTask {
   void sample(const SampleOptions& o) override {
     if (!o.attention.empty()) attention_layer(o);  // refuse a bad layer before sampling
     const std::string soundfont = o.wav ? data::find_soundfont(t_.at("soundfont")) : "";  // and a missing soundfont
+    const fs::path out_dir = o.out.empty() ? fs::path(ctx_.run_dir) / "samples" : fs::path(o.out);
+    auto sample_path = [&](int64_t i) { return (out_dir / ("sample_" + std::to_string(i + 1) + ".mid")).string(); };
+    std::vector<std::string> outputs;  // sample_N.mid, .wav, the attention page: none may be the primer
+    if (!o.attention.empty()) outputs.push_back(o.attention);
+    for (int64_t i = 0; i < o.num; ++i) {
+      outputs.push_back(sample_path(i));
+      if (o.wav) outputs.push_back(outputs.back().substr(0, outputs.back().size() - 4) + ".wav");
+    }
+    data::check_output_apart_from_input(out_dir.string(), o.primer, outputs);
     const int64_t length = o.length > 0 ? o.length : t_.at("sample_length").get<int64_t>();  // 0: not given
     std::vector<int> prefix = {PerformanceVocab::kBos};
     if (!o.primer.empty()) {
@@ -142,7 +151,6 @@ class MusicTask : public BatchedTask {
       throw ConfigError("usage error: primer (" + std::to_string(prefix.size() - 1) + " events) + --length " +
                         std::to_string(length) + " exceeds model.max_positions " +
                         std::to_string(mo.max_positions) + " of this absolute-position model");
-    const fs::path out_dir = o.out.empty() ? fs::path(ctx_.run_dir) / "samples" : fs::path(o.out);
     fs::create_directories(out_dir);
     model_->eval();
     torch::NoGradGuard no_grad;
@@ -163,7 +171,7 @@ class MusicTask : public BatchedTask {
       std::vector<int> events(prefix.begin() + 1, prefix.end());
       events.insert(events.end(), hyps[i].tokens.begin(), hyps[i].tokens.end());
       const auto notes = vocab_.decode(events);
-      const auto path = (out_dir / ("sample_" + std::to_string(i + 1) + ".mid")).string();
+      const auto path = sample_path(i);
       data::write_midi(path, notes);
       if (o.wav) {
         const auto wav = path.substr(0, path.size() - 4) + ".wav";

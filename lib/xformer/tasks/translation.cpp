@@ -174,7 +174,13 @@ class TranslationTask : public BatchedTask {
     data::check_output_apart_from_input(opts.out, input);
     // --out is tried now (without truncating it) and opened at the first answer: input that
     // turns out malformed leaves an existing file as it was.
-    if (!opts.out.empty() && !std::ofstream(opts.out, std::ios::app)) throw DataError("cannot write '" + opts.out + "'");
+    if (!opts.out.empty()) {  // writable (an existing file, or a new one in a writable folder), yet untouched
+      std::error_code ec;
+      const fs::path out_path(opts.out), folder = out_path.has_parent_path() ? out_path.parent_path() : fs::path(".");
+      const bool ok = fs::exists(out_path, ec) ? !fs::is_directory(out_path, ec) && access(opts.out.c_str(), W_OK) == 0
+                                               : access(folder.c_str(), W_OK) == 0;
+      if (!ok) throw DataError("cannot write '" + opts.out + "'");
+    }
     std::ofstream file;
     auto output = [&]() -> std::ostream& {
       if (opts.out.empty()) return std::cout;

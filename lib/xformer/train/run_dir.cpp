@@ -38,11 +38,12 @@ bool holds_only(const fs::path& folder, const std::function<bool(const std::stri
   return !ec;
 }
 
-// checkpoints/: last.pt, best.pt, step_NNNNNNNN.pt.
+// checkpoints/: last.pt, best.pt, step_NNNNNNNN.pt (8 digits or more).
 bool checkpoint_name(const std::string& name) {
   if (name == "last.pt" || name == "best.pt") return true;
-  return starts_with(name, "step_") && name.size() == 16 && name.compare(13, 3, ".pt") == 0 &&
-         name.find_first_not_of("0123456789", 5) == 13;
+  const size_t digits_end = name.size() - 3;
+  return starts_with(name, "step_") && name.size() >= 16 && name.compare(digits_end, 3, ".pt") == 0 &&
+         name.find_first_not_of("0123456789", 5) == digits_end;
 }
 
 // samples/: evaluation outputs (<split>.*, valid_stepN.*) and samples written without --out
@@ -91,7 +92,7 @@ void check_only_run_files(const std::string& dir) {
     const std::string name = entry.path().filename().string();
     if (!written_by_xformer(entry))
       throw ConfigError("--force: '" + dir + "' holds '" + name +
-                        (name == "checkpoints" || name == "samples" || name == "tensorboard"
+                        ((name == "checkpoints" || name == "samples" || name == "tensorboard") && entry.is_directory()
                              ? "' with files in it that xformer did not write"
                              : "', which xformer did not write") +
                         ": --force only empties run directories "
@@ -135,6 +136,12 @@ RunDirLock prepare_run_dir(const std::string& dir, bool resume, bool force) {
   if (fs::exists(dir, ec) && !fs::is_directory(dir, ec))
     throw ConfigError("run directory '" + dir + "' is a file, not a folder");
   if (force && !resume) check_only_run_files(dir);
+  const auto last = fs::path(dir) / "checkpoints" / "last.pt";
+  auto refuse_resume_without_checkpoint = [&] {
+    if (resume && !fs::exists(last, ec))
+      throw ConfigError("--resume: run directory '" + dir + "' has no checkpoints/last.pt");
+  };
+  refuse_resume_without_checkpoint();  // before the lock creates a mistyped directory
   RunDirLock lock = lock_run_dir(dir);
   bool non_empty = false;
   for (const auto& entry : fs::directory_iterator(dir)) non_empty |= entry.path().filename() != kLockFile;
@@ -146,8 +153,7 @@ RunDirLock prepare_run_dir(const std::string& dir, bool resume, bool force) {
     for (const auto& entry : fs::directory_iterator(dir))
       if (entry.path().filename() != kLockFile) fs::remove_all(entry.path());
   }
-  if (resume && !fs::exists(fs::path(dir) / "checkpoints" / "last.pt"))
-    throw ConfigError("--resume: run directory '" + dir + "' has no checkpoints/last.pt");
+  refuse_resume_without_checkpoint();  // again, now that the directory is locked
   fs::create_directories(fs::path(dir) / "checkpoints");
   fs::create_directories(fs::path(dir) / "samples");
   return lock;

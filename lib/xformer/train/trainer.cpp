@@ -405,8 +405,12 @@ int Trainer::run() {
   const auto& t = config_.at("train");
   const int64_t max_steps = t.at("max_steps"), log_every = t.at("log_every");
   const int64_t eval_every = t.at("eval_every"), save_every = t.at("save_every");
+  // config.json records how the run trains (on resume: once its checkpoint has loaded, so that a
+  // resume that fails leaves it as it was; new runs: once the first epoch is laid out, and it
+  // marks the run as started, see apps/xformer/train.cpp).
   if (options_.resume) {
     restore();
+    if (main_rank()) write_run_config(options_.run_dir, config_);
     if (main_rank()) drop_metrics_after(options_.run_dir, step_);
     if (max_steps > 0 && step_ >= max_steps) {
       spdlog::info("nothing to do: step {} >= train.max_steps {}", step_, max_steps);
@@ -420,11 +424,10 @@ int Trainer::run() {
       return kExitOk;
     }
   } else {
-    task_.begin_epoch(epoch_);
+    task_.begin_epoch(epoch_);  // may still find a data error: the run is not started yet
     seed_rank_stream();
+    if (main_rank()) write_run_config(options_.run_dir, config_);
   }
-  // Training starts: config.json records how (on resume, only once the checkpoint has loaded).
-  if (main_rank()) write_run_config(options_.run_dir, config_);
   install_interrupt_handler();
   if (main_rank() && t.at("tensorboard").get<bool>()) {
     events_ = std::make_unique<report::ScalarEventWriter>((fs::path(options_.run_dir) / "tensorboard").string());

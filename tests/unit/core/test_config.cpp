@@ -355,9 +355,15 @@ TEST_CASE("--set with an object merges it into the group", "[core][config]") {
   CHECK(resolved["optim"]["lr"] == 1.0);
   CHECK(resolved["optim"]["min_lr"] == 0.1);
   CHECK(resolved["optim"]["warmup_steps"] == 10);  // kept, not replaced by the default
-  // Its keys are checked as --set keys.
+  // Its keys are checked as --set keys, whether the group was in the file or not.
   xformer::apply_override(raw, R"(optim={"lr": "fast"})");
   CHECK(contains(thrown_error([&] { xformer::resolve(raw); }).what(), "'optim.lr' in --set optim.lr must be a number"));
+  RawConfig fresh = raw_of(json::object(), "cfg.json");
+  xformer::apply_override(fresh, R"(train={"seed": "one"})");
+  CHECK(contains(thrown_error([&] { xformer::resolve(fresh); }).what(), "'train.seed' in --set train.seed must be"));
+  // A value meant as JSON (an object or a list) that is not valid is an error, not a string.
+  CHECK(contains(thrown_error([&] { xformer::apply_override(fresh, R"(optim={"lr": 1, "lr": 2})"); }).what(),
+                 "appears twice"));
 }
 
 TEST_CASE("every config under configs/ resolves against the schema", "[core][config]") {

@@ -9,6 +9,7 @@
 #include <fstream>
 #include <set>
 
+#include "xformer/core/config.h"
 #include "xformer/core/error.h"
 #include "xformer/sweep/results_table.h"
 #include "xformer/sweep/sweep_spec.h"
@@ -313,6 +314,14 @@ TEST_CASE("commands are argument vectors; start flags follow the run directory",
   // A string that reads as JSON stays quoted, so that --set keeps it a string.
   auto quoted = parse(R"({"base": "b.json", "set": {"task.name": "true", "model.norm": "pre"}})");
   CHECK(trial_overrides(quoted, quoted.trials[0]) == std::vector<std::string>{"task.name=\"true\"", "model.norm=pre"});
+  // So does one that starts like a list or an object (--set refuses such text when it is not JSON).
+  auto pattern = parse(R"({"base": "b.json", "set": {"task.train": "[0-9]*.bin"}})");
+  const auto set = trial_overrides(pattern, pattern.trials[0]);
+  CHECK(set == std::vector<std::string>{"task.train=\"[0-9]*.bin\""});
+  xformer::RawConfig raw;
+  raw.value = nlohmann::json::object();
+  xformer::apply_override(raw, set[0]);
+  CHECK(raw.value["task"]["train"] == "[0-9]*.bin");
   CHECK(shell_quote("a b'c") == "'a b'\\''c'");
   CHECK(shell_quote("optim.lr=0.5") == "optim.lr=0.5");
 

@@ -314,7 +314,7 @@ TEST_CASE("a UTF-8 byte-order mark does not start the first sentence", "[data][c
   CHECK(contains(error_message([&] { data::read_parallel_corpus(dir.path().string()); }), "is a folder"));
 }
 
-TEST_CASE("sample --out may not be its --input nor lie inside an input folder", "[data][corpus]") {
+TEST_CASE("sample --out may not be its --input, lie inside an input folder or hold an output named as the input", "[data][corpus]") {
   TempDir dir("out_apart");
   std::filesystem::create_directories(dir.str("in"));
   write(dir.str("in/a.txt"), "x\n");
@@ -330,6 +330,12 @@ TEST_CASE("sample --out may not be its --input nor lie inside an input folder", 
   CHECK_NOTHROW(check_output_apart_from_input(dir.str("out"), dir.str("in")));
   CHECK_NOTHROW(check_output_apart_from_input(dir.str("in2"), dir.str("in")));  // a sibling sharing a prefix
   CHECK_NOTHROW(check_output_apart_from_input(dir.str("in/b.txt"), dir.str("in/a.txt")));
+  // Beside an input file, outputs of other names are fine; one of its name would replace it.
+  CHECK_NOTHROW(check_output_apart_from_input(dir.str("in"), dir.str("in/a.txt"), {dir.str("in/b.txt")}));
+  const auto e = error_message([&] {
+    check_output_apart_from_input(dir.str("in/"), dir.str("in/a.txt"), {dir.str("in/b.txt"), dir.str("in/./a.txt")});
+  });
+  CHECK(contains(e, "the output '" + dir.str("in/./a.txt") + "' would replace the --input file"));
   CHECK_NOTHROW(check_output_apart_from_input("", dir.str("in")));
   CHECK_NOTHROW(check_output_apart_from_input(dir.str("x"), "-"));
 }

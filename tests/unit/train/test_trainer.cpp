@@ -280,6 +280,31 @@ TEST_CASE("trainer lowers the loss and keeps last/best checkpoints", "[train]") 
   CHECK(std::filesystem::exists(tmp.path() / "checkpoints" / "step_00000040.pt"));
 }
 
+TEST_CASE("train.keep_last K keeps the newest K step checkpoints; 0 keeps only last.pt and best.pt", "[train]") {
+  for (const int keep : {2, 0}) {
+    TempDir tmp("trainer_keep_last");
+    train::prepare_run_dir(tmp.str(), false, false);
+    FakeTask task;
+    auto config = fake_config(R"({"train": {"max_steps": 40, "eval_every": 10, "save_every": 10, "keep_last": )" +
+                              std::to_string(keep) + "}}");
+    train::Trainer trainer(config, task, {tmp.str(), false});
+    REQUIRE(trainer.run() == 0);
+    std::vector<std::string> steps;
+    for (const auto& p : train::step_checkpoints(tmp.str("checkpoints"))) steps.push_back(fs::path(p).filename().string());
+    if (keep == 2) CHECK(steps == std::vector<std::string>{"step_00000030.pt", "step_00000040.pt"});
+    else CHECK(steps.empty());
+    // last.pt keeps its data when its step file is pruned, and resumes.
+    CHECK(train::load_model_weights({tmp.str("checkpoints/last.pt")}, *task.model())["step"] == 40);
+    CHECK(fs::exists(tmp.path() / "checkpoints" / "best.pt"));
+    FakeTask again;
+    auto longer = fake_config(R"({"train": {"max_steps": 50, "eval_every": 10, "save_every": 10, "keep_last": )" +
+                              std::to_string(keep) + "}}");
+    train::Trainer resumed(longer, again, {tmp.str(), true});
+    CHECK(resumed.run() == 0);
+    CHECK(train_losses(tmp.str()).size() == 50);
+  }
+}
+
 TEST_CASE("train.recompute_activations on a model without Transformer layers is a config error", "[train][recompute]") {
   TempDir tmp("trainer_recompute");
   train::prepare_run_dir(tmp.str(), false, false);
