@@ -147,6 +147,11 @@ TEST_CASE("train, eval and sample the tiny config end to end", "[cli][e2e]") {
   for (const char* f : {"config.json", "train.log", "metrics.jsonl", "tokenizer.model",
                         "checkpoints/last.pt", "checkpoints/best.pt", "samples"})
     CHECK(fs::exists(fs::path(run) / f));
+  {  // train.log records how the threads were set
+    std::ifstream log(fs::path(run) / "train.log");
+    const std::string text((std::istreambuf_iterator<char>(log)), {});
+    CHECK(text.find("| threads: torch ") != std::string::npos);
+  }
   // keep_last = 2 step checkpoints (60 steps, saved every 20).
   int step_files = 0;
   for (const auto& e : fs::directory_iterator(fs::path(run) / "checkpoints"))

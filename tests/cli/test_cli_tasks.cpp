@@ -55,7 +55,7 @@ TEST_CASE("music: train, eval and sample the tiny config end to end", "[cli][e2e
   r = run_xformer("sample --run '" + run + "' --length 10 --out '" + tmp.str("out") + "' --primer '" +
                   tmp.str("out/sample_1.mid") + "'");
   CHECK(r.exit_code == 2);
-  CHECK(r.output.find("would replace the --input file") != std::string::npos);
+  CHECK(r.output.find("would replace the --primer file") != std::string::npos);
   CHECK(fs::file_size(tmp.str("out/sample_1.mid")) == primer_size);
   fs::rename(tmp.str("out/sample_2.mid"), tmp.str("out/primer.mid"));
   r = run_xformer("sample --run '" + run + "' --length 10 --num 1 --out '" + tmp.str("out") + "' --primer '" +
@@ -161,6 +161,13 @@ TEST_CASE("image tasks: train, eval and sample the tiny configs end to end", "[c
   INFO(r.output);
   CHECK(r.exit_code == 0);
   CHECK(fs::exists(tmp.str("one/sample_1_t0.925_1.png")));  // not rounded to 0.93 (or 0.92)
+  // A sample taken as the input of the same command would be written over: refused, kept.
+  const auto before = xformer::data::read_image(tmp.str("one/sample_1_t0.925_1.png")).pixels;
+  r = run_xformer("sample --run '" + run + "' --input '" + tmp.str("one/sample_1_t0.925_1.png") +
+                  "' --temperature 0.925 --out '" + tmp.str("one") + "'");
+  CHECK(r.exit_code == 2);
+  CHECK(r.output.find("would replace the --input file") != std::string::npos);
+  CHECK(xformer::data::read_image(tmp.str("one/sample_1_t0.925_1.png")).pixels == before);
   CHECK(run_xformer("sample --run '" + run + "' --beam 2").exit_code == 2);
 
   // Unconditional generation.
@@ -337,6 +344,16 @@ TEST_CASE("detection: train, eval and sample the tiny config end to end", "[cli]
   CHECK(r.exit_code == 2);
   CHECK(r.output.find("would replace the --input file") != std::string::npos);
   CHECK(fs::file_size(tmp.str("in/000001.png")) == input_size);
+  // So would the test images drawn into their own folder.
+  fs::create_directories(tmp.str("coco"));
+  fs::copy(source_path("tests/data/detection/test"), tmp.str("coco/test"));
+  fs::copy_file(source_path("tests/data/detection/test.json"), tmp.str("coco/test.json"));
+  const auto test_size = fs::file_size(tmp.str("coco/test/000001.png"));
+  r = run_xformer("sample --run '" + run + "' --set task.test='" + tmp.str("coco/test.json") + "' --out '" +
+                  tmp.str("coco/test") + "'");
+  CHECK(r.exit_code == 2);
+  CHECK(r.output.find("would replace the test image file") != std::string::npos);
+  CHECK(fs::file_size(tmp.str("coco/test/000001.png")) == test_size);
 
   // Broken annotations are named; config mistakes are usage errors.
   std::ofstream(tmp.str("bad.json")) << R"({"images": [{"id": 1, "file_name": "a.png"}], "annotations": [)"

@@ -194,8 +194,10 @@ void apply_override(RawConfig& raw, const std::string& assignment) {
   json value;
   try {
     value = parse_json(text, "--set " + key, kExitUsage);
-  } catch (const Error&) {
-    if (!text.empty() && (text[0] == '{' || text[0] == '[')) throw;  // meant as an object or a list
+  } catch (const Error& e) {
+    if (!text.empty() && (text[0] == '{' || text[0] == '['))  // meant as an object or a list
+      throw ConfigError(std::string(e.what()) + " (a string that starts with [ or { is given quoted: " + key +
+                        "='\"" + text + "\"')");
     value = text;  // not JSON: a plain string such as a path or a name
   }
   for (const auto& part : split_path(key))

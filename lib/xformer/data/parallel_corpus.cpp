@@ -62,17 +62,17 @@ void check_input_file(const std::string& path) {
 }
 
 void check_output_apart_from_input(const std::string& out, const std::string& input,
-                                   const std::vector<std::string>& outputs) {
+                                   const std::vector<std::string>& outputs, const std::string& option) {
   namespace fs = std::filesystem;
   if (out.empty() || input.empty() || out == "-" || input == "-") return;
   std::error_code ec;
   if (fs::equivalent(input, out, ec))
-    throw ConfigError("usage error: the output '" + out + "' is the --input " +
+    throw ConfigError("usage error: the output '" + out + "' is the " + option + " " +
                       (fs::is_directory(input, ec) ? "folder" : "file"));
   if (!fs::is_directory(input, ec)) {  // a file: only an output of the same name replaces it
     for (const auto& o : outputs)
       if (fs::equivalent(o, input, ec))
-        throw ConfigError("usage error: the output '" + o + "' would replace the --input file '" + input +
+        throw ConfigError("usage error: the output '" + o + "' would replace the " + option + " file '" + input +
                           "': choose another --out");
     return;
   }
@@ -82,7 +82,7 @@ void check_output_apart_from_input(const std::string& out, const std::string& in
   };
   const auto rel = resolved(out).lexically_relative(resolved(input));
   if (!rel.empty() && *rel.begin() != "..")
-    throw ConfigError("usage error: the output '" + out + "' is inside the --input folder '" + input +
+    throw ConfigError("usage error: the output '" + out + "' is inside the " + option + " folder '" + input +
                       "' (outputs would replace inputs or be read as inputs): choose another --out");
 }
 

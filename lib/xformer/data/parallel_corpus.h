@@ -35,9 +35,10 @@ void check_input_file(const std::string& path);
 // writes (--out, or the run's samples/ folder it defaults to): it may not be the input, nor lie
 // inside a folder of inputs (outputs would replace inputs, or be read as inputs the next time);
 // beside an input file, none of `outputs` (the files it will write there) may be that file.
-// `out` or `input` may be empty (not given) or "-".
+// `out` or `input` may be empty (not given) or "-"; `option` names the input in the message.
 void check_output_apart_from_input(const std::string& out, const std::string& input,
-                                   const std::vector<std::string>& outputs = {});
+                                   const std::vector<std::string>& outputs = {},
+                                   const std::string& option = "--input");
 
 bool is_valid_utf8(const std::string& s);
 

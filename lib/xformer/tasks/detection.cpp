@@ -159,21 +159,13 @@ class DetectionTask : public BatchedTask {
       set.images = test.images.narrow(0, 0, n);
       set.ids.assign(test.ids.begin(), test.ids.begin() + n);
       set.paths.assign(test.paths.begin(), test.paths.begin() + n);
+      check_outputs(out_dir, set.paths, "");
     } else {
       if (o.num != 1) throw ConfigError("usage error: --num picks test images; with --input every image is detected on");
       data::check_output_apart_from_input(out_dir.string(), o.input);  // before reading a folder of inputs
       const auto files = fs::is_directory(o.input) ? data::list_image_files(o.input) : std::vector<std::string>{o.input};
       if (files.empty()) throw DataError("--input " + o.input + ": no image files");
-      std::map<std::string, std::string> by_name;  // output picture -> its input: two inputs must not share one
-      for (const auto& f : files) {
-        const auto [it, fresh] = by_name.emplace(fs::path(f).stem().string() + ".png", f);
-        if (!fresh)
-          throw DataError("--input " + o.input + ": " + it->second + " and " + f + " would both be drawn to " +
-                          it->first + " (rename one, or detect the folders one at a time)");
-      }
-      std::vector<std::string> outputs = {(out_dir / "detections.json").string()};  // none may be an input
-      for (const auto& [name, file] : by_name) outputs.push_back((out_dir / name).string());
-      data::check_output_apart_from_input(out_dir.string(), o.input, outputs);
+      check_outputs(out_dir, files, o.input);
       std::vector<torch::Tensor> each;
       for (const auto& f : files) {
         auto t = conform(data::to_tensor(data::read_image(f, 3)).to(torch::kUInt8));
@@ -198,6 +190,22 @@ class DetectionTask : public BatchedTask {
   }
 
  private:
+  // Each image is drawn to OUT/<its stem>.png beside OUT/detections.json: two images may not
+  // share a name, and no output may replace an image (`input`: --input, "" for test images).
+  static void check_outputs(const fs::path& out_dir, const std::vector<std::string>& images, const std::string& input) {
+    std::map<std::string, std::string> by_name;  // output picture -> its image
+    for (const auto& f : images) {
+      const auto [it, fresh] = by_name.emplace(fs::path(f).stem().string() + ".png", f);
+      if (!fresh)
+        throw DataError((input.empty() ? "test images" : "--input " + input) + ": " + it->second + " and " + f +
+                        " would both be drawn to " + it->first + " (rename one, or detect the folders one at a time)");
+    }
+    std::vector<std::string> outputs = {(out_dir / "detections.json").string()};
+    for (const auto& entry : by_name) outputs.push_back((out_dir / entry.first).string());
+    if (!input.empty()) data::check_output_apart_from_input(out_dir.string(), input, outputs);
+    else for (const auto& f : images) data::check_output_apart_from_input(out_dir.string(), f, outputs, "test image");
+  }
+
   static metrics::Box box(const torch::Tensor& b) {
     return {b[0].item<double>(), b[1].item<double>(), b[2].item<double>(), b[3].item<double>()};
   }

@@ -137,7 +137,7 @@ class MusicTask : public BatchedTask {
       outputs.push_back(sample_path(i));
       if (o.wav) outputs.push_back(outputs.back().substr(0, outputs.back().size() - 4) + ".wav");
     }
-    data::check_output_apart_from_input(out_dir.string(), o.primer, outputs);
+    data::check_output_apart_from_input(out_dir.string(), o.primer, outputs, "--primer");
     const int64_t length = o.length > 0 ? o.length : t_.at("sample_length").get<int64_t>();  // 0: not given
     std::vector<int> prefix = {PerformanceVocab::kBos};
     if (!o.primer.empty()) {

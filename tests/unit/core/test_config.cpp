@@ -364,6 +364,11 @@ TEST_CASE("--set with an object merges it into the group", "[core][config]") {
   // A value meant as JSON (an object or a list) that is not valid is an error, not a string.
   CHECK(contains(thrown_error([&] { xformer::apply_override(fresh, R"(optim={"lr": 1, "lr": 2})"); }).what(),
                  "appears twice"));
+  const auto glob = thrown_error([&] { xformer::apply_override(fresh, "task.train=[ab]*.png"); });
+  CHECK(glob.exit_code() == 2);
+  CHECK(contains(glob.what(), "given quoted: task.train='\"[ab]*.png\"'"));
+  xformer::apply_override(fresh, "task.train=\"[ab]*.png\"");
+  CHECK(fresh.value["task"]["train"] == "[ab]*.png");
 }
 
 TEST_CASE("every config under configs/ resolves against the schema", "[core][config]") {

@@ -302,6 +302,11 @@ TEST_CASE("train.keep_last K keeps the newest K step checkpoints; 0 keeps only l
     train::Trainer resumed(longer, again, {tmp.str(), true});
     CHECK(resumed.run() == 0);
     CHECK(train_losses(tmp.str()).size() == 50);
+    // A resume with nothing to do leaves the run's config.json as it was.
+    FakeTask third;
+    train::Trainer idle(fake_config(R"({"train": {"max_steps": 30}})"), third, {tmp.str(), true});
+    CHECK(idle.run() == 0);
+    CHECK(train::read_run_config(tmp.str())["train"]["max_steps"] == 50);
   }
 }
 
