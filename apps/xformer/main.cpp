@@ -71,8 +71,12 @@ int main(int argc, char** argv) {
     return e.exit_code();
   } catch (const c10::Error& e) {
     const std::string message = e.what_without_backtrace();
-    if (is_out_of_memory(message)) spdlog::debug("{}", message);  // the allocator's figures, with --verbose
-    spdlog::error("{}", is_out_of_memory(message) ? out_of_memory(message) : message);
+    if (is_out_of_memory(message)) {
+      spdlog::debug("{}", message);  // the allocator's own figures, with --verbose
+      spdlog::error("{}", out_of_memory(message));
+    } else {
+      spdlog::error("{}", message);
+    }
     return kExitFailure;
   } catch (const std::bad_alloc&) {
     spdlog::error("{}", out_of_memory(""));

@@ -126,7 +126,6 @@ json load_with_extends(const fs::path& path, std::vector<std::string>& chain) {
   return merged;
 }
 
-
 // Collects the dotted paths of all leaves of `j`: values that are not objects, and empty
 // objects below the top level (a key given {} is a value to check; an empty group holds no keys).
 void leaf_paths(const json& j, const std::string& prefix, std::vector<std::string>& out) {

@@ -183,19 +183,22 @@ class DetectionTask : public BatchedTask {
       auto picture = set.images[i].to(torch::kFloat).expand({3, -1, -1}).clone();
       for (int64_t k = 0; k < detections[i].boxes.size(0); ++k)
         draw_box(picture, detections[i].boxes[k], detections[i].labels[k].item<int64_t>());
-      data::write_png((out_dir / (fs::path(set.paths[i]).stem().string() + ".png")).string(), data::to_image(picture));
+      data::write_png((out_dir / picture_name(set.paths[i])).string(), data::to_image(picture));
     }
     write_detections((out_dir / "detections.json").string(), set, detections);
     spdlog::info("wrote {} images with their detections and detections.json to {}", detections.size(), out_dir.string());
   }
 
  private:
-  // Each image is drawn to OUT/<its stem>.png beside OUT/detections.json: two images may not
-  // share a name, and no output may replace an image (`input`: --input, "" for test images).
+  // Each image is drawn to OUT/<its stem>.png beside OUT/detections.json.
+  static std::string picture_name(const std::string& image) { return fs::path(image).stem().string() + ".png"; }
+
+  // Two images may not share a picture name, and no output may replace an image (`input`:
+  // --input, "" for test images).
   static void check_outputs(const fs::path& out_dir, const std::vector<std::string>& images, const std::string& input) {
     std::map<std::string, std::string> by_name;  // output picture -> its image
     for (const auto& f : images) {
-      const auto [it, fresh] = by_name.emplace(fs::path(f).stem().string() + ".png", f);
+      const auto [it, fresh] = by_name.emplace(picture_name(f), f);
       if (!fresh)
         throw DataError((input.empty() ? "test images" : "--input " + input) + ": " + it->second + " and " + f +
                         " would both be drawn to " + it->first + " (rename one, or detect the folders one at a time)");

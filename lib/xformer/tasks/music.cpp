@@ -131,11 +131,12 @@ class MusicTask : public BatchedTask {
     const std::string soundfont = o.wav ? data::find_soundfont(t_.at("soundfont")) : "";  // and a missing soundfont
     const fs::path out_dir = o.out.empty() ? fs::path(ctx_.run_dir) / "samples" : fs::path(o.out);
     auto sample_path = [&](int64_t i) { return (out_dir / ("sample_" + std::to_string(i + 1) + ".mid")).string(); };
+    auto wav_path = [](const std::string& mid) { return mid.substr(0, mid.size() - 4) + ".wav"; };
     std::vector<std::string> outputs;  // sample_N.mid, .wav, the attention page: none may be the primer
     if (!o.attention.empty()) outputs.push_back(o.attention);
     for (int64_t i = 0; i < o.num; ++i) {
       outputs.push_back(sample_path(i));
-      if (o.wav) outputs.push_back(outputs.back().substr(0, outputs.back().size() - 4) + ".wav");
+      if (o.wav) outputs.push_back(wav_path(outputs.back()));
     }
     data::check_output_apart_from_input(out_dir.string(), o.primer, outputs, "--primer");
     const int64_t length = o.length > 0 ? o.length : t_.at("sample_length").get<int64_t>();  // 0: not given
@@ -174,7 +175,7 @@ class MusicTask : public BatchedTask {
       const auto path = sample_path(i);
       data::write_midi(path, notes);
       if (o.wav) {
-        const auto wav = path.substr(0, path.size() - 4) + ".wav";
+        const auto wav = wav_path(path);
         const auto why = data::render_wav(path, wav, soundfont);
         if (why.empty()) spdlog::info("wrote {}", wav);
         else spdlog::warn("--wav: {}; wrote the MIDI file only", why);

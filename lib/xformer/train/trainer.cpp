@@ -405,10 +405,6 @@ int Trainer::run() {
   const auto& t = config_.at("train");
   const int64_t max_steps = t.at("max_steps"), log_every = t.at("log_every");
   const int64_t eval_every = t.at("eval_every"), save_every = t.at("save_every");
-  // config.json records how the run trains (on resume: once its checkpoint has loaded and there
-  // is training to do, so that a resume that fails or does nothing leaves it as it was; new
-  // runs: once the first epoch is laid out, and it marks the run as started, see
-  // apps/xformer/train.cpp).
   if (options_.resume) {
     restore();
     if (main_rank()) drop_metrics_after(options_.run_dir, step_);
@@ -423,12 +419,14 @@ int Trainer::run() {
                    "train.patience {})", evals_since_best_, t.at("best_metric").get<std::string>(), patience);
       return kExitOk;
     }
-    if (main_rank()) write_run_config(options_.run_dir, config_);
   } else {
-    task_.begin_epoch(epoch_);  // may still find a data error: the run is not started yet
+    task_.begin_epoch(epoch_);
     seed_rank_stream();
-    if (main_rank()) write_run_config(options_.run_dir, config_);
   }
+  // Training starts: config.json records how. A resume that fails or has nothing to do leaves
+  // it as it was; for a new run it marks the run as started (a new run that fails before this,
+  // e.g. on its data, leaves no run directory: apps/xformer/train.cpp).
+  if (main_rank()) write_run_config(options_.run_dir, config_);
   install_interrupt_handler();
   if (main_rank() && t.at("tensorboard").get<bool>()) {
     events_ = std::make_unique<report::ScalarEventWriter>((fs::path(options_.run_dir) / "tensorboard").string());
