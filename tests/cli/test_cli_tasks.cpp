@@ -317,6 +317,24 @@ TEST_CASE("detection: train, eval and sample the tiny config end to end", "[cli]
   CHECK(found[0]["category_id"].get<int>() >= 1);
   CHECK(found[0]["bbox"].size() == 4);
 
+  // Trained and scored at twice the images' size, the detections are written in the files' own
+  // 32 x 32 pixels (every box of the 100 kept per image inside them, reaching their far side).
+  r = run_xformer("train --config configs/detection/tiny.json --run-dir '" + tmp.str("x2") +
+                  "' --set task.size=64 --set task.score_threshold=0 --set train.max_steps=20 --set train.eval_every=20");
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  std::ifstream x2_results(fs::path(tmp.str("x2")) / "samples" / "valid_step20.detections.json");
+  const auto x2_found = nlohmann::json::parse(x2_results);
+  REQUIRE(x2_found.size() == 8 * 100);
+  double far_side = 0;
+  for (const auto& d : x2_found) {
+    const auto& b = d["bbox"];
+    CHECK((b[0] >= 0 && b[1] >= 0 && b[0].get<double>() + b[2].get<double>() <= 32.001 &&
+           b[1].get<double>() + b[3].get<double>() <= 32.001));
+    far_side = std::max(far_side, b[0].get<double>() + b[2].get<double>());
+  }
+  CHECK(far_side > 24);
+
   r = run_xformer("sample --run '" + run + "' --num 2 --out '" + tmp.str("out") + "'");
   INFO(r.output);
   REQUIRE(r.exit_code == 0);

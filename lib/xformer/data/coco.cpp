@@ -48,7 +48,6 @@ CocoSet read_coco(const std::string& json_path, const std::string& image_root) {
       set.images.push_back(std::move(image));
     }
     for (const auto& a : j["annotations"]) {
-      if (a.value("iscrowd", 0) != 0) continue;
       const std::string where = "annotation " + (a.contains("id") ? a["id"].dump() : std::string("without id"));
       const auto image = id_of(a, "image_id", where), category = id_of(a, "category_id", where);
       const auto& box = a.at("bbox");
@@ -57,7 +56,8 @@ CocoSet read_coco(const std::string& json_path, const std::string& image_root) {
       if (!box.is_array() || box.size() != 4) fail(where + ": bbox must be [x, y, width, height]");
       const double x = box[0], y = box[1], w = box[2], h = box[3];
       if (!(w > 0 && h > 0)) fail(where + ": bbox without area");
-      set.images[image_index[image]].objects.push_back({x, y, x + w, y + h, static_cast<int64_t>(category_index[category])});
+      set.images[image_index[image]].objects.push_back(
+          {x, y, x + w, y + h, static_cast<int64_t>(category_index[category]), a.value("iscrowd", 0) != 0});
     }
   } catch (const nlohmann::json::exception& e) {
     fail(std::string("missing or mistyped field (") + e.what() + ")");
@@ -71,7 +71,7 @@ ClipCounts clip_to_image(std::vector<CocoObject>& objects, double width, double 
   std::vector<CocoObject> kept;
   for (auto o : objects) {
     const CocoObject c{std::clamp(o.x1, 0.0, width), std::clamp(o.y1, 0.0, height), std::clamp(o.x2, 0.0, width),
-                       std::clamp(o.y2, 0.0, height), o.label};
+                       std::clamp(o.y2, 0.0, height), o.label, o.crowd};
     if (!(c.x2 > c.x1 && c.y2 > c.y1)) {
       ++counts.dropped;
       continue;

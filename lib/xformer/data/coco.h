@@ -10,6 +10,7 @@ namespace xformer::data {
 struct CocoObject {
   double x1 = 0, y1 = 0, x2 = 0, y2 = 0;
   int64_t label = 0;  // index into CocoSet::classes
+  bool crowd = false;  // "iscrowd": a region of many objects (not trained on; ignored when scoring)
 };
 
 struct CocoImage {
@@ -25,7 +26,7 @@ struct CocoSet {
 };
 
 // Reads an annotation file; image file names are taken relative to `image_root` (default: the
-// JSON file's folder). Crowd annotations are skipped. DataError naming the file and the entry
+// JSON file's folder). Crowd annotations are kept, marked `crowd`. DataError naming the file and the entry
 // for invalid JSON, missing fields, boxes without area, or references to unknown images or
 // categories.
 CocoSet read_coco(const std::string& json_path, const std::string& image_root = "");

@@ -105,7 +105,8 @@ class Clock {
   double ticks_per_quarter_ = 480, smpte_seconds_per_tick_ = 0;
 };
 
-void parse_track(Reader& r, std::vector<RawEvent>& events) {
+// Appends the track's events and returns the tick where it ends (its end-of-track event).
+uint32_t parse_track(Reader& r, std::vector<RawEvent>& events) {
   uint32_t tick = 0;
   uint8_t running = 0;
   while (!r.done()) {
@@ -127,7 +128,7 @@ void parse_track(Reader& r, std::vector<RawEvent>& events) {
       const uint8_t type = r.byte();
       const uint32_t len = r.vlq();
       const uint8_t* data = r.take(len);
-      if (type == 0x2f) return;  // end of track
+      if (type == 0x2f) return tick;  // end of track
       if (type == 0x51) {
         if (len != 3) r.fail("tempo event of " + std::to_string(len) + " bytes (3 expected)");
         const uint32_t tempo = (data[0] << 16) | (data[1] << 8) | data[2];
@@ -149,7 +150,7 @@ void parse_track(Reader& r, std::vector<RawEvent>& events) {
     if ((a | b) & 0x80) r.fail("data byte above 127 in a channel message");
     events.push_back({tick, status, a, b, 0});
   }
-  // A missing end-of-track event at the very end is tolerated.
+  return tick;  // a missing end-of-track event at the very end is tolerated
 }
 
 }  // namespace
@@ -173,6 +174,7 @@ MidiContents parse_midi(const std::vector<uint8_t>& bytes, const std::string& na
     file.fail("invalid SMPTE time division " + hex(division >> 8) + hex(division & 0xff));
 
   std::vector<RawEvent> events;
+  uint32_t end_tick = 0;  // where the longest track ends: notes still sounding stop there
   while (!file.done() && out.tracks < static_cast<int>(declared_tracks)) {
     if (file.left() < 8) file.fail("truncated chunk header");
     const std::string id(reinterpret_cast<const char*>(file.take(4)), 4);
@@ -180,10 +182,13 @@ MidiContents parse_midi(const std::vector<uint8_t>& bytes, const std::string& na
     const uint8_t* data = file.take(len);
     if (id != "MTrk") continue;  // unknown chunks are skipped, as the standard asks
     Reader track(data, len, name);
-    parse_track(track, events);
+    end_tick = std::max(end_tick, parse_track(track, events));
     ++out.tracks;
   }
   if (out.tracks == 0) file.fail("no track chunks");
+  if (out.tracks < static_cast<int>(declared_tracks))  // a cut file would lose whole parts
+    file.fail("ends after " + std::to_string(out.tracks) + " of the " + std::to_string(declared_tracks) +
+              " tracks its header declares");
 
   std::vector<std::pair<uint32_t, uint32_t>> tempos;
   for (const auto& e : events)
@@ -197,7 +202,7 @@ MidiContents parse_midi(const std::vector<uint8_t>& bytes, const std::string& na
   std::map<int, std::vector<Note>> notes;               // channel -> notes
   std::map<int, std::vector<PedalInterval>> pedal;      // channel -> intervals
   std::map<int, double> pedal_down;                     // channel -> when it went down
-  double last = 0;
+  double last = clock.seconds(end_tick);
   for (const auto& e : events) {
     if (e.status == 0xff) continue;
     const int kind = e.status & 0xf0, channel = e.status & 0x0f;
@@ -205,7 +210,7 @@ MidiContents parse_midi(const std::vector<uint8_t>& bytes, const std::string& na
     last = std::max(last, t);
     if (channel == 9 && !options.include_drums) continue;
     if (kind == 0x90 && e.b > 0) {
-      open[{channel, e.a}].push_back(Note{e.a, e.b, t, t});
+      open[{channel, e.a}].push_back(Note{e.a, e.b, t, t, channel == 9});
     } else if (kind == 0x80 || kind == 0x90) {
       auto& queue = open[{channel, e.a}];
       if (queue.empty()) continue;  // a stray note-off

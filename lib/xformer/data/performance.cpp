@@ -146,10 +146,10 @@ std::vector<Note> apply_sustain(std::vector<Note> notes, std::vector<PedalInterv
     auto after = std::upper_bound(pedal.begin(), pedal.end(), n.end,
                                   [](double t, const PedalInterval& p) { return t < p.down; });
     if (after != pedal.begin() && n.end < std::prev(after)->up) n.end = std::prev(after)->up;
-    if (k + 1 < order.size()) {
-      const Note& next = notes[order[k + 1]];
-      if (next.pitch == n.pitch && next.start > n.start) n.end = std::min(n.end, next.start);
-    }
+    // Onsets at the same time (a doubled part) are not re-strikes: look past them.
+    size_t j = k + 1;
+    while (j < order.size() && notes[order[j]].pitch == n.pitch && notes[order[j]].start == n.start) ++j;
+    if (j < order.size() && notes[order[j]].pitch == n.pitch) n.end = std::min(n.end, notes[order[j]].start);
   }
   return notes;
 }
@@ -158,10 +158,21 @@ std::vector<Note> transpose(std::vector<Note> notes, int semitones) {
   std::vector<Note> out;
   out.reserve(notes.size());
   for (auto n : notes) {
-    n.pitch += semitones;
+    if (!n.drum) n.pitch += semitones;
     if (n.pitch >= 0 && n.pitch <= 127) out.push_back(n);
   }
   return out;
+}
+
+std::pair<int, int> transpositions_in_range(const std::vector<Note>& notes, int max_shift, int min_pitch,
+                                            int max_pitch) {
+  int lowest = max_pitch + 1, highest = min_pitch - 1;
+  for (const auto& n : notes)
+    if (!n.drum && n.pitch >= min_pitch && n.pitch <= max_pitch)
+      lowest = std::min(lowest, n.pitch), highest = std::max(highest, n.pitch);
+  if (lowest > highest) return {0, 0};
+  // lo <= 0 <= hi: the piece's own notes are in the range.
+  return {std::max(-max_shift, min_pitch - lowest), std::min(max_shift, max_pitch - highest)};
 }
 
 std::vector<Note> stretch_time(std::vector<Note> notes, double stretch) {

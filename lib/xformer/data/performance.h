@@ -9,6 +9,7 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace xformer::data {
@@ -17,6 +18,7 @@ struct Note {
   int pitch = 60;         // MIDI 0..127
   int velocity = 64;      // MIDI 1..127
   double start = 0, end = 0;  // seconds, end > start
+  bool drum = false;          // from the General MIDI drum channel: never transposed
 };
 
 struct PerformanceOptions {
@@ -66,9 +68,14 @@ struct PedalInterval {
 // Linear-logarithmic in notes and intervals.
 std::vector<Note> apply_sustain(std::vector<Note> notes, std::vector<PedalInterval> pedal);
 
-// Augmentation: shift every pitch by `semitones` (notes leaving 0..127 are dropped) and scale
-// every time by `stretch` (> 0).
+// Augmentation: shift every pitch but the drums' by `semitones` (notes leaving 0..127 are
+// dropped) and scale every time by `stretch` (> 0).
 std::vector<Note> transpose(std::vector<Note> notes, int semitones);
+// The shifts {lo, hi} within +-max_shift that keep every pitched note of [min_pitch, max_pitch]
+// inside that range, so that augmentation never cuts notes off a piece (as Magenta does);
+// lo <= 0 <= hi ({0, 0} for a piece without a pitched note in the range).
+std::pair<int, int> transpositions_in_range(const std::vector<Note>& notes, int max_shift, int min_pitch,
+                                            int max_pitch);
 std::vector<Note> stretch_time(std::vector<Note> notes, double stretch);
 
 }  // namespace xformer::data

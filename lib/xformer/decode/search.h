@@ -40,6 +40,9 @@ torch::Tensor log_mean_softmax(const std::vector<torch::Tensor>& logits);
 struct SearchOptions {
   int64_t bos = 2, eos = 3;
   std::vector<int64_t> max_len;  // per batch row: most tokens generated, EOS included
+  // Tokens no search ever generates (padding, BOS): their log-probability is taken as -inf, the
+  // others' left as the model gives them, so scores stay the model's.
+  std::vector<int64_t> banned;
   int beam = 1;
   double lenpen = 1.0;           // GNMT alpha: score / ((5 + |Y|) / 6)^alpha
   // Sampling (used by sample()):
@@ -72,7 +75,8 @@ std::vector<std::vector<Hypothesis>> beam_search_nbest(IncrementalDecoder& decod
 // tokens and/or the smallest set whose probability reaches top_p. Deterministic for a seed.
 std::vector<Hypothesis> sample(IncrementalDecoder& decoder, int64_t batch, const SearchOptions& o);
 
-// Keeps the k largest logits per row (others -inf); k <= 0 keeps all. logits (N, V).
+// Keeps the k largest logits per row and any tied with the k-th (no arbitrary choice between
+// equal logits), the others -inf; k <= 0 keeps all. logits (N, V).
 torch::Tensor top_k_filter(const torch::Tensor& logits, int64_t k);
 // logits / temperature over the last dimension, each row shifted to a largest value of 0
 // first: a tiny temperature then sharpens towards the greedy choice instead of overflowing

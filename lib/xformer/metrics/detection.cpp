@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <map>
+#include <set>
 #include <utility>
 
 namespace xformer::metrics {
@@ -11,6 +12,12 @@ namespace {
 constexpr size_t kMaxDetections = 100;  // per image and class
 
 double area(const Box& b) { return std::max(0.0, b[2] - b[0]) * std::max(0.0, b[3] - b[1]); }
+
+// The part of box d inside region r, over d's area (COCO's overlap with a crowd region).
+double share_inside(const Box& d, const Box& r) {
+  const Box inter{std::max(d[0], r[0]), std::max(d[1], r[1]), std::min(d[2], r[2]), std::min(d[3], r[3])};
+  return area(d) > 0 ? area(inter) / area(d) : 0;
+}
 
 struct AreaRange {
   double lo, hi;
@@ -28,18 +35,20 @@ struct ClassData {
 // of highest IoU >= t, preferring ground truth inside the range; detections matched to ground
 // truth outside the range, and unmatched ones outside it, are ignored.
 double average_precision(const ClassData& c, double t, const AreaRange& range) {
+  auto ignored = [&](const GroundTruth* g) { return g->crowd || range.outside(g->box); };
   std::vector<std::pair<double, bool>> rows;  // (score, true positive) of the counted detections
   int64_t positives = 0;
-  std::vector<int64_t> images;
-  for (const auto& [image, unused] : c.truth) images.push_back(image);
-  for (const auto& [image, unused] : c.detections)
-    if (!c.truth.count(image)) images.push_back(image);
+  // Images in id order, as COCO's evaluation walks them: detections of equal score then rank
+  // by image id (the sort below is stable), wherever the ground truth is.
+  std::set<int64_t> images;
+  for (const auto& [image, unused] : c.truth) images.insert(image);
+  for (const auto& [image, unused] : c.detections) images.insert(image);
   static const std::vector<const GroundTruth*> kNone;
   for (int64_t image : images) {
     const auto it = c.truth.find(image);
     std::vector<const GroundTruth*> truth = it == c.truth.end() ? kNone : it->second;
-    std::stable_partition(truth.begin(), truth.end(), [&](const GroundTruth* g) { return !range.outside(g->box); });
-    for (const auto* g : truth) positives += range.outside(g->box) ? 0 : 1;
+    std::stable_partition(truth.begin(), truth.end(), [&](const GroundTruth* g) { return !ignored(g); });
+    for (const auto* g : truth) positives += ignored(g) ? 0 : 1;
     std::vector<char> taken(truth.size(), 0);
     const auto dit = c.detections.find(image);
     if (dit == c.detections.end()) continue;
@@ -47,15 +56,15 @@ double average_precision(const ClassData& c, double t, const AreaRange& range) {
       double best = std::min(t, 1 - 1e-10);
       int64_t match = -1;
       for (size_t g = 0; g < truth.size(); ++g) {
-        if (taken[g]) continue;
-        if (match >= 0 && !range.outside(truth[match]->box) && range.outside(truth[g]->box)) break;
-        const double iou = box_iou(d->box, truth[g]->box);
+        if (taken[g] && !truth[g]->crowd) continue;
+        if (match >= 0 && !ignored(truth[match]) && ignored(truth[g])) break;
+        const double iou = truth[g]->crowd ? share_inside(d->box, truth[g]->box) : box_iou(d->box, truth[g]->box);
         if (iou < best) continue;
         best = iou, match = static_cast<int64_t>(g);
       }
       if (match >= 0) {
         taken[match] = 1;
-        if (!range.outside(truth[match]->box)) rows.emplace_back(d->score, true);
+        if (!ignored(truth[match])) rows.emplace_back(d->score, true);
       } else if (!range.outside(d->box)) {
         rows.emplace_back(d->score, false);
       }

@@ -1,6 +1,8 @@
 // COCO-style average precision for detection (the definition of the COCO evaluation: greedy
 // matching by score at IoU thresholds .50:.05:.95, 101-point interpolated precision, at most
-// 100 detections per image, areas small < 32^2 <= medium < 96^2 <= large). No LibTorch here.
+// 100 detections per image, areas small < 32^2 <= medium < 96^2 <= large of the boxes, crowd
+// regions ignored: any number of detections may fall on one, measured by the share of the
+// detection inside it). No LibTorch here.
 #pragma once
 #include <array>
 #include <cstdint>
@@ -19,6 +21,7 @@ struct Detection {
 struct GroundTruth {
   int64_t image = 0, label = 0;
   Box box{};
+  bool crowd = false;  // a region of many objects: detections on it are neither right nor wrong
 };
 
 struct DetectionAp {

@@ -74,10 +74,14 @@ RetinaNetOutput RetinaNetImpl::forward(const torch::Tensor& images) {
   levels.push_back(p7(torch::relu(levels.back())));
   RetinaNetOutput out;
   std::vector<torch::Tensor> logits, deltas, anchors;
-  for (const auto& x : levels) {
+  // The nominal strides (8 .. 128, or 2 .. 32 with small_images), the same along both axes: a
+  // map rounded up from an odd size, or a non-square image, keeps its cells' anchors on the
+  // pixels those cells see.
+  for (size_t l = 0; l < levels.size(); ++l) {
+    const auto& x = levels[l];
     logits.push_back(per_anchor(class_head->forward(x), o.classes));
     deltas.push_back(per_anchor(box_head->forward(x), 4));
-    const double stride = static_cast<double>(images.size(2)) / x.size(2);
+    const double stride = (o.backbone.small_images ? 2 : 8) << l;
     anchors.push_back(nn::level_anchors(x.size(2), x.size(3), stride, o.anchor_scale * stride, o.scales, o.ratios)
                           .to(images.device()));
   }

@@ -106,7 +106,8 @@ torch::Tensor MultiheadAttentionImpl::forward(const torch::Tensor& query,
     }
   }
   if (local_.enabled()) {
-    TORCH_CHECK(self_attention && mask.causal, "local attention is for causal self-attention only");
+    TORCH_CHECK(self_attention && mask.causal && !mask.blocked.defined(),
+                "local attention is for causal self-attention only, without a blocked pattern");
     auto out = local_forward(q, k, v, mask, weights);  // (B, H, Tq, Dh)
     return out_proj(out.transpose(1, 2).reshape({B, Tq, D}));
   }
@@ -150,7 +151,10 @@ torch::Tensor MultiheadAttentionImpl::local_forward(const torch::Tensor& q, cons
   const int64_t start = local_window_start(Tk - 1, local_.block), window = Tk - start;
   AttentionMask m;
   m.causal = true;
-  if (mask.key_padding.defined()) m.key_padding = mask.key_padding.narrow(1, start, window);
+  if (mask.key_padding.defined()) {  // the query itself always visible, as in local_attend
+    m.key_padding = mask.key_padding.narrow(1, start, window).clone();
+    m.key_padding.select(1, window - 1).fill_(false);
+  }
   torch::Tensor bias;
   if (table.defined()) bias = relative_logits(q, table, window);
   auto out = attend(q, k.narrow(2, start, window), v.narrow(2, start, window), m, dropout_,

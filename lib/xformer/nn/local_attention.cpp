@@ -54,6 +54,13 @@ torch::Tensor local_attend(const torch::Tensor& q, const torch::Tensor& k, const
   AttentionMask mask;
   mask.causal = true;
   mask.key_padding = torch::cat({previous.view({B * n, block}), pad.view({B * n, block})}, 1);
+  if (key_padding.defined()) {
+    // A query always sees its own position: a padded query a block past the last real one
+    // would otherwise see no key at all, and its softmax (NaN) would poison every gradient.
+    auto own = torch::cat({torch::zeros({block, block}, opts), torch::eye(block, opts)}, 1);  // (block, 2 block)
+    mask.blocked = mask.key_padding.view({B * n, 1, 1, 2 * block}).logical_and(own.logical_not());
+    mask.key_padding = torch::Tensor();
+  }
 
   torch::Tensor bias;
   if (relative_table.defined()) bias = relative_logits(qb, relative_table, 2 * block);

@@ -18,7 +18,8 @@
 
 namespace xformer::nn {
 
-// q, k, v (B, H, L, Dh), all L positions (no cache). key_padding (B, L) may be undefined.
+// q, k, v (B, H, L, Dh), all L positions (no cache). key_padding (B, L) may be undefined; a
+// query always sees its own position, padding or not (a padded query needs some key).
 // relative_table (H, R + 1, Dh), scaled like q k^T, may be undefined. `weights`, when given,
 // receives the probabilities laid out as (B, H, L, L), zero outside each window (for
 // inspection; O(L^2)). Returns (B, H, L, Dh).

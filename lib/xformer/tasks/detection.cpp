@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <array>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -55,12 +56,15 @@ void declare_retinanet_keys(Schema& s) {
       .at_least(0.001);
 }
 
-// A split in memory: images (N, C, S, S) uint8 and each image's boxes (M, 4) and labels (M).
+// A split in memory: images (N, C, S, S) uint8 and each image's boxes (M, 4) and labels (M),
+// in the pixels of the resized image; `scale` maps them back to the file's own pixels.
 struct DetectionSet {
   torch::Tensor images;
   std::vector<torch::Tensor> boxes, labels;
   std::vector<int64_t> ids;
   std::vector<std::string> paths;
+  std::vector<std::array<double, 2>> scale;  // (x, y): resized over original size
+  std::vector<metrics::GroundTruth> crowds;  // crowd regions, in original pixels: only for scoring
 };
 
 class DetectionTask : public BatchedTask {
@@ -130,16 +134,20 @@ class DetectionTask : public BatchedTask {
   Metrics evaluate(Split split, const std::string& out_prefix) override {
     torch::NoGradGuard no_grad;
     const auto set = load_split(split);
+    // Scored in the images' own pixels, as COCO does: IoU is the same at any scale, the small,
+    // medium and large areas are not.
     std::vector<metrics::Detection> found;
     std::vector<metrics::GroundTruth> truth;
     const auto detections = detect(set);
     for (size_t i = 0; i < detections.size(); ++i) {
       const auto& d = detections[i];
       for (int64_t k = 0; k < d.boxes.size(0); ++k)
-        found.push_back({static_cast<int64_t>(i), d.labels[k].item<int64_t>(), d.scores[k].item<double>(), box(d.boxes[k])});
+        found.push_back({set.ids[i], d.labels[k].item<int64_t>(), d.scores[k].item<double>(),
+                         original_box(d.boxes[k], set.scale[i])});
       for (int64_t k = 0; k < set.boxes[i].size(0); ++k)
-        truth.push_back({static_cast<int64_t>(i), set.labels[i][k].item<int64_t>(), box(set.boxes[i][k])});
+        truth.push_back({set.ids[i], set.labels[i][k].item<int64_t>(), original_box(set.boxes[i][k], set.scale[i])});
     }
+    truth.insert(truth.end(), set.crowds.begin(), set.crowds.end());
     if (!out_prefix.empty()) write_detections(out_prefix + ".detections.json", set, detections);
     const auto ap = metrics::detection_ap(found, truth, static_cast<int64_t>(classes_.size()));
     return {{"map", ap.map},           {"ap50", ap.ap50},           {"ap75", ap.ap75},
@@ -159,6 +167,7 @@ class DetectionTask : public BatchedTask {
       set.images = test.images.narrow(0, 0, n);
       set.ids.assign(test.ids.begin(), test.ids.begin() + n);
       set.paths.assign(test.paths.begin(), test.paths.begin() + n);
+      set.scale.assign(test.scale.begin(), test.scale.begin() + n);
       check_outputs(out_dir, set.paths, "");
     } else {
       if (o.num != 1) throw ConfigError("usage error: --num picks test images; with --input every image is detected on");
@@ -168,12 +177,14 @@ class DetectionTask : public BatchedTask {
       check_outputs(out_dir, files, o.input);
       std::vector<torch::Tensor> each;
       for (const auto& f : files) {
-        auto t = conform(data::to_tensor(data::read_image(f, 3)).to(torch::kUInt8));
+        const auto raw = data::to_tensor(data::read_image(f, 3)).to(torch::kUInt8);
+        auto t = conform(raw);
         if (!each.empty() && t.sizes() != each.front().sizes())
           throw DataError("--input " + f + ": images of different sizes (set task.size)");
         each.push_back(t);
         set.ids.push_back(static_cast<int64_t>(set.ids.size()) + 1);
         set.paths.push_back(f);
+        set.scale.push_back(resize_scale(raw, t));
       }
       set.images = torch::stack(each);
     }
@@ -209,8 +220,15 @@ class DetectionTask : public BatchedTask {
     else for (const auto& f : images) data::check_output_apart_from_input(out_dir.string(), f, outputs, "test image");
   }
 
-  static metrics::Box box(const torch::Tensor& b) {
-    return {b[0].item<double>(), b[1].item<double>(), b[2].item<double>(), b[3].item<double>()};
+  // A box (4) of a resized image in the original image's pixels.
+  static metrics::Box original_box(const torch::Tensor& b, const std::array<double, 2>& scale) {
+    return {b[0].item<double>() / scale[0], b[1].item<double>() / scale[1], b[2].item<double>() / scale[0],
+            b[3].item<double>() / scale[1]};
+  }
+
+  // (x, y) scale from a (C, H, W) image to its resized version.
+  static std::array<double, 2> resize_scale(const torch::Tensor& raw, const torch::Tensor& resized) {
+    return {static_cast<double>(resized.size(2)) / raw.size(2), static_cast<double>(resized.size(1)) / raw.size(1)};
   }
 
   torch::Tensor conform(const torch::Tensor& chw) const {
@@ -237,10 +255,14 @@ class DetectionTask : public BatchedTask {
       if (!images.empty() && t.sizes() != images.front().sizes())
         throw DataError(im.path + ": " + std::to_string(t.size(1)) + "x" + std::to_string(t.size(2)) +
                         " differs from the other images (set task.size)");
-      const double sy = static_cast<double>(t.size(1)) / raw.size(1), sx = static_cast<double>(t.size(2)) / raw.size(2);
+      const auto [sx, sy] = resize_scale(raw, t);
       std::vector<float> boxes;
       std::vector<int64_t> labels;
       for (const auto& ob : im.objects) {
+        if (ob.crowd) {
+          set.crowds.push_back({im.id, ob.label, {ob.x1, ob.y1, ob.x2, ob.y2}, true});
+          continue;
+        }
         const float x1 = static_cast<float>(ob.x1 * sx), y1 = static_cast<float>(ob.y1 * sy);
         const float x2 = static_cast<float>(ob.x2 * sx), y2 = static_cast<float>(ob.y2 * sy);
         if (!(x2 > x1 && y2 > y1)) {  // no area left at this size, in float (its regression target would be log 0)
@@ -256,6 +278,7 @@ class DetectionTask : public BatchedTask {
       set.labels.push_back(torch::tensor(labels, torch::kLong));
       set.ids.push_back(im.id);
       set.paths.push_back(im.path);
+      set.scale.push_back({sx, sy});
     }
     if (images.empty()) throw DataError("task." + split_name(split) + ": no images");
     if (!first_outside.empty())
@@ -267,7 +290,9 @@ class DetectionTask : public BatchedTask {
     set.images = torch::stack(images);
     int64_t objects = 0;
     for (const auto& l : set.labels) objects += l.size(0);
-    spdlog::info("{}: {} images, {} objects, {} classes", split_name(split), images.size(), objects, classes_.size());
+    spdlog::info("{}: {} images, {} objects{}, {} classes", split_name(split), images.size(), objects,
+                 set.crowds.empty() ? "" : " (and " + std::to_string(set.crowds.size()) + " crowd regions, ignored when scoring)",
+                 classes_.size());
     if (objects == 0 && split == Split::Train)
       throw DataError("task.train: " + t_.at("train").get<std::string>() + " has no objects to learn from");
     if (objects == 0) spdlog::warn("task.{}: no objects, so its mAP is 0 whatever is detected", split_name(split));
@@ -331,13 +356,14 @@ class DetectionTask : public BatchedTask {
     return all;
   }
 
-  // COCO results format: one entry per detection with the image id, category id, [x, y, w, h].
+  // COCO results format: one entry per detection with the image id, category id, [x, y, w, h]
+  // in the image file's own pixels.
   void write_detections(const std::string& path, const DetectionSet& set,
                         const std::vector<models::Detections>& detections) const {
     json out = json::array();
     for (size_t i = 0; i < detections.size(); ++i)
       for (int64_t k = 0; k < detections[i].boxes.size(0); ++k) {
-        const auto b = box(detections[i].boxes[k]);
+        const auto b = original_box(detections[i].boxes[k], set.scale[i]);
         const auto label = detections[i].labels[k].item<int64_t>();
         out.push_back({{"image_id", set.ids[i]}, {"file_name", set.paths[i]}, {"category_id", category_ids_[label]},
                        {"category", classes_[label]}, {"score", detections[i].scores[k].item<double>()},

@@ -69,7 +69,11 @@ class MusicTask : public BatchedTask {
     const auto stretch = t_.at("stretch").get<std::vector<double>>();
     for (const auto& piece : train_) {
       auto notes = piece;
-      if (transpose > 0) notes = data::transpose(std::move(notes), static_cast<int>(rng() % (2 * transpose + 1)) - transpose);
+      if (transpose > 0) {
+        const auto& o = vocab_.options();
+        const auto [lo, hi] = data::transpositions_in_range(notes, transpose, o.min_pitch, o.max_pitch);
+        notes = data::transpose(std::move(notes), lo + static_cast<int>(rng() % (hi - lo + 1)));
+      }
       if (!stretch.empty()) notes = data::stretch_time(std::move(notes), stretch[rng() % stretch.size()]);
       auto seq = sequence(notes);
       // About one crop per `length` events, at random offsets.
@@ -163,6 +167,7 @@ class MusicTask : public BatchedTask {
     decode::SearchOptions s;
     s.bos = prefix.back();
     s.eos = PerformanceVocab::kEos;
+    s.banned = {PerformanceVocab::kPad, PerformanceVocab::kBos};
     s.max_len.assign(N, length + 1);  // `length` events, then the slot kept for EOS
     s.temperature = o.temperature.value_or(1.0);
     s.top_k = o.top_k, s.top_p = o.top_p, s.seed = o.seed;

@@ -462,6 +462,8 @@ class TranslationTask : public BatchedTask {
     decode::SearchOptions o;
     o.bos = tokenizer_->bos_id();
     o.eos = tokenizer_->eos_id();
+    for (int64_t id : {tokenizer_->pad_id(), tokenizer_->bos_id()})
+      if (id >= 0) o.banned.push_back(id);
     return o;
   }
 

@@ -1,5 +1,5 @@
 // COCO annotations: categories sorted by id become the classes, boxes convert from
-// [x, y, w, h], crowd annotations are skipped, file names resolve against the JSON's folder,
+// [x, y, w, h], crowd annotations are kept and marked, file names resolve against the JSON's folder,
 // and broken files are named with the entry at fault.
 #include "test_support.h"
 
@@ -30,9 +30,11 @@ TEST_CASE("COCO annotations read, broken ones named", "[data][detection]") {
   CHECK(set.category_ids == std::vector<int64_t>{3, 7});
   REQUIRE(set.images.size() == 2);
   CHECK(set.images[0].path == tmp.str("pics/x.png"));
-  REQUIRE(set.images[0].objects.size() == 1);  // the crowd box is skipped
+  REQUIRE(set.images[0].objects.size() == 2);  // the crowd box is kept, marked
   CHECK(set.images[0].objects[0].label == 0);
   CHECK(set.images[0].objects[0].x2 == 10);
+  CHECK_FALSE(set.images[0].objects[0].crowd);
+  CHECK(set.images[0].objects[1].crowd);
   REQUIRE(set.images[1].objects.size() == 1);
   const auto& o = set.images[1].objects[0];
   CHECK(o.label == 1);

@@ -150,6 +150,9 @@ TEST_CASE("corrupt MIDI files are refused with the file named", "[data][midi]") 
   refused(concat({header(0, 1, 480), chunk("MTrk", {0x00, 0x90, 60, 200})}), "above 127");
   refused(concat({header(0, 1, 0), chunk("MTrk", {})}), "division of 0");
   refused(concat({header(7, 1, 480), chunk("MTrk", {})}), "unknown format 7");
+  // Cut after the first of its two tracks: refused, not read as a piece without its second part.
+  refused(concat({header(1, 2, 480), chunk("MTrk", {0x00, 0x90, 60, 100, 0x83, 0x60, 0x80, 60, 0, 0x00, 0xff, 0x2f, 0x00})}),
+          "ends after 1 of the 2 tracks");
   CHECK_THROWS_WITH(xformer::data::read_midi("/nonexistent/x.mid"), Catch::Contains("/nonexistent/x.mid"));
   // A few bytes declaring days of silence (slowest tempo, 1 tick per quarter, a 2^28-tick gap)
   // are refused instead of becoming millions of TIME_SHIFT events.
@@ -183,4 +186,16 @@ TEST_CASE("fuzzed MIDI files are parsed or refused, never crash", "[data][midi]"
   }
   CHECK(parsed > 0);
   CHECK(refused > 0);
+}
+
+TEST_CASE("a note without a note-off lasts until its track ends", "[data][midi]") {
+  // C4 on at tick 0, end of track at tick 1920 (2 s at 120 bpm, 480 per quarter), no note-off;
+  // E4 from 0 to 480 (0.5 s), the last channel event.
+  const Bytes track = {0x00, 0x90, 60, 100, 0x00, 0x90, 64, 100, 0x83, 0x60, 0x80, 64, 0,
+                       0x8b, 0x20, 0xff, 0x2f, 0x00};
+  const auto midi = parse_midi(concat({header(0, 1, 480), chunk("MTrk", track)}), "hanging.mid");
+  REQUIRE(midi.notes.size() == 2);
+  CHECK(midi.notes[0].pitch == 60);
+  CHECK(midi.notes[0].end == Approx(2.0));
+  CHECK(midi.notes[1].end == Approx(0.5));
 }

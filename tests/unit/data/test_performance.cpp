@@ -135,12 +135,35 @@ TEST_CASE("the sustain pedal extends released notes until it comes up", "[data][
   CHECK(two[0].end == Approx(4.0));
   CHECK(two[1].end == Approx(2.5));  // released between the presses
   CHECK(two[2].end == Approx(2.0));
+
+  // A doubled part (two onsets of one pitch at once) stops at the next re-strike, not past it.
+  auto doubled = xformer::data::apply_sustain({{60, 64, 0.0, 0.5}, {60, 64, 0.0, 0.5}, {60, 64, 1.0, 1.5}},
+                                              {{0.25, 3.0}});
+  CHECK(doubled[0].end == Approx(1.0));
+  CHECK(doubled[1].end == Approx(1.0));
+  CHECK(doubled[2].end == Approx(3.0));
 }
 
 TEST_CASE("transposition and time stretch", "[data][music]") {
   auto up = xformer::data::transpose({{60, 64, 0.0, 1.0}, {126, 64, 0.0, 1.0}}, 3);
   REQUIRE(up.size() == 1);  // 129 leaves the MIDI range
   CHECK(up[0].pitch == 63);
+  // Drums keep their instrument.
+  Note kick{36, 100, 0.0, 0.1};
+  kick.drum = true;
+  auto with_drums = xformer::data::transpose({kick, {60, 64, 0.0, 1.0}}, -2);
+  CHECK(with_drums[0].pitch == 36);
+  CHECK(with_drums[1].pitch == 58);
+  // Shifts that keep a piece's pitched notes on the piano (21..108): none downwards for a
+  // piece reaching 22, one upwards for a piece reaching 107; drums and notes already outside
+  // the range do not count.
+  Note low_drum{10, 64, 0.0, 1.0};
+  low_drum.drum = true;
+  using xformer::data::transpositions_in_range;
+  CHECK(transpositions_in_range({{22, 64, 0.0, 1.0}, {60, 64, 0.0, 1.0}, low_drum}, 3, 21, 108) == std::pair{-1, 3});
+  CHECK(transpositions_in_range({{107, 64, 0.0, 1.0}, {5, 64, 0.0, 1.0}}, 3, 21, 108) == std::pair{-3, 1});
+  CHECK(transpositions_in_range({{21, 64, 0.0, 1.0}, {108, 64, 0.0, 1.0}}, 3, 21, 108) == std::pair{0, 0});
+  CHECK(transpositions_in_range({}, 3, 21, 108) == std::pair{0, 0});
   auto slow = xformer::data::stretch_time({{60, 64, 1.0, 2.0}}, 1.05);
   CHECK(slow[0].start == Approx(1.05));
   CHECK(slow[0].end == Approx(2.1));

@@ -227,6 +227,37 @@ TEST_CASE("greedy on a toy decoder picks the argmax and respects max_len", "[dec
   CHECK(hyps[0].tokens.empty());
 }
 
+TEST_CASE("no search generates a banned token, and scores stay the model's", "[decode]") {
+  // Token 0 is the most likely continuation of every prefix (and EOS unlikely for two steps);
+  // banned (as padding is), greedy, beam search and sampling take other tokens, scored with the
+  // model's own log-probabilities.
+  auto pad_first = [](int64_t row, const std::vector<int64_t>& prefix) {
+    auto logits = random_logits(row, prefix);
+    logits[0] = 10;
+    if (prefix.size() < 3) logits[kEos] = -10;
+    return logits;
+  };
+  const int64_t B = 3;
+  auto o = options({5, 6, 7}, 3);
+  o.banned = {0, kBos};
+  auto check = [&](const std::vector<decode::Hypothesis>& hyps) {
+    for (int64_t b = 0; b < B; ++b) {
+      CAPTURE(b);
+      CHECK(hyps[b].tokens.size() >= 2);
+      for (auto t : hyps[b].tokens) CHECK((t != 0 && t != kBos));
+      CHECK(hyps[b].score == Approx(toy_score(pad_first, b, hyps[b].tokens)).margin(1e-4));
+    }
+  };
+  ToyDecoder g(B, pad_first), beam(B, pad_first), sampled(B, pad_first);
+  check(decode::greedy(g, B, o));
+  check(decode::beam_search(beam, B, o));
+  check(decode::sample(sampled, B, o));
+  // Without the ban, greedy takes token 0.
+  ToyDecoder free(B, pad_first);
+  o.banned.clear();
+  CHECK(decode::greedy(free, B, o)[0].tokens[0] == 0);
+}
+
 TEST_CASE("beam search with beam 1 equals greedy", "[decode]") {
   SECTION("toy decoder") {
     const int64_t B = 6;

@@ -56,3 +56,37 @@ TEST_CASE("detection AP: IoU thresholds and object sizes", "[metrics][detection]
   CHECK(with_fp.ap_small == Approx(1.0));
   CHECK(with_fp.map < sized.map);
 }
+
+TEST_CASE("detection AP: equal scores rank by image id, as COCO's evaluation does", "[metrics][detection]") {
+  const Box a{10, 10, 60, 60}, far{200, 200, 250, 250};
+  // Class 0: one object, in image 1, found at score 0.9; image 0 has no class-0 object but a
+  // class-0 detection of the same score. Image 0 comes first: FP then TP -> precision 1/2 at
+  // recall 1 (AP 0.5). With the images' ids the other way round: TP first, AP 1.
+  const std::vector<GroundTruth> truth = {gt(1, 0, a), gt(0, 1, far)};
+  CHECK(detection_ap({det(1, 0, 0.9, a), det(0, 0, 0.9, a)}, truth, 1).map == Approx(0.5));
+  const std::vector<GroundTruth> swapped = {gt(0, 0, a), gt(1, 1, far)};
+  CHECK(detection_ap({det(0, 0, 0.9, a), det(1, 0, 0.9, a)}, swapped, 1).map == Approx(1.0));
+}
+
+TEST_CASE("detection AP: detections on a crowd region are neither right nor wrong", "[metrics][detection]") {
+  const Box a{10, 10, 60, 60}, crowd_box{100, 100, 300, 300};
+  GroundTruth crowd = gt(0, 0, crowd_box);
+  crowd.crowd = true;
+  // One object found, and three detections inside the crowd region (IoU with it far below 0.5,
+  // but wholly inside it): ignored, so AP stays 1. Without the crowd flag the region is a second,
+  // missed object and they are 3 false positives ranked first: precision 1/4 up to recall 1/2.
+  const std::vector<Detection> found = {det(0, 0, 0.9, {120, 120, 160, 160}), det(0, 0, 0.9, {200, 200, 240, 240}),
+                                        det(0, 0, 0.8, {150, 250, 190, 290}), det(0, 0, 0.5, a)};
+  CHECK(detection_ap(found, {gt(0, 0, a), crowd}, 1).map == Approx(1.0));
+  CHECK(detection_ap(found, {gt(0, 0, a), gt(0, 0, crowd_box)}, 1).map == Approx(0.25 * 51 / 101));
+  // A detection half inside the crowd region counts as on it at IoU .50 only: a false positive
+  // at the other nine thresholds, ranked first: (1 + 9 * 0.5) / 10.
+  CHECK(detection_ap({det(0, 0, 0.9, {50, 150, 150, 250}), det(0, 0, 0.5, a)}, {gt(0, 0, a), crowd}, 1).map ==
+        Approx((1 + 9 * 0.5) / 10));
+  // A class whose only ground truth is a crowd region has no AP (left out of the mean).
+  CHECK(detection_ap({det(0, 0, 0.9, a), det(0, 1, 0.9, {120, 120, 160, 160})}, {gt(0, 0, a), [&] {
+                       auto g = gt(0, 1, crowd_box);
+                       g.crowd = true;
+                       return g;
+                     }()}, 2).map == Approx(1.0));
+}

@@ -13,7 +13,8 @@ using xformer::testing::max_abs_diff;
 
 namespace {
 
-// The O(L^2) reference: softmax over keys j with window_start(i) <= j <= i and not padding.
+// The O(L^2) reference: softmax over keys j with window_start(i) <= j <= i and not padding
+// (a query's own position always counts).
 torch::Tensor banded_reference(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                                int64_t block, const torch::Tensor& key_padding,
                                const torch::Tensor& table, torch::Tensor* probs_out = nullptr) {
@@ -24,7 +25,8 @@ torch::Tensor banded_reference(const torch::Tensor& q, const torch::Tensor& k, c
   for (int64_t i = 0; i < L; ++i)
     allowed[i].narrow(0, local_window_start(i, block), i + 1 - local_window_start(i, block)).fill_(true);
   auto blocked = allowed.logical_not().view({1, 1, L, L});
-  if (key_padding.defined()) blocked = blocked.logical_or(key_padding.view({q.size(0), 1, 1, L}));
+  if (key_padding.defined())
+    blocked = blocked.logical_or(key_padding.view({q.size(0), 1, 1, L}).logical_and(torch::eye(L, torch::kBool).logical_not()));
   auto probs = torch::softmax(scores.masked_fill(blocked, -INFINITY), -1);
   if (probs_out) *probs_out = probs;
   return torch::matmul(probs, v);
@@ -51,7 +53,7 @@ TEST_CASE("local attention equals full attention under a band mask", "[nn][local
           torch::Tensor weights, probs;
           auto out = local_attend(q, k, v, 4, padding, table, 0.0, false, &weights);
           auto ref = banded_reference(q, k, v, 4, padding, table, &probs);
-          // Row 1 query 5 (padded itself) still attends to the others: compare everything.
+          // Row 1 query 5 (padded itself) attends to the others and itself: compare everything.
           CHECK(max_abs_diff(out, ref) < 1e-5);
           CHECK(max_abs_diff(weights, probs) < 1e-5);
 
@@ -80,6 +82,31 @@ TEST_CASE("local attention with one block over everything is plain causal attent
   // Smaller blocks do drop the far past: the last query no longer sees positions 0..2.
   CHECK(max_abs_diff(local_attend(q, k, v, 2, {}, {}, 0.0, false), attend(q, k, v, causal, 0.0, false)) > 1e-3);
   CHECK_THROWS(local_attend(q, k, v, 0, {}, {}, 0.0, false));
+}
+
+TEST_CASE("local attention with right padding longer than a block stays finite", "[nn][local]") {
+  // Row 0 is padded from position 4 on: queries 6 and 7 (block 2) have only padding in their
+  // window but their own position. Values and every gradient stay finite, the real positions
+  // match the band reference, and a cached pass gives the same outputs.
+  torch::manual_seed(64);
+  MultiheadAttention layer(8, 2, 0.0, 0, LocalWindow{/*block=*/2, /*grid_cols=*/0, {}});
+  auto x = torch::randn({2, 8, 8});
+  AttentionMask mask;
+  mask.causal = true;
+  mask.key_padding = torch::zeros({2, 8}, torch::kBool);
+  mask.key_padding[0].narrow(0, 4, 4).fill_(true);
+  auto y = layer(x, x, mask);
+  CHECK(torch::isfinite(y).all().item<bool>());
+  y.narrow(1, 0, 4).sum().backward();
+  for (const auto& p : layer->parameters()) CHECK(torch::isfinite(p.grad()).all().item<bool>());
+  torch::NoGradGuard no_grad;
+  KVCache cache;
+  for (int64_t t = 0; t < 8; ++t) {
+    auto xt = x.narrow(1, t, 1);
+    AttentionMask step = mask;
+    step.key_padding = mask.key_padding.narrow(1, 0, t + 1);
+    CHECK(max_abs_diff(layer(xt, xt, step, &cache), y.narrow(1, t, 1)) < 1e-5);
+  }
 }
 
 TEST_CASE("local attention layer: cached steps equal the full pass", "[nn][local]") {

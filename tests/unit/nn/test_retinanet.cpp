@@ -52,6 +52,22 @@ TEST_CASE("RetinaNet outputs and target assignment", "[nn][detection]") {
   CHECK_THROWS(models::retinanet_loss(out, targets));
 }
 
+TEST_CASE("RetinaNet anchors sit on their cells in non-square images of any size", "[nn][detection]") {
+  torch::manual_seed(41);
+  models::RetinaNet net(small_retinanet("conv"));
+  // 24 x 40: levels of 12 x 20, 6 x 10, 3 x 5, 2 x 3 and 1 x 2 cells (the last two rounded up),
+  // strides 2, 4, 8, 16, 32 along both axes.
+  auto anchors = net(torch::randn({1, 1, 24, 40})).anchors;
+  REQUIRE(anchors.size(0) == 9 * (240 + 60 + 15 + 6 + 2));
+  auto centre = [&](int64_t row) {
+    auto a = anchors[row];
+    return std::pair{(a[0].item<double>() + a[2].item<double>()) / 2, (a[1].item<double>() + a[3].item<double>()) / 2};
+  };
+  CHECK(centre((11 * 20 + 19) * 9 + 1) == std::pair{39.0, 23.0});       // P3's last cell
+  CHECK(centre(anchors.size(0) - 9 + 1) == std::pair{48.0, 16.0});      // P7's second cell
+  CHECK(centre(anchors.size(0) - 2 * 9 - 6 * 9 + 3 * 9 + 1) == std::pair{8.0, 24.0});  // P6's cell (1, 0)
+}
+
 TEST_CASE("RetinaNet learns to find and classify squares", "[nn][detection]") {
   for (const std::string spatial : {"conv", "attention"}) {
     DYNAMIC_SECTION(spatial) {
