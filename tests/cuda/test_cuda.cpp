@@ -261,6 +261,25 @@ TEST_CASE("tiny configs train, evaluate and sample on CUDA", "[cuda][cli]") {
     CHECK(r.exit_code == 0);
     CHECK(std::filesystem::exists(tmp.str("out/sample_2.mid")));
   }
+  SECTION("music with dropout resumes as it would have gone on (the GPU's random state saved)") {
+    // Attention dropout inside the fused kernels draws from the GPU's generator. fp32, so that
+    // only the random streams could tell the two runs apart (up to the kernels' own rounding).
+    const std::string flags = " --set train.device=cuda --set train.precision=fp32 --set model.dropout=0.1"
+                              " --set train.log_every=10 --set train.save_every=20 --set train.eval_every=0";
+    const std::string whole = tmp.str("whole"), halves = tmp.str("halves");
+    auto r = run_xformer("train --config configs/music/tiny.json --run-dir '" + whole + "'" + flags);
+    INFO(r.output);
+    REQUIRE(r.exit_code == 0);
+    REQUIRE(run_xformer("train --config configs/music/tiny.json --run-dir '" + halves + "'" + flags +
+                        " --set train.max_steps=20").exit_code == 0);
+    r = run_xformer("train --config configs/music/tiny.json --run-dir '" + halves + "' --resume" + flags);
+    INFO(r.output);
+    REQUIRE(r.exit_code == 0);
+    const auto a = read_metrics(whole, "train"), b = read_metrics(halves, "train");
+    REQUIRE(a.size() == b.size());
+    for (size_t i = 0; i < a.size(); ++i)
+      CHECK(b[i]["loss"].get<double>() == Approx(a[i]["loss"].get<double>()).epsilon(1e-5));
+  }
 }
 
 TEST_CASE("SASA attention and a SASA ResNet on CUDA match the CPU", "[cuda]") {

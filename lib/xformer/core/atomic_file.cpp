@@ -1,5 +1,6 @@
 #include "xformer/core/atomic_file.h"
 
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -28,11 +29,32 @@ void write_file_atomically(const std::string& path, const std::string& text) {
     out.flush();
     if (!out) throw DataError("cannot write '" + tmp + "'");
   }
-  fs::rename(tmp, target, ec);
-  if (ec) {
+  commit_file(tmp, path);
+}
+
+namespace {
+// fsync of a file or folder; false when it cannot be opened or synced.
+bool sync(const std::string& path, int flags) {
+  const int fd = ::open(path.c_str(), flags | O_CLOEXEC);
+  if (fd < 0) return false;
+  const bool ok = ::fsync(fd) == 0;
+  ::close(fd);
+  return ok;
+}
+}  // namespace
+
+void commit_file(const std::string& tmp, const std::string& path) {
+  std::error_code ec;
+  const char* failed = nullptr;
+  if (!sync(tmp, O_RDONLY)) failed = "syncing";
+  else if (fs::rename(tmp, path, ec); ec) failed = "renaming";
+  if (failed) {
     fs::remove(tmp, ec);
-    throw DataError("cannot write '" + path + "' (renaming its temporary file failed)");
+    throw DataError("cannot write '" + path + "' (" + failed + " its temporary file failed)");
   }
+  // The folder's entry: best effort (some filesystems do not sync folders).
+  const fs::path parent = fs::path(path).parent_path();
+  sync(parent.empty() ? "." : parent.string(), O_RDONLY | O_DIRECTORY);
 }
 
 }  // namespace xformer

@@ -8,7 +8,13 @@ namespace xformer {
 // host sharing the filesystem (Slurm array tasks, parallel trials).
 std::string temp_path_for(const std::string& path);
 
-// Writes `text` to `path` through temp_path_for(path) and a rename, creating the parent
+// Gives the finished temporary file `tmp` its real name `path`: its data reaches the disk
+// first (fsync), then the rename, then the folder's entry; so after a power cut or an OS crash
+// `path` holds the old file or the new one, never a file without its data. Removes `tmp` and
+// throws DataError naming `path` on failure.
+void commit_file(const std::string& tmp, const std::string& path);
+
+// Writes `text` to `path` through temp_path_for(path) and commit_file, creating the parent
 // folder. DataError naming the file on failure.
 void write_file_atomically(const std::string& path, const std::string& text);
 

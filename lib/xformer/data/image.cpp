@@ -12,6 +12,7 @@
 #include <iterator>
 #include <memory>
 
+#include "xformer/core/atomic_file.h"
 #include "xformer/core/error.h"
 
 namespace fs = std::filesystem;
@@ -53,17 +54,16 @@ void write_png(const std::string& path, const Image& image) {
       image.pixels.size() != static_cast<size_t>(image.height * image.width * image.channels))
     throw DataError("cannot write " + path + ": inconsistent image " + std::to_string(image.height) +
                     "x" + std::to_string(image.width) + "x" + std::to_string(image.channels));
-  const std::string tmp = path + ".tmp";
+  const std::string tmp = temp_path_for(path);
   const int ok = stbi_write_png(tmp.c_str(), static_cast<int>(image.width), static_cast<int>(image.height),
                                 static_cast<int>(image.channels), image.pixels.data(),
                                 static_cast<int>(image.width * image.channels));
-  std::error_code ec;
   if (!ok) {
+    std::error_code ec;
     fs::remove(tmp, ec);
     throw DataError("cannot write " + path);
   }
-  fs::rename(tmp, path, ec);
-  if (ec) throw DataError("cannot write " + path + ": " + ec.message());
+  commit_file(tmp, path);
 }
 
 namespace {

@@ -3,6 +3,7 @@
 #include <ATen/Parallel.h>
 
 #include <cmath>
+#include <map>
 
 namespace xformer::train {
 
@@ -65,39 +66,50 @@ torch::Tensor Adam::step(LossClosure closure) {
       exp_avg_.push_back(torch::zeros_like(p, torch::MemoryFormat::Contiguous));
       exp_avg_sq_.push_back(torch::zeros_like(p, torch::MemoryFormat::Contiguous));
     }
+    param_steps_.assign(params.size(), 0);
   }
   ++steps_;
   const double lr = param_groups().at(0).options().get_lr();
-  const auto t = static_cast<double>(steps_);
-  StepScalars s;
-  s.beta1 = static_cast<float>(config_.beta1);
-  s.beta2 = static_cast<float>(config_.beta2);
-  s.eps = static_cast<float>(config_.eps);
-  s.l2 = config_.decoupled_weight_decay ? 0.0f : static_cast<float>(config_.weight_decay);
-  s.decay = config_.decoupled_weight_decay ? static_cast<float>(1 - lr * config_.weight_decay) : 1.0f;
-  s.step_size = static_cast<float>(lr / (1 - std::pow(config_.beta1, t)));
-  s.inv_sqrt_bc2 = static_cast<float>(1 / std::sqrt(1 - std::pow(config_.beta2, t)));
-  std::vector<torch::Tensor> rest_p, rest_g, rest_m, rest_v;  // for foreach_update
+  auto scalars = [&](int64_t step) {  // the bias corrections of a parameter's step-th update
+    const auto t = static_cast<double>(step);
+    StepScalars s;
+    s.beta1 = static_cast<float>(config_.beta1);
+    s.beta2 = static_cast<float>(config_.beta2);
+    s.eps = static_cast<float>(config_.eps);
+    s.l2 = config_.decoupled_weight_decay ? 0.0f : static_cast<float>(config_.weight_decay);
+    s.decay = config_.decoupled_weight_decay ? static_cast<float>(1 - lr * config_.weight_decay) : 1.0f;
+    s.step_size = static_cast<float>(lr / (1 - std::pow(config_.beta1, t)));
+    s.inv_sqrt_bc2 = static_cast<float>(1 / std::sqrt(1 - std::pow(config_.beta2, t)));
+    return s;
+  };
+  // The rest, for foreach_update, by step count (almost always one group: every parameter).
+  struct Rest {
+    std::vector<torch::Tensor> p, g, m, v;
+  };
+  std::map<int64_t, Rest> rest;
   for (size_t i = 0; i < params.size(); ++i) {
     auto& p = params[i];
     if (!p.grad().defined()) continue;
+    const int64_t step = ++param_steps_[i];
     auto g = p.grad();
     auto &m = exp_avg_[i], &v = exp_avg_sq_[i];
     const bool fused = p.device().is_cpu() && p.scalar_type() == torch::kFloat &&
                        p.is_contiguous() && g.is_contiguous() && g.scalar_type() == torch::kFloat;
     if (fused) {
       fused_update(p.data_ptr<float>(), g.data_ptr<float>(), m.data_ptr<float>(),
-                   v.data_ptr<float>(), p.numel(), s);
+                   v.data_ptr<float>(), p.numel(), scalars(step));
     } else {
-      rest_p.push_back(p), rest_g.push_back(g), rest_m.push_back(m), rest_v.push_back(v);
+      auto& r = rest[step];
+      r.p.push_back(p), r.g.push_back(g), r.m.push_back(m), r.v.push_back(v);
     }
   }
-  foreach_update(rest_p, std::move(rest_g), rest_m, rest_v, s);
+  for (auto& [step, r] : rest) foreach_update(r.p, std::move(r.g), r.m, r.v, scalars(step));
   return loss;
 }
 
 void Adam::save(torch::serialize::OutputArchive& archive) const {
   archive.write("steps", torch::tensor(steps_));
+  if (!param_steps_.empty()) archive.write("param_steps", torch::tensor(param_steps_));
   for (size_t i = 0; i < exp_avg_.size(); ++i) {
     archive.write("exp_avg." + std::to_string(i), exp_avg_[i]);
     archive.write("exp_avg_sq." + std::to_string(i), exp_avg_sq_[i]);
@@ -109,8 +121,16 @@ void Adam::load(torch::serialize::InputArchive& archive) {
   archive.read("steps", steps);
   steps_ = steps.item<int64_t>();
   const auto& params = param_groups().at(0).params();
-  exp_avg_.clear(), exp_avg_sq_.clear();
+  exp_avg_.clear(), exp_avg_sq_.clear(), param_steps_.clear();
   if (steps_ == 0) return;
+  torch::Tensor param_steps;  // absent from older checkpoints: every parameter took every step
+  if (archive.try_read("param_steps", param_steps)) {
+    TORCH_CHECK(param_steps.numel() == static_cast<int64_t>(params.size()), "optimizer state for ",
+                param_steps.numel(), " parameters, the model has ", params.size());
+    param_steps_.assign(param_steps.data_ptr<int64_t>(), param_steps.data_ptr<int64_t>() + param_steps.numel());
+  } else {
+    param_steps_.assign(params.size(), steps_);
+  }
   for (size_t i = 0; i < params.size(); ++i) {
     torch::Tensor m, v;
     archive.read("exp_avg." + std::to_string(i), m);

@@ -5,7 +5,8 @@
 // pass over its memory (parameter, gradient and both moments read once, written once) instead
 // of LibTorch's six elementwise ops, each a pass of its own. Other devices (and dtypes) run the
 // same arithmetic as multi-tensor (_foreach) ops, a few kernel launches for all parameters. State is saved as named tensors, independent of LibTorch's
-// internal optimizer layout.
+// internal optimizer layout. As in LibTorch, each parameter counts its own steps (those where
+// it had a gradient) for the bias correction: one first used late starts as Adam starts.
 #pragma once
 #include <torch/torch.h>
 
@@ -28,7 +29,8 @@ class Adam : public torch::optim::Optimizer {
 
  private:
   AdamConfig config_;
-  int64_t steps_ = 0;
+  int64_t steps_ = 0;                                // optimizer steps taken
+  std::vector<int64_t> param_steps_;                 // per parameter: the steps that updated it
   std::vector<torch::Tensor> exp_avg_, exp_avg_sq_;  // per parameter, allocated on first step
 };
 

@@ -15,9 +15,16 @@ namespace fs = std::filesystem;
 
 namespace xformer::train {
 
+RngState current_rng_state(const torch::Device& device) {
+  RngState s;
+  s.cpu = at::detail::getDefaultCPUGenerator().get_state();
+  if (device.is_cuda()) s.device = at::globalContext().defaultGenerator(device).get_state();
+  return s;
+}
+
 void save_checkpoint(const std::string& path, const torch::nn::Module& model,
                      const torch::optim::Optimizer* optimizer, const nlohmann::json& meta,
-                     const std::vector<torch::Tensor>& rank_rng_states, const WeightAverage* average) {
+                     const std::vector<RngState>& rank_rng_states, const WeightAverage* average) {
   torch::serialize::OutputArchive archive;
   torch::serialize::OutputArchive model_archive;
   model.save(model_archive);
@@ -37,19 +44,22 @@ void save_checkpoint(const std::string& path, const torch::nn::Module& model,
   full["format"] = kCheckpointFormat;
   full["libtorch"] = TORCH_VERSION;
   archive.write("meta", c10::IValue(full.dump()));
-  archive.write("rng_cpu", at::detail::getDefaultCPUGenerator().get_state());
-  for (size_t r = 1; r < rank_rng_states.size(); ++r)
-    archive.write("rng_cpu_rank" + std::to_string(r), rank_rng_states[r].cpu());
+  const auto states = rank_rng_states.empty() ? std::vector<RngState>{current_rng_state(torch::kCPU)} : rank_rng_states;
+  for (size_t r = 0; r < states.size(); ++r) {
+    const std::string suffix = r == 0 ? "" : "_rank" + std::to_string(r);
+    archive.write("rng_cpu" + suffix, states[r].cpu.cpu());
+    if (states[r].device.defined()) archive.write("rng_device" + suffix, states[r].device.cpu());
+  }
 
   const std::string tmp = temp_path_for(path);
   try {
     archive.save_to(tmp);
-    fs::rename(tmp, path);
   } catch (const std::exception& e) {
     std::error_code ignored;
     fs::remove(tmp, ignored);
     throw DataError("cannot write checkpoint '" + path + "': " + e.what());
   }
+  commit_file(tmp, path);
 }
 
 namespace {
@@ -147,13 +157,19 @@ nlohmann::json load_checkpoint(const std::string& path, torch::nn::Module& model
     if (options.restore_rng) {
       const int rank = options.rank;
       torch::Tensor state;
-      const bool found = rank == 0 ? (archive.read("rng_cpu", state), true)
-                                   : archive.try_read("rng_cpu_rank" + std::to_string(rank), state);
+      const std::string suffix = rank == 0 ? "" : "_rank" + std::to_string(rank);
+      const bool found = archive.try_read("rng_cpu" + suffix, state);
       if (found) {
         at::Generator generator = at::detail::getDefaultCPUGenerator();  // a handle
         generator.set_state(state.to(torch::kCPU));
       }
       meta["rng_restored"] = found;
+      // A checkpoint from CPU training (or without the device's state) leaves the GPU's
+      // generator as seeded.
+      if (options.device.is_cuda() && archive.try_read("rng_device" + suffix, state)) {
+        at::Generator generator = at::globalContext().defaultGenerator(options.device);
+        generator.set_state(state.to(torch::kCPU));
+      }
     }
   } catch (const c10::Error& e) {
     throw DataError("checkpoint '" + path + "' does not fit this model/optimizer: " +

@@ -1,5 +1,5 @@
-// Checkpoints: one file per checkpoint holding the model, the optimizer, the CPU RNG state (of
-// every rank in multi-process training) and
+// Checkpoints: one file per checkpoint holding the model, the optimizer, the RNG states (CPU,
+// and the GPU's when training on CUDA, of every rank in multi-process training) and
 // a JSON "meta" record (format version, LibTorch version, step, epoch, data position, trainer
 // counters, the resolved config) and, with train.ema_decay, the moving average of the weights. Written to a temporary file and renamed, so a crash never
 // leaves a half-written checkpoint under a real name.
@@ -18,17 +18,25 @@ namespace xformer::train {
 
 constexpr int kCheckpointFormat = 2;  // 2: train::Adam state
 
-// `rank_rng_states`, when given, holds every rank's CPU RNG state in rank order (rank 0's is
-// this process's own). `average`, when given, is saved next to the trained weights.
+// The random streams a process draws from: the CPU generator's state and, when `device` is
+// CUDA, that device's generator's (dropout on the GPU draws there; undefined otherwise).
+struct RngState {
+  torch::Tensor cpu, device;
+};
+RngState current_rng_state(const torch::Device& device);
+
+// `rank_rng_states`, when given, holds every rank's RNG state in rank order (else this
+// process's CPU state is saved). `average`, when given, is saved next to the trained weights.
 void save_checkpoint(const std::string& path, const torch::nn::Module& model,
                      const torch::optim::Optimizer* optimizer, const nlohmann::json& meta,
-                     const std::vector<torch::Tensor>& rank_rng_states = {},
+                     const std::vector<RngState>& rank_rng_states = {},
                      const WeightAverage* average = nullptr);
 
 struct LoadOptions {
   torch::optim::Optimizer* optimizer = nullptr;  // resume: the optimizer's state too
   bool restore_rng = false;                      // resume: the RNG state saved for `rank`
   int rank = 0;
+  torch::Device device = torch::kCPU;  // with restore_rng: a CUDA device's generator too
   // Resume: the weight average's state; restarted from the loaded weights when the checkpoint
   // has none with the same decay (averaging turned on, or its decay changed, at resume).
   WeightAverage* average = nullptr;

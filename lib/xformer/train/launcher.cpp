@@ -79,7 +79,7 @@ int run_local_ranks(int nproc, const std::vector<std::string>& args, std::chrono
   spdlog::info("started {} ranks on this machine (pids {}..{}, TCPStore 127.0.0.1:{}); rank 0 writes the run",
                nproc, pids.front(), pids.back(), port);
 
-  int alive = nproc, failed_rank = -1, failed_code = kExitOk;
+  int alive = nproc, failed_rank = -1, failed_code = kExitOk, interrupted_ranks = 0;
   int forwarded = 0;  // signals passed on so far
   bool kill_pending = false;  // SIGKILL whoever is left at kill_at
   std::chrono::steady_clock::time_point kill_at;
@@ -113,7 +113,9 @@ int run_local_ranks(int nproc, const std::vector<std::string>& args, std::chrono
       // After a second signal (stop now), however a rank ends is the stop asked for.
       const bool interrupted = forwarded && ((WIFEXITED(status) && WEXITSTATUS(status) == kExitInterrupted) ||
                                              WIFSIGNALED(status) || forwarded > 1);
-      const bool ok = (WIFEXITED(status) && WEXITSTATUS(status) == kExitOk) || interrupted;
+      const bool finished = WIFEXITED(status) && WEXITSTATUS(status) == kExitOk;
+      const bool ok = finished || interrupted;
+      if (!finished && interrupted) ++interrupted_ranks;  // a signal after the last update: finished
       if (!ok && failed_rank < 0) {
         failed_rank = rank;
         failed_code = WIFEXITED(status) ? WEXITSTATUS(status) : kExitFailure;
@@ -133,7 +135,7 @@ int run_local_ranks(int nproc, const std::vector<std::string>& args, std::chrono
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   if (failed_rank >= 0) return failed_code == kExitOk ? kExitFailure : failed_code;
-  return forwarded ? kExitInterrupted : kExitOk;
+  return interrupted_ranks > 0 ? kExitInterrupted : kExitOk;
 }
 
 }  // namespace xformer::train

@@ -121,8 +121,14 @@ void Trainer::save() {
 }
 
 void Trainer::write_checkpoint() {
-  std::vector<torch::Tensor> rng_states;  // every rank's, gathered on every rank
-  if (options_.comm) rng_states = options_.comm->all_gather(at::detail::getDefaultCPUGenerator().get_state());
+  std::vector<RngState> rng_states = {current_rng_state(device_)};  // every rank's, gathered on every rank
+  if (options_.comm) {
+    const auto cpu = options_.comm->all_gather(rng_states[0].cpu);
+    std::vector<torch::Tensor> device;
+    if (rng_states[0].device.defined()) device = options_.comm->all_gather(rng_states[0].device);
+    rng_states.assign(cpu.size(), {});
+    for (size_t r = 0; r < cpu.size(); ++r) rng_states[r] = {cpu[r], device.empty() ? torch::Tensor() : device[r]};
+  }
   if (!main_rank()) return;
   const fs::path dir = fs::path(options_.run_dir) / "checkpoints";
   const std::string path = (dir / step_checkpoint_name(step_)).string();
@@ -141,6 +147,7 @@ void Trainer::restore() {
   load.optimizer = optimizer_.get();
   load.restore_rng = true;
   load.rank = rank;
+  load.device = device_;
   load.average = average_.get();
   auto m = load_checkpoint(path, *model_, load);
   if (average_ && !m.at("ema_restored").get<bool>())
@@ -270,7 +277,9 @@ bool Trainer::update(UpdateStats& stats) {
   if (unscale != 1.0 && !grads.empty()) at::_foreach_mul_(grads, unscale);
   const double gnorm = grads.empty() ? 0.0 : torch::stack(at::_foreach_norm(grads)).norm().item<double>();
   if (!std::isfinite(gnorm)) {
-    if (scaler_.enabled()) {  // fp16 overflow: expected now and then, the scale adapts
+    // fp16 overflow: expected now and then, the scale adapts. At the smallest scale (1) the
+    // gradients are not too large for fp16 but broken: counted as any other NaN/Inf.
+    if (scaler_.enabled() && scaler_.scale() > 1.0) {
       scaler_.update(false);
       spdlog::warn("step {}: fp16 gradients overflowed, update skipped; loss scale now {}",
                    step_ + 1, scaler_.scale());
@@ -450,20 +459,25 @@ int Trainer::run() {
   UpdateStats stats;
   bool evaluated_now = false;
   while ((max_steps <= 0 || step_ < max_steps) && !stop_early_) {
+    const int64_t before = step_;
     if (!update(stats)) break;
-    evaluated_now = false;
-    if (stats.updates > 0 && (step_ % log_every == 0 || step_ == max_steps)) {
-      bar.clear();
-      if (main_rank()) log_train(stats);
-      stats = UpdateStats();
-    }
-    bar.update(step_, "loss " + std::to_string(stats.updates ? stats.loss / std::max(stats.sample_size, 1.0) : 0.0).substr(0, 6));
-    if (eval_every > 0 && step_ % eval_every == 0) {
-      bar.clear();
-      evaluate_and_track();
-      evaluated_now = true;
-    } else if (save_every > 0 && step_ % save_every == 0) {
-      save();
+    // Logging, evaluation and checkpoints follow the steps taken: a skipped update (NaN/Inf,
+    // an fp16 overflow) leaves step_ where it was, which has had its turn already.
+    if (step_ != before) {
+      evaluated_now = false;
+      if (stats.updates > 0 && (step_ % log_every == 0 || step_ == max_steps)) {
+        bar.clear();
+        if (main_rank()) log_train(stats);
+        stats = UpdateStats();
+      }
+      bar.update(step_, "loss " + std::to_string(stats.updates ? stats.loss / std::max(stats.sample_size, 1.0) : 0.0).substr(0, 6));
+      if (eval_every > 0 && step_ % eval_every == 0) {
+        bar.clear();
+        evaluate_and_track();
+        evaluated_now = true;
+      } else if (save_every > 0 && step_ % save_every == 0) {
+        save();
+      }
     }
     // One process polls its own signal flag; ranks act on the flag they agreed on in update().
     if (options_.comm ? interrupted_ : interrupt_requested()) {

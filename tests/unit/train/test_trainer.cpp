@@ -337,6 +337,22 @@ TEST_CASE("a NaN loss skips the update and is counted", "[train]") {
   CHECK(!torch::equal(before, task.model_->weight));
 }
 
+TEST_CASE("a skipped update neither evaluates nor saves its step again", "[train]") {
+  // The first update and the one after step 4's evaluation are skipped: evaluations stay at
+  // steps 4 and 8, once each, and no checkpoint of step 0 appears.
+  TempDir tmp("trainer_nan_cadence");
+  train::prepare_run_dir(tmp.str(), false, false);
+  FakeTask task({0, 5});
+  auto config = fake_config(R"({"train": {"best_metric": "loss", "patience": 1}})");
+  train::Trainer trainer(config, task, {tmp.str(), false});
+  CHECK(trainer.run() == 0);
+  std::vector<int64_t> steps;
+  for (const auto& r : records(tmp.str(), "valid")) steps.push_back(r["step"]);
+  CHECK(steps == std::vector<int64_t>{4, 8});
+  CHECK(train_losses(tmp.str()).size() == 8);
+  CHECK(!fs::exists(tmp.path() / "checkpoints" / "step_00000000.pt"));
+}
+
 TEST_CASE("too many NaN losses in a row stop the run with a clear error", "[train]") {
   TempDir tmp("trainer_nan_stop");
   train::prepare_run_dir(tmp.str(), false, false);
