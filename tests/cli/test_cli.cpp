@@ -534,17 +534,33 @@ TEST_CASE("sample --score-pairs scores given translations as eval scores the spl
   std::string long_target;
   for (int i = 0; i < 80; ++i) long_target += "Haus ";
   std::ofstream(tmp.str("bad.tsv")) << "Hello.\tHallo.\nno tab here\n";
-  // A blank line gives a blank line, so that the output stays aligned with the input.
-  std::ofstream(tmp.str("blank.tsv")) << "Hello.\tHallo.\n\nThanks.\tDanke.\n";
+  // A blank line (spaces only, too) gives a blank line, so that the output stays aligned with
+  // the input; translating, it is not translated (into whatever a source of nothing gives).
+  auto lines_of = [](const std::string& path) {
+    std::ifstream in(path);
+    std::vector<std::string> lines;
+    for (std::string l; std::getline(in, l);) lines.push_back(l);
+    return lines;
+  };
+  std::ofstream(tmp.str("blank.tsv")) << "Hello.\tHallo.\n\n   \nThanks.\tDanke.\n";
   r = run_xformer(score + tmp.str("blank.tsv") + " --out " + tmp.str("blank_scores.txt"));
   REQUIRE(r.exit_code == 0);
   {
-    std::ifstream in(tmp.str("blank_scores.txt"));
-    std::vector<std::string> lines;
-    for (std::string l; std::getline(in, l);) lines.push_back(l);
-    REQUIRE(lines.size() == 3);
-    CHECK(lines[1].empty());
-    CHECK(lines[2].find('\t') != std::string::npos);
+    const auto lines = lines_of(tmp.str("blank_scores.txt"));
+    REQUIRE(lines.size() == 4);
+    CHECK((lines[1].empty() && lines[2].empty()));
+    CHECK(lines[3].find('\t') != std::string::npos);
+  }
+  std::ofstream(tmp.str("blank.txt")) << "Hello.\n\n   \nThanks.\n";
+  r = run_xformer("sample --run " + run + " --input " + tmp.str("blank.txt") + " --beam 2 --num 2 --scores --out " +
+                  tmp.str("blank_out.txt"));
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  {
+    const auto lines = lines_of(tmp.str("blank_out.txt"));
+    REQUIRE(lines.size() == 8);  // two hypotheses per line
+    for (int i : {0, 1, 6, 7}) CHECK(lines[i].find('\t') != std::string::npos);
+    for (int i : {2, 3, 4, 5}) CHECK(lines[i].empty());
   }
   std::ofstream(tmp.str("long.tsv")) << "Hello.\tHallo.\nHouses.\t" << long_target << "\n";
   r = run_xformer(score + tmp.str("bad.tsv"));

@@ -8,6 +8,8 @@
 
 namespace xformer::data {
 
+bool is_blank(const std::string& line) { return line.find_first_not_of(" \t\r\f\v") == std::string::npos; }
+
 bool is_valid_utf8(const std::string& s) {
   for (size_t i = 0; i < s.size();) {
     const unsigned char c = s[i];
@@ -124,7 +126,7 @@ ParallelCorpus read_parallel_corpus(const nlohmann::json& spec) {
     auto in = open_or_throw(path);
     for (int64_t n = 1; std::getline(in, line); ++n) {
       clean_line(line, n);
-      if (line.empty()) continue;
+      if (is_blank(line)) continue;
       auto [source, target] = split_pair_line(line, path + ":" + std::to_string(n));
       add(std::move(source), std::move(target));
     }

@@ -10,6 +10,9 @@
 
 namespace xformer::data {
 
+// True for a line of nothing but whitespace: skipped in corpora, left blank in outputs.
+bool is_blank(const std::string& line);
+
 struct ParallelCorpus {
   std::vector<std::string> source, target;
   int64_t skipped_empty = 0;

@@ -6,6 +6,7 @@
 #include <fstream>
 #include <functional>
 #include <iostream>
+#include <set>
 
 #include <unistd.h>  // isatty
 
@@ -199,7 +200,7 @@ class TranslationTask : public BatchedTask {
       std::vector<Example> pairs;  // of the lines that are not blank
       for (const auto& line : lines) {
         const std::string where = (input == "-" ? std::string("stdin") : input) + ":" + std::to_string(++lines_read);
-        if (line.empty()) continue;
+        if (data::is_blank(line)) continue;
         const auto [source, target] = data::split_pair_line(line, where);
         pairs.push_back(encode_pair(source, target, where));
       }
@@ -207,7 +208,7 @@ class TranslationTask : public BatchedTask {
       std::ostream& out = output();
       size_t next = 0;
       for (const auto& line : lines) {  // a blank line stays blank, so that output lines match input lines
-        if (line.empty()) {
+        if (data::is_blank(line)) {
           out << "\n";
           continue;
         }
@@ -216,12 +217,17 @@ class TranslationTask : public BatchedTask {
       }
       flush();
     };
+    // Output lines per input line: its samples, or its n best.
+    const int64_t copies = opts.temperature ? opts.num : nbest;
     auto translate_lines = [&](const std::vector<std::string>& lines) {
       std::vector<std::string> inputs;
+      std::vector<char> blank;  // lines without a piece: left blank, not translated
       for (const auto& l : lines) {
         const std::string where = (input == "-" ? std::string("stdin") : input) + ":" + std::to_string(++lines_read);
         if (!data::is_valid_utf8(l)) throw DataError(where + ": not valid UTF-8");
         const size_t pieces = tokenizer_->encode(l).size();
+        blank.push_back(pieces == 0);
+        if (pieces == 0) continue;
         if (pieces > static_cast<size_t>(max_len_ - 1))
           spdlog::warn("{}: {} pieces, longer than the model reads (model.max_positions): translating its first {}",
                        where, pieces, max_len_ - 1);
@@ -229,10 +235,17 @@ class TranslationTask : public BatchedTask {
       }
       const auto translations = translate(inputs, o, /*sampling=*/opts.temperature.has_value(), nbest, &batches);
       std::ostream& out = output();
-      for (const auto& t : translations) {
-        if (opts.scores) out << fmt::format("{:.4f}\t", t.log_prob);
-        out << t.text << "\n";
-      }
+      size_t next = 0;
+      for (char is_blank : blank)  // output lines match input lines
+        for (int64_t c = 0; c < copies; ++c) {
+          if (is_blank) {
+            out << "\n";
+            continue;
+          }
+          const auto& t = translations[next++];
+          if (opts.scores) out << fmt::format("{:.4f}\t", t.log_prob);
+          out << t.text << "\n";
+        }
       flush();
     };
     // Someone typing at a terminal (or a program feeding a pipe line by line, with --stream)
@@ -351,6 +364,14 @@ class TranslationTask : public BatchedTask {
     std::string model_path = t_.at("spm_model");
     if (model_path.empty()) model_path = train_tokenizer();
     auto tok = data::Tokenizer::load(model_path);
+    // Batches and searches need padding, BOS and EOS pieces of their own (SentencePiece's own
+    // default has no padding piece).
+    const std::set<int32_t> specials = {tok.pad_id(), tok.unk_id(), tok.bos_id(), tok.eos_id()};
+    if (tok.pad_id() < 0 || tok.bos_id() < 0 || tok.eos_id() < 0 || specials.size() != 4)
+      throw ConfigError("config error: task.spm_model '" + model_path + "' has pad " + std::to_string(tok.pad_id()) +
+                        ", unk " + std::to_string(tok.unk_id()) + ", bos " + std::to_string(tok.bos_id()) + ", eos " +
+                        std::to_string(tok.eos_id()) + "; four distinct pieces are needed (train it with "
+                        "--pad_id=0 --unk_id=1 --bos_id=2 --eos_id=3)");
     if (!ctx_.run_dir.empty()) fs::copy_file(model_path, in_run, fs::copy_options::overwrite_existing);
     return tok;
   }

@@ -245,6 +245,9 @@ TEST_CASE("read_parallel_corpus reports malformed lines with file:line", "[data]
   write(dir.str("two_tabs.tsv"), "a\tb\nc\td\te\n");
   CHECK(contains(error_message([&] { data::read_parallel_corpus(dir.str("two_tabs.tsv")); }),
                  "two_tabs.tsv:2"));
+  // A line of spaces is blank, not a line without a TAB.
+  write(dir.str("spaces.tsv"), "a\tb\n   \nc\td\n");
+  CHECK(data::read_parallel_corpus(dir.str("spaces.tsv")).size() == 2);
   write(dir.str("bad_utf8.tsv"), "a\tb\n\n\xff\xfe\tx\n");
   const auto m = error_message([&] { data::read_parallel_corpus(dir.str("bad_utf8.tsv")); });
   CHECK(contains(m, "bad_utf8.tsv:3"));  // blank lines still count
