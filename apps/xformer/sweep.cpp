@@ -60,6 +60,9 @@ int sweep(const SweepArgs& a) {
   opt.binary = binary;
   opt.only_trial = a.trial;
   opt.jobs = a.trial >= 0 ? 1 : std::min(a.jobs, std::max(1, n));
+  if (a.threads > 0 && sweep::sweep_sets_threads(spec, first))
+    throw ConfigError("usage error: --threads " + std::to_string(a.threads) + ": the sweep sets train.threads or "
+                      "train.blas_threads itself (drop one or the other)");
   if (a.threads > 0)
     opt.threads = a.threads;
   else if (!sweep::sweep_sets_threads(spec, first))

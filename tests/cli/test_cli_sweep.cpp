@@ -260,6 +260,18 @@ TEST_CASE("sweep --dry-run and --emit slurm run nothing; an array task runs its 
                     " --trial \"$SLURM_ARRAY_TASK_ID\"\n") != std::string::npos);
   CHECK(run_shell("bash -n '" + script_path + "'").exit_code == 0);
   CHECK(!fs::exists(out + "/lr=0.001"));
+  // An output folder that #SBATCH --output cannot take (a space, a %) is refused; so is
+  // --threads against a sweep that sets the threads itself.
+  const std::string spaced = tmp.str("spaced.json");
+  std::ofstream(spaced) << R"({"base": ")" << source_path("configs/translation/tiny.json") << R"(", "output": ")"
+                        << tmp.str("out 2%j") << R"(", "grid": {"optim.lr": [0.1]}})";
+  r = run_xformer("sweep --config '" + spaced + "' --emit slurm");
+  CHECK(r.exit_code == 2);
+  CHECK(r.output.find("#SBATCH --output cannot take") != std::string::npos);
+  const std::string threaded = write_sweep(tmp, R"(, "grid": {"train.blas_threads": [1, 2]})", "threaded.json");
+  r = run_xformer("sweep --config '" + threaded + "' --dry-run --threads 1");
+  CHECK(r.exit_code == 2);
+  CHECK(r.output.find("sets train.threads or train.blas_threads itself") != std::string::npos);
 
   // What array task 1 does: its trial only.
   r = run_shell("SLURM_ARRAY_TASK_ID=1 bash '" + script_path + "'");

@@ -156,6 +156,11 @@ TEST_CASE("image tasks: train, eval and sample the tiny configs end to end", "[c
   // Same seed, same samples.
   REQUIRE(run_xformer("sample --run '" + run + "' --num 2 --seed 3 --out '" + tmp.str("again") + "'").exit_code == 0);
   CHECK(xformer::data::read_image(tmp.str("again/sample_1_t0.90_2.png")).pixels == sample.pixels);
+  // No temperature to sample at: a config error, nothing written.
+  r = run_xformer("sample --run '" + run + "' --set 'task.sample_temperatures=[]' --out '" + tmp.str("none") + "'");
+  CHECK(r.exit_code == 2);
+  CHECK(r.output.find("task.sample_temperatures must list at least one temperature") != std::string::npos);
+  CHECK(!fs::exists(tmp.str("none")));
   r = run_xformer("sample --run '" + run + "' --input tests/data/images/test/picture_01.png --temperature 0.925 --out '" +
                   tmp.str("one") + "'");
   INFO(r.output);

@@ -1,6 +1,8 @@
 #include "xformer/core/atomic_file.h"
 
 #include <fcntl.h>
+
+#include <cerrno>
 #include <unistd.h>
 
 #include <filesystem>
@@ -33,11 +35,12 @@ void write_file_atomically(const std::string& path, const std::string& text) {
 }
 
 namespace {
-// fsync of a file or folder; false when it cannot be opened or synced.
+// fsync of a file or folder; false when it cannot be opened or synced. A filesystem that
+// does not sync (some FUSE, 9p or read-only mounts: EINVAL, ENOTSUP, EROFS) counts as synced.
 bool sync(const std::string& path, int flags) {
   const int fd = ::open(path.c_str(), flags | O_CLOEXEC);
   if (fd < 0) return false;
-  const bool ok = ::fsync(fd) == 0;
+  const bool ok = ::fsync(fd) == 0 || errno == EINVAL || errno == ENOTSUP || errno == EROFS;
   ::close(fd);
   return ok;
 }

@@ -81,6 +81,7 @@ std::vector<std::string> split_path(const std::string& path) {
   std::stringstream ss(path);
   std::string part;
   while (std::getline(ss, part, '.')) parts.push_back(part);
+  if (!path.empty() && path.back() == '.') parts.push_back("");  // "a.b." has an empty last part
   return parts;
 }
 
@@ -101,7 +102,9 @@ void refuse_dotted_keys(const json& j, const std::string& file, const std::strin
 }
 
 json load_with_extends(const fs::path& path, std::vector<std::string>& chain) {
-  std::string canonical = fs::weakly_canonical(path).string();
+  std::error_code ec;
+  const std::string canonical = fs::weakly_canonical(path, ec).string();
+  if (ec) throw ConfigError("config error: cannot resolve '" + path.string() + "': " + ec.message());
   if (std::find(chain.begin(), chain.end(), canonical) != chain.end())
     throw ConfigError("config error: \"extends\" cycle through '" + path.string() + "'");
   chain.push_back(canonical);

@@ -114,7 +114,9 @@ std::vector<std::string> list_image_files(const std::string& source) {
   const fs::path spec(source);
   const std::string name = spec.filename().string();
   std::vector<std::string> files;
-  if (name.find_first_of("*?[") != std::string::npos) {
+  // A file or folder that exists is taken as named, even when its name holds *, ? or [.
+  const bool exists = fs::exists(spec, ec);
+  if (!exists && name.find_first_of("*?[") != std::string::npos) {
     const fs::path dir = spec.has_parent_path() ? spec.parent_path() : fs::path(".");
     if (!fs::is_directory(dir, ec)) throw DataError("image folder " + dir.string() + " (of " + source + ") does not exist");
     for (const auto& e : fs::directory_iterator(dir))

@@ -43,11 +43,13 @@ int64_t longest(const SearchOptions& o, int64_t batch) {
 // Log-probabilities (N, V) in fp32 of one decoder step, on the decoder's device: only the few
 // numbers a search needs cross to the host each step (on a GPU the whole (N, V) would cost
 // more than the step itself).
-torch::Tensor step_log_probs(IncrementalDecoder& decoder, const torch::Tensor& tokens, const SearchOptions& o) {
+// `banned`: o.banned as an index on the decoder's device, made at the first step and reused.
+torch::Tensor step_log_probs(IncrementalDecoder& decoder, const torch::Tensor& tokens, const SearchOptions& o,
+                             torch::Tensor& banned) {
   auto logp = torch::log_softmax(decoder.step(tokens).to(torch::kFloat), -1);
-  if (!o.banned.empty())
-    logp.index_fill_(1, torch::tensor(o.banned, torch::kLong).to(logp.device()), -std::numeric_limits<float>::infinity());
-  return logp;
+  if (o.banned.empty()) return logp;
+  if (!banned.defined()) banned = torch::tensor(o.banned, torch::kLong).to(logp.device());
+  return logp.index_fill_(1, banned, -std::numeric_limits<float>::infinity());
 }
 
 // Shared loop of greedy and sampling: pick one token per row until EOS or max_len.
@@ -58,9 +60,10 @@ std::vector<Hypothesis> one_path(IncrementalDecoder& decoder, int64_t batch,
   std::vector<Hypothesis> hyps(batch);
   std::vector<bool> done(batch, false);
   auto tokens = torch::full({batch}, o.bos, torch::kLong);
+  torch::Tensor banned;
   const int64_t steps = longest(o, batch);
   for (int64_t t = 0; t < steps; ++t) {
-    auto logp = step_log_probs(decoder, tokens, o);
+    auto logp = step_log_probs(decoder, tokens, o, banned);
     const torch::Tensor picked = pick(logp).to(logp.device());
     // (N, 2) on the host: log-prob of the picked token, and of EOS (forced in the last slot).
     const torch::Tensor chosen = torch::stack({logp.gather(1, picked.unsqueeze(1)).squeeze(1), logp.select(1, o.eos)}, 1)
@@ -152,9 +155,10 @@ std::vector<std::vector<Hypothesis>> beam_search_nbest(IncrementalDecoder& decod
   std::vector<std::vector<Hypothesis>> finished(batch);
   std::vector<bool> done(batch, false);
   auto tokens = torch::full({N}, o.bos, torch::kLong);
+  torch::Tensor banned;
 
   for (int64_t t = 0; t < steps; ++t) {
-    auto logp = step_log_probs(decoder, tokens, o);
+    auto logp = step_log_probs(decoder, tokens, o, banned);
     const int64_t V = logp.size(1);
     // Candidates: every (beam, token) of a row, by accumulated score; 2K of them suffice to
     // find K that do not end in EOS. Ranked on the decoder's device; the host gets (batch, 2K).

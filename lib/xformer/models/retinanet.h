@@ -4,8 +4,8 @@
 // aspect ratios).
 //
 // Levels: P3-P5 from C3-C5 by 1x1 lateral convolutions, top-down nearest upsampling and 3x3
-// smoothing; P6 a 3x3 stride-2 convolution of C5, P7 another of ReLU(P6). A level's stride is
-// 2^(3 + level) pixels (8 .. 128 for an ImageNet-style backbone, a quarter of that with
+// smoothing; P6 a 3x3 stride-2 convolution of C5, P7 another of ReLU(P6). Level P_l's stride
+// is 2^l pixels (8 .. 128 for an ImageNet-style backbone, a quarter of that with
 // small_images), along both axes, and its anchors have side anchor_scale x stride (x scales,
 // x ratios).
 #pragma once

@@ -216,8 +216,9 @@ ResultsTable build_results(const std::string& output) {
 std::string to_markdown(const ResultsTable& table) {
   auto escape = [](const std::string& s) {
     std::string out;
-    for (char c : s) {
-      if (c == '|') out += '\\';
+    for (char c : s) {  // one table row per trial: escapes, and line breaks as spaces
+      if (c == '\n' || c == '\r') c = ' ';
+      if (c == '|' || c == '\\') out += '\\';
       out += c;
     }
     return out;

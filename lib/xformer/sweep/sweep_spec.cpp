@@ -153,9 +153,11 @@ struct Distribution {
       const auto span = static_cast<uint64_t>(ihigh - ilow) + 1;
       return ilow + static_cast<int64_t>(std::min<uint64_t>(span - 1, static_cast<uint64_t>(u * span)));
     }
-    if (kind == "log_uniform")
-      return round_significant(std::exp(std::log(low) + u * (std::log(high) - std::log(low))), 4);
-    return round_significant(low + u * (high - low), 4);
+    // Rounded to 4 significant digits (readable names), then kept inside [low, high]: rounding
+    // may not step past a bound (dropout 0.99999 -> 1.0).
+    const double x = kind == "log_uniform" ? std::exp(std::log(low) + u * (std::log(high) - std::log(low)))
+                                           : low + u * (high - low);
+    return std::clamp(round_significant(x, 4), low, high);
   }
 };
 

@@ -164,12 +164,17 @@ int run_sweep(const SweepSpec& spec, const RunOptions& opt) {
   spdlog::info("sweep {}: {} trial(s) to run, {} skipped (already done); {} at a time{}", spec.name, total, skipped,
                opt.jobs, opt.threads > 0 ? ", " + std::to_string(opt.threads) + " BLAS thread(s) each" : "");
 
-  struct sigaction sa {}, old_int {}, old_term {};
+  g_stop_signal = 0;
+  struct sigaction sa {}, old_int {}, old_term {}, old_chld {}, default_chld {};
   sa.sa_handler = on_sweep_signal;
   sigemptyset(&sa.sa_mask);
   sigaction(SIGINT, &sa, &old_int);
   sigaction(SIGTERM, &sa, &old_term);
-  g_stop_signal = 0;
+  // Trials are waited for: an ignored SIGCHLD (inherited from a parent) would have the kernel
+  // reap them unseen.
+  default_chld.sa_handler = SIG_DFL;
+  sigemptyset(&default_chld.sa_mask);
+  sigaction(SIGCHLD, &default_chld, &old_chld);
 
   std::map<pid_t, Running> running;
   bool forwarded = false;
@@ -271,6 +276,7 @@ int run_sweep(const SweepSpec& spec, const RunOptions& opt) {
   // Trials never started because of an interrupt keep their previous status.
   sigaction(SIGINT, &old_int, nullptr);
   sigaction(SIGTERM, &old_term, nullptr);
+  sigaction(SIGCHLD, &old_chld, nullptr);
 
   const std::string md = write_results(spec.output);
   if (opt.only_trial < 0) std::cout << md << std::flush;
@@ -283,6 +289,10 @@ int run_sweep(const SweepSpec& spec, const RunOptions& opt) {
 std::string emit_slurm(const SweepSpec& spec, const std::string& binary) {
   const fs::path out = fs::absolute(spec.output).lexically_normal();
   const fs::path sweep_file = fs::absolute(spec.file).lexically_normal();
+  // #SBATCH lines are not shell: sbatch splits them at spaces and expands % in --output.
+  if (out.string().find_first_of(" \t\n'\"\\%") != std::string::npos)
+    throw ConfigError("usage error: the sweep's output folder '" + out.string() +
+                      "' holds a space, quote, backslash or %, which a Slurm script's #SBATCH --output cannot take");
   fs::create_directories(out / "logs");
   const int n = static_cast<int>(spec.trials.size());
   std::string s = "#!/bin/bash\n";

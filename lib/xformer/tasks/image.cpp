@@ -86,6 +86,8 @@ class ImageTask : public BatchedTask {
                         "), got " + std::to_string(scale_));
     for (const char* k : {"batch_size", "crops_per_epoch", "eval_crops"})
       if (t_.at(k).get<int64_t>() < 1) throw ConfigError(std::string("config error: task.") + k + " must be >= 1");
+    if (t_.at("sample_temperatures").empty())
+      throw ConfigError("config error: task.sample_temperatures must list at least one temperature");
     const auto& m = config.at("model");
     models::ImageTransformerOptions o;
     o.height = o.width = size_, o.channels = kChannels;

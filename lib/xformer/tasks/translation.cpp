@@ -412,8 +412,8 @@ class TranslationTask : public BatchedTask {
       throw DataError("task.train '" + corpus.description + "': no SentencePiece vocabulary of task.vocab_size " +
                       t_.at("vocab_size").dump() + " (" + e.what() + ")");
     }
-    fs::rename(dir / (tmp + ".vocab"), dir / "spm.vocab");
-    fs::rename(dir / (tmp + ".model"), model);  // last: its presence marks a complete cache entry
+    commit_file((dir / (tmp + ".vocab")).string(), (dir / "spm.vocab").string());
+    commit_file((dir / (tmp + ".model")).string(), model.string());  // last: its presence marks a complete cache entry
     fs::remove(input);
     return model.string();
   }

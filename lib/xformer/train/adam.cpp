@@ -125,6 +125,7 @@ void Adam::load(torch::serialize::InputArchive& archive) {
   if (steps_ == 0) return;
   torch::Tensor param_steps;  // absent from older checkpoints: every parameter took every step
   if (archive.try_read("param_steps", param_steps)) {
+    param_steps = param_steps.to(torch::kCPU, torch::kLong).contiguous();  // read onto the model's device
     TORCH_CHECK(param_steps.numel() == static_cast<int64_t>(params.size()), "optimizer state for ",
                 param_steps.numel(), " parameters, the model has ", params.size());
     param_steps_.assign(param_steps.data_ptr<int64_t>(), param_steps.data_ptr<int64_t>() + param_steps.numel());

@@ -167,8 +167,12 @@ nlohmann::json load_checkpoint(const std::string& path, torch::nn::Module& model
       // A checkpoint from CPU training (or without the device's state) leaves the GPU's
       // generator as seeded.
       if (options.device.is_cuda() && archive.try_read("rng_device" + suffix, state)) {
-        at::Generator generator = at::globalContext().defaultGenerator(options.device);
-        generator.set_state(state.to(torch::kCPU));
+        try {  // a state another LibTorch cannot take costs the exact dropout stream, not the resume
+          at::Generator generator = at::globalContext().defaultGenerator(options.device);
+          generator.set_state(state.to(torch::kCPU));
+        } catch (const c10::Error& e) {
+          meta["rng_device_unusable"] = std::string(e.what_without_backtrace()).substr(0, 200);
+        }
       }
     }
   } catch (const c10::Error& e) {
@@ -258,7 +262,11 @@ void replace_with_link(const std::string& target, const std::string& link) {
   std::error_code ec;
   fs::remove(tmp, ec);
   fs::create_hard_link(target, tmp, ec);
-  if (ec) fs::copy_file(target, tmp, fs::copy_options::overwrite_existing);
+  if (ec) {  // no hard links on this filesystem: a copy, made durable like any other file
+    fs::copy_file(target, tmp, fs::copy_options::overwrite_existing);
+    commit_file(tmp, link);
+    return;
+  }
   fs::rename(tmp, link);
 }
 

@@ -153,6 +153,9 @@ void Trainer::restore() {
   if (average_ && !m.at("ema_restored").get<bool>())
     spdlog::info("{} holds no moving average of the weights with decay {} (train.ema_decay): averaging "
                  "starts over from its weights", path, average_->decay());
+  if (m.contains("rng_device_unusable"))
+    spdlog::warn("{}: the GPU's random state saved there does not fit this LibTorch ({}); dropout on the GPU "
+                 "continues from its seed", path, m["rng_device_unusable"].get<std::string>());
   if (!m.value("rng_restored", true)) {
     spdlog::warn("rank {}: {} holds no random state for this rank (written by fewer ranks); "
                  "dropout continues from a fresh seed", rank, path);

@@ -75,6 +75,11 @@ TEST_CASE("extends errors: cycles, missing files, invalid JSON", "[core][config]
   CHECK(contains(cycle.what(), "cycle"));
   CHECK(contains(thrown_error([&] { xformer::load_config_file(dir.str("self.json")); }).what(), "cycle"));
 
+  // A folder that cannot be resolved (symbolic links in a loop) is a config error too.
+  std::filesystem::create_symlink(dir.str("loop2"), dir.str("loop1"));
+  std::filesystem::create_symlink(dir.str("loop1"), dir.str("loop2"));
+  std::ofstream(dir.str("via_loop.json")) << R"({"extends": "loop1/x.json"})";
+  CHECK(thrown_error([&] { xformer::load_config_file(dir.str("via_loop.json")); }).exit_code() == 2);
   auto missing = thrown_error([&] { xformer::load_config_file(dir.str("missing_parent.json")); });
   CHECK(missing.exit_code() == 2);
   CHECK(contains(missing.what(), "nowhere.json"));
@@ -108,6 +113,8 @@ TEST_CASE("apply_override parses numbers, booleans, lists and strings", "[core][
   xformer::apply_override(raw, "train.max_steps=100");
   xformer::apply_override(raw, "task.train=foo.tsv");
   xformer::apply_override(raw, "optim.betas=[0.9,0.99]");
+  // A key ending in a dot names nothing.
+  CHECK(contains(thrown_error([&] { xformer::apply_override(raw, "optim.lr.=0.5"); }).what(), "empty component"));
   xformer::apply_override(raw, "task.eval_bleu=false");
   xformer::apply_override(raw, "task.spm_model=\"quoted\"");
   xformer::apply_override(raw, "task.valid=[\"a.en\",\"a.de\"]");

@@ -90,6 +90,10 @@ TEST_CASE("list_image_files finds images recursively, sorted, by extension", "[d
   CHECK(files[0] == tmp.str("a.jpg"));
   CHECK(files[1] == tmp.str("b.PNG"));
   CHECK(files[2] == tmp.str("sub/c.jpeg"));
+  // A folder whose name holds pattern characters is read as named, not matched as a pattern.
+  std::filesystem::create_directories(tmp.str("set[1]"));
+  std::ofstream(tmp.str("set[1]/d.png")) << "x";
+  CHECK(list_image_files(tmp.str("set[1]")) == std::vector<std::string>{tmp.str("set[1]/d.png")});
 }
 
 TEST_CASE("CIFAR-10 batches read as labelled 32x32 RGB images; sources by file and pattern", "[data][image]") {

@@ -118,6 +118,16 @@ TEST_CASE("ranges: integer and float steps, stop included, log_range", "[sweep]"
         std::string::npos);
 }
 
+TEST_CASE("random values rounded for their names stay within bounds", "[sweep]") {
+  // Draws in [0.99, 0.99999] rounded to 4 digits would reach 1.0 (not a valid dropout).
+  auto spec = parse(R"({"base": "b.json", "random": {"count": 500, "seed": 3, "axes": {
+      "model.dropout": {"uniform": [0.99, 0.99999]}}}})");
+  for (const auto& t : spec.trials) {
+    const double d = t.settings[0].second.get<double>();
+    CHECK((d >= 0.99 && d <= 0.99999));
+  }
+}
+
 TEST_CASE("random search is reproducible with a seed and stays within bounds", "[sweep]") {
   const std::string text = R"({"base": "b.json", "random": {"count": 200, "seed": 7, "axes": {
       "optim.lr": {"log_uniform": [1e-4, 1e-2]}, "model.dropout": {"uniform": [0, 0.3]},

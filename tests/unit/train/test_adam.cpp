@@ -111,3 +111,41 @@ TEST_CASE("train::Adam refuses state of another shape", "[train][adam]") {
   in.load_from(buffer);
   CHECK_THROWS_WITH(b.load(in), Catch::Contains("[7, 5]") && Catch::Contains("[7, 6]"));
 }
+
+TEST_CASE("train::Adam loads state saved before per-parameter step counts", "[train][adam]") {
+  // State without "param_steps" (older checkpoints): every parameter counts the optimizer's
+  // steps, which is what a state saved after steps that updated every parameter holds.
+  AdamConfig c;
+  c.lr = 0.05;
+  auto params = make_params();
+  Adam a(params, c);
+  for (int step = 2; step < 4; ++step) set_grads(params, step), a.step();  // every parameter, twice
+  torch::serialize::OutputArchive full;
+  a.save(full);
+  std::stringstream buffer;
+  full.save_to(buffer);
+  torch::serialize::InputArchive in;
+  in.load_from(buffer);
+  torch::serialize::OutputArchive old;  // the same without param_steps
+  auto copy = [&](const std::string& key) {
+    torch::Tensor t;
+    in.read(key, t);
+    old.write(key, t);
+  };
+  copy("steps");
+  for (size_t i = 0; i < params.size(); ++i)
+    for (const std::string k : {"exp_avg.", "exp_avg_sq."}) copy(k + std::to_string(i));
+  std::stringstream old_buffer;
+  old.save_to(old_buffer);
+
+  auto p_new = clone_params(params), p_old = clone_params(params);
+  Adam from_new(p_new, c), from_old(p_old, c);
+  torch::serialize::InputArchive in_new, in_old;
+  buffer.seekg(0);
+  in_new.load_from(buffer);
+  in_old.load_from(old_buffer);
+  from_new.load(in_new);
+  from_old.load(in_old);
+  for (int step = 4; step < 6; ++step) set_grads(p_new, step), set_grads(p_old, step), from_new.step(), from_old.step();
+  for (size_t i = 0; i < params.size(); ++i) CHECK(torch::equal(p_new[i], p_old[i]));
+}
