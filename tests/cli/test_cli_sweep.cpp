@@ -151,6 +151,18 @@ TEST_CASE("a sweep runs 4 trials 2 at a time, writes a sorted table and skips do
   CHECK(r.exit_code == 0);
   CHECK(count(r.output, "[done]") == 4);
 
+  // An evaluation changed since (another checkpoint) is not "already done": the trial's
+  // finished training resumes with nothing to do, and the new evaluation runs.
+  write_sweep(tmp, R"(,
+    "grid": {"optim.lr": [0.0003, 0.01], "optim.warmup_steps": [2, 5]},
+    "eval": {"split": "test", "checkpoint": "best"})");
+  r = run_xformer("sweep --config '" + sweep + "' --trial 0");
+  INFO(r.output);
+  CHECK(r.exit_code == 0);
+  CHECK(r.output.find("1 trial(s) to run, 0 skipped") != std::string::npos);
+  CHECK(read_metrics(out + "/" + names[0], "test").size() == 2);
+  CHECK(read_metrics(out + "/" + names[0], "train").size() == read_metrics(out + "/" + names[1], "train").size());
+
   // A damaged plan is named, not a library error.
   std::ofstream(out + "/sweep.json") << R"({"trials": 5})";
   r = run_xformer("sweep --summarize '" + out + "'");

@@ -139,6 +139,9 @@ int run_sweep(const SweepSpec& spec, const RunOptions& opt) {
   std::deque<const Trial*> queue;
   int skipped = 0;
   std::map<int, json> status;  // by trial index
+  // What "done" included: an evaluation turned on or changed since is still to run (a re-run
+  // then resumes the finished training, which has nothing to do, and evaluates).
+  const json eval = spec.eval.enabled ? json{{"split", spec.eval.split}, {"checkpoint", spec.eval.checkpoint}} : json();
   for (const auto& t : spec.trials) {
     if (opt.only_trial >= 0 && t.index != opt.only_trial) continue;
     json st = read_status(spec.output, t.name);
@@ -146,7 +149,7 @@ int run_sweep(const SweepSpec& spec, const RunOptions& opt) {
     // Done with the same overrides and the same resolved config (an edited base file is another
     // config: the trial then runs again, resuming, as after a change to the overrides).
     if (st.value("status", "") == kDone && st.value("overrides", json()) == overrides &&
-        st.value("config", t.config_digest) == t.config_digest) {
+        st.value("config", t.config_digest) == t.config_digest && st.value("eval", eval) == eval) {
       ++skipped;
       spdlog::info("trial {} {}: already done, skipped", t.index, t.name);
       continue;
@@ -154,7 +157,7 @@ int run_sweep(const SweepSpec& spec, const RunOptions& opt) {
     // A new invocation gets a fresh budget of attempts (and a fresh status: the trial's log keeps
     // the history of earlier invocations).
     st = {{"name", t.name}, {"index", t.index}, {"status", kPending}, {"attempts", 0},
-          {"exit_codes", json::array()}, {"overrides", overrides}, {"config", t.config_digest},
+          {"exit_codes", json::array()}, {"overrides", overrides}, {"config", t.config_digest}, {"eval", eval},
           {"log", log_path(spec.output, t.name)},
           {"run_dir", run_path(spec.output, t.name)}};
     status[t.index] = st;
