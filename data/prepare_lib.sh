@@ -50,8 +50,10 @@ fetch_and_unpack() {
   mkdir -p "$cache"
   for pkg in "$@"; do
     if ! ls "$cache/${pkg}"_*.deb >/dev/null 2>&1; then
-      (cd "$cache" && apt-get download "$pkg") || {
-        echo "prepare.sh: cannot download $pkg (run apt-get update, or scripts/setup.sh)" >&2
+      # Images with their packages installed may have no package lists: as root, fetch them once.
+      (cd "$cache" && apt-get download "$pkg") ||
+        { [[ $(id -u) -eq 0 ]] && apt-get update -q >&2 && (cd "$cache" && apt-get download "$pkg"); } || {
+        echo "prepare.sh: cannot download $pkg (run apt-get update as root)" >&2
         return 1
       }
     fi

@@ -23,16 +23,19 @@ build/xformer eval --run "$run" --split test --checkpoint best
 
 echo
 echo "demo: sample translations (beam 4, as eval searches)"
-cat > "$run/samples/demo_input.txt" <<'TXT'
+cat > "$run/samples/sample_demo_input.txt" <<'TXT'
 Where is the train station?
 I would like a cup of coffee.
 The weather is nice today.
 He does not know what to do.
 We have to talk about it.
 TXT
-build/xformer sample --run "$run" --input "$run/samples/demo_input.txt" \
-  --out "$run/samples/demo_output.txt" 2>/dev/null
-paste -d '\n' "$run/samples/demo_input.txt" "$run/samples/demo_output.txt" | sed 'n;s/^/  -> /'
+if ! build/xformer sample --run "$run" --input "$run/samples/sample_demo_input.txt" \
+  --out "$run/samples/sample_demo_output.txt" 2>"$run/samples/sample_demo.log"; then
+  cat "$run/samples/sample_demo.log" >&2
+  exit 1
+fi
+paste -d '\n' "$run/samples/sample_demo_input.txt" "$run/samples/sample_demo_output.txt" | sed 'n;s/^/  -> /'
 
 echo
 echo "demo: the run is in $run (metrics.jsonl, checkpoints/, samples/)"

@@ -1,4 +1,4 @@
-// xformer eval --run DIR [--split valid|test] [--checkpoint last|best|average:N|PATH] [--no-ema]
+// xformer eval --run DIR [--split valid|test|train] [--checkpoint last|best|average:N|PATH] [--no-ema]
 //              [--ensemble RUN]... [--set KEY=VALUE]...
 #include <spdlog/spdlog.h>
 
@@ -8,6 +8,7 @@
 
 #include "verbs.h"
 #include "xformer/core/logging.h"
+#include "xformer/train/config_checks.h"
 #include "xformer/train/run_dir.h"
 
 namespace fs = std::filesystem;
@@ -49,6 +50,7 @@ int evaluate(const EvalArgs& a) {
   train::read_run_config(a.run_dir);  // a run directory, before anything is written into it
   log_to_file((fs::path(a.run_dir) / "train.log").string());
   auto run = load_run(a.run_dir, a.checkpoint, a.sets, a.ensemble);
+  train::check_data_paths_exist(run.config, {a.split});
   Metrics m;
   {
     torch::NoGradGuard no_grad;
@@ -77,7 +79,7 @@ void add_eval(CLI::App& app, Action& run) {
   auto args = std::make_shared<EvalArgs>();
   auto* cmd = app.add_subcommand("eval", "Evaluate a trained run on a split");
   cmd->add_option("--run", args->run_dir, "Run directory")->required()->check(kNotEmpty);
-  cmd->add_option("--split", args->split, "valid or test")->capture_default_str();
+  cmd->add_option("--split", args->split, "valid, test or train")->capture_default_str();
   add_checkpoint_options(cmd, args->checkpoint);
   add_ensemble_option(cmd, args->ensemble);
   add_set_option(cmd, args->sets);

@@ -26,8 +26,6 @@ struct SweepArgs {
 
 int sweep(const SweepArgs& a) {
   if (!a.summarize.empty()) {
-    if (!a.config.empty() || a.dry_run || !a.emit.empty() || a.trial >= 0)
-      throw ConfigError("usage error: sweep --summarize DIR takes no other option");
     std::cout << sweep::write_results(a.summarize) << std::flush;
     return kExitOk;
   }
@@ -89,17 +87,24 @@ int sweep(const SweepArgs& a) {
 void add_sweep(CLI::App& app, Action& run) {
   auto args = std::make_shared<SweepArgs>();
   auto* cmd = app.add_subcommand("sweep", "Run a sweep of trials over config keys (grid or random search)");
-  cmd->add_option("-c,--config", args->config, "Sweep file (JSON, see docs/scaling.md)")->check(kNotEmpty);
-  cmd->add_option("-j,--jobs", args->jobs, "Trials to run at once")->capture_default_str();
-  cmd->add_option("--threads", args->threads,
-                  "OpenBLAS threads per trial (default: the available cores / jobs, unless the sweep sets "
-                  "train.threads or train.blas_threads)");
-  cmd->add_flag("--dry-run", args->dry_run, "Print the trials and their commands; run nothing");
-  cmd->add_option("--emit", args->emit, "Write a job script instead of running: slurm");
-  cmd->add_option("--trial", args->trial, "Run only trial I (what each Slurm array task does)")
-      ->check(CLI::NonNegativeNumber);
+  auto* config = cmd->add_option("-c,--config", args->config, "Sweep file (JSON, see docs/scaling.md)")->check(kNotEmpty);
+  auto* jobs = cmd->add_option("-j,--jobs", args->jobs, "Trials to run at once")->capture_default_str();
+  auto* threads = cmd->add_option("--threads", args->threads,
+                                  "OpenBLAS threads per trial (default: the available cores / jobs, unless the sweep "
+                                  "sets train.threads or train.blas_threads)");
+  auto* dry_run = cmd->add_flag("--dry-run", args->dry_run, "Print the trials and their commands; run nothing");
+  auto* emit = cmd->add_option("--emit", args->emit, "Write a job script instead of running: slurm");
+  auto* trial = cmd->add_option("--trial", args->trial, "Run only trial I (what each Slurm array task does)")
+                    ->check(CLI::NonNegativeNumber);
   cmd->add_option("--summarize", args->summarize, "Write and print the results table of a sweep directory")
-      ->check(kNotEmpty);
+      ->check(kNotEmpty)
+      ->excludes(config)
+      ->excludes(jobs)
+      ->excludes(threads)
+      ->excludes(dry_run)
+      ->excludes(emit)
+      ->excludes(trial);
+  emit->excludes(jobs)->excludes(threads);  // the job script runs one trial per array task
   cmd->callback([args, &run] { run = [args] { return sweep(*args); }; });
 }
 

@@ -81,7 +81,7 @@ int train(const TrainArgs& a) {
   std::string run_dir = a.run_dir;
   if (run_dir.empty()) {
     if (a.config.empty()) throw ConfigError("usage error: train needs --config or --run-dir");
-    run_dir = (fs::path("runs") / fs::path(a.config).stem()).string();
+    run_dir = train::default_run_dir(a.config);
   }
   // --resume without --config continues with the run's own config (plus any --set).
   std::string config_file = a.config;
@@ -145,7 +145,7 @@ void add_train(CLI::App& app, Action& run) {
   auto* cmd = app.add_subcommand("train", "Train a model from a JSON config");
   cmd->add_option("-c,--config", args->config, "Config file (JSON)")->check(kNotEmpty);
   add_set_option(cmd, args->sets);
-  cmd->add_option("-r,--run-dir", args->run_dir, "Run directory (default runs/<config name>)")->check(kNotEmpty);
+  cmd->add_option("-r,--run-dir", args->run_dir, "Run directory (default runs/<config folder>/<config name>)")->check(kNotEmpty);
   cmd->add_flag("--resume", args->resume, "Continue the run from checkpoints/last.pt");
   cmd->add_flag("--force", args->force, "Empty a non-empty run directory first");
   cmd->add_option("--nproc", args->nproc,

@@ -7,7 +7,7 @@
 #
 # No root needed: the packages are fetched with `apt-get download` into data/images/cache/ and
 # unpacked there with `dpkg -x`; the package lists must be present (`apt-get update`, or
-# scripts/setup.sh). Only photographs are taken (the packages also hold drawings and abstract
+# run as root, which fetches them when missing). Only photographs are taken (the packages also hold drawings and abstract
 # art), listed below; plasma themes give their largest image. Each photo is linked into a split
 # chosen by a hash of its package and path (about 80/10/10, the same on every machine).
 # data/images/README.md lists the packages, their licences and what they hold.

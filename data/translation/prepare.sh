@@ -9,7 +9,7 @@
 #
 # No root needed: the package is fetched with `apt-get download` into
 # data/translation/cache/ and unpacked there with `dpkg -x`.  The package
-# lists must be present (`apt-get update`, or scripts/setup.sh).
+# lists must be present (`apt-get update`, or run as root, which fetches them when missing).
 #
 # Environment: PYTHON  python interpreter to use (default /usr/bin/python3,
 #                      else python3 from PATH).  Standard library only.

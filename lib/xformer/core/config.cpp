@@ -101,7 +101,10 @@ void refuse_dotted_keys(const json& j, const std::string& file, const std::strin
   }
 }
 
-json load_with_extends(const fs::path& path, std::vector<std::string>& chain) {
+void leaf_paths(const json& j, const std::string& prefix, std::vector<std::string>& out);
+
+// `origins`: for each leaf's dotted path, the file whose value it holds (the last in the chain).
+json load_with_extends(const fs::path& path, std::vector<std::string>& chain, std::map<std::string, std::string>& origins) {
   std::error_code ec;
   const std::string canonical = fs::weakly_canonical(path, ec).string();
   if (ec) throw ConfigError("config error: cannot resolve '" + path.string() + "': " + ec.message());
@@ -122,9 +125,12 @@ json load_with_extends(const fs::path& path, std::vector<std::string>& chain) {
     if (!doc["extends"].is_string())
       throw ConfigError("config error: \"extends\" in '" + path.string() + "' must be a path");
     fs::path parent = path.parent_path() / doc["extends"].get<std::string>();
-    merged = load_with_extends(parent, chain);
+    merged = load_with_extends(parent, chain, origins);
     doc.erase("extends");
   }
+  std::vector<std::string> leaves;
+  leaf_paths(doc, "", leaves);
+  for (const auto& leaf : leaves) origins[leaf] = path.string();
   deep_merge(merged, doc);
   return merged;
 }
@@ -173,6 +179,7 @@ bool type_matches(const json& v, KeyType type) {
 
 std::string origin_of(const RawConfig& raw, const std::string& path) {
   if (raw.overridden.count(path)) return "--set " + path;
+  if (auto it = raw.origins.find(path); it != raw.origins.end()) return "'" + it->second + "'";
   return raw.file.empty() ? "the config" : "'" + raw.file + "'";
 }
 
@@ -181,7 +188,7 @@ std::string origin_of(const RawConfig& raw, const std::string& path) {
 RawConfig load_config_file(const std::string& path) {
   std::vector<std::string> chain;
   RawConfig raw;
-  raw.value = load_with_extends(path, chain);
+  raw.value = load_with_extends(path, chain, raw.origins);
   raw.file = path;
   return raw;
 }

@@ -8,6 +8,7 @@
 #pragma once
 #include <nlohmann/json.hpp>
 
+#include <map>
 #include <set>
 #include <string>
 #include <vector>
@@ -52,6 +53,7 @@ class Schema {
 struct RawConfig {
   json value = json::object();
   std::string file;                // the top-level file, "" if none
+  std::map<std::string, std::string> origins;  // dotted leaf path -> the file (of the extends chain) it is from
   std::set<std::string> overridden;  // dotted paths set on the command line
 };
 

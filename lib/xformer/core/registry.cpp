@@ -97,7 +97,9 @@ void declare_trainer_keys(Schema& s) {
         "more forward pass (attention models only; docs/performance.md).");
   s.add("train.keep_last", KeyType::Int, 3,
         "Keep the last K step checkpoints besides last.pt and best.pt (0: only those two).").at_least(0);
-  s.add("train.best_metric", KeyType::String, "loss", "Valid metric that selects checkpoints/best: one that the task reports (checked before training).");
+  s.add("train.best_metric", KeyType::String, "loss", "Valid metric that selects checkpoints/best: one that the task reports (checked before training). "
+        "The default, loss, is translation's and music's; the image tasks report none by that name, so their "
+        "configs name one (e.g. accuracy with best_mode max, bits_per_dim, map).");
   s.add("train.best_mode", KeyType::String, "min", "Whether a lower or higher best_metric is better.",
         {"min", "max"});
   s.add("train.patience", KeyType::Int, 0,

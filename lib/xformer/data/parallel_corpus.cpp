@@ -50,6 +50,8 @@ std::string trim(const std::string& s) {
 std::ifstream open_or_throw(const std::string& path) {
   std::error_code ec;
   if (std::filesystem::is_directory(path, ec)) throw DataError("corpus file '" + path + "' is a folder");
+  // A path that names nothing is a mistake in the config or the command line (exit 2).
+  if (!std::filesystem::exists(path, ec)) throw ConfigError("corpus file '" + path + "' does not exist");
   std::ifstream in(path);
   if (!in) throw DataError("cannot open corpus file '" + path + "'");
   return in;
@@ -58,6 +60,8 @@ std::ifstream open_or_throw(const std::string& path) {
 
 void check_input_file(const std::string& path) {
   if (path == "-") return;
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) throw ConfigError("usage error: cannot open input file '" + path + "' (it does not exist)");
   std::ifstream file(path);
   if (!file || std::filesystem::is_directory(path))
     throw DataError("cannot open input file '" + path + "'" + (file ? " (it is a folder)" : ""));

@@ -7,6 +7,7 @@
 #include <iostream>
 #include <numeric>
 #include <random>
+#include <sstream>
 
 #include "xformer/core/atomic_file.h"
 #include "xformer/core/error.h"
@@ -15,6 +16,7 @@
 #include "xformer/data/image.h"
 #include "xformer/data/image_ops.h"
 #include "xformer/data/labelled_images.h"
+#include "xformer/metrics/classification.h"
 #include "xformer/models/resnet.h"
 #include "xformer/tasks/backbone.h"
 #include "xformer/tasks/task.h"
@@ -149,28 +151,20 @@ class ClassificationTask : public BatchedTask {
   Metrics evaluate(Split split, const std::string& out_prefix) override {
     torch::NoGradGuard no_grad;
     const auto set = load_split(split);
-    const int64_t n = set.images.size(0), size = t_.at("batch_size"), C = options_.classes.size();
-    const int64_t k = std::min<int64_t>(5, C);
-    double nll = 0, top1 = 0, topk = 0;
-    auto confusion = torch::zeros({C, C}, torch::kLong);  // (true, predicted)
+    const int64_t n = set.images.size(0), size = t_.at("batch_size");
+    if (n == 0) throw DataError("task." + split_name(split) + ": holds no images to evaluate");
+    metrics::ClassificationScores scores(static_cast<int64_t>(options_.classes.size()));
     for (int64_t b = 0; b < n; b += size) {
       const int64_t e = std::min(n, b + size);
       auto labels = set.labels.slice(0, b, e);
       auto batch = make_batch(set.images.slice(0, b, e), labels);
-      auto logits = model_->forward(batch.tensors.at("images")).to(torch::kCPU, torch::kFloat);
-      nll += torch::nn::functional::cross_entropy(
-                 logits, labels, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
-                 .item<double>();
-      auto best = std::get<1>(logits.topk(k, 1));  // (B, k)
-      auto hit = best.eq(labels.unsqueeze(1));
-      top1 += hit.select(1, 0).sum().item<double>();
-      topk += hit.any(1).sum().item<double>();
-      confusion.index_put_({labels, best.select(1, 0)}, torch::ones_like(labels), /*accumulate=*/true);
+      scores.add(model_->forward(batch.tensors.at("images")), labels);  // logits (B, classes)
     }
-    if (!out_prefix.empty()) write_confusion(out_prefix + ".confusion.tsv", confusion);
-    Metrics m = {{"nll", nll / n}, {"accuracy", top1 / n}, {"error", 1 - top1 / n}};
-    if (C > 5) m["top5_accuracy"] = topk / n;
-    return m;
+    if (!out_prefix.empty()) write_confusion(out_prefix + ".confusion.tsv", scores.confusion());
+    return {{"nll", scores.nll()},
+            {"accuracy", scores.accuracy()},
+            {"error", 1 - scores.accuracy()},
+            {"top5_accuracy", scores.top5_accuracy()}};
   }
 
   // Classifies --input (an image or a folder of them; or, without it, the first --num test
@@ -272,15 +266,17 @@ class ClassificationTask : public BatchedTask {
   }
 
   void write_confusion(const std::string& path, const torch::Tensor& confusion) const {
-    std::ofstream out(path);
+    std::ostringstream out;
     out << "true \\ predicted";
     for (const auto& c : options_.classes) out << "\t" << c;
     out << "\n";
+    const auto counts = confusion.accessor<int64_t, 2>();
     for (int64_t i = 0; i < confusion.size(0); ++i) {
       out << options_.classes[i];
-      for (int64_t j = 0; j < confusion.size(1); ++j) out << "\t" << confusion[i][j].item<int64_t>();
+      for (int64_t j = 0; j < confusion.size(1); ++j) out << "\t" << counts[i][j];
       out << "\n";
     }
+    write_file_atomically(path, out.str());
   }
 
   json t_;
@@ -301,11 +297,8 @@ void register_classification(Registry& registry) {
                      [](const json& config, const RunContext& ctx) -> std::unique_ptr<Task> {
                        return std::make_unique<ClassificationTask>(config, ctx);
                      },
-                     [](const json& config) {
-                       std::vector<std::string> m = {"nll", "accuracy", "error"};
-                       const int64_t classes = config["task"]["classes"];  // 0: from the data
-                       if (classes == 0 || classes > 5) m.push_back("top5_accuracy");
-                       return m;
+                     [](const json&) {
+                       return std::vector<std::string>{"nll", "accuracy", "error", "top5_accuracy"};
                      },
                      {"--input", "--num", "--top-k", "--out"}});
   registry.add_arch({"resnet", "Bottleneck ResNet-26/38/50, convolutional", {"classification"}, declare_resnet_keys});

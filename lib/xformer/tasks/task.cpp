@@ -32,10 +32,14 @@ std::vector<int64_t> shuffled_indices(int64_t items, uint64_t seed, int64_t epoc
   return order;
 }
 
-int64_t batch_count(int64_t items, int64_t batch_size) { return (items + batch_size - 1) / batch_size; }
+int64_t batch_count(int64_t items, int64_t batch_size) {
+  const int64_t count = (items + batch_size - 1) / batch_size;
+  return count > 1 && items % batch_size == 1 ? count - 1 : count;  // a lone last item joins the batch before
+}
 
 std::pair<int64_t, int64_t> batch_range(int64_t index, int64_t batch_size, int64_t items) {
-  return {index * batch_size, std::min(items, (index + 1) * batch_size)};
+  const bool last = index == batch_count(items, batch_size) - 1;
+  return {index * batch_size, last ? items : std::min(items, (index + 1) * batch_size)};
 }
 
 void BatchedTask::begin_epoch(int64_t epoch) {

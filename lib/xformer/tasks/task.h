@@ -31,8 +31,11 @@ torch::Tensor to_device(const torch::Tensor& host, const torch::Device& device);
 
 // A permutation of 0 .. items-1 drawn from data::epoch_seed(seed, epoch).
 std::vector<int64_t> shuffled_indices(int64_t items, uint64_t seed, int64_t epoch);
-// How many batches of at most batch_size items cover `items` (the last may be short), and
-// which items [begin, end) batch `index` of them holds.
+// How many batches of batch_size items cover `items`, and which items [begin, end) batch `index`
+// of them holds. The last batch may be short, but never a single item when there is a batch
+// before it: that item joins the batch before (batch_size + 1 items). A batch of one gives
+// batch norm one value per channel on a 1x1 map (LibTorch refuses it in training) and a
+// one-sample update.
 int64_t batch_count(int64_t items, int64_t batch_size);
 std::pair<int64_t, int64_t> batch_range(int64_t index, int64_t batch_size, int64_t items);
 

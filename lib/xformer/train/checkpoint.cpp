@@ -219,9 +219,13 @@ std::vector<std::string> resolve_checkpoints(const std::string& run_dir, const s
                         std::to_string(steps.size()) + " step checkpoints (train.keep_last keeps the last K)");
     return {steps.end() - static_cast<std::ptrdiff_t>(n), steps.end()};
   }
-  std::string path = which;
-  if (which == "last" || which == "best") path = (dir / (which + ".pt")).string();
-  if (!fs::exists(path)) throw DataError("checkpoint '" + path + "' does not exist");
+  const bool named = which == "last" || which == "best";
+  const std::string path = named ? (dir / (which + ".pt")).string() : which;
+  std::error_code ec;
+  if (!named && !fs::is_regular_file(path, ec))
+    throw ConfigError("usage error: --checkpoint '" + which +
+                      "': expected last, best, average:N or the path of a checkpoint file");
+  if (!fs::exists(path, ec)) throw DataError("checkpoint '" + path + "' does not exist");
   return {path};
 }
 

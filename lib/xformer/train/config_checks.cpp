@@ -10,9 +10,9 @@ namespace fs = std::filesystem;
 
 namespace xformer::train {
 
-void check_data_paths_exist(const nlohmann::json& config) {
+void check_data_paths_exist(const nlohmann::json& config, const std::vector<std::string>& splits) {
   const auto& task = config.at("task");
-  for (const char* split : {"train", "valid"}) {
+  for (const std::string& split : splits) {
     if (!task.contains(split)) continue;
     const auto& value = task.at(split);
     for (const auto& entry : value.is_array() ? value : nlohmann::json::array({value})) {
@@ -22,7 +22,7 @@ void check_data_paths_exist(const nlohmann::json& config) {
       if (path.filename().string().find_first_of("*?[") != std::string::npos) path = path.parent_path();
       std::error_code ec;
       if (!path.empty() && !fs::exists(path, ec))
-        throw ConfigError("config error: 'task." + std::string(split) + "' names '" + path.string() +
+        throw ConfigError("config error: 'task." + split + "' names '" + path.string() +
                           "', which does not exist" +
                           (path.is_relative() ? " in " + fs::current_path().string() : ""));
     }

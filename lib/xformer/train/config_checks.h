@@ -4,6 +4,8 @@
 // here fails later only on what needs the machine (device, memory) or the data's contents.
 #pragma once
 #include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
 
 namespace xformer::train {
 
@@ -11,9 +13,10 @@ namespace xformer::train {
 // that has such layers, the schedule (check_schedule), a step or epoch limit.
 void check_training_config(const nlohmann::json& config);
 
-// ConfigError unless task.train and task.valid name data that exists (the validation data is
-// first read at the first evaluation, after a stretch of training). `train` checks it; `info`
-// and sweeps do not (a config may be looked at, or a sweep planned, where its data is not).
-void check_data_paths_exist(const nlohmann::json& config);
+// ConfigError unless task.<split> names data that exists, for each of `splits` the config has.
+// `train` checks task.train and task.valid before it starts (the validation data is first read at
+// the first evaluation, after a stretch of training), `eval` the split it evaluates; `info` and
+// sweeps do not (a config may be looked at, or a sweep planned, where its data is not).
+void check_data_paths_exist(const nlohmann::json& config, const std::vector<std::string>& splits = {"train", "valid"});
 
 }  // namespace xformer::train

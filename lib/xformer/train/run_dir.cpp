@@ -131,6 +131,13 @@ RunDirLock::~RunDirLock() {
   if (fd_ >= 0) close(fd_);
 }
 
+std::string default_run_dir(const std::string& config_file) {
+  const fs::path config = fs::path(config_file).lexically_normal();
+  const fs::path folder = config.parent_path().filename();  // "" for a file in the working directory
+  const bool named = !folder.empty() && folder != "." && folder != "..";
+  return ((named ? fs::path("runs") / folder : fs::path("runs")) / config.stem()).string();
+}
+
 RunDirLock prepare_run_dir(const std::string& dir, bool resume, bool force) {
   std::error_code ec;
   if (fs::exists(dir, ec) && !fs::is_directory(dir, ec))
@@ -142,12 +149,19 @@ RunDirLock prepare_run_dir(const std::string& dir, bool resume, bool force) {
       throw ConfigError("--resume: run directory '" + dir + "' has no checkpoints/last.pt");
   };
   refuse_resume_without_checkpoint();  // before the lock creates a mistyped directory
-  RunDirLock lock = lock_run_dir(dir);
-  bool non_empty = false;
-  for (const auto& entry : fs::directory_iterator(dir)) non_empty |= entry.path().filename() != kLockFile;
-  if (non_empty && !resume && !force)
+  const auto holds_files = [&] {
+    bool found = false;
+    for (const auto& entry : fs::directory_iterator(dir, ec)) found |= entry.path().filename() != kLockFile;
+    return found;
+  };
+  const auto refuse_non_empty = [&] {
     throw ConfigError("run directory '" + dir +
                       "' is not empty: pass --resume to continue it or --force to start over");
+  };
+  if (!resume && !force && fs::is_directory(dir, ec) && holds_files()) refuse_non_empty();  // before the lock adds .lock
+  RunDirLock lock = lock_run_dir(dir);
+  const bool non_empty = holds_files();
+  if (non_empty && !resume && !force) refuse_non_empty();
   if (non_empty && force && !resume) {
     check_only_run_files(dir);  // again, now that the directory is locked
     for (const auto& entry : fs::directory_iterator(dir))

@@ -26,10 +26,15 @@ class RunDirLock {
   int fd_ = -1;
 };
 
+// Where `xformer train --config FILE` writes without --run-dir: runs/<FILE's folder>/<FILE's
+// name without .json> (configs/music/demo.json -> runs/music/demo), so that configs of one name
+// in different folders never share a run.
+std::string default_run_dir(const std::string& config_file);
+
 // Prepares `dir` for `xformer train` and locks it: another process training in it is an error
 // (exit 2) naming its pid, so two trainers never write one run. A non-empty dir is an error
-// (exit 2) unless `resume` (keep it) or `force` (empty it first; refused, before anything is
-// written, when the dir holds anything xformer did not write there).
+// (exit 2), left as it was, unless `resume` (keep it) or `force` (empty it first; refused, before
+// anything is written, when the dir holds anything xformer did not write there).
 RunDirLock prepare_run_dir(const std::string& dir, bool resume, bool force);
 
 // The resolved config saved in a run dir (DataError naming the file if missing/corrupt).

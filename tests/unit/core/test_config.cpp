@@ -171,6 +171,20 @@ TEST_CASE("unknown keys name the key, the origin and a hint", "[core][config]") 
     CHECK(contains(m, "my_config.json"));
     CHECK(contains(m, "did you mean 'optim.lr'"));
   }
+  SECTION("from the file of an extends chain that holds it") {
+    TempDir dir("config_origin");
+    write(dir.str("base.json"), R"({"optim": {"lrr": 0.1}, "train": {"seed": "seven"}})");
+    write(dir.str("presets/big.json"), R"({"extends": "../base.json", "optim": {"warmup_steps": 10}})");
+    const auto m = std::string(thrown_error([&] { xformer::resolve(xformer::load_config_file(dir.str("presets/big.json"))); }).what());
+    CHECK(contains(m, "unknown key 'optim.lrr' in '" + dir.str("presets/../base.json") + "'"));
+    write(dir.str("presets/big.json"), R"({"extends": "../base.json", "optim": {"lrr": null, "lr": "fast"}})");
+    const auto typed = std::string(thrown_error([&] {
+      auto raw = xformer::load_config_file(dir.str("presets/big.json"));
+      raw.value["optim"].erase("lrr");
+      xformer::resolve(raw);
+    }).what());
+    CHECK(contains(typed, "'optim.lr' in '" + dir.str("presets/big.json") + "'"));  // the child's value
+  }
   SECTION("from --set") {
     RawConfig raw;
     xformer::apply_override(raw, "train.max_step=5");

@@ -77,7 +77,7 @@ TEST_CASE("BatchedTask: an epoch's batches cover every item once, then end", "[t
     for (int64_t i : items_of(*b)) seen.insert(i);
     sizes.push_back(b->n_items);
   }
-  CHECK(sizes == std::vector<int64_t>{3, 3, 3, 1});
+  CHECK(sizes == std::vector<int64_t>{3, 3, 4});  // the lone 10th item joins the last batch
   CHECK(seen == std::multiset<int64_t>{0, 1, 2, 3, 4, 5, 6, 7, 8, 9});
   CHECK_FALSE(task.next_batch().has_value());
   CHECK_FALSE(task.skip_batch());
@@ -85,6 +85,21 @@ TEST_CASE("BatchedTask: an epoch's batches cover every item once, then end", "[t
   CountingTask again(10);
   again.begin_epoch(1);
   CHECK(items_of(*task.next_batch()) != items_of(*again.next_batch()));
+}
+
+TEST_CASE("batch_count/batch_range: a lone last item joins the batch before it", "[tasks]") {
+  using xformer::batch_count, xformer::batch_range;
+  using Range = std::pair<int64_t, int64_t>;
+  CHECK(batch_count(9, 3) == 3);
+  CHECK(batch_range(2, 3, 9) == Range{6, 9});
+  CHECK(batch_count(11, 3) == 4);  // 3 3 3 2: a short batch of two stays
+  CHECK(batch_range(3, 3, 11) == Range{9, 11});
+  CHECK(batch_count(7, 2) == 3);  // 2 2 3
+  CHECK(batch_range(2, 2, 7) == Range{4, 7});
+  CHECK(batch_count(1, 4) == 1);  // a single item alone is still a batch
+  CHECK(batch_range(0, 4, 1) == Range{0, 1});
+  CHECK(batch_count(5, 1) == 5);
+  CHECK(batch_range(4, 1, 5) == Range{4, 5});
 }
 
 TEST_CASE("BatchedTask: state()/load_state() and skip_batch() continue with the same batches", "[tasks]") {

@@ -150,6 +150,29 @@ TEST_CASE("train --force empties a run directory and refuses a folder holding an
   }
 }
 
+TEST_CASE("a non-empty folder given as a new run directory is refused as it is, without a lock file", "[train]") {
+  TempDir tmp("run_dir_non_empty");
+  const fs::path folder = tmp.path() / "photos";
+  fs::create_directories(folder);
+  std::ofstream(folder / "holiday.jpg") << "x";
+  const auto e = thrown_error([&] { train::prepare_run_dir(folder.string(), false, false); });
+  CHECK(e.exit_code() == 2);
+  CHECK(std::string(e.what()).find("is not empty") != std::string::npos);
+  std::set<std::string> left;
+  for (const auto& entry : fs::directory_iterator(folder)) left.insert(entry.path().filename().string());
+  CHECK(left == std::set<std::string>{"holiday.jpg"});
+}
+
+TEST_CASE("default_run_dir: configs of one name in different folders get different runs", "[train]") {
+  CHECK(train::default_run_dir("configs/music/demo.json") == "runs/music/demo");
+  CHECK(train::default_run_dir("configs/translation/demo.json") == "runs/translation/demo");
+  CHECK(train::default_run_dir("/home/me/exp/big.json") == "runs/exp/big");
+  CHECK(train::default_run_dir("mine.json") == "runs/mine");
+  CHECK(train::default_run_dir("./mine.json") == "runs/mine");
+  CHECK(train::default_run_dir("../mine.json") == "runs/mine");  // never outside runs/
+  CHECK(train::default_run_dir("a/b/../mine.json") == "runs/a/mine");
+}
+
 TEST_CASE("resume refuses a changed task or model and forgets metrics logged after the checkpoint", "[train]") {
   TempDir tmp("run_dir_resume");
   const auto config = nlohmann::json::parse(
