@@ -639,6 +639,30 @@ TEST_CASE("resume reproduces the same losses as an uninterrupted run", "[cli][re
   CHECK(resumed.size() == 2 + 10 + 8);  // version, restart, those 10 again, steps 10..16 and an evaluation
 }
 
+TEST_CASE("a run that ended by train.max_epochs, resumed, is not validated again", "[cli][resume]") {
+  TempDir tmp("cli_epochs_done");
+  const std::string run = tmp.str("run");
+  const std::string args = "train " + tiny_args(run, tmp.str("spm")) +
+                           " --set train.max_steps=0 --set train.max_epochs=1 --set train.eval_every=0"
+                           " --set task.eval_bleu=false --set task.max_tokens=2000";
+  auto r = run_xformer(args);
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  const auto valid = read_metrics(run, "valid");
+  REQUIRE(valid.size() == 1);  // the evaluation at the end
+  const auto last = fs::last_write_time(run + "/checkpoints/last.pt");
+  r = run_xformer(args + " --resume");
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  CHECK(read_metrics(run, "valid") == valid);
+  CHECK(fs::last_write_time(run + "/checkpoints/last.pt") == last);  // nor saved again
+  // One more epoch trains, and validates, as before.
+  r = run_xformer(args + " --resume --set train.max_epochs=2");
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  CHECK(read_metrics(run, "valid").size() == 2);
+}
+
 TEST_CASE("a run trained without TensorBoard events gets its curves so far when resumed with them", "[cli][resume]") {
   TempDir tmp("cli_tensorboard_late");
   const std::string run = tmp.str("run");

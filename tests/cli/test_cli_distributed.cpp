@@ -143,10 +143,21 @@ TEST_CASE("a rank with no batch in an update still sums the same statistics", "[
   if (!xformer::train::distributed_available()) return;
   TempDir tmp("cli_dist_short");
   // One batch per epoch and one epoch: the only update gives rank 1 nothing to compute.
-  auto r = run_xformer("train --nproc 2 " + tiny_args(tmp.str("run"), tmp.str("spm")) + kQuick +
-                       " --set train.max_steps=0 --set train.max_epochs=1 --set task.max_tokens=100000"
-                       " --set task.max_sentences=100000");
+  const std::string one_epoch = kQuick +
+                                " --set train.max_steps=0 --set train.max_epochs=1 --set task.max_tokens=100000"
+                                " --set task.max_sentences=100000";
+  auto r = run_xformer("train --nproc 2 " + tiny_args(tmp.str("run"), tmp.str("spm")) + one_epoch);
   INFO(r.output);
   CHECK(r.exit_code == 0);
-  CHECK(read_metrics(tmp.str("run"), "train").size() == 1);
+  // Rank 0 computes the batch as one process would (same seed, same dropout): the summed loss
+  // and gradient are that process's, divided by the same count.
+  auto one = run_xformer("train " + tiny_args(tmp.str("one"), tmp.str("spm")) + one_epoch);
+  INFO(one.output);
+  REQUIRE(one.exit_code == 0);
+  const auto ranks = read_metrics(tmp.str("run"), "train"), single = read_metrics(tmp.str("one"), "train");
+  REQUIRE(ranks.size() == 1);
+  REQUIRE(single.size() == 1);
+  CHECK(ranks[0]["loss"].get<double>() == Approx(single[0]["loss"].get<double>()).epsilon(1e-5));
+  CHECK(ranks[0]["gnorm"].get<double>() == Approx(single[0]["gnorm"].get<double>()).epsilon(1e-4));
+  CHECK(ranks[0]["nll"].get<double>() == Approx(single[0]["nll"].get<double>()).epsilon(1e-5));
 }

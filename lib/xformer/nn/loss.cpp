@@ -4,9 +4,14 @@
 
 namespace xformer::nn {
 
+namespace {
+torch::ScalarType accumulation_type(torch::ScalarType t) { return t == torch::kDouble ? t : torch::kFloat; }
+}  // namespace
+
 SmoothedLoss label_smoothed_cross_entropy(const torch::Tensor& logits, const torch::Tensor& target,
                                           double epsilon, int64_t ignore_index) {
-  auto logp = torch::log_softmax(logits.to(torch::kFloat), -1);  // (N, V)
+  // float32 at least: float16/bfloat16 logits are summed in float32, doubles stay doubles.
+  auto logp = torch::log_softmax(logits.to(accumulation_type(logits.scalar_type())), -1);  // (N, V)
   auto keep = target.ne(ignore_index);                             // (N)
   auto nll = -logp.gather(-1, target.clamp_min(0).unsqueeze(-1)).squeeze(-1);  // (N)
   auto uniform = -logp.sum(-1);                                                 // (N)
@@ -41,11 +46,13 @@ FusedResult fused_forward(const torch::Tensor& hidden, const torch::Tensor& weig
   // large products (512 MB), as each chunk is a round of kernel launches.
   const int64_t budget = hidden.is_cuda() ? int64_t{1} << 27 : int64_t{1} << 22;  // elements
   const int64_t chunk = chunk_rows > 0 ? chunk_rows : std::max<int64_t>(1, budget / V);
-  const auto fopt = hidden.options().dtype(torch::kFloat);
-  // Under autocast (CUDA) the products run in its reduced type, as a Linear layer would; the
-  // log-softmax, the loss and the weight's gradient accumulate in float32.
+  // The products run in autocast's reduced type (CUDA) as a Linear layer would, else in the
+  // inputs' type; the log-softmax, the loss and the logits' gradient in float32 (double for
+  // doubles). `convert`: the products' type is not that of the inputs or of the accumulation.
   const auto mm_type = autocast_type(hidden.device()).value_or(hidden.scalar_type());
-  const bool reduced = mm_type != hidden.scalar_type() || mm_type != weight.scalar_type();
+  const auto fopt = hidden.options().dtype(accumulation_type(mm_type));
+  const bool convert = mm_type != hidden.scalar_type() || mm_type != weight.scalar_type() ||
+                       mm_type != accumulation_type(mm_type);
   const auto hidden_mm = hidden.to(mm_type), weight_mm = weight.to(mm_type);
   FusedResult r;
   r.loss = torch::zeros({}, fopt);
@@ -63,7 +70,7 @@ FusedResult fused_forward(const torch::Tensor& hidden, const torch::Tensor& weig
     auto logits = logits_buf.narrow(0, 0, n);  // (n, V)
     auto logp = logp_buf.narrow(0, 0, n);      // (n, V)
     torch::mm_out(logits, h, weight_mm.t());
-    at::_log_softmax_out(logp, reduced ? logits.to(torch::kFloat) : logits, 1, false);
+    at::_log_softmax_out(logp, convert ? logits.to(fopt.dtype()) : logits, 1, false);
     auto keep = t.ne(ignore_index);
     auto index = t.clamp_min(0).unsqueeze(1);                  // (n, 1)
     auto nll = -logp.gather(1, index).squeeze(1);              // (n)
@@ -79,10 +86,10 @@ FusedResult fused_forward(const torch::Tensor& hidden, const torch::Tensor& weig
     else if (!keep.all().item<bool>())
       g.index_fill_(0, keep.logical_not().nonzero().squeeze(1), 0);
     auto grad_h = r.grad_hidden.narrow(0, start, n);  // (n, D)
-    if (reduced) {
+    if (convert) {
       g = g.to(mm_type);
       grad_h.copy_(torch::mm(g, weight_mm));
-      r.grad_weight.add_(torch::mm(g.t(), h));  // (V, D), float32 += reduced
+      r.grad_weight.add_(torch::mm(g.t(), h));  // (V, D): the weight's type += the products'
     } else {
       torch::mm_out(grad_h, g, weight);
       r.grad_weight.addmm_(g.t(), h);  // (V, D)

@@ -9,6 +9,7 @@ namespace xformer::nn {
 struct SmoothedLoss {
   torch::Tensor loss;  // scalar, summed over non-ignored positions
   torch::Tensor nll;   // scalar, summed plain negative log-likelihood (for perplexity)
+  // Both in float32, computed from float16/bfloat16/float32 inputs; in double from doubles.
 };
 
 // logits (N, V), target (N) long.

@@ -1,6 +1,7 @@
 #include "xformer/train/trainer.h"
 
 #include <spdlog/spdlog.h>
+#include <torch/version.h>
 
 #include <chrono>
 #include <cmath>
@@ -95,6 +96,7 @@ json Trainer::meta() const {
   m["nonfinite_in_row"] = nonfinite_in_row_;
   m["nonfinite_total"] = nonfinite_total_;
   m["evals_since_best"] = evals_since_best_;
+  m["evaluated_step"] = evaluated_step_;
   m["loss_scaler"] = scaler_.state();
   m["best"] = best_ ? json(*best_) : json(nullptr);
   m["config"] = config_;
@@ -166,6 +168,7 @@ void Trainer::restore() {
   nonfinite_in_row_ = m.at("nonfinite_in_row");
   nonfinite_total_ = m.at("nonfinite_total");
   evals_since_best_ = m.at("evals_since_best");
+  evaluated_step_ = m.value("evaluated_step", int64_t{-1});  // older checkpoints: unknown
   if (!m.at("best").is_null()) best_ = m.at("best").get<double>();
   scaler_.load_state(m.value("loss_scaler", json()));
   task_.load_state(m.at("task_state"));
@@ -176,8 +179,12 @@ bool Trainer::update(UpdateStats& stats) {
   const auto& t = config_.at("train");
   const int64_t update_freq = t.at("update_freq"), max_epochs = t.at("max_epochs");
   // Zeroing, not freeing, the gradients: reusing their memory measured faster than
-  // fresh allocations (page faults) each step.
+  // fresh allocations (page faults) each step. (LibTorch 2.x frees them by default.)
+#if TORCH_VERSION_MAJOR >= 2
+  optimizer_->zero_grad(/*set_to_none=*/false);
+#else
   optimizer_->zero_grad();
+#endif
   // The loss and the task's statistics stay on the device until the update's end, then come to
   // the host in one copy: each copy waits for the device to finish its queue.
   torch::Tensor loss_acc;
@@ -376,6 +383,7 @@ void Trainer::evaluate_and_track() {
     const auto v = options_.comm->all_reduce_values({stop_early_ ? 1.0 : 0.0, config_error ? 1.0 : 0.0});
     stop_early_ = v[0] > 0, config_error = v[1] > 0;
   }
+  if (!config_error) evaluated_step_ = step_;
   write_checkpoint();  // the statistics were averaged above
   if (error) std::rethrow_exception(error);
   if (config_error) throw ConfigError("config error: rank 0's evaluation stopped the job (see its log)");
@@ -460,7 +468,9 @@ int Trainer::run() {
   if (options_.comm) options_.comm->broadcast_from_rank0(params_);
   ProgressBar bar(max_steps, main_rank());
   UpdateStats stats;
-  bool evaluated_now = false;
+  // A resumed run whose last step was validated (one that ended by train.max_epochs, say) is
+  // not validated again unless it trains further.
+  bool evaluated_now = evaluated_step_ == step_;
   while ((max_steps <= 0 || step_ < max_steps) && !stop_early_) {
     const int64_t before = step_;
     if (!update(stats)) break;

@@ -83,6 +83,7 @@ class Trainer {
   int64_t step_ = 0, epoch_ = 1;
   int64_t nonfinite_in_row_ = 0, nonfinite_total_ = 0;
   int64_t evals_since_best_ = 0;
+  int64_t evaluated_step_ = -1;  // the last step validated (saved, so a finished run resumed does not validate it again)
   std::optional<double> best_;
   bool stop_early_ = false;
   bool interrupted_ = false;  // a stop signal, agreed on by every rank

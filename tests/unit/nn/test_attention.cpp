@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <limits>
+#include <map>
 #include <vector>
 
 #include "xformer/models/transformer.h"
@@ -180,9 +181,10 @@ TEST_CASE("KVCache appends through growing buffers and follows reordered beams",
   const int64_t B = 3, H = 2, Dh = 4;
   nn::KVCache cache;
   std::vector<torch::Tensor> ks, vs;
-  // Chunks of 1, 5, 1 ... positions: past the first capacity (16) and the second (2 x 22).
+  // Chunks of 1, 5, 1 ... positions: 56 in all, past the first capacity (16, reached at step 7)
+  // and the second (40, at step 16). Beams are reordered before, between and after the growths.
   int64_t t = 0;
-  for (int step = 0; step < 12; ++step) {
+  for (int step = 0; step < 24; ++step) {
     const int64_t n = step % 3 == 1 ? 5 : 1;
     auto k = torch::randn({B, H, n, Dh}), v = torch::randn({B, H, n, Dh});
     ks.push_back(k), vs.push_back(v);
@@ -191,8 +193,9 @@ TEST_CASE("KVCache appends through growing buffers and follows reordered beams",
     REQUIRE(cache.k.sizes() == torch::IntArrayRef({B, H, t, Dh}));
     CHECK(torch::equal(cache.k, torch::cat(ks, 2)));
     CHECK(torch::equal(cache.v, torch::cat(vs, 2)));
-    if (step == 6) {  // beams 2, 0, 0 survive
-      auto index = torch::tensor({2, 0, 0}, torch::kLong);
+    const std::map<int, std::vector<int64_t>> survivors = {{6, {2, 0, 0}}, {14, {1, 2, 0}}, {20, {0, 0, 1}}};
+    if (survivors.count(step)) {  // the beams that survive this step
+      auto index = torch::tensor(survivors.at(step), torch::kLong);
       cache.reorder(index);
       for (auto& x : ks) x = x.index_select(0, index);
       for (auto& x : vs) x = x.index_select(0, index);
@@ -200,10 +203,15 @@ TEST_CASE("KVCache appends through growing buffers and follows reordered beams",
       CHECK(torch::equal(cache.v, torch::cat(vs, 2)));
     }
   }
-  // Growing copies only what it holds: earlier views stay valid and unchanged.
-  auto before = cache.k.clone();
+  // A view taken earlier stays valid and unchanged, whether the next append fits the buffer
+  // (it writes after the view) or grows it (a new buffer; the old one is left alone).
+  const auto view = cache.k, held = cache.k.clone();
   cache.append(torch::randn({B, H, 1, Dh}), torch::randn({B, H, 1, Dh}));
-  CHECK(torch::equal(cache.k.narrow(2, 0, t), before));
+  CHECK(torch::equal(view, held));
+  cache.append(torch::randn({B, H, 200, Dh}), torch::randn({B, H, 200, Dh}));  // past any capacity so far
+  CHECK(torch::equal(view, held));
+  CHECK(torch::equal(cache.k.narrow(2, 0, t), held));
+  CHECK(cache.k.size(2) == t + 201);
 }
 
 TEST_CASE("sinusoidal_table holds sin on even dims, cos on odd dims", "[nn][positions]") {

@@ -140,6 +140,28 @@ TEST_CASE("the fused projection + loss equals projecting then label_smoothed_cro
     CHECK(out.loss.item<double>() == Approx(ref.loss.item<double>()).epsilon(1e-5));
   }
 
+  SECTION("doubles stay doubles, and bfloat16 weights and inputs train too") {
+    auto h = hidden.to(torch::kDouble).requires_grad_(true), w = weight.to(torch::kDouble).requires_grad_(true);
+    auto hd = h.detach().clone().requires_grad_(true), wd = w.detach().clone().requires_grad_(true);
+    auto plain = label_smoothed_cross_entropy(F::linear(hd, wd), target, eps, pad);
+    CHECK(plain.loss.scalar_type() == torch::kDouble);
+    plain.loss.backward();
+    auto out = linear_label_smoothed_cross_entropy(h, w, target, eps, pad, 3);
+    CHECK(out.loss.scalar_type() == torch::kDouble);
+    CHECK(out.loss.item<double>() == Approx(plain.loss.item<double>()).epsilon(1e-12));
+    out.loss.backward();
+    CHECK(xformer::testing::max_abs_diff(h.grad(), hd.grad()) < 1e-12);
+    CHECK(xformer::testing::max_abs_diff(w.grad(), wd.grad()) < 1e-12);
+
+    auto hb = hidden.to(torch::kBFloat16).requires_grad_(true), wb = weight.to(torch::kBFloat16).requires_grad_(true);
+    auto low = linear_label_smoothed_cross_entropy(hb, wb, target, eps, pad, 3);
+    CHECK(low.loss.scalar_type() == torch::kFloat);
+    CHECK(low.loss.item<double>() == Approx(ref.loss.item<double>()).epsilon(0.03));
+    low.loss.backward();
+    CHECK(hb.grad().scalar_type() == torch::kBFloat16);
+    CHECK(xformer::testing::max_abs_diff(hb.grad().to(torch::kFloat), h_ref.grad() / 0.37) < 0.1);
+  }
+
   SECTION("mismatched shapes are refused with both shapes named") {
     CHECK_THROWS_WITH(linear_label_smoothed_cross_entropy(hidden, torch::randn({V, D + 1}), target,
                                                           eps, pad),
