@@ -6,10 +6,11 @@
 #   data/images/prepare.sh --force  redo it
 #
 # No root needed: the packages are fetched with `apt-get download` into data/images/cache/ and
-# unpacked there with `dpkg -x`; the package lists must be present (`apt-get update`, or
-# run as root, which fetches them when missing). Only photographs are taken (the packages also hold drawings and abstract
-# art), listed below; plasma themes give their largest image. Each photo is linked into a split
-# chosen by a hash of its package and path (about 80/10/10, the same on every machine).
+# unpacked there with `dpkg -x`; the package lists must be present (`apt-get update`, or run
+# as root, which fetches them when missing). Only photographs are taken (the packages also hold
+# drawings and abstract art), listed below; plasma themes give their largest image. Each photo
+# is linked into a split chosen by a hash of its package and path (about 80/10/10, the same on
+# every machine).
 # data/images/README.md lists the packages, their licences and what they hold.
 set -euo pipefail
 

@@ -5,10 +5,10 @@
 #   data/music/prepare.sh --force  redo it
 #
 # No root needed: the packages are fetched with `apt-get download` into data/music/cache/ and
-# unpacked there with `dpkg -x`; the package lists must be present (`apt-get update`, or
-# run as root, which fetches them when missing). Every .mid/.midi file is linked into a split chosen by a hash of its
-# package and path (about 80/10/10, the same on every machine). data/music/README.md lists the
-# packages, their licences and what they hold.
+# unpacked there with `dpkg -x`; the package lists must be present (`apt-get update`, or run
+# as root, which fetches them when missing). Every .mid/.midi file is linked into a split
+# chosen by a hash of its package and path (about 80/10/10, the same on every machine).
+# data/music/README.md lists the packages, their licences and what they hold.
 set -euo pipefail
 
 PACKAGES=(simutrans-data planetblupi-music-midi openttd-openmsx mma)

@@ -149,7 +149,7 @@ RunDirLock prepare_run_dir(const std::string& dir, bool resume, bool force) {
       throw ConfigError("--resume: run directory '" + dir + "' has no checkpoints/last.pt");
   };
   refuse_resume_without_checkpoint();  // before the lock creates a mistyped directory
-  const auto holds_files = [&] {
+  const auto holds_files = [&] {  // false for a folder that does not exist yet
     bool found = false;
     for (const auto& entry : fs::directory_iterator(dir, ec)) found |= entry.path().filename() != kLockFile;
     return found;
@@ -158,7 +158,7 @@ RunDirLock prepare_run_dir(const std::string& dir, bool resume, bool force) {
     throw ConfigError("run directory '" + dir +
                       "' is not empty: pass --resume to continue it or --force to start over");
   };
-  if (!resume && !force && fs::is_directory(dir, ec) && holds_files()) refuse_non_empty();  // before the lock adds .lock
+  if (!resume && !force && holds_files()) refuse_non_empty();  // before the lock adds .lock
   RunDirLock lock = lock_run_dir(dir);
   const bool non_empty = holds_files();
   if (non_empty && !resume && !force) refuse_non_empty();
