@@ -9,7 +9,7 @@ packages=(
   libtorch-dev          # LibTorch 1.13 (CPU)
   libopenblas0-pthread  # fast BLAS for LibTorch: the reference BLAS is ~30x slower on matmul
   libcli11-dev nlohmann-json3-dev libspdlog-dev catch2
-  libsentencepiece-dev  # tokenizer (loaded through a shim, see lib/xformer/data/spm_shim.cpp)
+  libsentencepiece-dev  # tokenizer (in a helper process, see apps/spm_helper/main.cpp)
   libstb-dev            # image files: PNG/JPEG/BMP read, PNG write (stb_image)
   zlib1g-dev            # gzipped IDX files (MNIST, Fashion-MNIST)
   libgloo-dev           # c10d Gloo headers: multi-process training (docs/scaling.md)

@@ -29,6 +29,7 @@
 
 #include "xformer/core/logging.h"
 #include "xformer/core/registry.h"
+#include "xformer/core/remove_tree.h"
 #include "xformer/core/runtime.h"
 #include "xformer/decode/search.h"
 #include "xformer/models/image_transformer.h"
@@ -188,7 +189,7 @@ int bench_train(const Shape& s) {
     tokens += step_tokens;
     seconds += step_tokens / j["tokens_per_s"].get<double>();
   }
-  fs::remove_all(run);
+  remove_tree(run);
   int64_t params = 0;
   for (const auto& p : task.model()->parameters()) params += p.numel();
   std::cout << json{{"impl", "xformer"},   {"libtorch", TORCH_VERSION},

@@ -15,6 +15,7 @@
 #include "xformer/core/error.h"
 #include "xformer/core/logging.h"
 #include "xformer/core/registry.h"
+#include "xformer/core/remove_tree.h"
 #include "xformer/core/runtime.h"
 #include "xformer/train/distributed.h"
 #include "xformer/train/launcher.h"
@@ -60,11 +61,11 @@ class UnstartedRunCleanup {
       std::error_code ec;
       if (std::uncaught_exceptions() == 0 || fs::exists(fs::path(dir_) / "config.json", ec)) return;
       if (!existed_) {
-        fs::remove_all(dir_, ec);
+        remove_tree_noexcept(dir_);
         return;
       }
       for (fs::directory_iterator it(dir_, ec), end; !ec && it != end; it.increment(ec))
-        if (it->path().filename() != ".lock") fs::remove_all(it->path(), ec);
+        if (it->path().filename() != ".lock") remove_tree_noexcept(it->path().string());
     } catch (...) {  // what cannot be removed stays; the error in flight is the one to report
     }
   }

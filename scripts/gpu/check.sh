@@ -19,6 +19,7 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, "cxx11abi", torch._C._GLIBCXX_USE_CXX11_ABI)'
 nproc; g++ --version | head -1
 
+compgen -G ".deps/*.deb" > /dev/null || { echo "no .deps/*.deb: run scripts/gpu/fetch_deps.sh on the Debian machine and carry .deps"; exit 1; }
 rm -rf /tmp/deps && mkdir -p /tmp/deps
 for f in .deps/*.deb; do dpkg -x "$f" /tmp/deps; done
 export LD_LIBRARY_PATH=/tmp/deps/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
@@ -39,7 +40,7 @@ configure() {
     > "$OUT/cmake.log" 2>&1 || { tail -40 "$OUT/cmake.log"; exit 1; }
   grep -E "SentencePiece|gloo" "$OUT/cmake.log"; grep HAVE_ build-cuda/generated/xformer_build_config.h
 }
-build() { ninja -C build-cuda -j16 -k 0 xformer xformer_tests > "$OUT/build.log" 2>&1; }
+build() { ninja -C build-cuda -j16 -k 0 xformer xformer_spm xformer_tests > "$OUT/build.log" 2>&1; }
 
 if has build; then
   stamp configure
@@ -64,16 +65,22 @@ if has tests; then
   stamp "CUDA tests"
   (cd build-cuda && timeout 240 ./xformer_tests "[cuda]" --durations yes > "$OUT/cuda_tests.log" 2>&1)
   grep -E "FAILED|passed|failed|SIGSEGV|with message|^  [A-Z]" "$OUT/cuda_tests.log" | head -60
+  stamp "SentencePiece helper: its libraries, and the tokenizer tests"
+  ldd build-cuda/xformer_spm | grep -E "sentencepiece|protobuf|stdc|torch"
+  (cd build-cuda && timeout 60 ./xformer_tests "[tokenizer]" > "$OUT/tokenizer_tests.log" 2>&1;
+     echo "exit $?"; grep -E "FAILED|passed|failed|CHECK|with message" "$OUT/tokenizer_tests.log" | head -10)
+  stamp "tiny translation run on the GPU: train, eval, sample"
+  rm -rf /tmp/xf_gpu_tiny
+  timeout 120 build-cuda/xformer train --config configs/translation/tiny.json --run-dir /tmp/xf_gpu_tiny \
+    --set train.max_steps=30 > "$OUT/tiny_train.log" 2>&1; echo "train exit $?"; tail -3 "$OUT/tiny_train.log"
+  timeout 60 build-cuda/xformer eval --run /tmp/xf_gpu_tiny --split valid 2>&1 | tail -2
+  echo "ein kleiner Test ." | timeout 60 build-cuda/xformer sample --run /tmp/xf_gpu_tiny 2>&1 | tail -2
   stamp "whole suite (LibTorch 2.x, 16 jobs)"
   (cd build-cuda && timeout 240 ctest -j16 --timeout 200 -E cuda/ 2>&1 | tail -25)
   cp build-cuda/Testing/Temporary/LastTest.log "$OUT/ctest_last.log" 2>/dev/null
   stamp "C++ runtime symbols the test binary binds to LibTorch (expected: none)"
   (cd build-cuda && LD_DEBUG=bindings ./xformer_tests "extends chains merge parent and child" 2>&1 |
      grep -E "xformer_tests \[0\] to .*libtorch.*(St10filesystem|NSt7__cxx11)" | sed 's/.*normal symbol//' | head -10)
-  stamp "SentencePiece: the libraries the tokenizer tests load, and their outcome"
-  (cd build-cuda && LD_DEBUG=libs timeout 60 ./xformer_tests "[tokenizer]" > "$OUT/tokenizer_libs.log" 2>&1;
-     echo "exit $?"; grep -E "calling init: .*(sentencepiece|protobuf|spm)" "$OUT/tokenizer_libs.log" | sort -u | head;
-     grep -E "FAILED|passed|failed|CHECK" "$OUT/tokenizer_libs.log" | head -10)
 fi
 
 if has bench; then

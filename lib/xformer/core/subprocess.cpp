@@ -49,14 +49,20 @@ pid_t spawn_process(const std::vector<std::string>& argv, const SpawnOptions& op
   }
   if (pid == 0) {
     if (options.own_process_group) setpgid(0, 0);
-    // If we die (even by SIGKILL), the child gets SIGTERM: it saves and stops rather than
-    // training on unsupervised, out of reach of Ctrl-C.
-    prctl(PR_SET_PDEATHSIG, SIGTERM);
-    if (getppid() != parent) _exit(kExitInterrupted);  // we died before prctl took effect
+    if (options.terminate_with_parent) {
+      // If we die (even by SIGKILL), the child gets SIGTERM: it saves and stops rather than
+      // training on unsupervised, out of reach of Ctrl-C.
+      prctl(PR_SET_PDEATHSIG, SIGTERM);
+      if (getppid() != parent) _exit(kExitInterrupted);  // we died before prctl took effect
+    }
     if (out_fd >= 0) {
       dup2(out_fd, STDOUT_FILENO);
       dup2(out_fd, STDERR_FILENO);
     }
+    if (options.stdout_to_stderr) dup2(STDERR_FILENO, STDOUT_FILENO);
+    // dup2 onto 3 clears close-on-exec there; the same descriptor needs an explicit clear.
+    if (options.channel_fd == 3) fcntl(3, F_SETFD, 0);
+    else if (options.channel_fd >= 0) dup2(options.channel_fd, 3);
     const int null = open("/dev/null", O_RDONLY);  // children never read our input
     if (null >= 0) dup2(null, STDIN_FILENO);
     execve(args[0], args.data(), envp.data());

@@ -13,9 +13,12 @@ struct SpawnOptions {
   std::vector<std::pair<std::string, std::string>> env;  // added to (or replacing in) ours
   std::string output;  // file for stdout and stderr (appended); "" = share ours
   bool own_process_group = false;  // a terminal's Ctrl-C then reaches only us, not the child
+  // The child receives SIGTERM when the thread that started it ends (PR_SET_PDEATHSIG): start
+  // such children from the main thread. false: the child outlives us unless it stops itself.
+  bool terminate_with_parent = true;
+  int channel_fd = -1;             // >= 0: becomes the child's descriptor 3
+  bool stdout_to_stderr = false;   // the child's standard output goes to our standard error
 };
-// A child receives SIGTERM when the thread that started it ends (PR_SET_PDEATHSIG): start
-// children from the main thread.
 
 // Starts argv[0] with argv, its input from /dev/null. Error if it cannot start (the child
 // reports exec failures as exit code 127, with a line on its output).

@@ -1,33 +1,39 @@
-// Tokenizer: SentencePiece behind a dlopen'ed C shim.
+// Tokenizer: SentencePiece in a helper process (xformer_spm, apps/spm_helper/main.cpp).
 //
-// Linking libsentencepiece into a LibTorch program crashes during static initialisation (two
-// incompatible protobuf copies, see spm_shim.cpp). This file therefore never includes a
-// SentencePiece header: it loads libxformer_spm.so once per process into a link namespace of
-// its own (dlmopen(LM_ID_NEWLM)), resolves the shim's C functions, checks the
-// shim's API version, and wraps a loaded model in a move-only RAII object.
+// Linking libsentencepiece into a LibTorch program crashes (two incompatible protobuf copies, see
+// the helper's header comment). This file therefore never includes a SentencePiece header: it
+// starts the helper with one end of a Unix socket as its descriptor 3 and exchanges the frames of
+// spm_protocol.h with it. A loaded model keeps its helper for its lifetime; the helper ends when
+// the socket closes, which also happens when this process dies in any way.
 #include "xformer/data/tokenizer.h"
 
-#include <dlfcn.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <mutex>
 #include <sstream>
 #include <stdexcept>
-#include <unordered_map>
+#include <tuple>
 #include <utility>
 
 #include "xformer/core/error.h"
+#include "xformer/core/subprocess.h"
+#include "xformer/data/spm_protocol.h"
 
 namespace xformer::data {
 namespace {
 
 namespace fs = std::filesystem;
+namespace proto = spm_protocol;
 
-// Must equal kApiVersion in spm_shim.cpp.
-constexpr int32_t kShimApiVersion = 1;
-constexpr const char* kShimFileName = "libxformer_spm.so";
-constexpr const char* kShimEnvVar = "XFORMER_SPM_LIB";
+constexpr const char* kHelperFileName = "xformer_spm";
+constexpr const char* kHelperEnvVar = "XFORMER_SPM_HELPER";
 
 // Training threads when TokenizerTrainOptions::num_threads is 0: a constant (SentencePiece's own
 // default), never the machine's core count, because the thread count is stored in the .model
@@ -37,114 +43,87 @@ constexpr const char* kShimEnvVar = "XFORMER_SPM_LIB";
 // thread handles a fixed slice of the sentences. Extra threads on a small machine cost little.
 constexpr int kDefaultTrainThreads = 16;
 
-struct Shim {
-  std::string path;
-  int32_t (*api_version)();
-  int32_t (*train)(const char* const*, const char* const*, size_t, uint32_t, int32_t, char*,
-                   size_t);
-  void* (*load)(const char*, char*, size_t);
-  void (*free)(void*);
-  int64_t (*encode)(const void*, const char*, size_t, int32_t*, size_t, char*, size_t);
-  int64_t (*decode)(const void*, const int32_t*, size_t, char*, size_t, char*, size_t);
-  int32_t (*piece_count)(const void*);
-  int32_t (*pad_id)(const void*);
-  int32_t (*unk_id)(const void*);
-  int32_t (*bos_id)(const void*);
-  int32_t (*eos_id)(const void*);
-  int64_t (*id_to_piece)(const void*, int32_t, char*, size_t);
-};
-
-std::string executable_dir() {
+std::string helper_path() {
+  const char* env = std::getenv(kHelperEnvVar);
+  const bool from_env = env != nullptr && *env != '\0';
+  const fs::path path = from_env ? fs::path(env) : fs::path(self_executable()).parent_path() / kHelperFileName;
   std::error_code ec;
-  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
-  return ec ? std::string() : exe.parent_path().string();
+  if (!fs::is_regular_file(path, ec)) {
+    throw DataError("SentencePiece helper " + path.string() + (from_env ? " (from " : "") +
+                    (from_env ? kHelperEnvVar : "") + (from_env ? ")" : "") + " does not exist (build the " +
+                    kHelperFileName + " target, or set " + kHelperEnvVar + " to its path)");
+  }
+  return path.string();
 }
 
-std::string shim_path() {
-  const char* env = std::getenv(kShimEnvVar);
-  if (env != nullptr && *env != '\0') return env;
-  const std::string dir = executable_dir();
-  if (dir.empty()) {
-    throw DataError(std::string("SentencePiece shim ") + kShimFileName + " not found: " +
-                    kShimEnvVar + " is not set and /proc/self/exe cannot be read; set " +
-                    kShimEnvVar + " to the library's path");
+// A running helper: its process and our end of the socket.
+class HelperProcess {
+ public:
+  // `terminate_with_parent`: for a helper that the calling thread waits for (training); a
+  // serving helper must outlive the thread that started it, and ends when the socket closes.
+  HelperProcess(const std::string& mode, const std::vector<std::string>& args, bool terminate_with_parent)
+      : path_(helper_path()) {
+    int fds[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0)
+      throw DataError(std::string("cannot start the SentencePiece helper: socketpair: ") + std::strerror(errno));
+    SpawnOptions options;
+    options.channel_fd = fds[1];
+    options.stdout_to_stderr = true;
+    options.terminate_with_parent = terminate_with_parent;
+    std::vector<std::string> argv = {path_, mode, std::to_string(proto::kVersion)};
+    argv.insert(argv.end(), args.begin(), args.end());
+    try {
+      pid_ = spawn_process(argv, options);
+    } catch (...) {
+      close(fds[0]);
+      close(fds[1]);
+      throw;
+    }
+    close(fds[1]);
+    fd_ = fds[0];
   }
-  const fs::path candidate = fs::path(dir) / kShimFileName;
-  std::error_code ec;
-  if (!fs::exists(candidate, ec)) {
-    throw DataError(std::string("SentencePiece shim ") + kShimFileName + " not found: " +
-                    kShimEnvVar + " is not set and " + candidate.string() +
-                    " does not exist (build the xformer_spm target, or set " + kShimEnvVar +
-                    " to the library's path)");
-  }
-  return candidate.string();
-}
+  HelperProcess(const HelperProcess&) = delete;
+  HelperProcess& operator=(const HelperProcess&) = delete;
+  ~HelperProcess() { stop(/*kill_it=*/true); }
 
-template <typename Fn>
-void resolve(void* lib, const Shim& shim, const char* name, Fn& fn) {
-  dlerror();
-  void* sym = dlsym(lib, name);
-  if (sym == nullptr) {
-    const char* why = dlerror();
-    dlclose(lib);
-    throw DataError("SentencePiece shim " + shim.path + " lacks symbol " + name + " (" +
-                    (why != nullptr ? why : "null") + "); rebuild the xformer_spm target");
+  // Sends a request (or nothing, when empty) and returns the reply's payload; DataError with the
+  // helper's message, or with how it ended when it went away.
+  std::string exchange(const std::string& request, const std::string& what) {
+    std::string reply;
+    bool replied = false;
+    try {
+      if (!request.empty()) proto::send_frame(fd_, request);
+      replied = proto::receive_frame(fd_, reply);
+    } catch (const std::exception&) {
+      replied = false;  // described below, by how the helper ended
+    }
+    if (!replied || reply.empty()) {
+      throw DataError(what + ": the SentencePiece helper " + path_ + " " + stop(/*kill_it=*/false) +
+                      " (its messages are on standard error)");
+    }
+    if (reply[0] != proto::kReplyOk) throw DataError(what + ": " + reply.substr(1));
+    return reply.substr(1);
   }
-  fn = reinterpret_cast<Fn>(sym);
-}
 
-Shim open_shim() {
-  Shim shim{};
-  shim.path = shim_path();
-  dlerror();
-  // A new link namespace: the shim, libsentencepiece (with its embedded protobuf) and their own
-  // libstdc++ see none of the process' symbols, and the process sees none of theirs, whatever
-  // the LibTorch next to them exports (RTLD_LOCAL | RTLD_DEEPBIND still shares the process'
-  // global scope and its unique symbols).
-  void* lib = nullptr;
-  try {  // the libraries' static initialisers run here, and may throw
-    lib = dlmopen(LM_ID_NEWLM, shim.path.c_str(), RTLD_NOW | RTLD_LOCAL);
-  } catch (const std::exception& e) {
-    throw DataError("cannot load SentencePiece shim " + shim.path + ": initialisation failed: " + e.what());
+  // Ends the helper (closing the socket stops a healthy one) and reaps it; how it ended, in words.
+  std::string stop(bool kill_it) {
+    if (pid_ <= 0) return "has stopped";
+    if (fd_ >= 0) close(std::exchange(fd_, -1));
+    int status = 0;
+    pid_t r = waitpid(pid_, &status, WNOHANG);
+    if (r == 0) {  // still running (never signal a pid that is no longer our child)
+      if (kill_it) kill(pid_, SIGKILL);
+      while ((r = waitpid(pid_, &status, 0)) < 0 && errno == EINTR) {
+      }
+    }
+    pid_ = -1;
+    return r <= 0 ? "has stopped" : describe_exit_status(status);
   }
-  if (lib == nullptr) {
-    const char* why = dlerror();
-    throw DataError("cannot load SentencePiece shim " + shim.path + ": " +
-                    (why != nullptr ? why : "unknown dlopen error"));
-  }
-  resolve(lib, shim, "xf_spm_api_version", shim.api_version);
-  const int32_t version = shim.api_version();
-  if (version != kShimApiVersion) {
-    dlclose(lib);
-    throw DataError("SentencePiece shim " + shim.path + " has API version " +
-                    std::to_string(version) + ", expected " + std::to_string(kShimApiVersion) +
-                    "; rebuild the xformer_spm target");
-  }
-  resolve(lib, shim, "xf_spm_train", shim.train);
-  resolve(lib, shim, "xf_spm_load", shim.load);
-  resolve(lib, shim, "xf_spm_free", shim.free);
-  resolve(lib, shim, "xf_spm_encode", shim.encode);
-  resolve(lib, shim, "xf_spm_decode", shim.decode);
-  resolve(lib, shim, "xf_spm_piece_count", shim.piece_count);
-  resolve(lib, shim, "xf_spm_pad_id", shim.pad_id);
-  resolve(lib, shim, "xf_spm_unk_id", shim.unk_id);
-  resolve(lib, shim, "xf_spm_bos_id", shim.bos_id);
-  resolve(lib, shim, "xf_spm_eos_id", shim.eos_id);
-  resolve(lib, shim, "xf_spm_id_to_piece", shim.id_to_piece);
-  // The library stays loaded for the life of the process (never dlclose'd on success).
-  return shim;
-}
 
-// Loaded on first use; a failed load throws and is retried by the next call.
-const Shim& shim() {
-  static const Shim instance = open_shim();
-  return instance;
-}
-
-// Error buffer for one shim call.
-struct ErrBuf {
-  char text[1024] = {0};
-  std::string str() const { return text[0] != '\0' ? std::string(text) : "unknown error"; }
+ private:
+  std::string path_;
+  pid_t pid_ = -1;
+  int fd_ = -1;
 };
 
 std::string format_double(double v) {
@@ -155,13 +134,23 @@ std::string format_double(double v) {
   return out.str();
 }
 
-// SentencePiece's random seed and log level are process-wide: one training at a time.
-std::mutex& train_mutex() {
-  static std::mutex m;
-  return m;
-}
-
 }  // namespace
+
+// A loaded model: its serving helper and its pieces (id_to_piece needs no round trip).
+class Tokenizer::Helper {
+ public:
+  Helper(std::unique_ptr<HelperProcess> process, std::vector<std::string> pieces)
+      : pieces(std::move(pieces)), process_(std::move(process)) {}
+  std::string request(const proto::Writer& w, const std::string& what) const {
+    std::lock_guard<std::mutex> lock(mutex_);  // one request at a time on the socket
+    return process_->exchange(w.body(), what);
+  }
+  const std::vector<std::string> pieces;
+
+ private:
+  std::unique_ptr<HelperProcess> process_;
+  mutable std::mutex mutex_;
+};
 
 void Tokenizer::train(const TokenizerTrainOptions& options) {
   static const char* const kModelTypes[] = {"unigram", "bpe", "word", "char"};
@@ -237,23 +226,11 @@ void Tokenizer::train(const TokenizerTrainOptions& options) {
       {"bos_id", "2"},
       {"eos_id", "3"},
   };
-  std::vector<const char*> keys, values;
-  for (const auto& kv : kwargs) {
-    keys.push_back(kv.first.c_str());
-    values.push_back(kv.second.c_str());
-  }
-
-  const Shim& s = shim();
-  ErrBuf err;
-  int32_t rc;
-  {
-    std::lock_guard<std::mutex> lock(train_mutex());
-    rc = s.train(keys.data(), values.data(), keys.size(), static_cast<uint32_t>(options.seed),
-                 options.verbose ? 0 : 2, err.text, sizeof(err.text));
-  }
-  if (rc != 0) {
-    throw DataError("tokenizer training for " + options.model_prefix + " failed: " + err.str());
-  }
+  std::vector<std::string> args = {std::to_string(static_cast<uint32_t>(options.seed)),
+                                   options.verbose ? "0" : "2"};
+  for (const auto& [key, value] : kwargs) args.push_back(key + "=" + value);
+  HelperProcess("train", args, /*terminate_with_parent=*/true)
+      .exchange("", "tokenizer training for " + options.model_prefix + " failed");
   std::error_code ec;
   if (!fs::is_regular_file(options.model_prefix + ".model", ec)) {
     throw DataError("tokenizer training did not write " + options.model_prefix + ".model");
@@ -265,127 +242,127 @@ Tokenizer Tokenizer::load(const std::string& model_path) {
   if (!fs::is_regular_file(model_path, ec)) {
     throw DataError("tokenizer model " + model_path + " does not exist or is not a file");
   }
-  const Shim& s = shim();
-  ErrBuf err;
-  void* handle = s.load(model_path.c_str(), err.text, sizeof(err.text));
-  if (handle == nullptr) {
-    throw DataError("cannot load tokenizer model " + model_path + ": " + err.str());
+  const std::string what = "cannot load tokenizer model " + model_path;
+  auto process = std::make_unique<HelperProcess>("serve", std::vector<std::string>{model_path}, false);
+  const std::string info = process->exchange("", what);
+  int32_t ids[4];
+  std::vector<std::string> pieces;
+  try {
+    proto::Reader r(info);
+    for (int32_t& id : ids) id = r.i32();
+    const uint32_t n = r.u32();
+    pieces.reserve(n);
+    for (uint32_t i = 0; i < n; ++i) pieces.push_back(r.bytes());
+  } catch (const std::exception& e) {
+    throw DataError(what + ": " + e.what());
   }
-  return Tokenizer(handle, model_path);
-}
-
-Tokenizer::Tokenizer(void* handle, std::string model_path)
-    : handle_(handle), model_path_(std::move(model_path)) {
-  const Shim& s = shim();
-  vocab_size_ = s.piece_count(handle_);
-  pad_id_ = s.pad_id(handle_);
-  unk_id_ = s.unk_id(handle_);
-  bos_id_ = s.bos_id(handle_);
-  eos_id_ = s.eos_id(handle_);
-  // Every SentencePiece model has pieces and an unknown piece; -1 means the shim caught an error.
-  if (vocab_size_ <= 0 || unk_id_ < 0) {
-    s.free(std::exchange(handle_, nullptr));
-    throw DataError("tokenizer model " + model_path_ + " is unusable: " + std::to_string(vocab_size_) +
-                    " pieces, unknown-piece id " + std::to_string(unk_id_));
+  Tokenizer tok(std::make_unique<Helper>(std::move(process), std::move(pieces)));
+  tok.model_path_ = model_path;
+  std::tie(tok.pad_id_, tok.unk_id_, tok.bos_id_, tok.eos_id_) = std::tie(ids[0], ids[1], ids[2], ids[3]);
+  // Every SentencePiece model has pieces and an unknown piece.
+  if (tok.vocab_size_ <= 0 || tok.unk_id_ < 0 || tok.unk_id_ >= tok.vocab_size_) {
+    throw DataError("tokenizer model " + model_path + " is unusable: " + std::to_string(tok.vocab_size_) +
+                    " pieces, unknown-piece id " + std::to_string(tok.unk_id_));
   }
+  return tok;
 }
 
-Tokenizer::Tokenizer(Tokenizer&& other) noexcept
-    : handle_(std::exchange(other.handle_, nullptr)),
-      model_path_(std::move(other.model_path_)),
-      vocab_size_(other.vocab_size_),
-      pad_id_(other.pad_id_),
-      unk_id_(other.unk_id_),
-      bos_id_(other.bos_id_),
-      eos_id_(other.eos_id_) {}
+Tokenizer::Tokenizer(std::unique_ptr<Helper> helper)
+    : helper_(std::move(helper)), vocab_size_(static_cast<int32_t>(helper_->pieces.size())) {}
 
-Tokenizer& Tokenizer::operator=(Tokenizer&& other) noexcept {
-  if (this != &other) {
-    reset();
-    handle_ = std::exchange(other.handle_, nullptr);
-    model_path_ = std::move(other.model_path_);
-    vocab_size_ = other.vocab_size_;
-    pad_id_ = other.pad_id_;
-    unk_id_ = other.unk_id_;
-    bos_id_ = other.bos_id_;
-    eos_id_ = other.eos_id_;
-  }
-  return *this;
-}
+Tokenizer::Tokenizer(Tokenizer&& other) noexcept = default;
+Tokenizer& Tokenizer::operator=(Tokenizer&& other) noexcept = default;
+Tokenizer::~Tokenizer() = default;
 
-Tokenizer::~Tokenizer() { reset(); }
-
-void Tokenizer::reset() noexcept {
-  // A handle only exists once the shim is loaded, so shim() cannot throw here.
-  if (handle_ != nullptr) shim().free(handle_);
-  handle_ = nullptr;
-}
-
-const void* Tokenizer::checked_handle() const {
-  if (handle_ == nullptr) throw std::logic_error("use of a moved-from Tokenizer");
-  return handle_;
+const Tokenizer::Helper& Tokenizer::helper() const {
+  if (helper_ == nullptr) throw std::logic_error("use of a moved-from Tokenizer");
+  return *helper_;
 }
 
 std::vector<int32_t> Tokenizer::encode(const std::string& text) const {
-  const void* h = checked_handle();
-  const Shim& s = shim();
-  // Usually fewer pieces than bytes; NFKC normalization can expand text, hence the retry.
-  std::vector<int32_t> ids(text.size() + 16);
-  ErrBuf err;
-  int64_t n = s.encode(h, text.data(), text.size(), ids.data(), ids.size(), err.text,
-                       sizeof(err.text));
-  if (n >= 0 && static_cast<size_t>(n) > ids.size()) {
-    ids.resize(static_cast<size_t>(n));
-    n = s.encode(h, text.data(), text.size(), ids.data(), ids.size(), err.text,
-                 sizeof(err.text));
+  return std::move(encode_batch({text}).front());
+}
+
+namespace {
+
+// Splits n items into consecutive slices of at most kBatchEntries items and about kBatchBytes
+// bytes (at least one item each), calling send(begin, end) for each: one request per slice.
+template <typename Bytes, typename Send>
+void for_each_request(size_t n, Bytes bytes_of, Send send) {
+  for (size_t begin = 0; begin < n;) {
+    size_t end = begin, bytes = 0;
+    while (end < n && end - begin < proto::kBatchEntries && (end == begin || bytes + bytes_of(end) <= proto::kBatchBytes))
+      bytes += bytes_of(end++);
+    send(begin, end);
+    begin = end;
   }
-  if (n < 0 || static_cast<size_t>(n) > ids.size()) {
-    throw DataError("tokenizer " + model_path_ + " cannot encode text: " + err.str());
-  }
-  ids.resize(static_cast<size_t>(n));
-  return ids;
+}
+
+}  // namespace
+
+std::vector<std::vector<int32_t>> Tokenizer::encode_batch(const std::vector<std::string>& texts) const {
+  const Helper& h = helper();
+  const std::string what = "tokenizer " + model_path_ + " cannot encode text";
+  std::vector<std::vector<int32_t>> out;
+  out.reserve(texts.size());
+  for_each_request(texts.size(), [&](size_t i) { return texts[i].size(); }, [&](size_t begin, size_t end) {
+    proto::Writer w(proto::kEncode);
+    w.u32(static_cast<uint32_t>(end - begin));
+    for (size_t i = begin; i < end; ++i) w.bytes(texts[i]);
+    const std::string reply = h.request(w, what);
+    try {
+      proto::Reader r(reply);
+      for (size_t i = begin; i < end; ++i) out.push_back(r.ints());
+    } catch (const std::exception& e) {
+      throw DataError(what + ": " + e.what());
+    }
+  });
+  return out;
 }
 
 std::string Tokenizer::decode(const std::vector<int32_t>& ids) const {
-  const void* h = checked_handle();
-  const Shim& s = shim();
-  std::vector<int32_t> kept;
-  kept.reserve(ids.size());
-  for (const int32_t id : ids) {
-    if (id == pad_id_ || id == bos_id_ || id == eos_id_) continue;
-    kept.push_back(id);
+  return std::move(decode_batch({ids}).front());
+}
+
+std::vector<std::string> Tokenizer::decode_batch(const std::vector<std::vector<int32_t>>& id_lists) const {
+  const Helper& h = helper();
+  const std::string what = "tokenizer " + model_path_ + " cannot decode ids";
+  // pad, bos and eos dropped; an id outside the vocabulary refused before anything is sent.
+  std::vector<std::vector<int32_t>> kept(id_lists.size());
+  for (size_t i = 0; i < id_lists.size(); ++i) {
+    kept[i].reserve(id_lists[i].size());
+    for (const int32_t id : id_lists[i]) {
+      if (id < 0 || id >= vocab_size_) {
+        throw DataError(what + ": token id " + std::to_string(id) + " is out of range [0, " +
+                        std::to_string(vocab_size_) + ")");
+      }
+      if (id != pad_id_ && id != bos_id_ && id != eos_id_) kept[i].push_back(id);
+    }
   }
-  std::string text(kept.size() * 8 + 64, '\0');
-  ErrBuf err;
-  int64_t n = s.decode(h, kept.data(), kept.size(), text.data(), text.size(), err.text,
-                       sizeof(err.text));
-  if (n >= 0 && static_cast<size_t>(n) > text.size()) {
-    text.resize(static_cast<size_t>(n));
-    n = s.decode(h, kept.data(), kept.size(), text.data(), text.size(), err.text,
-                 sizeof(err.text));
-  }
-  if (n < 0 || static_cast<size_t>(n) > text.size()) {
-    throw DataError("tokenizer " + model_path_ + " cannot decode ids: " + err.str());
-  }
-  text.resize(static_cast<size_t>(n));
-  return text;
+  std::vector<std::string> out;
+  out.reserve(kept.size());
+  for_each_request(kept.size(), [&](size_t i) { return kept[i].size() * sizeof(int32_t); }, [&](size_t begin, size_t end) {
+    proto::Writer w(proto::kDecode);
+    w.u32(static_cast<uint32_t>(end - begin));
+    for (size_t i = begin; i < end; ++i) w.ints(kept[i]);
+    const std::string reply = h.request(w, what);
+    try {
+      proto::Reader r(reply);
+      for (size_t i = begin; i < end; ++i) out.push_back(r.bytes());
+    } catch (const std::exception& e) {
+      throw DataError(what + ": " + e.what());
+    }
+  });
+  return out;
 }
 
 std::string Tokenizer::id_to_piece(int32_t id) const {
-  const void* h = checked_handle();
-  const Shim& s = shim();
-  std::string piece(64, '\0');
-  int64_t n = s.id_to_piece(h, id, piece.data(), piece.size());
-  if (n >= 0 && static_cast<size_t>(n) > piece.size()) {
-    piece.resize(static_cast<size_t>(n));
-    n = s.id_to_piece(h, id, piece.data(), piece.size());
-  }
-  if (n < 0 || static_cast<size_t>(n) > piece.size()) {
+  const Helper& h = helper();
+  if (id < 0 || id >= vocab_size_) {
     throw DataError("tokenizer " + model_path_ + ": id " + std::to_string(id) +
                     " is outside the vocabulary [0, " + std::to_string(vocab_size_) + ")");
   }
-  piece.resize(static_cast<size_t>(n));
-  return piece;
+  return h.pieces[static_cast<size_t>(id)];
 }
 
 }  // namespace xformer::data

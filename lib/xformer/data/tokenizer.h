@@ -1,14 +1,15 @@
 // SentencePiece subword tokenizer (training, loading, encode/decode).
 //
 // SentencePiece is not linked into xformer: Debian's libsentencepiece carries its own protobuf,
-// which clashes with the one LibTorch loads and crashes the process during static
-// initialisation. Instead all SentencePiece calls go through libxformer_spm.so (spm_shim.cpp), a
-// small C-API library loaded into a link namespace of its own (dlmopen) the first time
-// a Tokenizer is trained or loaded. The shim is looked up in $XFORMER_SPM_LIB, else next to the
-// running executable. This header deliberately includes neither LibTorch nor SentencePiece.
+// which clashes with the one LibTorch brings and crashes the process. All SentencePiece work
+// runs in a helper process instead, xformer_spm (apps/spm_helper), which links SentencePiece
+// and nothing of LibTorch: one short-lived process per training, one per loaded model, answering
+// over a Unix socket. The helper is looked up in $XFORMER_SPM_HELPER, else next to the running
+// executable. This header deliberately includes neither LibTorch nor SentencePiece.
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -26,9 +27,9 @@ struct TokenizerTrainOptions {
   bool verbose = false;             // show SentencePiece's training log on stderr
 };
 
-// A loaded SentencePiece model. Special ids of models trained by train(): pad 0, unk 1, bos 2,
-// eos 3. Move-only; encode/decode/id_to_piece are const and safe to call from several threads at
-// once.
+// A loaded SentencePiece model (its helper process). Special ids of models trained by train():
+// pad 0, unk 1, bos 2, eos 3. Move-only; encode/decode/id_to_piece are const and safe to call
+// from several threads at once (requests to the helper take turns).
 class Tokenizer {
  public:
   // Trains a model and writes PREFIX.model and PREFIX.vocab (creating PREFIX's directory).
@@ -47,8 +48,12 @@ class Tokenizer {
   // Text -> ids, without bos/eos (the caller adds them where wanted). Text is normalized first
   // (NFKC, whitespace runs collapsed), so decode(encode(s)) gives the normalized s.
   std::vector<int32_t> encode(const std::string& text) const;
+  // encode() of every text, in far fewer round trips to the helper: for whole corpora.
+  std::vector<std::vector<int32_t>> encode_batch(const std::vector<std::string>& texts) const;
   // Ids -> text. pad, bos and eos ids are dropped; DataError for an id outside the vocabulary.
   std::string decode(const std::vector<int32_t>& ids) const;
+  // decode() of every id list, in far fewer round trips to the helper.
+  std::vector<std::string> decode_batch(const std::vector<std::vector<int32_t>>& id_lists) const;
 
   int32_t vocab_size() const { return vocab_size_; }
   int32_t pad_id() const { return pad_id_; }
@@ -60,11 +65,11 @@ class Tokenizer {
   const std::string& model_path() const { return model_path_; }
 
  private:
-  Tokenizer(void* handle, std::string model_path);
-  void reset() noexcept;
-  const void* checked_handle() const;
+  class Helper;
+  explicit Tokenizer(std::unique_ptr<Helper> helper);
+  const Helper& helper() const;
 
-  void* handle_ = nullptr;  // SentencePieceProcessor owned by the shim
+  std::unique_ptr<Helper> helper_;  // the process and the model's pieces
   std::string model_path_;
   int32_t vocab_size_ = 0;
   int32_t pad_id_ = -1;

@@ -197,13 +197,19 @@ class TranslationTask : public BatchedTask {
     uint64_t batches = 0;
     int64_t lines_read = 0;
     auto score = [&](const std::vector<std::string>& lines) {  // --score-pairs
-      std::vector<Example> pairs;  // of the lines that are not blank
+      std::vector<std::string> sides, wheres;  // source, target of each line that is not blank
       for (const auto& line : lines) {
         const std::string where = (input == "-" ? std::string("stdin") : input) + ":" + std::to_string(++lines_read);
         if (data::is_blank(line)) continue;
-        const auto [source, target] = data::split_pair_line(line, where);
-        pairs.push_back(encode_pair(source, target, where));
+        auto [source, target] = data::split_pair_line(line, where);
+        sides.push_back(std::move(source));
+        sides.push_back(std::move(target));
+        wheres.push_back(where);
       }
+      auto pieces = tokenizer_->encode_batch(sides);
+      std::vector<Example> pairs;
+      for (size_t i = 0; i < wheres.size(); ++i)
+        pairs.push_back(checked_pair({std::move(pieces[2 * i]), std::move(pieces[2 * i + 1])}, wheres[i]));
       const auto scores = score_pairs(pairs);
       std::ostream& out = output();
       size_t next = 0;
@@ -222,17 +228,22 @@ class TranslationTask : public BatchedTask {
     auto translate_lines = [&](const std::vector<std::string>& lines) {
       std::vector<std::string> inputs;
       std::vector<char> blank;  // lines without a piece: left blank, not translated
-      for (const auto& l : lines) {
-        const std::string where = (input == "-" ? std::string("stdin") : input) + ":" + std::to_string(++lines_read);
-        if (!data::is_valid_utf8(l)) throw DataError(where + ": not valid UTF-8");
-        const size_t pieces = tokenizer_->encode(l).size();
+      auto where = [&](size_t i) {  // "file:line" of lines[i]
+        return (input == "-" ? std::string("stdin") : input) + ":" + std::to_string(lines_read + i + 1);
+      };
+      for (size_t i = 0; i < lines.size(); ++i)
+        if (!data::is_valid_utf8(lines[i])) throw DataError(where(i) + ": not valid UTF-8");
+      const auto encoded = tokenizer_->encode_batch(lines);
+      for (size_t i = 0; i < lines.size(); ++i) {
+        const size_t pieces = encoded[i].size();
         blank.push_back(pieces == 0);
         if (pieces == 0) continue;
         if (pieces > static_cast<size_t>(max_len_ - 1))
           spdlog::warn("{}: {} pieces, longer than the model reads (model.max_positions): translating its first {}",
-                       where, pieces, max_len_ - 1);
-        for (int i = 0; i < (opts.temperature ? opts.num : 1); ++i) inputs.push_back(l);
+                       where(i), pieces, max_len_ - 1);
+        for (int c = 0; c < (opts.temperature ? opts.num : 1); ++c) inputs.push_back(lines[i]);
       }
+      lines_read += lines.size();
       const auto translations = translate(inputs, o, /*sampling=*/opts.temperature.has_value(), nbest, &batches);
       std::ostream& out = output();
       size_t next = 0;
@@ -312,8 +323,8 @@ class TranslationTask : public BatchedTask {
 
   // A pair to score, as token ids; DataError naming `where` when a side is longer than the
   // model reads (scores of cut sentences would be silently wrong).
-  Example encode_pair(const std::string& source, const std::string& target, const std::string& where) const {
-    Example e{tokenizer_->encode(source), tokenizer_->encode(target)};
+  // An encoded pair to score, refused when a side is longer than the model reads.
+  Example checked_pair(Example e, const std::string& where) const {
     for (const auto* side : {&e.source, &e.target})
       if (static_cast<int64_t>(side->size()) + 1 > max_len_)
         throw DataError(where + ": the " + (side == &e.source ? "source" : "target") + " has " +
@@ -425,8 +436,10 @@ class TranslationTask : public BatchedTask {
     std::vector<Example> out;
     int64_t too_long = 0;
     raw_ = data::ParallelCorpus();
+    auto sources = tokenizer_->encode_batch(corpus.source);
+    auto targets = tokenizer_->encode_batch(corpus.target);
     for (size_t i = 0; i < corpus.size(); ++i) {
-      Example e{tokenizer_->encode(corpus.source[i]), tokenizer_->encode(corpus.target[i])};
+      Example e{std::move(sources[i]), std::move(targets[i])};
       // +1 for EOS (source, target) / BOS (decoder input).
       const bool fits = static_cast<int64_t>(std::max(e.source.size(), e.target.size())) + 1 <= max_len_;
       if (!fits && skip_long) {
@@ -504,8 +517,7 @@ class TranslationTask : public BatchedTask {
     torch::NoGradGuard no_grad;
     std::vector<std::vector<int32_t>> encoded;
     std::vector<data::LengthPair> lengths;
-    for (const auto& s : sentences) {
-      auto ids = tokenizer_->encode(s);
+    for (auto& ids : tokenizer_->encode_batch(sentences)) {
       ids.resize(std::min<size_t>(ids.size(), max_len_ - 1));
       lengths.push_back({static_cast<int64_t>(ids.size()) + 1, 0});
       encoded.push_back(std::move(ids));
@@ -529,25 +541,29 @@ class TranslationTask : public BatchedTask {
         o.max_len.push_back(std::min<int64_t>(max_len_ - 1, static_cast<int64_t>(a * (ids.size() + 1)) + b));
       }
       auto decoder = decoder_for(src.to(ctx_.device));
-      auto text = [this](const decode::Hypothesis& h) {
-        return Translation{tokenizer_->decode(std::vector<int32_t>(h.tokens.begin(), h.tokens.end())), h.score};
-      };
+      // (output slot, hypothesis) of this batch: detokenized in one request to the tokenizer.
+      std::vector<std::pair<size_t, const decode::Hypothesis*>> picked;
+      std::vector<std::vector<decode::Hypothesis>> lists;
+      std::vector<decode::Hypothesis> hyps;
       if (nbest > 1) {
-        const auto lists = decode::beam_search_nbest(*decoder, B, o, nbest);
+        lists = decode::beam_search_nbest(*decoder, B, o, nbest);
         for (int64_t r = 0; r < B; ++r)
           for (int64_t j = 0; j < nbest; ++j)  // a short list repeats its last entry
-            if (!lists[r].empty()) out[idx[r] * nbest + j] = text(lists[r][std::min<size_t>(j, lists[r].size() - 1)]);
-        continue;
-      }
-      std::vector<decode::Hypothesis> hyps;
-      if (sampling) {
-        decode::SearchOptions per_batch_options = o;
-        per_batch_options.seed = o.seed + batch_no++ * 0x9E3779B97F4A7C15ULL;
-        hyps = decode::sample(*decoder, B, per_batch_options);
+            if (!lists[r].empty()) picked.push_back({idx[r] * nbest + j, &lists[r][std::min<size_t>(j, lists[r].size() - 1)]});
       } else {
-        hyps = o.beam > 1 ? decode::beam_search(*decoder, B, o) : decode::greedy(*decoder, B, o);
+        if (sampling) {
+          decode::SearchOptions per_batch_options = o;
+          per_batch_options.seed = o.seed + batch_no++ * 0x9E3779B97F4A7C15ULL;
+          hyps = decode::sample(*decoder, B, per_batch_options);
+        } else {
+          hyps = o.beam > 1 ? decode::beam_search(*decoder, B, o) : decode::greedy(*decoder, B, o);
+        }
+        for (int64_t r = 0; r < B; ++r) picked.push_back({idx[r], &hyps[r]});
       }
-      for (int64_t r = 0; r < B; ++r) out[idx[r]] = text(hyps[r]);
+      std::vector<std::vector<int32_t>> tokens;
+      for (const auto& [slot, h] : picked) tokens.emplace_back(h->tokens.begin(), h->tokens.end());
+      const auto texts = tokenizer_->decode_batch(tokens);
+      for (size_t k = 0; k < picked.size(); ++k) out[picked[k].first] = Translation{texts[k], picked[k].second->score};
     }
     return out;
   }

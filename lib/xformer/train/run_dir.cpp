@@ -13,6 +13,7 @@
 #include "xformer/core/atomic_file.h"
 #include "xformer/core/error.h"
 #include "xformer/core/json_file.h"
+#include "xformer/core/remove_tree.h"
 
 namespace fs = std::filesystem;
 
@@ -165,7 +166,7 @@ RunDirLock prepare_run_dir(const std::string& dir, bool resume, bool force) {
   if (non_empty && force && !resume) {
     check_only_run_files(dir);  // again, now that the directory is locked
     for (const auto& entry : fs::directory_iterator(dir))
-      if (entry.path().filename() != kLockFile) fs::remove_all(entry.path());
+      if (entry.path().filename() != kLockFile) remove_tree(entry.path().string());
   }
   refuse_resume_without_checkpoint();  // again, now that the directory is locked
   fs::create_directories(fs::path(dir) / "checkpoints");

@@ -1,12 +1,12 @@
 // Tests of the SentencePiece tokenizer and of its isolation from LibTorch.
 //
-// SentencePiece runs inside libxformer_spm.so, loaded into its own link namespace (dlmopen),
-// because Debian's libsentencepiece (embedded protobuf 3.14) and LibTorch (system protobuf 3.21)
-// crash when linked into one process. The key check here is therefore that LibTorch still works
-// in a process that has loaded the shim, trained and used a model. Every test case trains or
-// loads by itself, so each one also passes when run alone in a fresh process.
+// SentencePiece runs in a helper process (xformer_spm), because Debian's libsentencepiece
+// (embedded protobuf 3.14) and LibTorch (another protobuf) crash when linked into one process.
+// Checked here besides the tokenizer itself: LibTorch works next to running helpers, batches
+// of requests agree with single ones, and a missing or failing helper is a clear error. Every
+// test case trains or loads by itself, so each one also passes when run alone.
 #include "test_support.h"
-#include <unistd.h>
+#include <stdlib.h>
 
 #include <algorithm>
 #include <atomic>
@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <random>
 #include <sstream>
 #include <string>
@@ -30,26 +31,9 @@ using xformer::data::Tokenizer;
 using xformer::data::TokenizerTrainOptions;
 
 // A fresh directory under the system temp dir, removed with everything in it.
-class ScratchDir {
+class ScratchDir : public xformer::testing::TempDir {
  public:
-  ScratchDir() {
-    static std::atomic<int> counter{0};
-    std::random_device rd;
-    path_ = fs::temp_directory_path() /
-            ("xformer_tokenizer_test_" + std::to_string(::getpid()) + "_" +
-             std::to_string(counter++) + "_" + std::to_string(rd()));
-    fs::create_directories(path_);
-  }
-  ~ScratchDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  ScratchDir(const ScratchDir&) = delete;
-  ScratchDir& operator=(const ScratchDir&) = delete;
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
+  ScratchDir() : TempDir("tokenizer") {}
 };
 
 const std::vector<std::string>& sample_sentences() {
@@ -191,7 +175,7 @@ TEST_CASE("Tokenizer encode/decode round trip, UTF-8 included", "[data][tokenize
   CHECK_THROWS_AS(tok.decode({-7}), xformer::Error);
 }
 
-TEST_CASE("LibTorch works in a process that has loaded the SentencePiece shim",
+TEST_CASE("LibTorch works in a process that has trained and loaded SentencePiece models",
           "[data][tokenizer][torch]") {
   ScratchDir dir;
   const Tokenizer tok = train_small(dir);
@@ -343,4 +327,96 @@ TEST_CASE("Tokenizer reports missing or corrupt models and bad options", "[data]
   } catch (const xformer::Error& e) {
     CHECK_THAT(e.what(), Catch::Contains("Vocabulary size"));
   }
+}
+
+TEST_CASE("Tokenizer encodes and decodes a batch as each text alone, across several requests",
+          "[data][tokenizer]") {
+  ScratchDir dir;
+  const Tokenizer tok = train_small(dir);
+  // More texts than one request carries (spm_protocol::kBatchEntries), with empty ones.
+  std::vector<std::string> texts;
+  for (int i = 0; i < 20000; ++i)
+    texts.push_back(i % 997 == 0 ? std::string() : sample_sentences()[static_cast<size_t>(i) % sample_sentences().size()]);
+  const auto batch = tok.encode_batch(texts);
+  REQUIRE(batch.size() == texts.size());
+  std::vector<std::vector<int32_t>> single;
+  for (const auto& s : sample_sentences()) single.push_back(tok.encode(s));
+  size_t mismatches = 0;
+  for (size_t i = 0; i < texts.size(); ++i) {
+    const auto& expected = i % 997 == 0 ? std::vector<int32_t>() : single[i % sample_sentences().size()];
+    mismatches += batch[i] != expected;
+  }
+  CHECK(mismatches == 0);
+  const auto texts_back = tok.decode_batch(batch);
+  REQUIRE(texts_back.size() == texts.size());
+  CHECK(texts_back == texts);
+  CHECK(tok.encode_batch({}).empty());
+  CHECK(tok.decode_batch({}).empty());
+  CHECK_THROWS_AS(tok.decode_batch({{5}, {5, tok.vocab_size()}}), xformer::Error);
+  // One text longer than a request's byte budget still travels, alone.
+  std::string longer;
+  while (longer.size() < (5u << 20)) longer += sample_sentences()[0] + " ";
+  const auto pieces = tok.encode_batch({sample_sentences()[1], longer, sample_sentences()[2]});
+  REQUIRE(pieces.size() == 3);
+  CHECK(pieces[0] == single[1]);
+  CHECK(pieces[1].size() > 100000);
+  CHECK(pieces[2] == single[2]);
+}
+
+// Sets an environment variable for one scope.
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const std::string& value) : name_(name) {
+    if (const char* old = std::getenv(name)) old_ = old;
+    setenv(name, value.c_str(), 1);
+  }
+  ~ScopedEnv() {
+    if (old_) setenv(name_, old_->c_str(), 1);
+    else unsetenv(name_);
+  }
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
+
+ private:
+  const char* name_;
+  std::optional<std::string> old_;
+};
+
+TEST_CASE("Tokenizer reports a missing or failing SentencePiece helper", "[data][tokenizer]") {
+  ScratchDir dir;
+  const auto options = small_options(dir);
+  Tokenizer::train(options);
+  const std::string model = options.model_prefix + ".model";
+  {
+    const std::string absent = (dir.path() / "no_helper").string();
+    ScopedEnv env("XFORMER_SPM_HELPER", absent);
+    try {
+      Tokenizer::load(model);
+      FAIL("a missing helper must throw");
+    } catch (const xformer::Error& e) {
+      CHECK_THAT(e.what(), Catch::Contains(absent) && Catch::Contains("does not exist"));
+    }
+  }
+  {
+    // A helper that ends without answering: the error says how it ended.
+    const fs::path script = dir.path() / "dies.sh";
+    std::ofstream(script) << "#!/bin/sh\nexit 7\n";
+    fs::permissions(script, fs::perms::owner_all);
+    ScopedEnv env("XFORMER_SPM_HELPER", script.string());
+    try {
+      Tokenizer::load(model);
+      FAIL("a helper that exits must throw");
+    } catch (const xformer::Error& e) {
+      CHECK_THAT(e.what(), Catch::Contains(model) && Catch::Contains("exited with code 7"));
+    }
+    try {
+      Tokenizer::train(options);
+      FAIL("training with a helper that exits must throw");
+    } catch (const xformer::Error& e) {
+      CHECK_THAT(e.what(), Catch::Contains("exited with code 7"));
+    }
+  }
+  // With the real helper back, the model loads and works.
+  const Tokenizer tok = Tokenizer::load(model);
+  CHECK(tok.decode(tok.encode(sample_sentences()[0])) == sample_sentences()[0]);
 }

@@ -8,6 +8,7 @@
 #include "test_support.h"
 #include "xformer/core/error.h"
 #include "xformer/core/registry.h"
+#include "xformer/core/remove_tree.h"
 #include "xformer/tasks/task.h"
 #include "xformer/train/checkpoint.h"
 #include "xformer/train/run_dir.h"
@@ -123,12 +124,12 @@ TEST_CASE("train --force empties a run directory and refuses a folder holding an
   CHECK(fs::exists(project / "src"));
   CHECK(!fs::exists(project / ".lock"));
   // Only files named like an interrupted write of a run file count as one: not a folder.
-  fs::remove_all(project);
+  remove_tree(project.string());
   fs::create_directories(project / "checkpoints.tmp.x");
   CHECK_THROWS(train::prepare_run_dir(project.string(), false, true));
   CHECK(fs::exists(project / "checkpoints.tmp.x"));
   // A tensorboard/ folder is ours only if it holds nothing but event files.
-  fs::remove_all(project);
+  remove_tree(project.string());
   fs::create_directories(project / "tensorboard" / "other_experiment");
   CHECK_THROWS(train::prepare_run_dir(project.string(), false, true));
   CHECK(fs::exists(project / "tensorboard" / "other_experiment"));
@@ -136,7 +137,7 @@ TEST_CASE("train --force empties a run directory and refuses a folder holding an
   for (const char* foreign : {"checkpoints/other_model.ckpt", "checkpoints/step_12.pt", "samples/my_recording.wav",
                               "samples/detections/notes.txt", "samples/notes"}) {
     CAPTURE(foreign);
-    fs::remove_all(run);
+    remove_tree(run.string());
     train::prepare_run_dir(run.string(), false, false);
     fs::create_directories((run / foreign).parent_path());
     std::ofstream(run / "config.json") << "{}";
