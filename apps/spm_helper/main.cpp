@@ -112,9 +112,10 @@ int serve(const std::string& model) {
       else if (op == proto::kDecode) reply = decode(sp, r);
       else throw std::runtime_error(std::string("unknown request '") + op + "'");
       if (!r.done()) throw std::runtime_error("malformed request");
-    } catch (const std::exception& e) {
-      reply_error(e.what());
-      continue;
+      if (reply.size() > proto::kMaxFrameBytes)
+        throw std::runtime_error("the result (" + std::to_string(reply.size()) + " bytes) is larger than one reply carries");
+    } catch (const std::exception& e) {  // bad_alloc included: answer, and go on serving
+      reply = proto::kReplyError + std::string(e.what());
     }
     proto::send_frame(kSocket, reply);
   }

@@ -578,6 +578,11 @@ TEST_CASE("sample --score-pairs scores given translations as eval scores the spl
   r = run_xformer(score + tmp.str("long.tsv"));
   CHECK(r.exit_code == 1);
   CHECK(r.output.find(tmp.str("long.tsv") + ":2: the target has ") != std::string::npos);
+  // With both faults in one file, the error names the earlier line, whichever the fault.
+  std::ofstream(tmp.str("both.tsv")) << "Hello.\tHallo.\nHouses.\t" << long_target << "\nno tab here\n";
+  r = run_xformer(score + tmp.str("both.tsv"));
+  CHECK(r.exit_code == 1);
+  CHECK(r.output.find(tmp.str("both.tsv") + ":2: the target has ") != std::string::npos);
   r = run_xformer(score + pairs + " --beam 2");
   CHECK(r.exit_code == 2);
   CHECK(r.output.find("--score-pairs scores the translations it is given; it takes none of --beam") != std::string::npos);

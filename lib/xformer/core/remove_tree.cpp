@@ -7,6 +7,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <memory>
 #include <vector>
 
 #include "xformer/core/error.h"
@@ -17,7 +18,7 @@ namespace {
 // Removes what folder `dir` (an open descriptor, closed here) holds; `where` names it in errors.
 // Returns "" or the failure.
 std::string remove_contents(int dir, const std::string& where) {
-  DIR* stream = fdopendir(dir);
+  const std::unique_ptr<DIR, int (*)(DIR*)> stream(fdopendir(dir), closedir);  // closes `dir` too
   if (stream == nullptr) {
     const std::string why = std::strerror(errno);
     close(dir);
@@ -26,7 +27,7 @@ std::string remove_contents(int dir, const std::string& where) {
   // Names first, removal after: a folder is not changed while it is being read.
   std::vector<std::string> names;
   errno = 0;
-  while (const dirent* entry = readdir(stream)) {
+  while (const dirent* entry = readdir(stream.get())) {
     const std::string name = entry->d_name;
     if (name != "." && name != "..") names.push_back(name);
   }
@@ -42,7 +43,7 @@ std::string remove_contents(int dir, const std::string& where) {
     if (S_ISDIR(st.st_mode)) {
       const int sub = openat(dir, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
       if (sub < 0) {
-        failure = "cannot open folder " + child + ": " + std::strerror(errno);
+        if (errno != ENOENT) failure = "cannot open folder " + child + ": " + std::strerror(errno);
         continue;
       }
       failure = remove_contents(sub, child);
@@ -51,11 +52,12 @@ std::string remove_contents(int dir, const std::string& where) {
         errno != ENOENT)
       failure = "cannot remove " + child + ": " + std::strerror(errno);
   }
-  closedir(stream);  // closes `dir` too
   return failure;
 }
 
-std::string remove_path(const std::string& path) {
+std::string remove_path(std::string path) {
+  // "link/" would name the folder a link points to: the link itself is what goes.
+  while (path.size() > 1 && path.back() == '/') path.pop_back();
   struct stat st;
   if (lstat(path.c_str(), &st) != 0)
     return errno == ENOENT ? "" : "cannot inspect " + path + ": " + std::strerror(errno);

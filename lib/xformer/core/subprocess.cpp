@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -55,16 +56,22 @@ pid_t spawn_process(const std::vector<std::string>& argv, const SpawnOptions& op
       prctl(PR_SET_PDEATHSIG, SIGTERM);
       if (getppid() != parent) _exit(kExitInterrupted);  // we died before prctl took effect
     }
+    // The channel first, before 0-2 are replaced (it may be one of them if ours were closed).
+    // dup2 onto 3 clears close-on-exec there; the same descriptor needs an explicit clear.
+    if (options.channel_fd == 3) fcntl(3, F_SETFD, 0);
+    else if (options.channel_fd >= 0) dup2(options.channel_fd, 3);
     if (out_fd >= 0) {
       dup2(out_fd, STDOUT_FILENO);
       dup2(out_fd, STDERR_FILENO);
     }
     if (options.stdout_to_stderr) dup2(STDERR_FILENO, STDOUT_FILENO);
-    // dup2 onto 3 clears close-on-exec there; the same descriptor needs an explicit clear.
-    if (options.channel_fd == 3) fcntl(3, F_SETFD, 0);
-    else if (options.channel_fd >= 0) dup2(options.channel_fd, 3);
     const int null = open("/dev/null", O_RDONLY);  // children never read our input
     if (null >= 0) dup2(null, STDIN_FILENO);
+#ifdef SYS_close_range
+    // Nothing else of ours reaches the child (files a library opened without close-on-exec,
+    // the run directory's lock); where the kernel lacks close_range, they are merely inherited.
+    syscall(SYS_close_range, options.channel_fd >= 0 ? 4u : 3u, ~0u, 0u);
+#endif
     execve(args[0], args.data(), envp.data());
     if (write(STDERR_FILENO, failed.data(), failed.size()) < 0) {}
     _exit(127);

@@ -19,12 +19,12 @@ void Writer::bytes(const std::string& s) {
 
 void Writer::ints(const std::vector<int32_t>& ids) {
   u32(static_cast<uint32_t>(ids.size()));
-  body_.append(reinterpret_cast<const char*>(ids.data()), ids.size() * sizeof(int32_t));
+  if (!ids.empty()) body_.append(reinterpret_cast<const char*>(ids.data()), ids.size() * sizeof(int32_t));
 }
 
 void Reader::take(void* out, size_t n) {
   if (n > body_.size() - pos_) throw std::runtime_error("truncated message from the other end");
-  std::memcpy(out, body_.data() + pos_, n);
+  if (n > 0) std::memcpy(out, body_.data() + pos_, n);
   pos_ += n;
 }
 

@@ -89,17 +89,22 @@ class HelperProcess {
   // Sends a request (or nothing, when empty) and returns the reply's payload; DataError with the
   // helper's message, or with how it ended when it went away.
   std::string exchange(const std::string& request, const std::string& what) {
-    std::string reply;
+    if (request.size() > proto::kMaxFrameBytes) {  // refused here, so the helper keeps serving
+      throw DataError(what + ": a request of " + std::to_string(request.size()) +
+                      " bytes is larger than the SentencePiece helper accepts (" +
+                      std::to_string(proto::kMaxFrameBytes) + ")");
+    }
+    std::string reply, failure;
     bool replied = false;
     try {
       if (!request.empty()) proto::send_frame(fd_, request);
       replied = proto::receive_frame(fd_, reply);
-    } catch (const std::exception&) {
-      replied = false;  // described below, by how the helper ended
+    } catch (const std::exception& e) {
+      failure = e.what();  // the connection is out of step now: the helper is stopped below
     }
     if (!replied || reply.empty()) {
-      throw DataError(what + ": the SentencePiece helper " + path_ + " " + stop(/*kill_it=*/false) +
-                      " (its messages are on standard error)");
+      throw DataError(what + ": the SentencePiece helper " + path_ + " " + stop(/*kill_it=*/!failure.empty()) +
+                      (failure.empty() ? "" : " after " + failure) + " (its messages are on standard error)");
     }
     if (reply[0] != proto::kReplyOk) throw DataError(what + ": " + reply.substr(1));
     return reply.substr(1);
@@ -251,8 +256,8 @@ Tokenizer Tokenizer::load(const std::string& model_path) {
     proto::Reader r(info);
     for (int32_t& id : ids) id = r.i32();
     const uint32_t n = r.u32();
-    pieces.reserve(n);
     for (uint32_t i = 0; i < n; ++i) pieces.push_back(r.bytes());
+    if (!r.done()) throw std::runtime_error("unexpected bytes after the model's pieces");
   } catch (const std::exception& e) {
     throw DataError(what + ": " + e.what());
   }
@@ -313,6 +318,7 @@ std::vector<std::vector<int32_t>> Tokenizer::encode_batch(const std::vector<std:
     try {
       proto::Reader r(reply);
       for (size_t i = begin; i < end; ++i) out.push_back(r.ints());
+      if (!r.done()) throw std::runtime_error("unexpected bytes after the ids");
     } catch (const std::exception& e) {
       throw DataError(what + ": " + e.what());
     }
@@ -332,11 +338,12 @@ std::vector<std::string> Tokenizer::decode_batch(const std::vector<std::vector<i
   for (size_t i = 0; i < id_lists.size(); ++i) {
     kept[i].reserve(id_lists[i].size());
     for (const int32_t id : id_lists[i]) {
+      if (id == pad_id_ || id == bos_id_ || id == eos_id_) continue;
       if (id < 0 || id >= vocab_size_) {
         throw DataError(what + ": token id " + std::to_string(id) + " is out of range [0, " +
                         std::to_string(vocab_size_) + ")");
       }
-      if (id != pad_id_ && id != bos_id_ && id != eos_id_) kept[i].push_back(id);
+      kept[i].push_back(id);
     }
   }
   std::vector<std::string> out;
@@ -349,6 +356,7 @@ std::vector<std::string> Tokenizer::decode_batch(const std::vector<std::vector<i
     try {
       proto::Reader r(reply);
       for (size_t i = begin; i < end; ++i) out.push_back(r.bytes());
+      if (!r.done()) throw std::runtime_error("unexpected bytes after the texts");
     } catch (const std::exception& e) {
       throw DataError(what + ": " + e.what());
     }

@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <exception>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -198,18 +199,25 @@ class TranslationTask : public BatchedTask {
     int64_t lines_read = 0;
     auto score = [&](const std::vector<std::string>& lines) {  // --score-pairs
       std::vector<std::string> sides, wheres;  // source, target of each line that is not blank
+      std::exception_ptr malformed;  // the first line that is no pair: reported after the lines before it
       for (const auto& line : lines) {
         const std::string where = (input == "-" ? std::string("stdin") : input) + ":" + std::to_string(++lines_read);
         if (data::is_blank(line)) continue;
-        auto [source, target] = data::split_pair_line(line, where);
-        sides.push_back(std::move(source));
-        sides.push_back(std::move(target));
-        wheres.push_back(where);
+        try {
+          auto [source, target] = data::split_pair_line(line, where);
+          sides.push_back(std::move(source));
+          sides.push_back(std::move(target));
+          wheres.push_back(where);
+        } catch (const Error&) {
+          malformed = std::current_exception();
+          break;
+        }
       }
       auto pieces = tokenizer_->encode_batch(sides);
       std::vector<Example> pairs;
       for (size_t i = 0; i < wheres.size(); ++i)
         pairs.push_back(checked_pair({std::move(pieces[2 * i]), std::move(pieces[2 * i + 1])}, wheres[i]));
+      if (malformed) std::rethrow_exception(malformed);
       const auto scores = score_pairs(pairs);
       std::ostream& out = output();
       size_t next = 0;

@@ -37,6 +37,10 @@ TEST_CASE("remove_tree removes nested folders and files, not what links point to
   remove_tree((dir.path() / "link").string());
   CHECK_FALSE(fs::exists(fs::symlink_status(dir.path() / "link")));
   CHECK(fs::exists(outside / "keep.txt"));
+  fs::create_directory_symlink(outside, dir.path() / "link");
+  remove_tree((dir.path() / "link").string() + "//");  // with a trailing slash, still the link
+  CHECK_FALSE(fs::exists(fs::symlink_status(dir.path() / "link")));
+  CHECK(fs::exists(outside / "keep.txt"));
   CHECK_NOTHROW(remove_tree((dir.path() / "absent").string()));
   CHECK(remove_tree_noexcept((dir.path() / "absent").string()));
 }

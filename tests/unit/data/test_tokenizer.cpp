@@ -6,7 +6,9 @@
 // of requests agree with single ones, and a missing or failing helper is a clear error. Every
 // test case trains or loads by itself, so each one also passes when run alone.
 #include "test_support.h"
+#include <signal.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -415,6 +417,27 @@ TEST_CASE("Tokenizer reports a missing or failing SentencePiece helper", "[data]
     } catch (const xformer::Error& e) {
       CHECK_THAT(e.what(), Catch::Contains("exited with code 7"));
     }
+  }
+  {
+    // A helper that dies while its model is loaded: the next request says how it ended.
+    Tokenizer doomed = Tokenizer::load(model);
+    const auto ids = doomed.encode(sample_sentences()[0]);
+    int killed = 0;
+    for (const auto& entry : fs::directory_iterator("/proc")) {  // our children named xformer_spm
+      std::ifstream stat(entry.path() / "stat");
+      std::string pid, comm, state;
+      pid_t ppid = 0;
+      if (stat >> pid >> comm >> state >> ppid && ppid == getpid() && comm == "(xformer_spm)")
+        killed += kill(std::stoi(pid), SIGKILL) == 0;
+    }
+    REQUIRE(killed == 1);
+    try {
+      doomed.decode(ids);
+      FAIL("a request to a killed helper must throw");
+    } catch (const xformer::Error& e) {
+      CHECK_THAT(e.what(), Catch::Contains(model) && Catch::Contains("was killed by signal 9"));
+    }
+    CHECK_THROWS_WITH(doomed.encode("x"), Catch::Contains("has stopped"));
   }
   // With the real helper back, the model loads and works.
   const Tokenizer tok = Tokenizer::load(model);
