@@ -17,8 +17,20 @@ void shuffle_in_place(std::vector<T>& v, std::mt19937_64& rng) {
 
 uint64_t epoch_seed(uint64_t seed, int64_t epoch) { return seed * 1000003ULL + static_cast<uint64_t>(epoch); }
 
+namespace {
+// splitmix64's finaliser: every input bit moves every output bit.
+uint64_t mix64(uint64_t z) {
+  z += 0x9E3779B97F4A7C15ULL;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+  return z ^ (z >> 31);
+}
+}  // namespace
+
+// Hashed, not linear: with epoch_seed * K + index, batch K + i of one epoch had the seed of
+// batch i of the next (the same augmentation) once an epoch held more than K batches.
 uint64_t batch_seed(uint64_t seed, int64_t epoch, int64_t index) {
-  return epoch_seed(seed, epoch) * 7919ULL + static_cast<uint64_t>(index);
+  return mix64(mix64(epoch_seed(seed, epoch)) + static_cast<uint64_t>(index));
 }
 
 std::vector<std::vector<int64_t>> make_batches(const std::vector<LengthPair>& lengths,

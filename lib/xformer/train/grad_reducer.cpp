@@ -61,7 +61,8 @@ void GradReducer::build_buckets(const std::vector<size_t>& order) {
   for (auto& b : buckets_) {
     int64_t n = 0;
     for (const size_t i : b.members) n += params_[i].numel();
-    b.flat = torch::empty({n}, params_[b.members[0]].options().requires_grad(false));
+    b.flat = torch::empty({n + static_cast<int64_t>(b.members.size())},
+                          params_[b.members[0]].options().requires_grad(false));
   }
 }
 
@@ -92,13 +93,17 @@ void GradReducer::start(Bucket& b) {
   torch::NoGradGuard no_grad;
   if (next_ == 0) first_send_after_ = arrived_;
   int64_t offset = 0;
+  const int64_t counts = b.flat.numel() - static_cast<int64_t>(b.members.size());
+  std::vector<float> had;  // 1 where this rank has the member's gradient
   for (const size_t i : b.members) {
     const auto& p = params_[i];
     auto slot = b.flat.narrow(0, offset, p.numel());
     if (p.grad().defined()) slot.copy_(p.grad().reshape(-1));
     else slot.zero_();  // unused by this rank's batches: contributes nothing
+    had.push_back(p.grad().defined() ? 1.0f : 0.0f);
     offset += p.numel();
   }
+  b.flat.narrow(0, counts, static_cast<int64_t>(had.size())).copy_(torch::tensor(had));
   b.wait = comm_.start_all_reduce(b.flat);
 }
 
@@ -113,11 +118,15 @@ void GradReducer::finish() {
   for (auto& b : buckets_) {
     b.wait();
     int64_t offset = 0;
-    for (const size_t i : b.members) {
-      auto& p = params_[i];
+    const int64_t counts = b.flat.numel() - static_cast<int64_t>(b.members.size());
+    const auto ranks_with_gradient =
+        b.flat.narrow(0, counts, static_cast<int64_t>(b.members.size())).to(torch::kCPU, torch::kFloat).contiguous();
+    const float* had = ranks_with_gradient.data_ptr<float>();
+    for (size_t m = 0; m < b.members.size(); ++m) {
+      auto& p = params_[b.members[m]];
       auto sum = b.flat.narrow(0, offset, p.numel()).view(p.sizes());
       if (p.grad().defined()) p.mutable_grad().copy_(sum);
-      else p.mutable_grad() = sum.clone();
+      else if (had[m] > 0) p.mutable_grad() = sum.clone();
       offset += p.numel();
     }
     b.arrived = 0;

@@ -9,7 +9,9 @@
 // reverse order (roughly the order backward reaches them); after the first update they are
 // rebuilt, alike on every rank, in the order rank 0's gradients actually arrived. A bucket that
 // backward did not fill (a parameter this rank's batches did not use, or a rank that had no batch
-// in the update) starts in launch_rest(), with zeros for missing gradients.
+// in the update) starts in launch_rest(), with zeros for missing gradients. Each bucket also
+// carries one count per parameter of the ranks that had its gradient: a parameter no rank used
+// keeps no gradient, so the optimizer skips it (weight decay included) as in one process.
 //
 // Per update:   arm() before this rank's last backward of the update (earlier ones accumulate),
 //               backward(), launch_rest(), [other collectives], finish().
@@ -37,7 +39,8 @@ class GradReducer {
   // Starts, in order, every bucket not started yet.
   void launch_rest();
   // Waits for every bucket and writes the sums into the parameters' gradients (created where a
-  // parameter had none). Disarms. After the first update: rebuilds the buckets (a collective).
+  // parameter had none and another rank had one). Disarms. After the first update: rebuilds the
+  // buckets (a collective).
   void finish();
 
   int64_t buckets() const { return static_cast<int64_t>(buckets_.size()); }
@@ -49,7 +52,8 @@ class GradReducer {
  private:
   struct Bucket {
     std::vector<size_t> members;  // indices into params_
-    torch::Tensor flat;           // (sum of numels), the bucket's wire buffer
+    torch::Tensor flat;           // (sum of numels + members), the bucket's wire buffer: the
+                                  // gradients, then per member the ranks that had its gradient
     int64_t arrived = 0;          // gradients accumulated in the armed backward
     std::function<void()> wait;   // set once started
   };

@@ -255,9 +255,15 @@ TEST_CASE("gradients are summed over the ranks in buckets sent during backward",
 
   SECTION("a rank with no batch in the update sends zeros, and its gradients become the sum") {
     std::vector<std::vector<torch::Tensor>> params(2);
+    std::vector<torch::Tensor> never_used(2);
     const auto errors = on_two_ranks([&](int r, Communicator& comm) {
       params[r] = c.fresh_params();
-      GradReducer reducer(comm, params[r], 1 << 20);
+      // A parameter no rank uses keeps no gradient (the optimizer then skips it, as in one
+      // process), in the bucket of the others.
+      never_used[r] = torch::ones({3}).requires_grad_(true);
+      std::vector<torch::Tensor> all = params[r];
+      all.push_back(never_used[r]);
+      GradReducer reducer(comm, all, 1 << 20);
       if (r == 0) {
         c.backward(params[r], 0, 0);
         reducer.arm();
@@ -271,6 +277,7 @@ TEST_CASE("gradients are summed over the ranks in buckets sent during backward",
       INFO("rank " << r);
       REQUIRE(errors[r].empty());
       check(params[r], rank0_only);
+      CHECK_FALSE(never_used[r].grad().defined());
     }
   }
 }

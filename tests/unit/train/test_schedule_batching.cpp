@@ -6,6 +6,7 @@
 #include <fstream>
 #include <functional>
 #include <random>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -223,6 +224,17 @@ TEST_CASE("make_batches is a function of (seed, epoch)", "[data][batching]") {
     CAPTURE(i);
     CHECK((p.target < q.target || (p.target == q.target && p.source <= q.source)));
   }
+}
+
+TEST_CASE("batch seeds differ across batches, epochs and seeds", "[data][batching]") {
+  std::set<uint64_t> seen;
+  size_t drawn = 0;
+  for (uint64_t seed : {0ULL, 1ULL, 1000003ULL})
+    for (int64_t epoch = 0; epoch < 3; ++epoch)
+      for (int64_t index = 0; index < 20000; index += epoch == 0 ? 1 : 7)  // past any small stride
+        seen.insert(data::batch_seed(seed, epoch, index)), ++drawn;
+  CHECK(seen.size() == drawn);
+  CHECK(data::batch_seed(5, 2, 9) == data::batch_seed(5, 2, 9));  // a function of its arguments
 }
 
 TEST_CASE("read_parallel_corpus reports malformed lines with file:line", "[data][corpus]") {
