@@ -35,7 +35,6 @@
 // Exported by libsentencepiece (declared in its internal common.h, not in the public headers).
 namespace sentencepiece {
 namespace logging {
-int GetMinLogLevel();
 void SetMinLogLevel(int v);
 }  // namespace logging
 }  // namespace sentencepiece
@@ -122,20 +121,6 @@ int serve(const std::string& model) {
   return 0;
 }
 
-// Restores SentencePiece's global log level when training ends, however it ends.
-class LogLevelGuard {
- public:
-  explicit LogLevelGuard(int level) : saved_(sentencepiece::logging::GetMinLogLevel()) {
-    sentencepiece::logging::SetMinLogLevel(level);
-  }
-  ~LogLevelGuard() { sentencepiece::logging::SetMinLogLevel(saved_); }
-  LogLevelGuard(const LogLevelGuard&) = delete;
-  LogLevelGuard& operator=(const LogLevelGuard&) = delete;
-
- private:
-  int saved_;
-};
-
 // Options are the trainer's flags without "--", as KEY=VALUE arguments: one argument each, so a
 // path with a space stays whole (SentencePiece splits a "--k=v --k=v" string at every space).
 // SEED seeds SentencePiece's random generator; LOG_LEVEL is its log threshold during training
@@ -150,7 +135,7 @@ int train(uint32_t seed, int log_level, int argc, char** argv) {
   }
   // 0xFFFFFFFF is SentencePiece's "no seed, use std::random_device" marker.
   sentencepiece::SetRandomGeneratorSeed(seed == 0xFFFFFFFFu ? 0xFFFFFFFEu : seed);
-  LogLevelGuard quiet(log_level);
+  sentencepiece::logging::SetMinLogLevel(log_level);  // this process trains once, then ends
   const auto status = sentencepiece::SentencePieceTrainer::Train(kwargs);
   if (!status.ok()) {
     reply_error(status.ToString());

@@ -141,14 +141,56 @@ std::string format_double(double v) {
 
 }  // namespace
 
+namespace {
+
+// Texts and id lists as frame fields, for Tokenizer::Helper::batched.
+size_t item_bytes(const std::string& text) { return text.size(); }
+size_t item_bytes(const std::vector<int32_t>& ids) { return ids.size() * sizeof(int32_t); }
+void write_item(proto::Writer& w, const std::string& text) { w.bytes(text); }
+void write_item(proto::Writer& w, const std::vector<int32_t>& ids) { w.ints(ids); }
+template <typename T>
+T read_item(proto::Reader& r);
+template <>
+std::string read_item(proto::Reader& r) { return r.bytes(); }
+template <>
+std::vector<int32_t> read_item(proto::Reader& r) { return r.ints(); }
+
+}  // namespace
+
 // A loaded model: its serving helper and its pieces (id_to_piece needs no round trip).
 class Tokenizer::Helper {
  public:
   Helper(std::unique_ptr<HelperProcess> process, std::vector<std::string> pieces)
       : pieces(std::move(pieces)), process_(std::move(process)) {}
-  std::string request(const proto::Writer& w, const std::string& what) const {
-    std::lock_guard<std::mutex> lock(mutex_);  // one request at a time on the socket
-    return process_->exchange(w.body(), what);
+  // One result per input, in order: the inputs travel as requests of tag `op`, each a slice of
+  // at most kBatchEntries of them and about kBatchBytes bytes (at least one input).
+  template <typename Out, typename In>
+  std::vector<Out> batched(char op, const std::vector<In>& inputs, const std::string& what) const {
+    std::vector<Out> out;
+    out.reserve(inputs.size());
+    for (size_t begin = 0, end; begin < inputs.size(); begin = end) {
+      size_t bytes = 0;
+      for (end = begin; end < inputs.size() && end - begin < proto::kBatchEntries &&
+                        (end == begin || bytes + item_bytes(inputs[end]) <= proto::kBatchBytes);
+           ++end)
+        bytes += item_bytes(inputs[end]);
+      proto::Writer w(op);
+      w.u32(static_cast<uint32_t>(end - begin));
+      for (size_t i = begin; i < end; ++i) write_item(w, inputs[i]);
+      std::string reply;
+      {
+        std::lock_guard<std::mutex> lock(mutex_);  // one request at a time on the socket
+        reply = process_->exchange(w.body(), what);
+      }
+      try {
+        proto::Reader r(reply);
+        for (size_t i = begin; i < end; ++i) out.push_back(read_item<Out>(r));
+        if (!r.done()) throw std::runtime_error("unexpected bytes at the end of a reply");
+      } catch (const std::exception& e) {
+        throw DataError(what + ": " + e.what());
+      }
+    }
+    return out;
   }
   const std::vector<std::string> pieces;
 
@@ -288,42 +330,8 @@ std::vector<int32_t> Tokenizer::encode(const std::string& text) const {
   return std::move(encode_batch({text}).front());
 }
 
-namespace {
-
-// Splits n items into consecutive slices of at most kBatchEntries items and about kBatchBytes
-// bytes (at least one item each), calling send(begin, end) for each: one request per slice.
-template <typename Bytes, typename Send>
-void for_each_request(size_t n, Bytes bytes_of, Send send) {
-  for (size_t begin = 0; begin < n;) {
-    size_t end = begin, bytes = 0;
-    while (end < n && end - begin < proto::kBatchEntries && (end == begin || bytes + bytes_of(end) <= proto::kBatchBytes))
-      bytes += bytes_of(end++);
-    send(begin, end);
-    begin = end;
-  }
-}
-
-}  // namespace
-
 std::vector<std::vector<int32_t>> Tokenizer::encode_batch(const std::vector<std::string>& texts) const {
-  const Helper& h = helper();
-  const std::string what = "tokenizer " + model_path_ + " cannot encode text";
-  std::vector<std::vector<int32_t>> out;
-  out.reserve(texts.size());
-  for_each_request(texts.size(), [&](size_t i) { return texts[i].size(); }, [&](size_t begin, size_t end) {
-    proto::Writer w(proto::kEncode);
-    w.u32(static_cast<uint32_t>(end - begin));
-    for (size_t i = begin; i < end; ++i) w.bytes(texts[i]);
-    const std::string reply = h.request(w, what);
-    try {
-      proto::Reader r(reply);
-      for (size_t i = begin; i < end; ++i) out.push_back(r.ints());
-      if (!r.done()) throw std::runtime_error("unexpected bytes after the ids");
-    } catch (const std::exception& e) {
-      throw DataError(what + ": " + e.what());
-    }
-  });
-  return out;
+  return helper().batched<std::vector<int32_t>>(proto::kEncode, texts, "tokenizer " + model_path_ + " cannot encode text");
 }
 
 std::string Tokenizer::decode(const std::vector<int32_t>& ids) const {
@@ -346,22 +354,7 @@ std::vector<std::string> Tokenizer::decode_batch(const std::vector<std::vector<i
       kept[i].push_back(id);
     }
   }
-  std::vector<std::string> out;
-  out.reserve(kept.size());
-  for_each_request(kept.size(), [&](size_t i) { return kept[i].size() * sizeof(int32_t); }, [&](size_t begin, size_t end) {
-    proto::Writer w(proto::kDecode);
-    w.u32(static_cast<uint32_t>(end - begin));
-    for (size_t i = begin; i < end; ++i) w.ints(kept[i]);
-    const std::string reply = h.request(w, what);
-    try {
-      proto::Reader r(reply);
-      for (size_t i = begin; i < end; ++i) out.push_back(r.bytes());
-      if (!r.done()) throw std::runtime_error("unexpected bytes after the texts");
-    } catch (const std::exception& e) {
-      throw DataError(what + ": " + e.what());
-    }
-  });
-  return out;
+  return h.batched<std::string>(proto::kDecode, kept, what);
 }
 
 std::string Tokenizer::id_to_piece(int32_t id) const {
