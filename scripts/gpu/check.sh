@@ -106,7 +106,8 @@ if has tests; then
   echo "ein kleiner Test ." | timeout "$(limit 60)" build-cuda/xformer sample --run /tmp/xf_gpu_tiny > "$OUT/tiny_sample.log" 2>&1; rc=$?
   tail -2 "$OUT/tiny_sample.log"; report tiny_sample $rc
   stamp "CUDA tests"
-  (cd build-cuda && timeout "$(limit 240)" ./xformer_tests "[cuda]" --durations yes > "$OUT/cuda_tests.log" 2>&1); rc=$?
+  (cd build-cuda && XFORMER_REQUIRE_CUDA=1 timeout "$(limit 240)" ./xformer_tests "[cuda]" --durations yes \
+     > "$OUT/cuda_tests.log" 2>&1); rc=$?
   grep -E "FAILED|passed|failed|SIGSEGV|with message|^  [A-Z]" "$OUT/cuda_tests.log" | head -60
   report cuda_tests $rc
   stamp "whole suite (LibTorch 2.x, 16 jobs)"

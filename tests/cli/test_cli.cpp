@@ -315,8 +315,16 @@ TEST_CASE("train, eval and sample the tiny config end to end", "[cli][e2e]") {
   REQUIRE(run_xformer(sample_args + tmp.str("s1.txt")).exit_code == 0);
   REQUIRE(run_xformer(sample_args + tmp.str("s2.txt")).exit_code == 0);
   CHECK(count_lines(tmp.str("s1.txt")) == 6);
-  std::ifstream a(tmp.str("s1.txt")), b(tmp.str("s2.txt"));
-  CHECK(std::string(std::istreambuf_iterator<char>(a), {}) == std::string(std::istreambuf_iterator<char>(b), {}));
+  auto text_of = [](const std::string& path) {
+    std::ifstream in(path);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  CHECK(text_of(tmp.str("s1.txt")) == text_of(tmp.str("s2.txt")));
+  // Another seed draws other samples (sampling that fell back to the most likely tokens would
+  // give the same ones).
+  REQUIRE(run_xformer("sample --run '" + run + "' --input " + tmp.str("in.txt") +
+                      " --temperature 0.9 --top-k 20 --num 2 --seed 8 --out " + tmp.str("s3.txt")).exit_code == 0);
+  CHECK(text_of(tmp.str("s3.txt")) != text_of(tmp.str("s1.txt")));
 
   // stdin works too.
   r = run_shell("echo 'Good morning.' | '" + std::string(XFORMER_BINARY) + "' sample --run '" + run + "' --input - 2>/dev/null");

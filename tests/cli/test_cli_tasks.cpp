@@ -45,10 +45,14 @@ TEST_CASE("music: train, eval and sample the tiny config end to end", "[cli][e2e
                   tmp.str("out") + "' --primer tests/data/music/test/piece_01.mid");
   INFO(r.output);
   REQUIRE(r.exit_code == 0);
+  std::vector<std::vector<std::pair<int, double>>> drawn;  // (pitch, start) of each sample's notes
   for (const char* f : {"out/sample_1.mid", "out/sample_2.mid"}) {
     auto m = xformer::data::read_midi(tmp.str(f));
     CHECK(m.notes.size() > 10);  // the primer's notes at least
+    drawn.emplace_back();
+    for (const auto& n : m.notes) drawn.back().emplace_back(n.pitch, n.start);
   }
+  CHECK(drawn[0] != drawn[1]);  // two draws from one primer: sampling, not a fixed continuation
   // Continuing a sample where it lies would write over it: refused, the primer left as it was;
   // a primer of another name in the output folder is fine.
   const auto primer_size = fs::file_size(tmp.str("out/sample_1.mid"));

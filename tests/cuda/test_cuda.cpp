@@ -4,6 +4,8 @@
 // fp16, and data-parallel ranks work on the GPU (NCCL where built with it). Every case passes trivially (with a warning) where no CUDA device is present.
 #include "test_support.h"
 
+#include <cstdlib>
+
 #include "cli/cli_helpers.h"
 #include "xformer/core/precision.h"
 #include "xformer/core/runtime.h"
@@ -32,6 +34,16 @@ bool have_cuda() {
 }
 
 const torch::Device kCuda(torch::kCUDA);
+
+}  // namespace
+
+// Without a GPU every case here passes by skipping: where one is expected (the GPU check sets
+// XFORMER_REQUIRE_CUDA), its absence fails.
+TEST_CASE("CUDA: a GPU is there where the run requires one", "[cuda]") {
+  if (std::getenv("XFORMER_REQUIRE_CUDA") != nullptr) REQUIRE(torch::cuda::is_available());
+}
+
+namespace {
 
 // `gpu` (built with the same options as `cpu`) takes cpu's parameters and buffers, then moves
 // to the GPU. (Our modules are not Cloneable; copying by name is all a test needs.)

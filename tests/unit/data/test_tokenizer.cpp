@@ -18,6 +18,7 @@
 #include <fstream>
 #include <optional>
 #include <random>
+#include <set>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -420,17 +421,25 @@ TEST_CASE("Tokenizer reports a missing or failing SentencePiece helper", "[data]
   }
   {
     // A helper that dies while its model is loaded: the next request says how it ended.
+    auto helpers = [] {  // pids of our children named xformer_spm
+      std::set<pid_t> pids;
+      for (const auto& entry : fs::directory_iterator("/proc")) {
+        std::ifstream stat(entry.path() / "stat");
+        std::string pid, comm, state;
+        pid_t ppid = 0;
+        if (stat >> pid >> comm >> state >> ppid && ppid == getpid() && comm == "(xformer_spm)")
+          pids.insert(std::stoi(pid));
+      }
+      return pids;
+    };
+    const auto before = helpers();
     Tokenizer doomed = Tokenizer::load(model);
     const auto ids = doomed.encode(sample_sentences()[0]);
-    int killed = 0;
-    for (const auto& entry : fs::directory_iterator("/proc")) {  // our children named xformer_spm
-      std::ifstream stat(entry.path() / "stat");
-      std::string pid, comm, state;
-      pid_t ppid = 0;
-      if (stat >> pid >> comm >> state >> ppid && ppid == getpid() && comm == "(xformer_spm)")
-        killed += kill(std::stoi(pid), SIGKILL) == 0;
-    }
-    REQUIRE(killed == 1);
+    std::vector<pid_t> started;  // this tokenizer's helper: the one that was not there before
+    for (const pid_t p : helpers())
+      if (!before.count(p)) started.push_back(p);
+    REQUIRE(started.size() == 1);
+    REQUIRE(kill(started[0], SIGKILL) == 0);
     try {
       doomed.decode(ids);
       FAIL("a request to a killed helper must throw");

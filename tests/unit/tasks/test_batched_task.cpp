@@ -129,12 +129,14 @@ TEST_CASE("every built-in task resumes mid-epoch with the batch an uninterrupted
       auto raw = xformer::load_config_file(xformer::testing::source_path("configs/" + name + "/tiny.json"));
       rebase_paths(raw.value["task"]);
       // Small batches, so that the tiny training sets make several of them.
-      if (name == "translation")
-        raw.value["task"]["max_sentences"] = 2;
-      else
-        raw.value["task"]["batch_size"] = 2;
-      const json config = xformer::resolve(raw);
       xformer::testing::TempDir dir("batched_task_" + name);
+      if (name == "translation") {
+        raw.value["task"]["max_sentences"] = 2;
+        raw.value["task"]["spm_cache"] = dir.str("spm");  // not the working directory's .cache
+      } else {
+        raw.value["task"]["batch_size"] = 2;
+      }
+      const json config = xformer::resolve(raw);
       xformer::RunContext ctx;
       ctx.run_dir = dir.str();
       const auto& entry = xformer::Registry::get().task(name);

@@ -138,6 +138,12 @@ std::vector<std::string> on_two_ranks(const std::function<void(int, Communicator
 
 }  // namespace
 
+// Without Gloo the multi-process cases pass by skipping: where the build must have it
+// (scripts/test.sh sets XFORMER_REQUIRE_GLOO; setup.sh installs libgloo-dev), its absence fails.
+TEST_CASE("multi-process training is built where the run requires it", "[distributed]") {
+  if (std::getenv("XFORMER_REQUIRE_GLOO") != nullptr) REQUIRE(distributed_available());
+}
+
 TEST_CASE("collectives over Gloo: all-reduce, values, average, broadcast, all-gather", "[distributed]") {
   if (!distributed_available()) {
     WARN("this build has no c10d Gloo: skipped");

@@ -414,6 +414,90 @@ TEST_CASE("update_freq 2 over batches of 4 equals batches of 8", "[train]") {
   (void)b;
 }
 
+namespace {
+// FakeTask whose validation also reports "score", taking the scripted values in turn.
+class ScriptedScoreTask : public FakeTask {
+ public:
+  explicit ScriptedScoreTask(std::vector<double> scores) : scores_(std::move(scores)) {}
+  Metrics evaluate(Split split, const std::string& tag) override {
+    Metrics m = FakeTask::evaluate(split, tag);
+    if (split == Split::Valid) m["score"] = scores_.at(std::min(evaluations_++, scores_.size() - 1));
+    return m;
+  }
+
+ private:
+  std::vector<double> scores_;
+  size_t evaluations_ = 0;
+};
+
+// The weights a checkpoint file holds.
+torch::Tensor checkpoint_weight(const fs::path& path) {
+  FakeTask holder;
+  train::load_checkpoint(path.string(), *holder.model());
+  return holder.model_->weight.detach().clone();
+}
+}  // namespace
+
+TEST_CASE("best.pt is the checkpoint of the best evaluation, lowest or highest by best_mode", "[train]") {
+  // Validations at steps 2, 4, 6, 8 score 3, 1, 4, 2: the lowest at step 4, the highest at 6.
+  for (const auto& [mode, best_step] : {std::pair<std::string, int>{"min", 4}, {"max", 6}}) {
+    CAPTURE(mode);
+    TempDir tmp("trainer_best_" + mode);
+    train::prepare_run_dir(tmp.str(), false, false);
+    ScriptedScoreTask task({3, 1, 4, 2});
+    auto config = fake_config(R"({"train": {"max_steps": 8, "eval_every": 2, "save_every": 2, "keep_last": 10,
+                                            "best_metric": "score", "best_mode": ")" + mode + R"("}})");
+    train::Trainer trainer(config, task, {tmp.str(), false});
+    REQUIRE(trainer.run() == 0);
+    const fs::path dir = tmp.path() / "checkpoints";
+    char step_file[32];
+    std::snprintf(step_file, sizeof step_file, "step_%08d.pt", best_step);
+    CHECK(train::read_checkpoint_meta((dir / "best.pt").string())["step"] == best_step);
+    CHECK(torch::equal(checkpoint_weight(dir / "best.pt"), checkpoint_weight(dir / step_file)));
+    CHECK_FALSE(torch::equal(checkpoint_weight(dir / "best.pt"), checkpoint_weight(dir / "last.pt")));
+  }
+}
+
+TEST_CASE("optim.clip_norm scales the gradients to that norm before Adam; gnorm is the norm before", "[train]") {
+  TempDir tmp("trainer_clip");
+  train::prepare_run_dir(tmp.str(), false, false);
+  FakeTask task;
+  auto config = fake_config(R"({"optim": {"clip_norm": 0.1}, "train": {"max_steps": 3, "eval_every": 0, "save_every": 0}})");
+  train::Trainer trainer(config, task, {tmp.str(), false});
+  REQUIRE(trainer.run() == 0);
+  const auto logged = records(tmp.str(), "train");
+  REQUIRE(logged.size() == 3);
+
+  // The same three updates by hand: mean squared-error gradients of batches 0, 1, 2, their norm,
+  // scaled to 0.1 when larger, then LibTorch's Adam with the config's betas and eps.
+  FakeTask reference;
+  auto& w = reference.model_->weight;
+  torch::optim::Adam adam({w}, torch::optim::AdamOptions(0.05).betas({0.9, 0.98}).eps(1e-9));
+  int clipped = 0;
+  for (int step = 0; step < 3; ++step) {
+    adam.zero_grad();
+    const auto x = reference.x_.narrow(0, 4 * step, 4), y = reference.y_.narrow(0, 4 * step, 4);
+    ((reference.model_(x).squeeze(1) - y).pow(2).sum() / 4).backward();
+    const double norm = w.grad().norm().item<double>();
+    CHECK(logged[step]["gnorm"].get<double>() == Approx(norm).epsilon(1e-5));
+    if (norm > 0.1) {
+      w.mutable_grad().mul_(0.1 / (norm + 1e-6));
+      ++clipped;
+    }
+    adam.step();
+  }
+  CHECK(clipped == 3);  // the test clips every update
+  CHECK(torch::allclose(task.model_->weight, w, 1e-5, 1e-6));
+  // Without clipping the weights end elsewhere: the option does something.
+  FakeTask unclipped;
+  TempDir tmp2("trainer_noclip");
+  train::prepare_run_dir(tmp2.str(), false, false);
+  train::Trainer plain(fake_config(R"({"train": {"max_steps": 3, "eval_every": 0, "save_every": 0}})"), unclipped,
+                       {tmp2.str(), false});
+  REQUIRE(plain.run() == 0);
+  CHECK_FALSE(torch::allclose(unclipped.model_->weight, w, 1e-5, 1e-6));
+}
+
 TEST_CASE("early stopping after patience evaluations without improvement", "[train]") {
   TempDir tmp("trainer_patience");
   train::prepare_run_dir(tmp.str(), false, false);
