@@ -7,7 +7,8 @@
 #                                  --fixture) sets the variable of its name (fixture=1); anything
 #                                  else is refused with exit 2.
 #   up_to_date STAMP FILE...       true unless --force was given, STAMP is missing, or a FILE
-#                                  (the script, its helpers) is newer than STAMP.
+#                                  (the script, its helpers) is newer than STAMP; when false it
+#                                  removes STAMP, so that a rebuild cut short is redone next time.
 #   fetch_and_unpack CACHE PKG...  `apt-get download` each package into CACHE (once) and unpack
 #                                  it afresh with `dpkg -x` into CACHE/extract/PKG.
 #   split_files CACHE DEST         read NUL-separated file paths under CACHE/extract on stdin,
@@ -40,19 +41,31 @@ prepare_options() {
 up_to_date() {
   local stamp=$1 file
   shift
-  [[ $force == 0 && -f $stamp ]] || return 1
-  for file in "$@"; do [[ $stamp -nt $file ]] || return 1; done
+  if [[ $force == 0 && -f $stamp ]]; then
+    for file in "$@"; do [[ $stamp -nt $file ]] || { rm -f "$stamp"; return 1; }; done
+    return 0
+  fi
+  rm -f "$stamp"
+  return 1
 }
 
 fetch_and_unpack() {
   local cache=$1 pkg
   shift
   mkdir -p "$cache"
+  local sudo=""
+  [[ $(id -u) -ne 0 ]] && command -v sudo >/dev/null && sudo="sudo"
   for pkg in "$@"; do
+    # A package file that does not read as one (a copy cut short) is fetched again.
+    local deb
+    for deb in "$cache/${pkg}"_*.deb; do
+      [[ -f $deb ]] && ! dpkg-deb --info "$deb" >/dev/null 2>&1 && { echo "prepare.sh: $deb is damaged: fetching it again" >&2; rm -f "$deb"; }
+    done
     if ! ls "$cache/${pkg}"_*.deb >/dev/null 2>&1; then
-      # Images with their packages installed may have no package lists: as root, fetch them once.
+      # Images with their packages installed may have no package lists: fetch them once.
       (cd "$cache" && apt-get download "$pkg") ||
-        { [[ $(id -u) -eq 0 ]] && apt-get update -q >&2 && (cd "$cache" && apt-get download "$pkg"); } || {
+        { { [[ $(id -u) -eq 0 ]] || [[ -n $sudo ]]; } && $sudo apt-get update -q >&2 &&
+          (cd "$cache" && apt-get download "$pkg"); } || {
         echo "prepare.sh: cannot download $pkg (run apt-get update as root)" >&2
         return 1
       }

