@@ -1,5 +1,6 @@
 // End-to-end tests of the xformer binary on the other tasks' tiny configs: music, super-resolution
 // and image generation, classification, detection (train, eval, sample, resume).
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -9,6 +10,7 @@
 #include "test_support.h"
 #include "xformer/data/image.h"
 #include "xformer/data/midi.h"
+#include "xformer/metrics/detection.h"
 
 namespace fs = std::filesystem;
 using namespace xformer::testing;
@@ -325,6 +327,34 @@ TEST_CASE("detection: train, eval and sample the tiny config end to end", "[cli]
   REQUIRE(!found.empty());
   CHECK(found[0]["category_id"].get<int>() >= 1);
   CHECK(found[0]["bbox"].size() == 4);
+  {
+    // Scored again from the written file against the annotations (read here as plain JSON, not
+    // through the task's COCO reader), the detections give the mAP that eval logged: category
+    // ids, box format (x, y, width, height) and image ids all as COCO's results format has them.
+    std::ifstream annotations_file(xformer::testing::source_path("tests/data/detection/test.json"));
+    const auto annotations = nlohmann::json::parse(annotations_file);
+    std::vector<int64_t> category_ids;
+    for (const auto& c : annotations["categories"]) category_ids.push_back(c["id"]);
+    std::sort(category_ids.begin(), category_ids.end());
+    auto label_of = [&](int64_t id) {
+      return static_cast<int64_t>(std::find(category_ids.begin(), category_ids.end(), id) - category_ids.begin());
+    };
+    auto box_of = [](const nlohmann::json& b) {
+      const double x = b[0], y = b[1], w = b[2], h = b[3];
+      return xformer::metrics::Box{x, y, x + w, y + h};
+    };
+    std::vector<xformer::metrics::GroundTruth> truth;
+    for (const auto& a : annotations["annotations"])
+      truth.push_back({a["image_id"].get<int64_t>(), label_of(a["category_id"]), box_of(a["bbox"]), a.value("iscrowd", 0) == 1});
+    std::vector<xformer::metrics::Detection> detections;
+    for (const auto& d : found)
+      detections.push_back({d["image_id"].get<int64_t>(), label_of(d["category_id"]), d["score"].get<double>(), box_of(d["bbox"])});
+    const auto rescored = xformer::metrics::detection_ap(detections, truth, static_cast<int64_t>(category_ids.size()));
+    const auto logged = read_metrics(run, "test").back();
+    CHECK(rescored.map == Approx(logged["map"].get<double>()).margin(1e-6));
+    CHECK(rescored.ap50 == Approx(logged["ap50"].get<double>()).margin(1e-6));
+    CHECK(rescored.ap50 > 0);  // trained: some objects found
+  }
 
   // Trained and scored at twice the images' size, the detections are written in the files' own
   // 32 x 32 pixels (every box of the 100 kept per image inside them, reaching their far side).

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "xformer/core/config.h"
+#include "xformer/train/config_checks.h"
 #include "xformer/core/error.h"
 #include "xformer/core/registry.h"
 
@@ -392,13 +393,15 @@ TEST_CASE("--set with an object merges it into the group", "[core][config]") {
   CHECK(fresh.value["task"]["train"] == "[ab]*.png");
 }
 
-TEST_CASE("every config under configs/ resolves against the schema", "[core][config]") {
+TEST_CASE("every config under configs/ resolves against the schema and passes train's checks", "[core][config]") {
   int checked = 0;
   for (const auto& e : std::filesystem::recursive_directory_iterator(xformer::testing::source_path("configs"))) {
     if (e.path().extension() != ".json") continue;
     INFO(e.path().string());
     auto config = xformer::resolve(xformer::load_config_file(e.path().string()));
     CHECK(config.at("task").contains("name"));
+    // What `xformer train` checks before it starts: best_metric reported, schedule, limits.
+    CHECK_NOTHROW(xformer::train::check_training_config(config));
     ++checked;
   }
   CHECK(checked >= 14);
