@@ -93,6 +93,9 @@ TEST_CASE("a killed or hung rank makes the job fail fast, naming the rank", "[cl
                      " > " + log + " 2>&1 & pid=$!; "
                      "for i in $(seq 600); do [ -s '" + run + "/metrics.jsonl' ] && break; sleep 0.1; done; "
                      "rank1=$(sed -n 's/.*(pids [0-9]*\\.\\.\\([0-9]*\\),.*/\\1/p' " + log + "); "
+                     // No rank pid in the log (the job never started training): stop it, and
+                     // let the checks below fail, rather than wait on a 100000-step run.
+                     "[ -n \"$rank1\" ] || { echo 'no rank 1 pid in the log'; kill -TERM $pid; }; "
                      "start=$(date +%s); " + action + "; wait $pid; code=$?; "
                      "echo exit=$code seconds=$(( $(date +%s) - start )); cat " + log);
   };

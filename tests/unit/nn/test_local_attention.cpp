@@ -87,7 +87,7 @@ TEST_CASE("local attention with one block over everything is plain causal attent
 TEST_CASE("local attention with right padding longer than a block stays finite", "[nn][local]") {
   // Row 0 is padded from position 4 on: queries 6 and 7 (block 2) have only padding in their
   // window but their own position. Values and every gradient stay finite, the real positions
-  // match the band reference, and a cached pass gives the same outputs.
+  // are what the unpadded sentences give, and a cached pass gives the same outputs.
   torch::manual_seed(64);
   MultiheadAttention layer(8, 2, 0.0, 0, LocalWindow{/*block=*/2, /*grid_cols=*/0, {}});
   auto x = torch::randn({2, 8, 8});
@@ -97,6 +97,14 @@ TEST_CASE("local attention with right padding longer than a block stays finite",
   mask.key_padding[0].narrow(0, 4, 4).fill_(true);
   auto y = layer(x, x, mask);
   CHECK(torch::isfinite(y).all().item<bool>());
+  {
+    torch::NoGradGuard no_grad;
+    AttentionMask plain;
+    plain.causal = true;
+    auto row0 = x.narrow(0, 0, 1).narrow(1, 0, 4), row1 = x.narrow(0, 1, 1);
+    CHECK(max_abs_diff(y.narrow(0, 0, 1).narrow(1, 0, 4), layer(row0, row0, plain)) < 1e-5);
+    CHECK(max_abs_diff(y.narrow(0, 1, 1), layer(row1, row1, plain)) < 1e-5);
+  }
   y.narrow(1, 0, 4).sum().backward();
   for (const auto& p : layer->parameters()) CHECK(torch::isfinite(p.grad()).all().item<bool>());
   torch::NoGradGuard no_grad;

@@ -359,6 +359,9 @@ TEST_CASE("a NaN loss skips the update and is counted", "[train]") {
   for (double l : losses) CHECK(std::isfinite(l));
   CHECK(!torch::isnan(task.model_->weight).any().item<bool>());
   CHECK(!torch::equal(before, task.model_->weight));
+  const auto meta = train::read_checkpoint_meta((tmp.path() / "checkpoints" / "last.pt").string());
+  CHECK(meta["nonfinite_total"] == 1);
+  CHECK(meta["nonfinite_in_row"] == 0);  // the updates after it were good
 }
 
 TEST_CASE("a skipped update neither evaluates nor saves its step again", "[train]") {
