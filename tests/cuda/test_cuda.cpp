@@ -9,6 +9,7 @@
 #include "cli/cli_helpers.h"
 #include "xformer/core/precision.h"
 #include "xformer/core/runtime.h"
+#include "xformer/models/image_transformer.h"
 #include "xformer/models/music_transformer.h"
 #include "xformer/models/resnet.h"
 #include "xformer/nn/attention.h"
@@ -138,6 +139,64 @@ TEST_CASE("models on CUDA match the CPU, forward and backward", "[cuda]") {
   auto music_gpu = moved_to_cuda(music, models::DecoderOnly(o));
   auto tokens = torch::randint(1, 13, {2, 11});
   CHECK(diff(music(tokens), music_gpu(tokens.to(kCuda))) < 1e-4);
+}
+
+TEST_CASE("local 1D and 2D attention and the Image Transformer on CUDA match the CPU", "[cuda]") {
+  if (!have_cuda()) return;
+  torch::manual_seed(8);
+  const int64_t B = 2, T = 24, D = 16, H = 2;
+  auto x = torch::randn({B, T, D});
+  nn::AttentionMask causal;
+  causal.causal = true;
+  // A key padding longer than a 1D block in row 0: windows of padding only, but the query itself.
+  nn::AttentionMask padded = causal, padded_gpu = causal;
+  padded.key_padding = torch::zeros({B, T}, torch::kBool);
+  padded.key_padding[0].narrow(0, 14, 10).fill_(true);
+  padded_gpu.key_padding = padded.key_padding.to(kCuda);
+  const auto xg = x.to(kCuda);
+  for (const auto& [name, window] : {std::pair<std::string, nn::LocalWindow>{"1d", {5, 0, {}}},
+                                     {"2d", {0, 6, nn::Local2D{2, 6, 1, 3}}}}) {
+    for (int64_t relative : {0, 4}) {
+      if (relative && name == "2d") continue;  // relative positions: local 1D only
+      CAPTURE(name, relative);
+      nn::MultiheadAttention cpu(D, H, 0.0, relative, window);
+      cpu->eval();
+      auto gpu = moved_to_cuda(cpu, nn::MultiheadAttention(D, H, 0.0, relative, window));
+      CHECK(diff(cpu(x, x, causal), gpu(xg, xg, causal)) < 1e-4);
+      if (name == "1d") {  // key padding: sequences (local 2D attention is for images, unpadded)
+        const auto y = cpu(x, x, padded), yg = gpu(xg, xg, padded_gpu);
+        CHECK(torch::isfinite(yg).all().item<bool>());
+        CHECK(diff(y, yg) < 1e-4);
+      }
+      nn::KVCache cache;  // cached steps on the GPU equal the full pass
+      std::vector<torch::Tensor> steps;
+      for (int64_t t = 0; t < T; ++t) {
+        const auto xt = xg.narrow(1, t, 1);  // one tensor as query and key: self-attention
+        steps.push_back(gpu(xt, xt, causal, &cache));
+      }
+      CHECK(diff(cpu(x, x, causal), torch::cat(steps, 1)) < 1e-4);
+    }
+  }
+  for (const std::string attention : {"local1d", "local2d"}) {
+    CAPTURE(attention);
+    models::ImageTransformerOptions o;
+    o.height = 4, o.width = 6, o.channels = 3;
+    o.d_model = 16, o.heads = 2, o.ffn_dim = 32, o.layers = 2, o.dropout = 0.0;
+    o.attention = attention, o.block_length = 7, o.local_2d = {2, 6, 1, 3};
+    o.encoder_layers = 1, o.lr_height = 2, o.lr_width = 3;
+    models::ImageTransformer cpu(o);
+    cpu->train();  // dropout 0: the training paths, deterministic
+    auto gpu = moved_to_cuda(cpu, models::ImageTransformer(o));
+    gpu->train();
+    auto images = torch::randint(0, 256, {2, 4, 6, 3}, torch::kLong);
+    auto lr = torch::randint(0, 256, {2, 2, 3, 3}, torch::kLong);
+    auto logits = cpu(images, lr), logits_gpu = gpu(images.to(kCuda), lr.to(kCuda));
+    CHECK(diff(logits, logits_gpu) < 1e-4);
+    logits.square().mean().backward();
+    logits_gpu.square().mean().backward();
+    auto pc = cpu->parameters(), pg = gpu->parameters();
+    for (size_t i = 0; i < pc.size(); ++i) CHECK(diff(pc[i].grad(), pg[i].grad()) < 1e-3);
+  }
 }
 
 TEST_CASE("CUDA bf16 autocast stays close to fp32, and the fused loss follows it", "[cuda]") {
