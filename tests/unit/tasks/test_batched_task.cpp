@@ -3,6 +3,7 @@
 // exactly the batches of an uninterrupted one.
 #include "test_support.h"
 
+#include <cmath>
 #include <set>
 
 #include "xformer/core/config.h"
@@ -165,4 +166,56 @@ TEST_CASE("every built-in task resumes mid-epoch with the batch an uninterrupted
       CHECK(same_batch(*after_skips, *expected));
     }
   }
+}
+
+TEST_CASE("detection: horizontal_flip mirrors an image and its boxes together", "[tasks][detection]") {
+  auto raw = xformer::load_config_file(xformer::testing::source_path("configs/detection/tiny.json"));
+  rebase_paths(raw.value["task"]);
+  xformer::testing::TempDir dir("detection_flip");
+  xformer::RunContext ctx;
+  ctx.run_dir = dir.str();
+  const auto& entry = xformer::Registry::get().task("detection");
+  raw.value["task"]["horizontal_flip"] = false;
+  auto plain = entry.create(xformer::resolve(raw), ctx);
+  raw.value["task"]["horizontal_flip"] = true;
+  auto flipping = entry.create(xformer::resolve(raw), ctx);
+  plain->begin_epoch(1);
+  flipping->begin_epoch(1);
+  int flipped = 0, kept = 0;
+  for (int batch = 0; batch < 3; ++batch) {
+    auto p = plain->next_batch(), f = flipping->next_batch();
+    REQUIRE((p && f));
+    const auto &pi = p->tensors.at("images"), &fi = f->tensors.at("images");  // (B, C, H, W)
+    const auto &pb = p->tensors.at("boxes"), &fb = f->tensors.at("boxes");    // (B, objects, 4)
+    const auto& labels = p->tensors.at("labels");
+    REQUIRE(torch::equal(labels, f->tensors.at("labels")));  // the same items, in the same order
+    const int64_t W = pi.size(3);
+    for (int64_t b = 0; b < pi.size(0); ++b) {
+      if (torch::equal(fi[b], pi[b])) {  // not flipped: boxes as they were
+        CHECK(torch::equal(fb[b], pb[b]));
+        ++kept;
+        continue;
+      }
+      REQUIRE(torch::equal(fi[b], pi[b].flip({2})));
+      ++flipped;
+      for (int64_t k = 0; k < labels.size(1); ++k) {
+        if (labels[b][k].item<int64_t>() < 0) continue;  // padding
+        // The ink inside the box: the flipped image's crop at the flipped box is the original
+        // crop, mirrored.
+        const auto box = pb[b][k], fbox = fb[b][k];
+        const int64_t x1 = std::lround(box[0].item<double>()), x2 = std::lround(box[2].item<double>());
+        const int64_t y1 = std::lround(box[1].item<double>()), y2 = std::lround(box[3].item<double>());
+        const int64_t fx1 = std::lround(fbox[0].item<double>()), fx2 = std::lround(fbox[2].item<double>());
+        CHECK(fx1 == W - x2);
+        CHECK(fx2 == W - x1);
+        CHECK(fbox[1].item<double>() == box[1].item<double>());
+        CHECK(fbox[3].item<double>() == box[3].item<double>());
+        const auto crop = pi[b].narrow(1, y1, y2 - y1).narrow(2, x1, x2 - x1);
+        const auto fcrop = fi[b].narrow(1, y1, y2 - y1).narrow(2, fx1, fx2 - fx1);
+        CHECK(torch::equal(fcrop, crop.flip({2})));
+      }
+    }
+  }
+  CHECK(flipped > 0);  // both cases seen
+  CHECK(kept > 0);
 }
