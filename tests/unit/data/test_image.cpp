@@ -161,4 +161,15 @@ TEST_CASE("tensor conversion, area downsampling and bicubic upsampling", "[data]
   CHECK(up.min().item<float>() >= 0);
   CHECK(up.max().item<float>() <= 255);
   CHECK(max_abs_diff(area_downsample(up, 2).narrow(2, 1, 6), ramp.narrow(2, 1, 6)) < 1.0);
+
+  // Hand-computed: rows 0 0 255 255 doubled. Output column 3 samples the input at 1.25 (pixel
+  // centres aligned), between columns 1 and 2; the cubic kernel (a = -0.75) weighs columns 0..3
+  // at distances 1.25, 0.25, 0.75, 1.75 by -0.10546875, 0.87890625, 0.26171875, -0.03515625, so
+  // 255 * (0.26171875 - 0.03515625) = 57.7734375; column 4 (at 1.75) is 255 * 0.7734375. Nearest
+  // or bilinear interpolation would give 0 or 63.75 and 255 or 191.25.
+  auto step = torch::tensor({0.f, 0.f, 255.f, 255.f}).view({1, 1, 4}).expand({1, 4, 4}).contiguous();
+  auto step_up = bicubic_upsample(step, 2);
+  REQUIRE(step_up.sizes() == torch::IntArrayRef({1, 8, 8}));
+  CHECK(step_up[0][3][3].item<float>() == Approx(57.7734375).margin(1e-3));
+  CHECK(step_up[0][5][4].item<float>() == Approx(255 * 0.7734375).margin(1e-3));
 }
