@@ -3,6 +3,7 @@
 // the moving average of the weights is what is evaluated and survives resume exactly.
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <set>
 
 #include "test_support.h"
@@ -461,14 +462,21 @@ TEST_CASE("best.pt is the checkpoint of the best evaluation, lowest or highest b
   }
 }
 
-TEST_CASE("optim.clip_norm scales the gradients to that norm before Adam; gnorm is the norm before", "[train]") {
-  TempDir tmp("trainer_clip");
-  train::prepare_run_dir(tmp.str(), false, false);
-  FakeTask task;
-  auto config = fake_config(R"({"optim": {"clip_norm": 0.1}, "train": {"max_steps": 3, "eval_every": 0, "save_every": 0}})");
-  train::Trainer trainer(config, task, {tmp.str(), false});
+namespace {
+// Trains `task` under fake_config(overrides) in a fresh run directory; returns the directory.
+std::unique_ptr<TempDir> trained(const std::string& name, const std::string& overrides, FakeTask& task) {
+  auto dir = std::make_unique<TempDir>(name);
+  train::prepare_run_dir(dir->str(), false, false);
+  train::Trainer trainer(fake_config(overrides), task, {dir->str(), false});
   REQUIRE(trainer.run() == 0);
-  const auto logged = records(tmp.str(), "train");
+  return dir;
+}
+}  // namespace
+
+TEST_CASE("optim.clip_norm scales the gradients to that norm before Adam; gnorm is the norm before", "[train]") {
+  FakeTask task;
+  const auto run = trained("trainer_clip", R"({"optim": {"clip_norm": 0.1}, "train": {"max_steps": 3, "eval_every": 0, "save_every": 0}})", task);
+  const auto logged = records(run->str(), "train");
   REQUIRE(logged.size() == 3);
 
   // The same three updates by hand: mean squared-error gradients of batches 0, 1, 2, their norm,
@@ -493,11 +501,7 @@ TEST_CASE("optim.clip_norm scales the gradients to that norm before Adam; gnorm 
   CHECK(torch::allclose(task.model_->weight, w, 1e-5, 1e-6));
   // Without clipping the weights end elsewhere: the option does something.
   FakeTask unclipped;
-  TempDir tmp2("trainer_noclip");
-  train::prepare_run_dir(tmp2.str(), false, false);
-  train::Trainer plain(fake_config(R"({"train": {"max_steps": 3, "eval_every": 0, "save_every": 0}})"), unclipped,
-                       {tmp2.str(), false});
-  REQUIRE(plain.run() == 0);
+  trained("trainer_noclip", R"({"train": {"max_steps": 3, "eval_every": 0, "save_every": 0}})", unclipped);
   CHECK_FALSE(torch::allclose(unclipped.model_->weight, w, 1e-5, 1e-6));
 }
 
