@@ -26,11 +26,13 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <random>
 
 #include "xformer/core/logging.h"
 #include "xformer/core/registry.h"
 #include "xformer/core/remove_tree.h"
 #include "xformer/core/runtime.h"
+#include "xformer/data/tokenizer.h"
 #include "xformer/decode/search.h"
 #include "xformer/models/image_transformer.h"
 #include "xformer/models/music_transformer.h"
@@ -410,6 +412,50 @@ int bench_image_sample(const Shape& s, int64_t side, int64_t scale, bool cache) 
   return 0;
 }
 
+// SentencePiece through its helper process: `lines` sentences of ~15 words encoded one request
+// per line (the reference: every call a round trip) and as one batch, then decoded as a batch.
+int bench_tokenize(int64_t lines) {
+  const std::string dir = (fs::temp_directory_path() / ("xformer_bench_spm_" + std::to_string(getpid()))).string();
+  fs::create_directories(dir);
+  std::vector<std::string> text;
+  {
+    static const char* const kWords[] = {"the", "quick", "brown", "fox", "jumps", "over", "lazy", "dog",
+                                         "near", "river", "bank", "today", "house", "small", "green"};
+    std::mt19937 rng(1);
+    std::ofstream out(dir + "/corpus.txt");
+    for (int64_t i = 0; i < lines; ++i) {
+      std::string line = "Line " + std::to_string(i);
+      for (int w = 0; w < 13; ++w) line += std::string(" ") + kWords[rng() % 15];
+      out << line << "\n";
+      text.push_back(line + ".");
+    }
+  }
+  data::TokenizerTrainOptions o;
+  o.input_files = {dir + "/corpus.txt"};
+  o.model_prefix = dir + "/spm";
+  o.vocab_size = 500;
+  data::Tokenizer::train(o);
+  const auto tok = data::Tokenizer::load(o.model_prefix + ".model");
+  auto seconds = [](auto&& fn) {
+    const auto start = std::chrono::steady_clock::now();
+    fn();
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  };
+  size_t pieces = 0;
+  const double single = seconds([&] { for (const auto& t : text) pieces += tok.encode(t).size(); });
+  std::vector<std::vector<int32_t>> ids;
+  const double batched = seconds([&] { ids = tok.encode_batch(text); });
+  const double decoded = seconds([&] { tok.decode_batch(ids); });
+  remove_tree(dir);
+  const double n = static_cast<double>(lines);
+  std::cout << json{{"impl", "xformer"}, {"lines", lines}, {"pieces_per_line", pieces / n},
+                    {"encode_single_us", 1e6 * single / n}, {"encode_batch_us", 1e6 * batched / n},
+                    {"decode_batch_us", 1e6 * decoded / n}, {"batch_speedup", single / batched}}
+                   .dump()
+            << std::endl;
+  return 0;
+}
+
 void add_shape(CLI::App* cmd, Shape& s) {
   cmd->add_option("--d-model", s.d_model);
   cmd->add_option("--heads", s.heads);
@@ -491,10 +537,14 @@ int main(int argc, char** argv) {
   resnet->add_option("--spatial", spatial)->check(CLI::IsMember({"conv", "attention"}));
   resnet->add_option("--side", side, "Image side");
   resnet->add_option("--reps", reps);
+  int64_t lines = 20000;
+  auto* tokenize = app.add_subcommand("tokenize", "SentencePiece encoding: one request per line against batches");
+  tokenize->add_option("--lines", lines);
   CLI11_PARSE(app, argc, argv);
   torch::manual_seed(1);
   std::cerr << configure_threads(s.threads, s.blas_threads) << std::endl;
   allow_tf32(true);  // as train.tf32's default
+  if (tokenize->parsed()) return bench_tokenize(lines);
   if (train->parsed()) return bench_train(s);
   if (att->parsed()) return bench_attention(s, method, length, reps, block);
   if (image->parsed()) return bench_image_attention(s, image_method, side, reps);

@@ -15,62 +15,52 @@
 namespace xformer {
 namespace {
 
-// Removes what folder `dir` (an open descriptor, closed here) holds; `where` names it in errors.
-// Returns "" or the failure.
-std::string remove_contents(int dir, const std::string& where) {
-  const std::unique_ptr<DIR, int (*)(DIR*)> stream(fdopendir(dir), closedir);  // closes `dir` too
-  if (stream == nullptr) {
-    const std::string why = std::strerror(errno);
-    close(dir);
-    return "cannot read folder " + where + ": " + why;
-  }
-  // Names first, removal after: a folder is not changed while it is being read.
-  std::vector<std::string> names;
-  errno = 0;
-  while (const dirent* entry = readdir(stream.get())) {
-    const std::string name = entry->d_name;
-    if (name != "." && name != "..") names.push_back(name);
-  }
-  std::string failure = errno != 0 ? "cannot read folder " + where + ": " + std::strerror(errno) : "";
-  for (size_t i = 0; failure.empty() && i < names.size(); ++i) {
-    const std::string& name = names[i];
-    const std::string child = where + "/" + name;
-    struct stat st;
-    if (fstatat(dir, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
-      if (errno != ENOENT) failure = "cannot inspect " + child + ": " + std::strerror(errno);
-      continue;
+std::string failed(const std::string& what, const std::string& path) {
+  return "cannot " + what + " " + path + ": " + std::strerror(errno);
+}
+
+// Removes entry `name` of the folder open as `dir` (`where` names the entry in errors), with all
+// it holds when it is a folder; links are removed, not followed. An entry that is gone already
+// is no failure. Returns "" or the failure.
+std::string remove_entry(int dir, const std::string& name, const std::string& where) {
+  struct stat st;
+  if (fstatat(dir, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0)
+    return errno == ENOENT ? "" : failed("inspect", where);
+  if (S_ISDIR(st.st_mode)) {
+    const int sub = openat(dir, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (sub < 0) return errno == ENOENT ? "" : failed("open folder", where);
+    const std::unique_ptr<DIR, int (*)(DIR*)> stream(fdopendir(sub), closedir);  // closes `sub` too
+    if (stream == nullptr) {
+      const std::string failure = failed("read folder", where);
+      close(sub);
+      return failure;
     }
-    if (S_ISDIR(st.st_mode)) {
-      const int sub = openat(dir, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-      if (sub < 0) {
-        if (errno != ENOENT) failure = "cannot open folder " + child + ": " + std::strerror(errno);
-        continue;
-      }
-      failure = remove_contents(sub, child);
-    }
-    if (failure.empty() && unlinkat(dir, name.c_str(), S_ISDIR(st.st_mode) ? AT_REMOVEDIR : 0) != 0 &&
-        errno != ENOENT)
-      failure = "cannot remove " + child + ": " + std::strerror(errno);
+    // Names first, removal after: a folder is not changed while it is being read.
+    std::vector<std::string> names;
+    errno = 0;
+    while (const dirent* entry = readdir(stream.get()))
+      if (std::strcmp(entry->d_name, ".") != 0 && std::strcmp(entry->d_name, "..") != 0) names.push_back(entry->d_name);
+    if (errno != 0) return failed("read folder", where);
+    for (const auto& child : names)
+      if (auto failure = remove_entry(sub, child, where + "/" + child); !failure.empty()) return failure;
   }
-  return failure;
+  if (unlinkat(dir, name.c_str(), S_ISDIR(st.st_mode) ? AT_REMOVEDIR : 0) != 0 && errno != ENOENT)
+    return failed("remove", where);
+  return "";
 }
 
 std::string remove_path(std::string path) {
   // "link/" would name the folder a link points to: the link itself is what goes.
   while (path.size() > 1 && path.back() == '/') path.pop_back();
-  struct stat st;
-  if (lstat(path.c_str(), &st) != 0)
-    return errno == ENOENT ? "" : "cannot inspect " + path + ": " + std::strerror(errno);
-  if (S_ISDIR(st.st_mode)) {
-    const int dir = open(path.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (dir < 0) return "cannot open folder " + path + ": " + std::strerror(errno);
-    std::string failure = remove_contents(dir, path);
-    if (!failure.empty()) return failure;
-    if (rmdir(path.c_str()) != 0 && errno != ENOENT) return "cannot remove " + path + ": " + std::strerror(errno);
-    return "";
-  }
-  if (unlink(path.c_str()) != 0 && errno != ENOENT) return "cannot remove " + path + ": " + std::strerror(errno);
-  return "";
+  const size_t slash = path.rfind('/');
+  const std::string parent = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+  const std::string name = path.substr(slash + 1);
+  if (name.empty() || name == "." || name == "..") return "cannot remove " + path + ": name a file or folder by its own name";
+  const int dir = open(parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir < 0) return errno == ENOENT ? "" : failed("remove", path);
+  std::string failure = remove_entry(dir, name, path);
+  close(dir);
+  return failure;
 }
 
 }  // namespace

@@ -63,12 +63,6 @@ std::vector<int32_t> Reader::ints() {
   return ids;
 }
 
-std::string Reader::rest() {
-  std::string s = body_.substr(pos_);
-  pos_ = body_.size();
-  return s;
-}
-
 namespace {
 
 void send_all(int fd, const char* data, size_t n) {

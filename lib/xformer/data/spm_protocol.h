@@ -11,9 +11,10 @@
 //   kEncode, u32 n, n x (u32 len, bytes)      n x (u32 count, count x i32)
 //   kDecode, u32 n, n x (u32 count, i32s)     n x (u32 len, bytes)
 //
-// `serve` sends one unrequested frame first: the loaded model (kModelInfo) or why it failed;
-// `train` sends one frame when training ends: empty after kReplyOk, or why it failed.
-//   kModelInfo: i32 pad, unk, bos, eos; u32 pieces; pieces x (u32 len, bytes)
+// `serve` sends one unrequested frame first: the loaded model or why it failed; `train` sends
+// one frame when training ends: empty after kReplyOk, or why it failed.
+//   the loaded model, after kReplyOk: i32 pad, unk, bos, eos; u32 pieces; pieces x (u32 len, bytes)
+// The client passes kVersion on the helper's command line.
 #pragma once
 
 #include <cstdint>
@@ -59,7 +60,6 @@ class Reader {
   int32_t i32();
   std::string bytes();
   std::vector<int32_t> ints();
-  std::string rest();  // everything not read yet
   bool done() const { return pos_ == body_.size(); }
 
  private:

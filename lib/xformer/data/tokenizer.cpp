@@ -19,7 +19,6 @@
 #include <mutex>
 #include <sstream>
 #include <stdexcept>
-#include <tuple>
 #include <utility>
 
 #include "xformer/core/error.h"
@@ -49,8 +48,8 @@ std::string helper_path() {
   const fs::path path = from_env ? fs::path(env) : fs::path(self_executable()).parent_path() / kHelperFileName;
   std::error_code ec;
   if (!fs::is_regular_file(path, ec)) {
-    throw DataError("SentencePiece helper " + path.string() + (from_env ? " (from " : "") +
-                    (from_env ? kHelperEnvVar : "") + (from_env ? ")" : "") + " does not exist (build the " +
+    const std::string origin = from_env ? std::string(" (from ") + kHelperEnvVar + ")" : "";
+    throw DataError("SentencePiece helper " + path.string() + origin + " does not exist (build the " +
                     kHelperFileName + " target, or set " + kHelperEnvVar + " to its path)");
   }
   return path.string();
@@ -138,10 +137,6 @@ std::string format_double(double v) {
   out << v;
   return out.str();
 }
-
-}  // namespace
-
-namespace {
 
 // Texts and id lists as frame fields, for Tokenizer::Helper::batched.
 size_t item_bytes(const std::string& text) { return text.size(); }
@@ -305,7 +300,7 @@ Tokenizer Tokenizer::load(const std::string& model_path) {
   }
   Tokenizer tok(std::make_unique<Helper>(std::move(process), std::move(pieces)));
   tok.model_path_ = model_path;
-  std::tie(tok.pad_id_, tok.unk_id_, tok.bos_id_, tok.eos_id_) = std::tie(ids[0], ids[1], ids[2], ids[3]);
+  tok.pad_id_ = ids[0], tok.unk_id_ = ids[1], tok.bos_id_ = ids[2], tok.eos_id_ = ids[3];
   // Every SentencePiece model has pieces and an unknown piece.
   if (tok.vocab_size_ <= 0 || tok.unk_id_ < 0 || tok.unk_id_ >= tok.vocab_size_) {
     throw DataError("tokenizer model " + model_path + " is unusable: " + std::to_string(tok.vocab_size_) +

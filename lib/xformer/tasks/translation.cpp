@@ -197,11 +197,12 @@ class TranslationTask : public BatchedTask {
     const int64_t nbest = opts.temperature ? 1 : opts.num;
     uint64_t batches = 0;
     int64_t lines_read = 0;
+    auto where_line = [&](int64_t line) { return (input == "-" ? std::string("stdin") : input) + ":" + std::to_string(line); };
     auto score = [&](const std::vector<std::string>& lines) {  // --score-pairs
       std::vector<std::string> sides, wheres;  // source, target of each line that is not blank
       std::exception_ptr malformed;  // the first line that is no pair: reported after the lines before it
       for (const auto& line : lines) {
-        const std::string where = (input == "-" ? std::string("stdin") : input) + ":" + std::to_string(++lines_read);
+        const std::string where = where_line(++lines_read);
         if (data::is_blank(line)) continue;
         try {
           auto [source, target] = data::split_pair_line(line, where);
@@ -236,9 +237,7 @@ class TranslationTask : public BatchedTask {
     auto translate_lines = [&](const std::vector<std::string>& lines) {
       std::vector<std::string> inputs;
       std::vector<char> blank;  // lines without a piece: left blank, not translated
-      auto where = [&](size_t i) {  // "file:line" of lines[i]
-        return (input == "-" ? std::string("stdin") : input) + ":" + std::to_string(lines_read + i + 1);
-      };
+      auto where = [&](size_t i) { return where_line(lines_read + static_cast<int64_t>(i) + 1); };  // of lines[i]
       for (size_t i = 0; i < lines.size(); ++i)
         if (!data::is_valid_utf8(lines[i])) throw DataError(where(i) + ": not valid UTF-8");
       const auto encoded = tokenizer_->encode_batch(lines);
@@ -329,9 +328,8 @@ class TranslationTask : public BatchedTask {
     return out;
   }
 
-  // A pair to score, as token ids; DataError naming `where` when a side is longer than the
-  // model reads (scores of cut sentences would be silently wrong).
-  // An encoded pair to score, refused when a side is longer than the model reads.
+  // An encoded pair to score; DataError naming `where` when a side is longer than the model
+  // reads (scores of cut sentences would be silently wrong).
   Example checked_pair(Example e, const std::string& where) const {
     for (const auto* side : {&e.source, &e.target})
       if (static_cast<int64_t>(side->size()) + 1 > max_len_)

@@ -93,7 +93,6 @@ void GradReducer::start(Bucket& b) {
   torch::NoGradGuard no_grad;
   if (next_ == 0) first_send_after_ = arrived_;
   int64_t offset = 0;
-  const int64_t counts = b.flat.numel() - static_cast<int64_t>(b.members.size());
   std::vector<float> had;  // 1 where this rank has the member's gradient
   for (const size_t i : b.members) {
     const auto& p = params_[i];
@@ -103,7 +102,7 @@ void GradReducer::start(Bucket& b) {
     had.push_back(p.grad().defined() ? 1.0f : 0.0f);
     offset += p.numel();
   }
-  b.flat.narrow(0, counts, static_cast<int64_t>(had.size())).copy_(torch::tensor(had));
+  b.rank_counts().copy_(torch::tensor(had));
   b.wait = comm_.start_all_reduce(b.flat);
 }
 
@@ -118,16 +117,17 @@ void GradReducer::finish() {
   for (auto& b : buckets_) {
     b.wait();
     int64_t offset = 0;
-    const int64_t counts = b.flat.numel() - static_cast<int64_t>(b.members.size());
-    const auto ranks_with_gradient =
-        b.flat.narrow(0, counts, static_cast<int64_t>(b.members.size())).to(torch::kCPU, torch::kFloat).contiguous();
-    const float* had = ranks_with_gradient.data_ptr<float>();
+    torch::Tensor ranks_with_gradient;  // read (a copy to the host) only for a member we lack
     for (size_t m = 0; m < b.members.size(); ++m) {
       auto& p = params_[b.members[m]];
       auto sum = b.flat.narrow(0, offset, p.numel()).view(p.sizes());
-      if (p.grad().defined()) p.mutable_grad().copy_(sum);
-      else if (had[m] > 0) p.mutable_grad() = sum.clone();
       offset += p.numel();
+      if (p.grad().defined()) {
+        p.mutable_grad().copy_(sum);
+        continue;
+      }
+      if (!ranks_with_gradient.defined()) ranks_with_gradient = b.rank_counts().to(torch::kCPU, torch::kFloat);
+      if (ranks_with_gradient[static_cast<int64_t>(m)].item<float>() > 0) p.mutable_grad() = sum.clone();
     }
     b.arrived = 0;
     b.wait = nullptr;

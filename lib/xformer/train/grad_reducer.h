@@ -56,6 +56,11 @@ class GradReducer {
                                   // gradients, then per member the ranks that had its gradient
     int64_t arrived = 0;          // gradients accumulated in the armed backward
     std::function<void()> wait;   // set once started
+    // flat's tail: per member, the ranks that had its gradient (summed with the rest).
+    torch::Tensor rank_counts() const {
+      const auto m = static_cast<int64_t>(members.size());
+      return flat.narrow(0, flat.numel() - m, m);
+    }
   };
   void build_buckets(const std::vector<size_t>& order);
   void adopt_rank0_arrival_order();

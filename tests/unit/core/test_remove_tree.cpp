@@ -53,4 +53,10 @@ TEST_CASE("remove_tree names what it cannot remove", "[core]") {
   CHECK_THAT(e.what(), Catch::Contains(below_a_file) && Catch::Contains("Not a directory"));
   CHECK(e.exit_code() == xformer::kExitFailure);
   CHECK_FALSE(remove_tree_noexcept(below_a_file));
+  // "." and ".." name no entry of their own: refused before anything inside goes.
+  for (const char* name : {".", ".."}) {
+    CAPTURE(name);
+    CHECK_THROWS(remove_tree((dir.path() / name).string()));
+    CHECK(fs::exists(dir.path() / "file"));
+  }
 }
