@@ -8,6 +8,7 @@
 //   xformer_bench image-sample --side S --scale F --cache on|off [shape options]
 //   xformer_bench sasa --method kernel|offsets|unfold|conv --side S --kernel K [--d-model C --heads N]
 //   xformer_bench resnet --spatial conv|attention --side S [--d-model 4W --heads N --batch B]
+//   xformer_bench loss --method fused|composed [--d-model D --vocab V --batch B --tgt-len T]
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
 #include <torch/version.h>
@@ -40,6 +41,7 @@
 #include "xformer/models/transformer.h"
 #include "xformer/nn/attention.h"
 #include "xformer/nn/local_attention.h"
+#include "xformer/nn/loss.h"
 #include "xformer/nn/relative_position.h"
 #include "xformer/nn/sasa.h"
 #include "xformer/tasks/translation.h"
@@ -256,6 +258,26 @@ int print_timing(int reps, const std::function<void()>& fn, json fields,
   fields["ms"] = ms[ms.size() / 2], fields["peak_extra_mb"] = memory.extra_mb();
   std::cout << fields.dump() << std::endl;
   return 0;
+}
+
+// The output projection and the label-smoothed loss, forward + backward, over the
+// (batch x tgt_len) target positions: fused (linear_label_smoothed_cross_entropy, the
+// translation loss) or composed from LibTorch's linear, log-softmax and autograd.
+int bench_loss(const Shape& s, const std::string& method, int reps) {
+  const int64_t N = s.batch * s.tgt_len, D = s.d_model, V = s.vocab, pad = 0;
+  const double eps = 0.1;
+  auto hidden = torch::randn({N, D}).requires_grad_(true);
+  auto weight = (torch::randn({V, D}) * std::pow(D, -0.5)).requires_grad_(true);
+  auto target = torch::randint(1, V, {N}, torch::kLong);
+  target.narrow(0, 0, N / 10).fill_(pad);  // some padding, as real batches have
+  auto step = [&] {
+    hidden.mutable_grad() = torch::Tensor(), weight.mutable_grad() = torch::Tensor();
+    auto loss = method == "fused"
+                    ? nn::linear_label_smoothed_cross_entropy(hidden, weight, target, eps, pad).loss
+                    : nn::label_smoothed_cross_entropy(torch::nn::functional::linear(hidden, weight), target, eps, pad).loss;
+    loss.backward();
+  };
+  return print_timing(reps, step, {{"method", method}, {"rows", N}, {"d_model", D}, {"vocab", V}});
 }
 
 // One self-attention layer, forward + backward, at batch 1 over L positions of width D: the
@@ -537,6 +559,11 @@ int main(int argc, char** argv) {
   resnet->add_option("--spatial", spatial)->check(CLI::IsMember({"conv", "attention"}));
   resnet->add_option("--side", side, "Image side");
   resnet->add_option("--reps", reps);
+  auto* loss = app.add_subcommand("loss", "Output projection + label-smoothed loss, fused or composed: time and peak memory");
+  add_shape(loss, s);
+  std::string loss_method = "fused";
+  loss->add_option("--method", loss_method)->check(CLI::IsMember({"fused", "composed"}));
+  loss->add_option("--reps", reps);
   int64_t lines = 20000;
   auto* tokenize = app.add_subcommand("tokenize", "SentencePiece encoding: one request per line against batches");
   tokenize->add_option("--lines", lines);
@@ -545,6 +572,7 @@ int main(int argc, char** argv) {
   std::cerr << configure_threads(s.threads, s.blas_threads) << std::endl;
   allow_tf32(true);  // as train.tf32's default
   if (tokenize->parsed()) return bench_tokenize(lines);
+  if (loss->parsed()) return bench_loss(s, loss_method, reps);
   if (train->parsed()) return bench_train(s);
   if (att->parsed()) return bench_attention(s, method, length, reps, block);
   if (image->parsed()) return bench_image_attention(s, image_method, side, reps);

@@ -1,6 +1,7 @@
 #include "xformer/nn/loss.h"
 
 #include "xformer/core/precision.h"
+#include "xformer/nn/smoothed_loss_rows.h"
 
 namespace xformer::nn {
 
@@ -61,30 +62,49 @@ FusedResult fused_forward(const torch::Tensor& hidden, const torch::Tensor& weig
     r.grad_hidden = torch::empty_like(hidden);
     r.grad_weight = torch::zeros_like(weight);
   }
+  // float32 on the CPU: each row's loss and gradient in one kernel over the row while it is in
+  // cache (nn/smoothed_loss_rows.h); otherwise LibTorch ops over the chunk.
+  const bool row_kernel = hidden.device().is_cpu() && !convert && mm_type == torch::kFloat;
+  if (row_kernel) {
+    TORCH_CHECK((target.eq(ignore_index) | (target.ge(0) & target.lt(V))).all().item<bool>(),
+                "linear_label_smoothed_cross_entropy: a target index outside [0, ", V,
+                ") that is not the ignore index ", ignore_index);
+  }
   auto logits_buf = torch::empty({std::min(chunk, N), V}, hidden.options().dtype(mm_type));
-  auto logp_buf = torch::empty({std::min(chunk, N), V}, fopt);
+  auto logp_buf = row_kernel ? torch::Tensor() : torch::empty({std::min(chunk, N), V}, fopt);
+  const auto target_c = target.contiguous();
   for (int64_t start = 0; start < N; start += chunk) {
     const int64_t n = std::min(chunk, N - start);
     auto h = hidden_mm.narrow(0, start, n);                    // (n, D)
-    auto t = target.narrow(0, start, n);                       // (n)
+    auto t = target_c.narrow(0, start, n);                     // (n)
     auto logits = logits_buf.narrow(0, 0, n);  // (n, V)
-    auto logp = logp_buf.narrow(0, 0, n);      // (n, V)
     torch::mm_out(logits, h, weight_mm.t());
-    at::_log_softmax_out(logp, convert ? logits.to(fopt.dtype()) : logits, 1, false);
-    auto keep = t.ne(ignore_index);
-    auto index = t.clamp_min(0).unsqueeze(1);                  // (n, 1)
-    auto nll = -logp.gather(1, index).squeeze(1);              // (n)
-    auto per_token = (1.0 - eps) * nll - (eps / V) * logp.sum(1);
-    r.loss += per_token.masked_fill(~keep, 0).sum();
-    r.nll += nll.masked_fill(~keep, 0).sum();
-    if (!with_grad) continue;
-    // d loss / d logits = softmax - (1 - eps) * onehot(target) - eps/V; zero on ignored rows.
-    auto g = logp.exp_().sub_(eps / V);
-    g.scatter_add_(1, index, torch::full({n, 1}, -(1.0 - eps), fopt));
-    if (g.is_cuda())  // no host sync on the GPU
-      g.masked_fill_(keep.logical_not().unsqueeze(1), 0);
-    else if (!keep.all().item<bool>())
-      g.index_fill_(0, keep.logical_not().nonzero().squeeze(1), 0);
+    torch::Tensor g;  // (n, V) d loss / d logits
+    if (row_kernel) {
+      const auto sums = smoothed_loss_rows(logits.data_ptr<float>(), n, V, t.data_ptr<int64_t>(),
+                                           eps, ignore_index, with_grad);
+      r.loss += sums.loss;
+      r.nll += sums.nll;
+      if (!with_grad) continue;
+      g = logits;  // the kernel wrote the gradient over the logits
+    } else {
+      auto logp = logp_buf.narrow(0, 0, n);  // (n, V)
+      at::_log_softmax_out(logp, convert ? logits.to(fopt.dtype()) : logits, 1, false);
+      auto keep = t.ne(ignore_index);
+      auto index = t.clamp_min(0).unsqueeze(1);                  // (n, 1)
+      auto nll = -logp.gather(1, index).squeeze(1);              // (n)
+      auto per_token = (1.0 - eps) * nll - (eps / V) * logp.sum(1);
+      r.loss += per_token.masked_fill(~keep, 0).sum();
+      r.nll += nll.masked_fill(~keep, 0).sum();
+      if (!with_grad) continue;
+      // d loss / d logits = softmax - (1 - eps) * onehot(target) - eps/V; zero on ignored rows.
+      g = logp.exp_().sub_(eps / V);
+      g.scatter_add_(1, index, torch::full({n, 1}, -(1.0 - eps), fopt));
+      if (g.is_cuda())  // no host sync on the GPU
+        g.masked_fill_(keep.logical_not().unsqueeze(1), 0);
+      else if (!keep.all().item<bool>())
+        g.index_fill_(0, keep.logical_not().nonzero().squeeze(1), 0);
+    }
     auto grad_h = r.grad_hidden.narrow(0, start, n);  // (n, D)
     if (convert) {
       g = g.to(mm_type);

@@ -168,3 +168,71 @@ TEST_CASE("the fused projection + loss equals projecting then label_smoothed_cro
                       Catch::Contains("[10, 6]") && Catch::Contains("[17, 7]"));
   }
 }
+
+TEST_CASE("the CPU row kernel matches float64 LibTorch over a wide vocabulary and logit range",
+          "[nn][loss]") {
+  // V = 1003 (not a multiple of the vector width), logits from -60 to +40 so that exp
+  // underflows for some entries, and a row whose target dominates (softmax ~ one-hot).
+  using xformer::nn::linear_label_smoothed_cross_entropy;
+  torch::manual_seed(5);
+  const int64_t N = 37, D = 8, V = 1003, pad = 2;
+  const double eps = 0.1;
+  auto hidden = torch::randn({N, D}) * 3;
+  auto weight = torch::randn({V, D}) * 2;
+  auto target = torch::randint(0, V, {N}, torch::kLong);
+  target[5] = pad;
+  weight[target[7].item<int64_t>()] = hidden[7] * 10;  // row 7: its target's logit far above the rest
+
+  auto h64 = hidden.to(torch::kDouble).requires_grad_(true), w64 = weight.to(torch::kDouble).requires_grad_(true);
+  auto ref = label_smoothed_cross_entropy(F::linear(h64, w64), target, eps, pad);
+  ref.loss.backward();
+
+  auto h = hidden.clone().requires_grad_(true), w = weight.clone().requires_grad_(true);
+  auto out = linear_label_smoothed_cross_entropy(h, w, target, eps, pad, 8);
+  CHECK(out.loss.item<double>() == Approx(ref.loss.item<double>()).epsilon(1e-6));
+  CHECK(out.nll.item<double>() == Approx(ref.nll.item<double>()).epsilon(1e-6));
+  out.loss.backward();
+  const double scale_h = h64.grad().abs().max().item<double>(), scale_w = w64.grad().abs().max().item<double>();
+  CHECK(xformer::testing::max_abs_diff(h.grad(), h64.grad().to(torch::kFloat)) < 1e-5 * scale_h);
+  CHECK(xformer::testing::max_abs_diff(w.grad(), w64.grad().to(torch::kFloat)) < 1e-5 * scale_w);
+  CHECK(h.grad()[5].abs().sum().item<double>() == 0.0);  // the padding row
+
+  SECTION("the totals do not depend on LibTorch's thread count") {
+    const int before = torch::get_num_threads();
+    torch::set_num_threads(2);
+    torch::NoGradGuard no_grad;
+    auto two = linear_label_smoothed_cross_entropy(hidden, weight, target, eps, pad, 8);
+    torch::set_num_threads(1);
+    auto one = linear_label_smoothed_cross_entropy(hidden, weight, target, eps, pad, 8);
+    torch::set_num_threads(before);
+    CHECK(two.loss.item<double>() == one.loss.item<double>());
+    CHECK(two.nll.item<double>() == one.nll.item<double>());
+  }
+}
+
+TEST_CASE("the fused loss turns a non-finite logit into NaN and refuses a bad target",
+          "[nn][loss]") {
+  using xformer::nn::linear_label_smoothed_cross_entropy;
+  auto hidden = torch::randn({4, 3});
+  auto weight = torch::randn({6, 3});
+  auto target = torch::tensor({1, 2, 0, 5}, torch::kLong);
+  for (float bad : {std::nanf(""), INFINITY, -INFINITY}) {
+    DYNAMIC_SECTION("hidden holding " << bad) {
+      auto h = hidden.clone();
+      h[2][1] = bad;
+      auto hg = h.clone().requires_grad_(true);
+      auto out = linear_label_smoothed_cross_entropy(hg, weight, target, 0.1, -100);
+      CHECK(std::isnan(out.loss.item<double>()));
+      CHECK(std::isnan(out.nll.item<double>()));
+      out.loss.backward();
+      CHECK(hg.grad()[2].isnan().all().item<bool>());
+      CHECK(hg.grad()[0].isfinite().all().item<bool>());  // the other rows keep their gradient
+    }
+  }
+  CHECK_THROWS_WITH(linear_label_smoothed_cross_entropy(hidden, weight, torch::tensor({1, 2, 6, 0}, torch::kLong),
+                                                        0.1, -100),
+                    Catch::Contains("outside [0, 6)"));
+  CHECK_THROWS_WITH(linear_label_smoothed_cross_entropy(hidden, weight, torch::tensor({1, -1, 3, 0}, torch::kLong),
+                                                        0.1, -100),
+                    Catch::Contains("outside [0, 6)") && Catch::Contains("-100"));
+}
