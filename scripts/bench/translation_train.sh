@@ -5,7 +5,8 @@
 # decoding with its cache (translation_decode_ref.py).
 #
 # Shape: d_model 256, 4 heads, ffn 1024, 3+3 layers, vocab 8000, batch 64 x 32 tokens,
-# label smoothing 0.1, Adam. Usage: scripts/bench/translation_train.sh [--steps N] [--rounds R]
+# label smoothing 0.1, Adam; then the fused output projection + loss against the same composed
+# from LibTorch ops (xformer_bench loss). Usage: scripts/bench/translation_train.sh [--steps N] [--rounds R]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 steps=30 rounds=3
@@ -48,3 +49,13 @@ for mode in greedy beam; do
     build/xformer_bench decode "${shape[@]}" --mode "$mode" --beam 4 --cache "$cache" 2>/dev/null
   done
 done | /usr/bin/python3 scripts/bench/decode_table.py
+
+echo "output projection + label-smoothed loss, forward + backward ($((64 * 32)) rows, vocab 8000):"
+for method in composed fused; do
+  build/xformer_bench loss "${shape[@]}" --method "$method" --reps 5 2>/dev/null
+done | /usr/bin/python3 -c '
+import json, sys
+ms = {r["method"]: r["ms"] for r in map(json.loads, filter(str.strip, sys.stdin))}
+c, f = ms["composed"], ms["fused"]
+print(f"  composed from LibTorch ops {c:.0f} ms, fused {f:.0f} ms, ratio {c / f:.2f}x")
+'
