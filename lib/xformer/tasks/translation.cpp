@@ -544,7 +544,8 @@ class TranslationTask : public BatchedTask {
         const auto& ids = encoded[idx[r]];
         for (size_t j = 0; j < ids.size(); ++j) src[r][j] = ids[j];
         src[r][ids.size()] = tokenizer_->eos_id();
-        o.max_len.push_back(std::min<int64_t>(max_len_ - 1, static_cast<int64_t>(a * (ids.size() + 1)) + b));
+        // max_len counts the EOS, and the decoder reads max_len positions: all of the model's.
+        o.max_len.push_back(std::min<int64_t>(max_len_, static_cast<int64_t>(a * (ids.size() + 1)) + b));
       }
       auto decoder = decoder_for(src.to(ctx_.device));
       // (output slot, hypothesis) of this batch: detokenized in one request to the tokenizer.

@@ -408,6 +408,28 @@ TEST_CASE("beam search on a random Transformer respects max_len and scores its o
   CHECK(hyps[2].tokens.size() == 2);
 }
 
+TEST_CASE("a Transformer decodes as many outputs as it has positions", "[decode]") {
+  // max_len = model.max_positions (the translation task's cap): the last step reads the last
+  // position, and with EOS banned every row runs to it. Learned positions: one past the table
+  // would fail.
+  auto o = xformer::testing::small_transformer_options();
+  o.max_positions = 6;
+  o.learned_positions = true;
+  torch::manual_seed(3);
+  models::Transformer model(o);
+  model->eval();
+  torch::NoGradGuard no_grad;
+  auto src = random_source();
+  for (int beam : {1, 3}) {
+    CAPTURE(beam);
+    auto search = options({6, 6, 6, 6}, beam);
+    search.banned = {kEos};
+    TransformerStepper s(model, model->encode(src));
+    auto hyps = beam == 1 ? decode::greedy(s, 4, search) : decode::beam_search(s, 4, search);
+    for (const auto& h : hyps) CHECK(h.tokens.size() == 5);  // 5 tokens, then the forced EOS
+  }
+}
+
 TEST_CASE("max_len forces EOS into the last slot", "[decode]") {
   // A decoder that never wants to stop: EOS has probability 1e-6 everywhere.
   auto never_stop = [](int64_t, const std::vector<int64_t>&) {
