@@ -1,7 +1,5 @@
 #include "xformer/nn/dropout_mask.h"
 
-#include <ATen/Parallel.h>
-
 #include <algorithm>
 
 #include "xformer/nn/vector_clones.h"
@@ -35,17 +33,17 @@ XFORMER_VECTOR_CLONES void mask_block(const float* in, float* out, uint32_t low_
 
 void apply_dropout_mask(const float* in, float* out, int64_t n, uint64_t seed, uint32_t keep_below,
                         float scale) {
-  at::parallel_for(0, n, 32768, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end;) {
-      // Past 2^32 elements the block number goes into the second key, so no mask repeats.
-      const int64_t block = i >> 32, block_end = std::min(end, (block + 1) << 32);
-      const auto key0 = static_cast<uint32_t>(seed);
-      const auto key1 = static_cast<uint32_t>(seed >> 32) + static_cast<uint32_t>(block) * 0x9e3779b9U;
-      mask_block(in + i, out + i, static_cast<uint32_t>(i), static_cast<uint32_t>(block_end - i), key0,
-                 key1, keep_below, scale);
-      i = block_end;
-    }
-  });
+  // Past 2^32 elements the block number goes into the second key, so no mask repeats; pieces
+  // of at most 2^31 elements keep every count within 32 bits.
+  for (int64_t i = 0; i < n;) {
+    const int64_t block = i >> 32;
+    const int64_t piece_end = std::min({n, (block + 1) << 32, i + (int64_t{1} << 31)});
+    const auto key0 = static_cast<uint32_t>(seed);
+    const auto key1 = static_cast<uint32_t>(seed >> 32) + static_cast<uint32_t>(block) * 0x9e3779b9U;
+    mask_block(in + i, out + i, static_cast<uint32_t>(i), static_cast<uint32_t>(piece_end - i), key0, key1,
+               keep_below, scale);
+    i = piece_end;
+  }
 }
 
 }  // namespace xformer::nn

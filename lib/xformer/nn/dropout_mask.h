@@ -7,8 +7,8 @@
 namespace xformer::nn {
 
 // out[i] = in[i] * scale where element i is kept, else 0; element i is kept when
-// hash(seed, i) < keep_below (32-bit). `in` and `out` may be the same array. Runs on LibTorch's
-// threads; the result does not depend on their number.
+// hash(seed, i) < keep_below (32-bit). `in` and `out` may be the same array. One thread, the
+// caller's.
 void apply_dropout_mask(const float* in, float* out, int64_t n, uint64_t seed, uint32_t keep_below,
                         float scale);
 

@@ -1,12 +1,9 @@
 #include "xformer/nn/smoothed_loss_rows.h"
 
-#include <ATen/Parallel.h>
-
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
-#include <vector>
 
 #include "xformer/nn/vector_clones.h"
 
@@ -18,9 +15,9 @@ namespace {
 // e^x for x <= 0 (the logits less their row's maximum), in arithmetic the compiler vectorises:
 // x = n ln2 + r with |r| <= ln2/2, e^r from a degree-6 polynomial (Cephes' expf coefficients,
 // relative error ~1e-7), 2^n put straight into the exponent bits. Below -87.3 (results under
-// the smallest normal float) it returns 0.
+// the smallest normal float) it returns 0, and for NaN too (the caller flags the row).
 [[gnu::always_inline]] inline float exp_nonpositive(float x) {
-  const bool underflow = x < -87.3f;
+  const bool underflow = !(x >= -87.3f);
   x = underflow ? -87.3f : x;
   // Round x / ln2 to an integer by adding and removing 1.5 * 2^23 (no float-to-int rounding
   // call, which would not vectorise).
@@ -51,33 +48,35 @@ XFORMER_VECTOR_CLONES RowLoss row_loss(float* __restrict x, int64_t V, int64_t t
 #pragma omp simd reduction(max : max)
   for (int64_t v = 0; v < V; ++v) max = x[v] > max ? x[v] : max;
   const float x_t = x[t];
-  // sum_exp = sum_v e^(x_v - max), sum_x = sum_v x_v; with the gradient, x_v becomes
+  // sum_exp = sum_v e^(x_v - max), sum_shifted = sum_v (x_v - max) (shifted, so that a large
+  // common offset of the logits costs no precision); with the gradient, x_v becomes
   // e^(x_v - max) on the way.
-  float sum_exp = 0, sum_x = 0;
+  float sum_exp = 0, sum_shifted = 0;
   if (write_grad) {
-#pragma omp simd reduction(+ : sum_exp, sum_x)
+#pragma omp simd reduction(+ : sum_exp, sum_shifted)
     for (int64_t v = 0; v < V; ++v) {
-      const float xv = x[v], e = exp_nonpositive(xv - max);
-      sum_x += xv;
+      const float s = x[v] - max, e = exp_nonpositive(s);
+      sum_shifted += s;
       sum_exp += e;
       x[v] = e;
     }
   } else {
-#pragma omp simd reduction(+ : sum_exp, sum_x)
+#pragma omp simd reduction(+ : sum_exp, sum_shifted)
     for (int64_t v = 0; v < V; ++v) {
-      sum_x += x[v];
-      sum_exp += exp_nonpositive(x[v] - max);
+      const float s = x[v] - max;
+      sum_shifted += s;
+      sum_exp += exp_nonpositive(s);
     }
   }
   RowLoss out;
-  if (!std::isfinite(sum_x)) {  // a NaN or infinite logit: no finite loss is right
+  if (!std::isfinite(sum_shifted)) {  // a NaN or infinite logit: no finite loss is right
     out.loss = out.nll = std::numeric_limits<double>::quiet_NaN();
     if (write_grad) std::fill(x, x + V, std::numeric_limits<float>::quiet_NaN());
     return out;
   }
-  const double log_z = static_cast<double>(max) + std::log(static_cast<double>(sum_exp));
-  out.nll = log_z - x_t;
-  const double sum_logp = sum_x - static_cast<double>(V) * log_z;  // sum_v log p_v
+  const double log_sum = std::log(static_cast<double>(sum_exp));  // log Z - max
+  out.nll = log_sum - (static_cast<double>(x_t) - max);
+  const double sum_logp = sum_shifted - static_cast<double>(V) * log_sum;  // sum_v log p_v
   out.loss = (1 - eps) * out.nll - eps / static_cast<double>(V) * sum_logp;
   if (write_grad) {
     const float inv_sum = static_cast<float>(1.0 / sum_exp), uniform = static_cast<float>(eps / V);
@@ -92,18 +91,16 @@ XFORMER_VECTOR_CLONES RowLoss row_loss(float* __restrict x, int64_t V, int64_t t
 
 RowLossTotals smoothed_loss_rows(float* logits, int64_t rows, int64_t V, const int64_t* target,
                                  double eps, int64_t ignore_index, bool write_grad) {
-  std::vector<RowLoss> per_row(static_cast<size_t>(rows));
-  at::parallel_for(0, rows, std::max<int64_t>(1, 32768 / V), [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {
-      float* x = logits + i * V;
-      if (target[i] != ignore_index)
-        per_row[i] = row_loss(x, V, target[i], eps, write_grad);
-      else if (write_grad)
-        std::fill(x, x + V, 0.0f);
-    }
-  });
   RowLossTotals totals;
-  for (const auto& r : per_row) totals.loss += r.loss, totals.nll += r.nll;
+  for (int64_t i = 0; i < rows; ++i) {
+    float* x = logits + i * V;
+    if (target[i] != ignore_index) {
+      const RowLoss r = row_loss(x, V, target[i], eps, write_grad);
+      totals.loss += r.loss, totals.nll += r.nll;
+    } else if (write_grad) {
+      std::fill(x, x + V, 0.0f);
+    }
+  }
   return totals;
 }
 

@@ -19,9 +19,9 @@ struct RowLossTotals {
 // logits: rows x V floats, row-major. target: one index per row, in [0, V) or ignore_index
 // (the caller checks). With write_grad, row i becomes d loss / d logits_i =
 // softmax_i - (1 - eps) * onehot(target_i) - eps/V, zero on ignored rows. A row holding a
-// non-finite logit gets a NaN loss (and a NaN gradient), as LibTorch's log_softmax would give.
-// Rows run in parallel on LibTorch's threads; the totals add up in row order whatever the
-// thread count.
+// non-finite logit gets a NaN loss and a NaN gradient, never a finite value (LibTorch would
+// give +inf for a row whose only non-finite logits are -inf). One thread, the caller's (the
+// default train.threads; OpenBLAS has the cores during the products).
 RowLossTotals smoothed_loss_rows(float* logits, int64_t rows, int64_t V, const int64_t* target,
                                  double eps, int64_t ignore_index, bool write_grad);
 

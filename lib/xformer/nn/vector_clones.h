@@ -3,7 +3,7 @@
 // are). The files using it are built with -fopenmp-simd and -fno-trapping-math (CMakeLists.txt).
 #pragma once
 
-#if defined(__x86_64__) && defined(__GNUC__)
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 11  // arch=x86-64-v3
 #define XFORMER_VECTOR_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
 #else
 #define XFORMER_VECTOR_CLONES

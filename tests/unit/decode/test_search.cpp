@@ -427,6 +427,11 @@ TEST_CASE("a Transformer decodes as many outputs as it has positions", "[decode]
     TransformerStepper s(model, model->encode(src));
     auto hyps = beam == 1 ? decode::greedy(s, 4, search) : decode::beam_search(s, 4, search);
     for (const auto& h : hyps) CHECK(h.tokens.size() == 5);  // 5 tokens, then the forced EOS
+    // One output more would read past the positions.
+    auto longer = options({7, 7, 7, 7}, beam);
+    TransformerStepper t(model, model->encode(src));
+    CHECK_THROWS_WITH(beam == 1 ? decode::greedy(t, 4, longer) : decode::beam_search(t, 4, longer),
+                      Catch::Contains("exceeds max_positions 6"));
   }
 }
 

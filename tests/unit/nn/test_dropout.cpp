@@ -13,7 +13,7 @@ torch::Tensor drop(const torch::Tensor& x, double p, bool training) {
 
 TEST_CASE("dropout keeps a 1 - p fraction and scales it by 1 / (1 - p)", "[nn][dropout]") {
   torch::manual_seed(3);
-  const int64_t n = 200001;  // odd: the last element uses half of a 64-bit draw
+  const int64_t n = 200001;  // odd: not a multiple of the vector width
   const double p = 0.3;
   auto out = drop(torch::ones({n}), p, true);
   auto kept = out.ne(0);
@@ -22,8 +22,8 @@ TEST_CASE("dropout keeps a 1 - p fraction and scales it by 1 / (1 - p)", "[nn][d
   // Kept fraction: binomial standard deviation sqrt(0.21 / n) ~ 0.001; allow 5 of them.
   const double frac = kept.to(torch::kDouble).mean().item<double>();
   CHECK(frac == Approx(0.7).margin(0.005));
-  // Neighbouring elements share one 64-bit draw: their decisions must still be independent
-  // (both kept with probability 0.49).
+  // Neighbouring elements hash neighbouring indices: their decisions must still be
+  // independent (both kept with probability 0.49).
   auto pairs = kept.narrow(0, 0, n - 1).view({-1, 2});
   const double both = pairs.all(1).to(torch::kDouble).mean().item<double>();
   CHECK(both == Approx(0.49).margin(0.01));

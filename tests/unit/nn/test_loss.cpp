@@ -196,18 +196,6 @@ TEST_CASE("the CPU row kernel matches float64 LibTorch over a wide vocabulary an
   CHECK(xformer::testing::max_abs_diff(h.grad(), h64.grad().to(torch::kFloat)) < 1e-5 * scale_h);
   CHECK(xformer::testing::max_abs_diff(w.grad(), w64.grad().to(torch::kFloat)) < 1e-5 * scale_w);
   CHECK(h.grad()[5].abs().sum().item<double>() == 0.0);  // the padding row
-
-  SECTION("the totals do not depend on LibTorch's thread count") {
-    const int before = torch::get_num_threads();
-    torch::set_num_threads(2);
-    torch::NoGradGuard no_grad;
-    auto two = linear_label_smoothed_cross_entropy(hidden, weight, target, eps, pad, 8);
-    torch::set_num_threads(1);
-    auto one = linear_label_smoothed_cross_entropy(hidden, weight, target, eps, pad, 8);
-    torch::set_num_threads(before);
-    CHECK(two.loss.item<double>() == one.loss.item<double>());
-    CHECK(two.nll.item<double>() == one.nll.item<double>());
-  }
 }
 
 TEST_CASE("the fused loss turns a non-finite logit into NaN and refuses a bad target",
