@@ -544,8 +544,7 @@ class TranslationTask : public BatchedTask {
         const auto& ids = encoded[idx[r]];
         for (size_t j = 0; j < ids.size(); ++j) src[r][j] = ids[j];
         src[r][ids.size()] = tokenizer_->eos_id();
-        // max_len counts the EOS, and the decoder reads max_len positions: all of the model's.
-        o.max_len.push_back(std::min<int64_t>(max_len_, static_cast<int64_t>(a * (ids.size() + 1)) + b));
+        o.max_len.push_back(max_output_tokens(static_cast<int64_t>(ids.size()), a, b, max_len_));
       }
       auto decoder = decoder_for(src.to(ctx_.device));
       // (output slot, hypothesis) of this batch: detokenized in one request to the tokenizer.
@@ -589,6 +588,12 @@ class TranslationTask : public BatchedTask {
 };
 
 }  // namespace
+
+int64_t max_output_tokens(int64_t source_tokens, double max_len_a, int64_t max_len_b,
+                          int64_t max_positions) {
+  return std::min<int64_t>(max_positions,
+                           static_cast<int64_t>(max_len_a * static_cast<double>(source_tokens + 1)) + max_len_b);
+}
 
 LossOut transformer_loss(models::Transformer& model, const Batch& batch, double label_smoothing,
                          int64_t pad_id) {

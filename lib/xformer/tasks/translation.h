@@ -20,4 +20,10 @@ void register_translation(Registry& registry);
 LossOut transformer_loss(models::Transformer& model, const Batch& batch, double label_smoothing,
                          int64_t pad_id);
 
+// The most tokens decoding may produce for a source of `source_tokens` tokens (EOS excluded),
+// EOS included: max_len_a * (source_tokens + 1) + max_len_b, at most `max_positions`, as the
+// decoder reads one position per output token.
+int64_t max_output_tokens(int64_t source_tokens, double max_len_a, int64_t max_len_b,
+                          int64_t max_positions);
+
 }  // namespace xformer::tasks
