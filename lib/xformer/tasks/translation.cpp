@@ -48,7 +48,7 @@ void declare_translation_keys(Schema& s) {
   s.add("task.label_smoothing", KeyType::Float, 0.1, "Label smoothing epsilon.").at_least(0).below(1);
   s.add("task.beam", KeyType::Int, 4, "Beam width for evaluation.").at_least(1);
   s.add("task.lenpen", KeyType::Float, 0.6, "GNMT length penalty alpha for evaluation.").at_least(0);
-  s.add("task.max_len_a", KeyType::Float, 1.2, "Longest output: max_len_a * source tokens + max_len_b.")
+  s.add("task.max_len_a", KeyType::Float, 1.2, "Longest output, EOS included: max_len_a * (source tokens + EOS) + max_len_b, at most model.max_positions.")
       .at_least(0);
   s.add("task.max_len_b", KeyType::Int, 10, "See max_len_a.").at_least(0);
   s.add("task.eval_bleu", KeyType::Bool, true, "Decode the split and report BLEU and chrF when evaluating.");
