@@ -727,14 +727,15 @@ TEST_CASE("train.recompute_activations trains as the plain run does", "[cli][rec
 TEST_CASE("SIGINT saves a checkpoint and exits 130", "[cli][signal]") {
   TempDir tmp("cli_sigint");
   const std::string run = tmp.str("run");
-  // Start a long run, wait for its first log line, try a second trainer on the same run
-  // directory (refused: the first holds its lock), interrupt the first.
+  // Start a long run, wait for its first checkpoint, try a second trainer on the same run
+  // directory (refused: the first holds its lock; before the first checkpoint it would be
+  // refused for having none), interrupt the first.
   const std::string bin = "'" + std::string(XFORMER_BINARY) + "'";
   // ("true;" first: run_shell prefixes "cd SOURCE &&", which must not go to the background with it.)
   auto r = run_shell("true; " + bin + " train " + tiny_args(run, tmp.str("spm")) +
                      " --set train.max_steps=100000 --set train.log_every=1 --set train.eval_every=0"
-                     " > " + tmp.str("log.txt") + " 2>&1 & pid=$!; "
-                     "for i in $(seq 600); do [ -s '" + run + "/metrics.jsonl' ] && break; sleep 0.1; done; " +
+                     " --set train.save_every=2 > " + tmp.str("log.txt") + " 2>&1 & pid=$!; "
+                     "for i in $(seq 600); do [ -e '" + run + "/checkpoints/last.pt' ] && break; sleep 0.1; done; " +
                      bin + " train --resume --run-dir '" + run + "' 2>&1; echo second=$?; "
                      "kill -INT $pid; wait $pid; echo exit=$? pid=$pid");
   INFO(r.output);
