@@ -7,7 +7,6 @@
 
 #include "xformer/nn/vector_clones.h"
 
-
 namespace xformer::nn {
 
 namespace {
