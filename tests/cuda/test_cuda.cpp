@@ -238,6 +238,15 @@ TEST_CASE("CUDA bf16 autocast stays close to fp32, and the fused loss follows it
   CHECK(std::abs(fused.loss.item<double>() - ref.loss.item<double>()) < 1e-2 * ref.loss.item<double>());
   CHECK(diff(gh, hidden.grad()) < 2e-2);
   CHECK(diff(gw, weight.grad()) < 2e-2);
+
+  // A target outside the classes (and not ignored) makes the loss NaN on the GPU, which the
+  // trainer skips and reports, instead of being read as another class (no host sync to refuse it).
+  for (int64_t bad : {-2, 300}) {
+    auto t = target.clone();
+    t[5] = bad;
+    CHECK(std::isnan(nn::linear_label_smoothed_cross_entropy(hidden, weight, t, 0.1, -1).loss.item<double>()));
+    CHECK(std::isnan(nn::label_smoothed_cross_entropy(torch::mm(hidden, weight.t()), t, 0.1, -1).loss.item<double>()));
+  }
 }
 
 TEST_CASE("CUDA: recomputed layers under bf16 autocast, dropout on, give the plain gradients", "[cuda][recompute]") {

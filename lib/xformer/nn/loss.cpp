@@ -7,19 +7,35 @@ namespace xformer::nn {
 
 namespace {
 torch::ScalarType accumulation_type(torch::ScalarType t) { return t == torch::kDouble ? t : torch::kFloat; }
+
+// Targets are class indices in [0, V) or the ignore index. Checked on the CPU, where it costs
+// nothing; on a GPU a check would wait for the device, so there a bad target makes the returned
+// term (added to the loss) NaN, which the trainer reports and skips, rather than a silently
+// clamped class. Zero otherwise.
+torch::Tensor invalid_targets_term(const torch::Tensor& target, int64_t V, int64_t ignore_index,
+                                   const torch::TensorOptions& loss_options) {
+  auto valid = target.eq(ignore_index) | (target.ge(0) & target.lt(V));
+  if (target.device().is_cpu()) {
+    TORCH_CHECK(valid.all().item<bool>(), "label-smoothed cross entropy: a target index outside [0, ", V,
+                ") that is not the ignore index ", ignore_index);
+    return torch::zeros({}, loss_options);
+  }
+  return torch::where(valid.all(), torch::zeros({}, loss_options), torch::full({}, NAN, loss_options));
+}
 }  // namespace
 
 SmoothedLoss label_smoothed_cross_entropy(const torch::Tensor& logits, const torch::Tensor& target,
                                           double epsilon, int64_t ignore_index) {
   // float32 at least: float16/bfloat16 logits are summed in float32, doubles stay doubles.
   auto logp = torch::log_softmax(logits.to(accumulation_type(logits.scalar_type())), -1);  // (N, V)
-  auto keep = target.ne(ignore_index);                             // (N)
-  auto nll = -logp.gather(-1, target.clamp_min(0).unsqueeze(-1)).squeeze(-1);  // (N)
-  auto uniform = -logp.sum(-1);                                                 // (N)
-  const double V = static_cast<double>(logits.size(-1));
-  auto per_token = (1.0 - epsilon) * nll + (epsilon / V) * uniform;
+  const int64_t V = logits.size(-1);
+  auto invalid = invalid_targets_term(target, V, ignore_index, logp.options().dtype(logp.scalar_type()));
+  auto keep = target.ne(ignore_index);                                        // (N)
+  auto nll = -logp.gather(-1, target.clamp(0, V - 1).unsqueeze(-1)).squeeze(-1);  // (N)
+  auto uniform = -logp.sum(-1);                                                    // (N)
+  auto per_token = (1.0 - epsilon) * nll + (epsilon / static_cast<double>(V)) * uniform;
   SmoothedLoss out;
-  out.loss = per_token.masked_fill(~keep, 0).sum();
+  out.loss = per_token.masked_fill(~keep, 0).sum() + invalid;
   out.nll = nll.masked_fill(~keep, 0).sum();
   return out;
 }
@@ -56,7 +72,7 @@ FusedResult fused_forward(const torch::Tensor& hidden, const torch::Tensor& weig
                        mm_type != accumulation_type(mm_type);
   const auto hidden_mm = hidden.to(mm_type), weight_mm = weight.to(mm_type);
   FusedResult r;
-  r.loss = torch::zeros({}, fopt);
+  r.loss = invalid_targets_term(target, V, ignore_index, fopt);
   r.nll = torch::zeros({}, fopt);
   if (with_grad) {
     r.grad_hidden = torch::empty_like(hidden);
@@ -65,11 +81,6 @@ FusedResult fused_forward(const torch::Tensor& hidden, const torch::Tensor& weig
   // float32 on the CPU: each row's loss and gradient in one kernel over the row while it is in
   // cache (nn/smoothed_loss_rows.h); otherwise LibTorch ops over the chunk.
   const bool row_kernel = hidden.device().is_cpu() && !convert && mm_type == torch::kFloat;
-  if (row_kernel) {
-    TORCH_CHECK((target.eq(ignore_index) | (target.ge(0) & target.lt(V))).all().item<bool>(),
-                "linear_label_smoothed_cross_entropy: a target index outside [0, ", V,
-                ") that is not the ignore index ", ignore_index);
-  }
   auto logits_buf = torch::empty({std::min(chunk, N), V}, hidden.options().dtype(mm_type));
   auto logp_buf = row_kernel ? torch::Tensor() : torch::empty({std::min(chunk, N), V}, fopt);
   const auto target_c = target.contiguous();
@@ -91,7 +102,7 @@ FusedResult fused_forward(const torch::Tensor& hidden, const torch::Tensor& weig
       auto logp = logp_buf.narrow(0, 0, n);  // (n, V)
       at::_log_softmax_out(logp, convert ? logits.to(fopt.dtype()) : logits, 1, false);
       auto keep = t.ne(ignore_index);
-      auto index = t.clamp_min(0).unsqueeze(1);                  // (n, 1)
+      auto index = t.clamp(0, V - 1).unsqueeze(1);               // (n, 1)
       auto nll = -logp.gather(1, index).squeeze(1);              // (n)
       auto per_token = (1.0 - eps) * nll - (eps / V) * logp.sum(1);
       r.loss += per_token.masked_fill(~keep, 0).sum();

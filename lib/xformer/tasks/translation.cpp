@@ -129,7 +129,7 @@ class TranslationTask : public BatchedTask {
       o.beam = t_.at("beam");
       o.lenpen = t_.at("lenpen");
       std::vector<std::string> hyps;
-      for (auto& t : translate(sources, o)) hyps.push_back(std::move(t.text));
+      for (auto& t : translate(tokenizer_->encode_batch(sources), o)) hyps.push_back(std::move(t.text));
       auto bleu = metrics::corpus_bleu(hyps, refs);
       m["bleu"] = bleu.score;
       m["chrf"] = metrics::corpus_chrf(hyps, refs).score;
@@ -235,12 +235,12 @@ class TranslationTask : public BatchedTask {
     // Output lines per input line: its samples, or its n best.
     const int64_t copies = opts.temperature ? opts.num : nbest;
     auto translate_lines = [&](const std::vector<std::string>& lines) {
-      std::vector<std::string> inputs;
+      std::vector<std::vector<int32_t>> inputs;  // the pieces of each line to translate, once per copy
       std::vector<char> blank;  // lines without a piece: left blank, not translated
       auto where = [&](size_t i) { return where_line(lines_read + static_cast<int64_t>(i) + 1); };  // of lines[i]
       for (size_t i = 0; i < lines.size(); ++i)
         if (!data::is_valid_utf8(lines[i])) throw DataError(where(i) + ": not valid UTF-8");
-      const auto encoded = tokenizer_->encode_batch(lines);
+      auto encoded = tokenizer_->encode_batch(lines);
       for (size_t i = 0; i < lines.size(); ++i) {
         const size_t pieces = encoded[i].size();
         blank.push_back(pieces == 0);
@@ -248,10 +248,11 @@ class TranslationTask : public BatchedTask {
         if (pieces > static_cast<size_t>(max_len_ - 1))
           spdlog::warn("{}: {} pieces, longer than the model reads (model.max_positions): translating its first {}",
                        where(i), pieces, max_len_ - 1);
-        for (int c = 0; c < (opts.temperature ? opts.num : 1); ++c) inputs.push_back(lines[i]);
+        for (int c = 1; c < (opts.temperature ? opts.num : 1); ++c) inputs.push_back(encoded[i]);
+        inputs.push_back(std::move(encoded[i]));
       }
       lines_read += lines.size();
-      const auto translations = translate(inputs, o, /*sampling=*/opts.temperature.has_value(), nbest, &batches);
+      const auto translations = translate(std::move(inputs), o, /*sampling=*/opts.temperature.has_value(), nbest, &batches);
       std::ostream& out = output();
       size_t next = 0;
       for (char is_blank : blank)  // output lines match input lines
@@ -512,23 +513,22 @@ class TranslationTask : public BatchedTask {
     double log_prob = 0;  // log p(translation | source) under the model, EOS included (nats)
   };
 
-  // Translates raw sentences in batches of similar length; returns the translations in the
-  // input order, `nbest` per sentence (beam search only), sentence-major.
+  // Translates encoded sentences (pieces, no EOS; cut to what the model reads) in batches of
+  // similar length; returns the translations in the input order, `nbest` per sentence (beam
+  // search only), sentence-major.
   // Sampling, batch b draws from seed o.seed + b * 0x9E3779B97F4A7C15 (the golden ratio in 64
   // bits: neighbouring seeds give unrelated batches), b counted on from *batches when given, so
   // that no two batches of one `sample` share a seed.
-  std::vector<Translation> translate(const std::vector<std::string>& sentences, decode::SearchOptions o,
+  std::vector<Translation> translate(std::vector<std::vector<int32_t>> encoded, decode::SearchOptions o,
                                      bool sampling = false, int64_t nbest = 1, uint64_t* batches = nullptr) {
     model_->eval();
     torch::NoGradGuard no_grad;
-    std::vector<std::vector<int32_t>> encoded;
     std::vector<data::LengthPair> lengths;
-    for (auto& ids : tokenizer_->encode_batch(sentences)) {
+    for (auto& ids : encoded) {
       ids.resize(std::min<size_t>(ids.size(), max_len_ - 1));
       lengths.push_back({static_cast<int64_t>(ids.size()) + 1, 0});
-      encoded.push_back(std::move(ids));
     }
-    std::vector<Translation> out(sentences.size() * nbest);
+    std::vector<Translation> out(encoded.size() * nbest);
     const int64_t per_batch = t_.at("decode_batch");
     const double a = t_.at("max_len_a");
     const int64_t b = t_.at("max_len_b");

@@ -223,4 +223,11 @@ TEST_CASE("the fused loss turns a non-finite logit into NaN and refuses a bad ta
   CHECK_THROWS_WITH(linear_label_smoothed_cross_entropy(hidden, weight, torch::tensor({1, -1, 3, 0}, torch::kLong),
                                                         0.1, -100),
                     Catch::Contains("outside [0, 6)") && Catch::Contains("-100"));
+  // The other paths refuse them too: the composed loss, and the fused one in double (LibTorch ops).
+  CHECK_THROWS_WITH(label_smoothed_cross_entropy(torch::mm(hidden, weight.t()), torch::tensor({1, -2, 3, 0}, torch::kLong),
+                                                 0.1, -100),
+                    Catch::Contains("outside [0, 6)"));
+  CHECK_THROWS_WITH(linear_label_smoothed_cross_entropy(hidden.to(torch::kDouble), weight.to(torch::kDouble),
+                                                        torch::tensor({1, 2, 3, 6}, torch::kLong), 0.1, -100),
+                    Catch::Contains("outside [0, 6)"));
 }
