@@ -1,6 +1,7 @@
 #include "xformer/core/subprocess.h"
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <signal.h>
@@ -43,12 +44,28 @@ pid_t spawn_process(const std::vector<std::string>& argv, const SpawnOptions& op
   std::cout.flush();  // nothing buffered twice
   std::cerr.flush();
   const pid_t parent = getpid();
+  // SIGINT/SIGTERM stay blocked across fork: one that reaches the child before execve would run
+  // our handler there (which only notes it) and be lost when execve resets the handlers. The
+  // child resets caught signals to their default first, then unblocks: a pending one then acts as
+  // it would have right after execve.
+  sigset_t stop_signals, old_mask;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, &old_mask);
   const pid_t pid = fork();
   if (pid < 0) {
+    const int fork_errno = errno;
+    pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
     if (out_fd >= 0) close(out_fd);
-    throw Error(std::string("cannot start '") + argv[0] + "': " + strerror(errno));
+    throw Error(std::string("cannot start '") + argv[0] + "': " + strerror(fork_errno));
   }
   if (pid == 0) {
+    for (int sig : {SIGINT, SIGTERM}) {
+      struct sigaction current {};
+      if (sigaction(sig, nullptr, &current) == 0 && current.sa_handler != SIG_IGN) signal(sig, SIG_DFL);
+    }
+    pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
     if (options.own_process_group) setpgid(0, 0);
     if (options.terminate_with_parent) {
       // If we die (even by SIGKILL), the child gets SIGTERM: it saves and stops rather than
@@ -76,6 +93,7 @@ pid_t spawn_process(const std::vector<std::string>& argv, const SpawnOptions& op
     if (write(STDERR_FILENO, failed.data(), failed.size()) < 0) {}
     _exit(127);
   }
+  pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
   if (out_fd >= 0) close(out_fd);
   return pid;
 }

@@ -329,3 +329,44 @@ TEST_CASE("child processes: argument vectors, environment, output file, exit sta
   std::getline(missing, line);
   CHECK(line == "cannot execute /nonexistent/program");
 }
+
+namespace {
+volatile sig_atomic_t g_test_sigterm_seen = 0;
+}
+
+TEST_CASE("a child signalled at once is not lost to our handler; it starts with no signal blocked",
+          "[distributed][subprocess]") {
+  // Our SIGTERM handler only notes the signal (as the trainer's does). A SIGTERM sent the moment
+  // fork returns must still stop the child, not run our handler in the child and vanish.
+  struct sigaction handler {}, previous {};
+  handler.sa_handler = [](int) { g_test_sigterm_seen = 1; };
+  sigemptyset(&handler.sa_mask);
+  REQUIRE(sigaction(SIGTERM, &handler, &previous) == 0);
+  for (int i = 0; i < 20; ++i) {
+    const pid_t pid = spawn_process({"/bin/sleep", "5"});  // a lost signal: it exits 0 after 5 s
+    kill(pid, SIGTERM);
+    int status = 0;
+    REQUIRE(waitpid(pid, &status, 0) == pid);
+    CHECK(describe_exit_status(status).find("killed by signal 15") != std::string::npos);
+  }
+  // The child's mask is clean: SigBlk in /proc/PID/status is all zeros (in the parent too, again).
+  const pid_t pid = spawn_process({"/bin/sleep", "30"});
+  std::string blocked;
+  for (int tries = 0; tries < 200 && blocked.empty(); ++tries) {
+    std::ifstream status_file("/proc/" + std::to_string(pid) + "/status");
+    std::string line;
+    std::string name;
+    while (std::getline(status_file, line))
+      if (line.rfind("Name:", 0) == 0) name = line;
+      else if (line.rfind("SigBlk:", 0) == 0 && name.find("sleep") != std::string::npos) blocked = line;
+    if (blocked.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  kill(pid, SIGKILL);
+  waitpid(pid, nullptr, 0);
+  CHECK(blocked.find_first_not_of("0", blocked.find_first_not_of("SigBlk:\t ")) == std::string::npos);
+  sigset_t now;
+  pthread_sigmask(SIG_SETMASK, nullptr, &now);
+  CHECK(sigismember(&now, SIGTERM) == 0);
+  CHECK(g_test_sigterm_seen == 0);
+  sigaction(SIGTERM, &previous, nullptr);
+}
