@@ -439,3 +439,40 @@ TEST_CASE("detection: train, eval and sample the tiny config end to end", "[cli]
   CHECK(run_xformer("train --config configs/detection/tiny.json --run-dir '" + tmp.str("bad2") +
                     "' --set model.backbone=vgg").exit_code == 2);
 }
+
+TEST_CASE("bad validation data stops training before it starts, in every task; good data is read once",
+          "[cli][data]") {
+  TempDir tmp("cli_valid");
+  fs::create_directories(tmp.str("empty"));
+  std::ofstream(tmp.str("no_images.json")) << "{}";
+  struct Case {
+    std::string config, valid, expected;
+  };
+  const std::vector<Case> cases = {
+      {"translation/tiny.json", source_path("tests/data/translation/corrupt.tsv"), "corrupt.tsv:3: expected 'source<TAB>target'"},
+      {"music/tiny.json", tmp.str("empty"), "task.valid: no readable MIDI files with notes"},
+      {"super_resolution/tiny.json", tmp.str("empty"), "task.valid: no readable images"},
+      {"image_generation/tiny.json", tmp.str("empty"), "task.valid: no readable images"},
+      {"classification/tiny.json", tmp.str("empty"), "no readable images"},
+      {"detection/tiny.json", tmp.str("no_images.json"), "no 'images' list"},
+  };
+  for (const auto& c : cases) {
+    const std::string run = tmp.str("run_" + c.config.substr(0, c.config.find('/')));
+    auto r = run_xformer("train --config configs/" + c.config + " --run-dir '" + run + "' --set task.valid='" +
+                         c.valid + "'");
+    INFO(c.config << "\n" << r.output);
+    CHECK(r.exit_code == 1);
+    CHECK(r.output.find(c.expected) != std::string::npos);
+    CHECK(r.output.find("| train |") == std::string::npos);  // not one update
+    CHECK(!fs::exists(run));
+  }
+  // Two evaluations of a good split read (and encode) it once.
+  const std::string run = tmp.str("run_ok");
+  auto r = run_xformer("train " + tiny_args(run, tmp.str("spm")) + " --set train.max_steps=4 --set train.eval_every=2");
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  CHECK(read_metrics(run, "valid").size() == 2);
+  size_t reads = 0;
+  for (size_t at = r.output.find("valid: "); at != std::string::npos; at = r.output.find("valid: ", at + 1)) ++reads;
+  CHECK(reads == 1);
+}

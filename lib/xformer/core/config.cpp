@@ -215,6 +215,12 @@ void apply_override(RawConfig& raw, const std::string& assignment) {
   // An object merges into the group it names (--set 'optim={"lr":1}' keeps the other optim keys).
   json* existing = &raw.value;
   for (const auto& part : split_path(key)) existing = existing && existing->is_object() && existing->contains(part) ? &(*existing)[part] : nullptr;
+  // A group takes an object only: `--set train=5` would drop every train key of the file.
+  if (existing && existing->is_object() && !value.is_object()) {
+    const std::string example = existing->empty() ? "" : " (e.g. " + key + "." + existing->begin().key() + "=...)";
+    throw ConfigError("usage error: --set " + key + ": '" + key + "' is a group of keys, not a value; set its keys" +
+                      example + " or give it an object");
+  }
   if (value.is_object() && existing && existing->is_object()) {
     deep_merge(*existing, value);
     std::vector<std::string> leaves;

@@ -106,7 +106,8 @@ class ClassificationTask : public BatchedTask {
       options_.channels = j.at("channels"), height_ = j.at("height"), width_ = j.at("width");
       options_.size = j.at("size");
     }
-    if (!ctx_.for_training) train_ = {};
+    if (ctx_.for_training) eval_splits_.load_valid();
+    else train_ = {};
     auto o = backbone_options(config.at("model"), config.at("model").at("arch") == "sasa_resnet", options_.channels);
     o.classes = static_cast<int64_t>(options_.classes.size());
     torch::manual_seed(seed_);
@@ -150,9 +151,8 @@ class ClassificationTask : public BatchedTask {
 
   Metrics evaluate(Split split, const std::string& out_prefix) override {
     torch::NoGradGuard no_grad;
-    const auto set = load_split(split);
+    const auto& set = eval_splits_.get(split);
     const int64_t n = set.images.size(0), size = t_.at("batch_size");
-    if (n == 0) throw DataError("task." + split_name(split) + ": holds no images to evaluate");
     metrics::ClassificationScores scores(static_cast<int64_t>(options_.classes.size()));
     for (int64_t b = 0; b < n; b += size) {
       const int64_t e = std::min(n, b + size);
@@ -234,6 +234,7 @@ class ClassificationTask : public BatchedTask {
                       std::to_string(set.images.size(3)) + ", the training images are " + std::to_string(height_) +
                       "x" + std::to_string(width_) + " (set task.size)");
     spdlog::info("{}: {} images", split_name(split), set.images.size(0));
+    if (set.images.size(0) == 0) throw DataError("task." + split_name(split) + ": holds no images to evaluate");
     return set;
   }
 
@@ -285,6 +286,7 @@ class ClassificationTask : public BatchedTask {
   data::ImageSetOptions options_;
   int64_t height_ = 0, width_ = 0;
   data::LabelledImages train_;
+  EvalSplits<data::LabelledImages> eval_splits_{[this](Split s) { return load_split(s); }};
   models::ResNet model_{nullptr};
   std::vector<int64_t> order_;  // this epoch's permutation of the training images
 };

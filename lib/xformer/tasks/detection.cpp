@@ -88,6 +88,7 @@ class DetectionTask : public BatchedTask {
     }
     if (ctx_.for_training) {
       train_ = load_split(Split::Train);
+      eval_splits_.load_valid();
       if (!ctx_.run_dir.empty()) {
         write_file_atomically(saved.string(), json{{"classes", classes_}, {"category_ids", category_ids_}}.dump(2) + "\n");
       }
@@ -133,7 +134,7 @@ class DetectionTask : public BatchedTask {
 
   Metrics evaluate(Split split, const std::string& out_prefix) override {
     torch::NoGradGuard no_grad;
-    const auto set = load_split(split);
+    const auto& set = eval_splits_.get(split);
     // Scored in the images' own pixels, as COCO does: IoU is the same at any scale, the small,
     // medium and large areas are not.
     std::vector<metrics::Detection> found;
@@ -397,6 +398,7 @@ class DetectionTask : public BatchedTask {
   std::vector<std::string> classes_;
   std::vector<int64_t> category_ids_;  // the annotations' ids of those classes
   DetectionSet train_;
+  EvalSplits<DetectionSet> eval_splits_{[this](Split s) { return load_split(s); }};
   models::RetinaNet model_{nullptr};
   std::vector<int64_t> order_;  // this epoch's permutation of the training images
 };

@@ -119,7 +119,10 @@ class ImageTask : public BatchedTask {
     torch::manual_seed(seed_);
     model_ = models::ImageTransformer(o);
     model_->to(ctx_.device);
-    if (ctx_.for_training) train_ = load_split(Split::Train);
+    if (ctx_.for_training) {
+      train_ = load_split(Split::Train);
+      eval_splits_.load_valid();
+    }
   }
 
   std::shared_ptr<torch::nn::Module> model() override { return model_.ptr(); }
@@ -146,7 +149,7 @@ class ImageTask : public BatchedTask {
   }
 
   Metrics evaluate(Split split, const std::string& out_prefix) override {
-    const auto images = load_split(split);
+    const auto& images = eval_splits_.get(split);
     const auto crops = fixed_crops(images, t_.at("eval_crops"), split);
     const int64_t size = t_.at("batch_size");
     double nll = 0, dims = 0;
@@ -373,6 +376,7 @@ class ImageTask : public BatchedTask {
   int64_t size_, scale_;
   models::ImageTransformer model_{nullptr};
   std::vector<data::Image> train_;
+  EvalSplits<std::vector<data::Image>> eval_splits_{[this](Split s) { return load_split(s); }};
   std::vector<Crop> crops_;
 };
 

@@ -57,7 +57,10 @@ class MusicTask : public BatchedTask {
     torch::manual_seed(seed_);
     model_ = models::DecoderOnly(models::music_transformer_options(config.at("model"), vocab_.size(), length_));
     model_->to(ctx_.device);
-    if (ctx_.for_training) train_ = load_split(Split::Train);
+    if (ctx_.for_training) {
+      train_ = load_split(Split::Train);
+      eval_splits_.load_valid();
+    }
   }
 
   std::shared_ptr<torch::nn::Module> model() override { return model_.ptr(); }
@@ -109,7 +112,7 @@ class MusicTask : public BatchedTask {
   }
 
   Metrics evaluate(Split split, const std::string&) override {
-    const auto pieces = load_split(split);
+    const auto& pieces = eval_splits_.get(split);
     std::vector<std::vector<int>> windows;
     for (const auto& notes : pieces) {
       auto seq = sequence(notes);
@@ -309,6 +312,7 @@ class MusicTask : public BatchedTask {
   int64_t length_;
   models::DecoderOnly model_{nullptr};
   std::vector<std::vector<data::Note>> train_;
+  EvalSplits<std::vector<std::vector<data::Note>>> eval_splits_{[this](Split s) { return load_split(s); }};
   std::vector<std::vector<int>> crops_;
 };
 

@@ -4,6 +4,7 @@
 #pragma once
 #include <torch/torch.h>
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -24,6 +25,26 @@ Split parse_split(const std::string& name);  // ConfigError on anything but trai
 // defaulting to ROOT/train, ROOT/valid and ROOT/test; `note` is appended to each key's help.
 void declare_split_folders(Schema& schema, const std::string& root, const std::string& what,
                            const std::string& note = "");
+
+// The data a task evaluates, by split, from `load(split)`. The validation split is loaded once
+// and kept, as a run evaluates it again and again; a training run loads it with its training
+// data (`load_valid`), so that bad validation data stops the run before it trains rather than
+// at its first evaluation. Another split is loaded when asked for.
+template <typename Data>
+class EvalSplits {
+ public:
+  explicit EvalSplits(std::function<Data(Split)> load) : load_(std::move(load)) {}
+  void load_valid() { get(Split::Valid); }
+  const Data& get(Split split) {
+    if (split != Split::Valid) return other_.emplace(load_(split));
+    if (!valid_) valid_.emplace(load_(split));
+    return *valid_;
+  }
+
+ private:
+  std::function<Data(Split)> load_;
+  std::optional<Data> valid_, other_;
+};
 
 // A host tensor on `device`: to a GPU through pinned memory without waiting for the copy (it
 // queues ahead of the kernels that read it); unchanged on the CPU.

@@ -80,11 +80,12 @@ class TranslationTask : public BatchedTask {
     model_ = models::Transformer(o);
     model_->to(ctx_.device);
     if (ctx_.for_training) {
-      train_ = encode_split(Split::Train, /*skip_long=*/true);
+      train_ = encode_split(Split::Train, /*skip_long=*/true).examples;
       lengths_.reserve(train_.size());
       for (const auto& e : train_)
         lengths_.push_back({static_cast<int64_t>(e.source.size()) + 1,
                             static_cast<int64_t>(e.target.size()) + 1});
+      eval_splits_.load_valid();
     }
   }
 
@@ -103,7 +104,7 @@ class TranslationTask : public BatchedTask {
   }
 
   Metrics evaluate(Split split, const std::string& out_prefix) override {
-    auto examples = encode_split(split, /*skip_long=*/false);
+    const auto& [examples, raw] = eval_splits_.get(split);
     std::vector<data::LengthPair> lengths;
     for (const auto& e : examples)
       lengths.push_back({static_cast<int64_t>(e.source.size()) + 1, static_cast<int64_t>(e.target.size()) + 1});
@@ -120,11 +121,11 @@ class TranslationTask : public BatchedTask {
     m["nll"] = nll / std::max(tokens, 1.0);
     m["ppl"] = std::exp(m["nll"]);
     if (t_.at("eval_bleu").get<bool>()) {
-      int64_t n = static_cast<int64_t>(raw_.source.size());
+      int64_t n = static_cast<int64_t>(raw.source.size());
       const int64_t cap = t_.at("eval_bleu_sentences");  // a quicker look while training
       if (cap > 0 && ctx_.for_training) n = std::min(n, cap);
-      std::vector<std::string> sources(raw_.source.begin(), raw_.source.begin() + n);
-      std::vector<std::string> refs(raw_.target.begin(), raw_.target.begin() + n);
+      std::vector<std::string> sources(raw.source.begin(), raw.source.begin() + n);
+      std::vector<std::string> refs(raw.target.begin(), raw.target.begin() + n);
       decode::SearchOptions o = search_options();
       o.beam = t_.at("beam");
       o.lenpen = t_.at("lenpen");
@@ -436,13 +437,18 @@ class TranslationTask : public BatchedTask {
     return model.string();
   }
 
-  std::vector<Example> encode_split(Split split, bool skip_long) {
+  // A split's pairs as pieces, and their raw text (the references for BLEU).
+  struct EncodedSplit {
+    std::vector<Example> examples;
+    data::ParallelCorpus raw;
+  };
+
+  EncodedSplit encode_split(Split split, bool skip_long) {
     const char* key = split == Split::Train ? "train" : split == Split::Valid ? "valid" : "test";
     auto corpus = data::read_parallel_corpus(t_.at(key));
     if (corpus.size() == 0) throw DataError("corpus '" + corpus.description + "' holds no sentence pairs");
-    std::vector<Example> out;
+    EncodedSplit out;
     int64_t too_long = 0;
-    raw_ = data::ParallelCorpus();
     auto sources = tokenizer_->encode_batch(corpus.source);
     auto targets = tokenizer_->encode_batch(corpus.target);
     for (size_t i = 0; i < corpus.size(); ++i) {
@@ -457,14 +463,14 @@ class TranslationTask : public BatchedTask {
         e.source.resize(std::min<size_t>(e.source.size(), max_len_ - 1));
         e.target.resize(std::min<size_t>(e.target.size(), max_len_ - 1));
       }
-      out.push_back(std::move(e));
-      raw_.source.push_back(corpus.source[i]);
-      raw_.target.push_back(corpus.target[i]);
+      out.examples.push_back(std::move(e));
+      out.raw.source.push_back(corpus.source[i]);
+      out.raw.target.push_back(corpus.target[i]);
     }
-    spdlog::info("{}: {} pairs from {}{}{}", key, out.size(), corpus.description,
+    spdlog::info("{}: {} pairs from {}{}{}", key, out.examples.size(), corpus.description,
                  corpus.skipped_empty ? ", skipped " + std::to_string(corpus.skipped_empty) + " with an empty side" : "",
                  too_long ? ", skipped " + std::to_string(too_long) + " longer than model.max_positions" : "");
-    if (out.empty()) throw DataError("no usable sentence pairs in '" + corpus.description + "'");
+    if (out.examples.empty()) throw DataError("no usable sentence pairs in '" + corpus.description + "'");
     return out;
   }
 
@@ -583,8 +589,8 @@ class TranslationTask : public BatchedTask {
   int64_t max_len_ = 0;
   std::vector<Example> train_;
   std::vector<data::LengthPair> lengths_;
-  data::ParallelCorpus raw_;  // raw text of the last split encoded (references for BLEU)
   std::vector<std::vector<int64_t>> batches_;  // this epoch's, as indices into train_
+  EvalSplits<EncodedSplit> eval_splits_{[this](Split s) { return encode_split(s, /*skip_long=*/false); }};
 };
 
 }  // namespace

@@ -161,6 +161,15 @@ TEST_CASE("malformed overrides are usage errors", "[core][config]") {
     CHECK(e.exit_code() == 2);
   }
   CHECK(contains(thrown_error([&] { xformer::apply_override(raw, "optim.lr"); }).what(), "optim.lr"));
+  // A group takes an object, never a value that would drop the file's keys of that group.
+  RawConfig grouped = raw_of({{"train", {{"eval_every", 20}}}});
+  for (const std::string bad : {"train=5", "train=null", "train=[1]", "train=fast"}) {
+    CAPTURE(bad);
+    auto e = thrown_error([&] { xformer::apply_override(grouped, bad); });
+    CHECK(e.exit_code() == 2);
+    CHECK(contains(e.what(), "'train' is a group of keys, not a value; set its keys (e.g. train.eval_every=...)"));
+  }
+  CHECK(grouped.value["train"]["eval_every"] == 20);
 }
 
 TEST_CASE("unknown keys name the key, the origin and a hint", "[core][config]") {
