@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 
 #include "verbs.h"
 #include "xformer/core/error.h"
@@ -50,6 +51,15 @@ void check_options(const SampleArgs& a) {
   if (o.num < 1 || o.num > kMostSamples) throw bad("--num", fmt::format("in 1..{}", kMostSamples), o.num);
   if (a.given_option("--length") && (o.length < 1 || o.length > kMostEvents))
     throw bad("--length", fmt::format("in 1..{}", kMostEvents), o.length);
+  // Inputs that name nothing (a pattern with wildcards may match files the task lists).
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const auto name = fs::path(o.input).filename().string();
+  if (!o.input.empty() && o.input != "-" && !fs::exists(o.input, ec) && name.find_first_of("*?[") == std::string::npos)
+    throw ConfigError("usage error: --input '" + o.input + "' does not exist");
+  if (!o.primer.empty() && !fs::is_regular_file(o.primer, ec))
+    throw ConfigError("usage error: --primer '" + o.primer + "' " +
+                      (fs::exists(o.primer, ec) ? "is not a file" : "does not exist"));
   if (a.given_option("--attention-layer") && o.attention.empty())
     throw ConfigError("usage error: --attention-layer chooses the layer --attention FILE.html shows; give --attention too");
 }

@@ -75,6 +75,9 @@ TEST_CASE("usage and config errors exit 2 with a one-line reason", "[cli]") {
       {"sample --run " + tmp.str() + " --num 100000000", "--num must be in 1..10000, got 100000000"},
       {"sample --run " + tmp.str() + " --length 0", "--length must be in 1..10000000, got 0"},
       {"sample --run " + tmp.str() + " --attention-layer 1", "give --attention too"},
+      {"sample --run " + tmp.str() + " --input /nonexistent.png", "--input '/nonexistent.png' does not exist"},
+      {"sample --run " + tmp.str() + " --primer /nonexistent.mid", "--primer '/nonexistent.mid' does not exist"},
+      {"sample --run " + tmp.str() + " --primer " + tmp.str(), "--primer '" + tmp.str() + "' is not a file"},
       {"train --config configs/translation/tiny.json --run-dir ''", "--run-dir: is empty"},
       {"train --config configs/translation/tiny.json --resume --force --run-dir " + tmp.str("rf"), "pass one of them"},
       {"info --set train.seed=2", "--set needs --config FILE"},
@@ -363,7 +366,7 @@ TEST_CASE("train, eval and sample the tiny config end to end", "[cli][e2e]") {
     r = run_xformer("sample --run '" + run + "' --input " + tmp.str("missing.txt") + " --out " +
                     tmp.str("keep.txt") + stream);
     CHECK(r.exit_code == 2);
-    CHECK(r.output.find("cannot open input file '" + tmp.str("missing.txt") + "' (it does not exist)") != std::string::npos);
+    CHECK(r.output.find("--input '" + tmp.str("missing.txt") + "' does not exist") != std::string::npos);
     CHECK(count_lines(tmp.str("keep.txt")) == 1);
   }
   r = run_xformer("sample --run '" + run + "' --input " + tmp.str("keep.txt") + " --out " + tmp.str("keep.txt"));

@@ -80,6 +80,13 @@ TEST_CASE("music: train, eval and sample the tiny config end to end", "[cli][e2e
   r = run_xformer("sample --run '" + run + "' --length 1 --out '" + tmp.str("one") + "'");
   INFO(r.output);
   CHECK(r.output.find("sample_1.mid (1 events") != std::string::npos);
+  // --out names a file where the samples' folder would go: a usage error, the file kept.
+  std::ofstream(tmp.str("a_file")) << "kept";
+  r = run_xformer("sample --run '" + run + "' --length 1 --out '" + tmp.str("a_file") + "'");
+  CHECK(r.exit_code == 2);
+  CHECK(r.output.find("--out '" + tmp.str("a_file") + "' is a file; this task writes a folder of files there") !=
+        std::string::npos);
+  CHECK(fs::is_regular_file(tmp.str("a_file")));
 
   // The attention page of the first sample: 2 heads of the tiny model's last layer.
   r = run_xformer("sample --run '" + run + "' --length 40 --out '" + tmp.str("out") + "' --attention '" +
@@ -290,6 +297,18 @@ TEST_CASE("classification: train, eval, sample and model stats end to end", "[cl
   CHECK(r.output.find("is the --input file") != std::string::npos);
   CHECK(xformer::data::read_image(tmp.str("mine.png")).width > 0);
   CHECK(run_xformer("sample --run '" + run + "' --input '" + tmp.str("mine.png") + "' --num 3").exit_code == 2);
+  // A folder's unreadable file is skipped, named; the others are classified. Alone, it is an error.
+  fs::create_directories(tmp.str("mixed"));
+  fs::copy_file(source_path("tests/data/images/test/picture_01.png"), tmp.str("mixed/a.png"));
+  std::ofstream(tmp.str("mixed/b.png")) << "not a picture";
+  r = run_xformer("sample --run '" + run + "' --input '" + tmp.str("mixed") + "'");
+  INFO(r.output);
+  CHECK(r.exit_code == 0);
+  CHECK(r.output.find("a.png\t") != std::string::npos);
+  CHECK(r.output.find("--input: skipping cannot read image " + tmp.str("mixed/b.png")) != std::string::npos);
+  r = run_xformer("sample --run '" + run + "' --input '" + tmp.str("mixed/b.png") + "'");
+  CHECK(r.exit_code == 1);
+  CHECK(r.output.find("cannot read image " + tmp.str("mixed/b.png")) != std::string::npos);
 
   // Model statistics without data: the SASA paper's ResNet-26 at ImageNet size.
   r = run_xformer("info --config configs/classification/tiny.json --model-stats --set task.size=224 "

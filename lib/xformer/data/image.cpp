@@ -12,6 +12,8 @@
 #include <iterator>
 #include <memory>
 
+#include <spdlog/spdlog.h>
+
 #include "xformer/core/atomic_file.h"
 #include "xformer/core/error.h"
 
@@ -132,6 +134,31 @@ std::vector<std::string> list_image_files(const std::string& source) {
   }
   std::sort(files.begin(), files.end());
   return files;
+}
+
+std::vector<NamedImage> read_input_images(const std::string& input, int channels) {
+  const auto files = list_image_files(input);
+  const bool one_file = fs::is_regular_file(input);
+  std::vector<NamedImage> out;
+  int64_t skipped = 0;
+  for (const auto& f : files) {
+    std::vector<Image> images;
+    try {
+      images = read_images(f, channels);
+    } catch (const Error& e) {
+      if (one_file) throw;
+      spdlog::warn("--input: skipping {}", e.what());
+      ++skipped;
+      continue;
+    }
+    const bool batch = lower_extension(f) == ".bin";
+    for (size_t i = 0; i < images.size(); ++i)
+      out.push_back({batch ? f + "[" + std::to_string(i) + "]" : f, std::move(images[i])});
+  }
+  if (out.empty())
+    throw DataError("--input " + input + ": no readable image files" +
+                    (skipped ? " (" + std::to_string(skipped) + " unreadable)" : ""));
+  return out;
 }
 
 }  // namespace xformer::data

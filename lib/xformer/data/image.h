@@ -39,4 +39,16 @@ std::vector<Image> read_images(const std::string& path, int channels = 3);
 // DataError when the folder or file does not exist.
 std::vector<std::string> list_image_files(const std::string& source);
 
+// An image `sample --input` names, with where it came from: its file, or "FILE[i]" for record i
+// of a CIFAR-10 batch.
+struct NamedImage {
+  std::string name;
+  Image image;
+};
+
+// The images of `sample --input`: one file (DataError when it cannot be read), or a folder (or a
+// pattern) whose unreadable files are skipped with a warning naming each; DataError when none
+// is left.
+std::vector<NamedImage> read_input_images(const std::string& input, int channels = 3);
+
 }  // namespace xformer::data

@@ -92,6 +92,12 @@ void check_output_apart_from_input(const std::string& out, const std::string& in
                       "' (outputs would replace inputs or be read as inputs): choose another --out");
 }
 
+void check_output_folder(const std::string& dir) {
+  std::error_code ec;
+  if (std::filesystem::exists(dir, ec) && !std::filesystem::is_directory(dir, ec))
+    throw ConfigError("usage error: --out '" + dir + "' is a file; this task writes a folder of files there");
+}
+
 void for_each_line(const std::string& path, const std::function<void(const std::string&)>& fn) {
   check_input_file(path);
   std::ifstream file;

@@ -43,6 +43,10 @@ void check_output_apart_from_input(const std::string& out, const std::string& in
                                    const std::vector<std::string>& outputs = {},
                                    const std::string& option = "--input");
 
+// ConfigError (a usage error) when `dir`, the folder `sample` writes its files into, exists and
+// is not a folder.
+void check_output_folder(const std::string& dir);
+
 bool is_valid_utf8(const std::string& s);
 
 }  // namespace xformer::data

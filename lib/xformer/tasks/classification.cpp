@@ -182,15 +182,11 @@ class ClassificationTask : public BatchedTask {
     } else {
       if (o.num != 1) throw ConfigError("usage error: --num picks test images; with --input every image is classified");
       data::check_output_apart_from_input(o.out, o.input);
-      const auto files = fs::is_directory(o.input) ? data::list_image_files(o.input) : std::vector<std::string>{o.input};
       std::vector<torch::Tensor> each;
-      for (const auto& f : files) {
-        auto t = data::conform_image(data::to_tensor(data::read_image(f, 3)).to(torch::kUInt8), options_.channels,
-                                     height_, width_);
-        each.push_back(t);
-        names.push_back(f);
+      for (const auto& [name, image] : data::read_input_images(o.input, 3)) {
+        each.push_back(data::conform_image(data::to_tensor(image).to(torch::kUInt8), options_.channels, height_, width_));
+        names.push_back(name);
       }
-      if (each.empty()) throw DataError("--input " + o.input + ": no image files");
       images = torch::stack(each);
     }
     const int64_t k = std::min<int64_t>(o.top_k > 0 ? o.top_k : 1, options_.classes.size());

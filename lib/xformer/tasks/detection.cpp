@@ -161,6 +161,7 @@ class DetectionTask : public BatchedTask {
   void sample(const SampleOptions& o) override {
     torch::NoGradGuard no_grad;
     const fs::path out_dir = o.out.empty() ? fs::path(ctx_.run_dir) / "samples" / "detections" : fs::path(o.out);
+    data::check_output_folder(out_dir.string());
     DetectionSet set;
     if (o.input.empty()) {
       auto test = load_split(Split::Test);
@@ -173,20 +174,18 @@ class DetectionTask : public BatchedTask {
     } else {
       if (o.num != 1) throw ConfigError("usage error: --num picks test images; with --input every image is detected on");
       data::check_output_apart_from_input(out_dir.string(), o.input);  // before reading a folder of inputs
-      const auto files = fs::is_directory(o.input) ? data::list_image_files(o.input) : std::vector<std::string>{o.input};
-      if (files.empty()) throw DataError("--input " + o.input + ": no image files");
-      check_outputs(out_dir, files, o.input);
       std::vector<torch::Tensor> each;
-      for (const auto& f : files) {
-        const auto raw = data::to_tensor(data::read_image(f, 3)).to(torch::kUInt8);
+      for (const auto& [name, image] : data::read_input_images(o.input, 3)) {
+        const auto raw = data::to_tensor(image).to(torch::kUInt8);
         auto t = conform(raw);
         if (!each.empty() && t.sizes() != each.front().sizes())
-          throw DataError("--input " + f + ": images of different sizes (set task.size)");
+          throw DataError("--input " + name + ": images of different sizes (set task.size)");
         each.push_back(t);
         set.ids.push_back(static_cast<int64_t>(set.ids.size()) + 1);
-        set.paths.push_back(f);
+        set.paths.push_back(name);
         set.scale.push_back(resize_scale(raw, t));
       }
+      check_outputs(out_dir, set.paths, o.input);
       set.images = torch::stack(each);
     }
     fs::create_directories(out_dir);
@@ -203,7 +202,17 @@ class DetectionTask : public BatchedTask {
 
  private:
   // Each image is drawn to OUT/<its stem>.png beside OUT/detections.json.
-  static std::string picture_name(const std::string& image) { return fs::path(image).stem().string() + ".png"; }
+  // The picture drawn for an image: x/cat.jpg -> cat.png; record i of a CIFAR-10 batch,
+  // x/batch.bin[i] -> batch_i.png.
+  static std::string picture_name(const std::string& image) {
+    std::string file = fs::path(image).filename().string(), record;
+    const auto at = file.rfind(".bin[");
+    if (at != std::string::npos && file.back() == ']') {
+      record = "_" + file.substr(at + 5, file.size() - at - 6);
+      file.erase(at);
+    }
+    return fs::path(file).stem().string() + record + ".png";
+  }
 
   // Two images may not share a picture name, and no output may replace an image (`input`:
   // --input, "" for test images).

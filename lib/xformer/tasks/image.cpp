@@ -186,6 +186,7 @@ class ImageTask : public BatchedTask {
     std::vector<double> temperatures = o.temperature ? std::vector<double>{*o.temperature}
                                                      : t_.at("sample_temperatures").get<std::vector<double>>();
     const fs::path out_dir = o.out.empty() ? fs::path(ctx_.run_dir) / "samples" : fs::path(o.out);
+    data::check_output_folder(out_dir.string());
     data::check_output_apart_from_input(out_dir.string(), o.input);  // before reading a folder of inputs
     model_->eval();
     torch::Tensor lr, hr;  // (M, s, s, 3), (M, S, S, 3) or undefined
@@ -251,11 +252,9 @@ class ImageTask : public BatchedTask {
       auto batch = collate(test, crops, 0, crops.size());
       return {batch.tensors.at("lr").cpu(), batch.tensors.at("hr").cpu()};
     }
-    const auto files = fs::is_directory(input) ? data::list_image_files(input) : std::vector<std::string>{input};
-    if (files.empty()) throw DataError("--input " + input + ": no image files");
     std::vector<torch::Tensor> lrs, hrs;
     bool all_hr = true;
-    for (const auto& f : files) for (const auto& image : data::read_images(f, kChannels)) {
+    for (const auto& [f, image] : data::read_input_images(input, kChannels)) {
       auto t = data::to_tensor(image);  // (3, H, W)
       if (t.size(1) == s && t.size(2) == s) {
         lrs.push_back(t), all_hr = false;

@@ -145,6 +145,7 @@ class MusicTask : public BatchedTask {
       outputs.push_back(sample_path(i));
       if (o.wav) outputs.push_back(wav_path(outputs.back()));
     }
+    data::check_output_folder(out_dir.string());
     data::check_output_apart_from_input(out_dir.string(), o.primer, outputs, "--primer");
     const int64_t length = o.length > 0 ? o.length : t_.at("sample_length").get<int64_t>();  // 0: not given
     std::vector<int> prefix = {PerformanceVocab::kBos};
