@@ -116,7 +116,10 @@ torch::Tensor top_p_filter(const torch::Tensor& logits, double p) {
 }
 
 torch::Tensor tempered(const torch::Tensor& logits, double temperature) {
-  return (logits - std::get<0>(logits.max(-1, /*keepdim=*/true))) / temperature;
+  // Divided in double: a temperature beyond float's range (1e-50 rounds to 0 there, 1e39 to inf)
+  // would make 0 / 0 or -inf / inf, NaN.
+  const auto shifted = logits.to(torch::kDouble) - std::get<0>(logits.max(-1, /*keepdim=*/true)).to(torch::kDouble);
+  return (shifted / temperature).to(logits.scalar_type());
 }
 
 std::vector<Hypothesis> sample(IncrementalDecoder& decoder, int64_t batch, const SearchOptions& o) {

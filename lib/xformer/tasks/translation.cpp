@@ -597,8 +597,10 @@ class TranslationTask : public BatchedTask {
 
 int64_t max_output_tokens(int64_t source_tokens, double max_len_a, int64_t max_len_b,
                           int64_t max_positions) {
-  return std::min<int64_t>(max_positions,
-                           static_cast<int64_t>(max_len_a * static_cast<double>(source_tokens + 1)) + max_len_b);
+  // In double, compared before the conversion: a huge max_len_a or max_len_b (up to int64's
+  // limit) means "as long as the model allows", never an overflow to a negative length.
+  const double tokens = std::floor(max_len_a * static_cast<double>(source_tokens + 1)) + static_cast<double>(max_len_b);
+  return tokens >= static_cast<double>(max_positions) ? max_positions : static_cast<int64_t>(tokens);
 }
 
 LossOut transformer_loss(models::Transformer& model, const Batch& batch, double label_smoothing,

@@ -518,8 +518,15 @@ TEST_CASE("a tiny temperature sharpens towards the greedy choice instead of over
   auto logits = torch::tensor({{10.0f, 9.5f, -3.0f}, {-2.0f, -inf, -1.0f}});
   // Divided as they are, 10 / 1e-40 overflows: softmax of inf is NaN.
   CHECK(!(logits / 1e-40).softmax(-1).isfinite().all().item<bool>());
-  auto p = decode::tempered(logits, 1e-40).softmax(-1);
-  CHECK(p.equal(torch::tensor({{1.0f, 0.0f, 0.0f}, {0.0f, 0.0f, 1.0f}})));
+  for (double tiny : {1e-40, 1e-50, 1e-320}) {  // the last two are 0 in float
+    auto p = decode::tempered(logits, tiny).softmax(-1);
+    CHECK(p.equal(torch::tensor({{1.0f, 0.0f, 0.0f}, {0.0f, 0.0f, 1.0f}})));
+  }
+  // A huge one (inf in float): uniform over the tokens that are not masked.
+  for (double huge : {1e39, 1e308}) {
+    auto p = decode::tempered(logits, huge).softmax(-1);
+    CHECK(torch::allclose(p, torch::tensor({{1 / 3.0f, 1 / 3.0f, 1 / 3.0f}, {0.5f, 0.0f, 0.5f}})));
+  }
   // Other temperatures give the plain distribution; a masked token stays masked.
   for (double t : {0.3, 1.0, 7.0})
     CHECK(torch::allclose(decode::tempered(logits, t).softmax(-1), (logits / t).softmax(-1), 1e-6, 1e-7));

@@ -11,4 +11,9 @@ TEST_CASE("decoding length: max_len_a * (source + EOS) + max_len_b, at most max_
   // A long source: every position the model has, EOS included (training targets reach it).
   CHECK(max_output_tokens(300, 1.2, 10, 256) == 256);
   CHECK(max_output_tokens(63, 1.0, 0, 64) == 64);
+  // Values too large for int64 once multiplied or added: as long as the model allows.
+  CHECK(max_output_tokens(5, 1e308, 0, 256) == 256);
+  CHECK(max_output_tokens(5, 1e19, 0, 256) == 256);
+  CHECK(max_output_tokens(5, 1.2, std::numeric_limits<int64_t>::max(), 256) == 256);
+  CHECK(max_output_tokens(5, 1e18, 4, 256) == 256);
 }
