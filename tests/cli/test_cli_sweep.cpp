@@ -163,6 +163,19 @@ TEST_CASE("a sweep runs 4 trials 2 at a time, writes a sorted table and skips do
   CHECK(read_metrics(out + "/" + names[0], "test").size() == 2);
   CHECK(read_metrics(out + "/" + names[0], "train").size() == read_metrics(out + "/" + names[1], "train").size());
 
+  // An evaluation of the valid split has columns of its own, apart from the best validation line's.
+  write_sweep(tmp, R"(,
+    "grid": {"optim.lr": [0.0003, 0.01], "optim.warmup_steps": [2, 5]},
+    "eval": {"split": "valid", "checkpoint": "best"})");
+  REQUIRE(run_xformer("sweep --config '" + sweep + "' --trial 0").exit_code == 0);
+  REQUIRE(run_xformer("sweep --summarize '" + out + "'").exit_code == 0);
+  {
+    const auto header = read_csv(out + "/results.csv").at(0);
+    CHECK(std::set<std::string>(header.begin(), header.end()).size() == header.size());
+    CHECK(std::count(header.begin(), header.end(), "valid_loss") == 1);
+    CHECK(std::count(header.begin(), header.end(), "eval_valid_loss") == 1);
+  }
+
   // A damaged plan is named, not a library error.
   std::ofstream(out + "/sweep.json") << R"({"trials": 5})";
   r = run_xformer("sweep --summarize '" + out + "'");

@@ -170,7 +170,9 @@ ResultsTable tabulate(const std::string& output, const json& plan) {
   table.header.push_back("step");
   table.header.push_back("valid_step");
   for (const auto& k : valid_keys) table.header.push_back("valid_" + k);
-  for (const auto& k : eval_keys) table.header.push_back(eval_split + "_" + k);
+  // An eval of the valid split gets its own names, apart from the best validation line's.
+  const std::string eval_prefix = eval_split == "valid" ? "eval_valid_" : eval_split + "_";
+  for (const auto& k : eval_keys) table.header.push_back(eval_prefix + k);
 
   int rank = 0;
   for (const auto& r : rows) {
