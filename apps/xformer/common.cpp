@@ -116,6 +116,7 @@ void load_task(const std::string& run_dir, const json& config, const torch::Devi
                                                 " .. " + fs::path(paths.back()).filename().string();
   run.task = make_task(config, ctx);
   run.checkpoint_meta = train::load_model_weights(paths, *run.task->model(), !checkpoint.no_ema);
+  train::check_checkpoint_fits_config(paths.back(), run.checkpoint_meta, config);
   run.task->model()->eval();
   spdlog::info("loaded {} (step {}{})", run.checkpoint_path, run.checkpoint_meta.value("step", 0),
                run.checkpoint_meta.value("ema_loaded", false) ? ", moving average of the weights" : "");

@@ -39,7 +39,8 @@ int sweep(const SweepArgs& a) {
                       (a.dry_run ? "--dry-run" : "--trial"));
 
   sweep::SweepSpec spec = sweep::load_sweep(a.config);
-  const json first = sweep::validate_trials(spec);  // every trial's config, before anything runs
+  // Every trial's config, before anything runs; its data too, unless it runs elsewhere or not at all.
+  const json first = sweep::validate_trials(spec, /*data_here=*/a.emit.empty() && !a.dry_run);
   const int n = static_cast<int>(spec.trials.size());
   if (a.trial >= n)
     throw ConfigError("usage error: --trial " + std::to_string(a.trial) + " is out of range: the sweep has " +

@@ -78,7 +78,6 @@ class UnstartedRunCleanup {
 int train(const TrainArgs& a) {
   if (a.resume && a.force)
     throw ConfigError("usage error: --resume continues a run and --force starts it over: pass one of them");
-  if (a.nproc > 0) return train::run_local_ranks(a.nproc, rank_arguments(a));
   std::string run_dir = a.run_dir;
   if (run_dir.empty()) {
     if (a.config.empty()) throw ConfigError("usage error: train needs --config or --run-dir");
@@ -94,6 +93,8 @@ int train(const TrainArgs& a) {
   if (a.resume && fs::exists(fs::path(run_dir) / "config.json")) train::check_config_fits_checkpoint(run_dir, config, "--resume");
   train::check_training_config(config);
   train::check_data_paths_exist(config);
+  // Config mistakes are found once, here, before any rank starts.
+  if (a.nproc > 0) return train::run_local_ranks(a.nproc, rank_arguments(a));
   const auto dist = train::distributed_env_from_environment();
   const bool main_rank = dist.rank == 0;
   // The local ranks share the cores (configure_threads reads it; srun does not set it).

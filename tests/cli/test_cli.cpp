@@ -391,6 +391,25 @@ TEST_CASE("nothing is lost to a failed command: outputs, inputs and the run's co
   CHECK(r.exit_code == 1);
   CHECK(read_text(damaged + "/config.json") == config);
 
+  // A config.json edited since training (here model.activation, which keeps every shape) no longer
+  // describes the checkpoint: eval, sample and resume refuse it, naming the key.
+  const std::string edited = tmp.str("edited");
+  std::filesystem::copy(run, edited, std::filesystem::copy_options::recursive);
+  {
+    auto c = nlohmann::json::parse(read_text(edited + "/config.json"));
+    REQUIRE(c["model"]["activation"] == "relu");
+    c["model"]["activation"] = "gelu";
+    std::ofstream(edited + "/config.json") << c.dump(2);
+  }
+  for (const std::string command : {"eval --run " + edited, "sample --run " + edited + " --input " + tmp.str("one.txt"),
+                                    "train --run-dir " + edited + " --resume --set train.max_steps=8"}) {
+    std::ofstream(tmp.str("one.txt")) << "hello\n";
+    r = run_xformer(command);
+    INFO(command << "\n" << r.output);
+    CHECK(r.exit_code == 2);
+    CHECK(r.output.find("was made with model.activation \"relu\", but the run's config has \"gelu\"") != std::string::npos);
+  }
+
   // --out is opened only once the input has been read whole: a malformed line leaves it as it was.
   const std::string out = tmp.str("keep.txt");
   std::ofstream(out) << "earlier results\n";

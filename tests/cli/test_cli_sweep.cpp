@@ -317,6 +317,8 @@ TEST_CASE("sweep usage and sweep file errors exit 2 before anything runs", "[cli
   const std::string typo = write_sweep(tmp, R"(, "grid": {"optim.lrr": [0.1]})", "typo.json");
   const std::string bad_key = write_sweep(tmp, R"(, "grdi": {"optim.lr": [0.1]})", "bad_key.json");
   const std::string ok = write_sweep(tmp, R"(, "grid": {"optim.lr": [0.1]})", "ok.json");
+  const std::string no_test =
+      write_sweep(tmp, R"(, "grid": {"optim.lr": [0.1], "task.test": ["nope.tsv"]}, "eval": {"split": "test"})", "no_test.json");
   struct Case {
     std::string args, expected;
   };
@@ -329,6 +331,8 @@ TEST_CASE("sweep usage and sweep file errors exit 2 before anything runs", "[cli
       {"sweep --config '" + ok + "' --jobs 0", "--jobs must be >= 1"},
       {"sweep --config " + tmp.str("nope.json"), "cannot open sweep file"},
       {"sweep --summarize " + tmp.str(), "is not a sweep directory"},
+      // The split its evals read is missing: found before the trials train, not after each one.
+      {"sweep --config '" + no_test + "'", "config error: 'task.test' names 'nope.tsv', which does not exist"},
   };
   for (const auto& c : cases) {
     auto r = run_xformer(c.args);
@@ -337,6 +341,14 @@ TEST_CASE("sweep usage and sweep file errors exit 2 before anything runs", "[cli
     CHECK(r.output.find(c.expected) != std::string::npos);
   }
   CHECK(!fs::exists(tmp.str("out")));
+  // train --nproc finds a config mistake once, before it starts any rank.
+  auto r = run_xformer("train --nproc 2 --config configs/translation/tiny.json --set train.update_freq=0 --run-dir " +
+                       tmp.str("ranks"));
+  CHECK(r.exit_code == 2);
+  CHECK(count(r.output, "config error: 'train.update_freq'") == 1);
+  CHECK(!fs::exists(tmp.str("ranks")));
+  // Planning looks at no data: a dry run of that sweep lists its trial.
+  CHECK(run_xformer("sweep --config '" + no_test + "' --dry-run").exit_code == 0);
 }
 
 TEST_CASE("an interrupted sweep stops its trials with a checkpoint; a re-run resumes them", "[cli][sweep]") {

@@ -101,6 +101,9 @@ namespace {
 std::atomic<int> g_signals{0};
 extern "C" void on_signal(int) {
   if (g_signals.fetch_add(1) >= 1) _exit(kExitInterrupted);  // second signal: leave now
+  // Said at once (write is async-signal-safe): the update under way may take a while to finish.
+  static const char kNote[] = "\ninterrupt: stopping after the current update with a checkpoint (interrupt again to quit at once, without one)\n";
+  if (write(STDERR_FILENO, kNote, sizeof(kNote) - 1) < 0) {}
 }
 }  // namespace
 

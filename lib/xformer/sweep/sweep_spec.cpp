@@ -507,7 +507,7 @@ std::vector<std::string> trial_overrides(const SweepSpec& spec, const Trial& tri
   return out;
 }
 
-nlohmann::json validate_trials(SweepSpec& spec) {
+nlohmann::json validate_trials(SweepSpec& spec, bool data_here) {
   RawConfig base;
   try {
     base = load_config_file(spec.base);
@@ -521,6 +521,11 @@ nlohmann::json validate_trials(SweepSpec& spec) {
       for (const auto& s : trial_overrides(spec, t)) apply_override(raw, s);
       nlohmann::json resolved = resolve(raw);
       train::check_training_config(resolved);
+      if (data_here) {
+        std::vector<std::string> splits = {"train", "valid"};
+        if (spec.eval.enabled) splits.push_back(spec.eval.split);
+        train::check_data_paths_exist(resolved, splits);
+      }
       const int average = spec.eval.enabled ? train::averaged_checkpoint_count(spec.eval.checkpoint) : 0;
       const int64_t keep = resolved.at("train").at("keep_last");
       if (average > keep)

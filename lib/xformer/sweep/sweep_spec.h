@@ -67,8 +67,11 @@ SweepSpec parse_sweep(const ordered_json& doc, const std::string& file);
 // Resolves every trial's config (base + set + settings) against the schema, so that a typo in a
 // key or a value of the wrong type fails before anything runs (ConfigError naming the sweep
 // file and the trial). Fills in metric/mode from the base config when the sweep leaves them out
-// and checks the metric is plausible. Returns the resolved base config's "train" group.
-nlohmann::json validate_trials(SweepSpec& spec);
+// and checks the metric is plausible. With `data_here` (a sweep about to run on this machine)
+// each trial's task.train, task.valid and evaluated split must exist too, so that a missing test
+// set fails before the trials train rather than at each one's evaluation. Returns the first
+// trial's resolved config.
+nlohmann::json validate_trials(SweepSpec& spec, bool data_here = false);
 
 // The --set assignments of a trial: the fixed ones, then its settings ("key=<JSON value>").
 std::vector<std::string> trial_overrides(const SweepSpec& spec, const Trial& trial);

@@ -14,9 +14,9 @@ namespace xformer::train {
 void check_training_config(const nlohmann::json& config);
 
 // ConfigError unless task.<split> names data that exists, for each of `splits` the config has.
-// `train` checks task.train and task.valid before it starts (the validation data is first read at
-// the first evaluation, after a stretch of training), `eval` the split it evaluates; `info` and
-// sweeps do not (a config may be looked at, or a sweep planned, where its data is not).
+// `train` checks task.train and task.valid before it starts, `eval` the split it evaluates, a
+// sweep that runs here every trial's (and the split its evals read); `info`, `sweep --dry-run`
+// and `--emit` do not (a config may be looked at, or a sweep planned, where its data is not).
 void check_data_paths_exist(const nlohmann::json& config, const std::vector<std::string>& splits = {"train", "valid"});
 
 }  // namespace xformer::train

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <optional>
 #include <set>
 
 #include "xformer/core/atomic_file.h"
@@ -191,29 +192,56 @@ void write_run_config(const std::string& dir, const nlohmann::json& config) {
   write_file_atomically((fs::path(dir) / "config.json").string(), config.dump(2) + "\n");
 }
 
-void check_config_fits_checkpoint(const std::string& dir, const nlohmann::json& config, const std::string& option) {
-  // What the checkpoint was made for: the model's shape (every model key but dropout rates) and
-  // what its inputs and outputs mean (these task keys). Batching, evaluation and sampling keys
-  // may change; keys the run's config lacks (added by a later xformer) are not compared.
+namespace {
+
+struct KeyDifference {
+  std::string key;             // "model.heads"
+  nlohmann::json before, now;  // null: unset
+};
+
+// The first key that says what a checkpoint was made for whose value differs from `before` to
+// `now`: the model's shape (every model key but dropout rates) and what its inputs and outputs
+// mean (these task keys). Batching, evaluation and sampling keys may change; keys `before` lacks
+// (added by a later xformer) are not compared, nor, with `skip_unset`, keys `now` lacks.
+std::optional<KeyDifference> first_identity_difference(const nlohmann::json& before, const nlohmann::json& now,
+                                                       bool skip_unset) {
   static const std::set<std::string> kTaskIdentity = {"name",  "train", "vocab_size", "spm_type",
                                                       "spm_model", "piano_range", "include_drums",
                                                       "size",  "scale", "channels",  "classes"};
-  const auto saved = read_run_config(dir);
   for (const char* group : {"task", "model"}) {
-    const auto& before = saved.at(group);
-    const auto now = config.value(group, nlohmann::json::object());
-    for (const auto& [key, value] : before.items()) {
+    const auto was = before.value(group, nlohmann::json::object());
+    const auto is = now.value(group, nlohmann::json::object());
+    for (const auto& [key, value] : was.items()) {
       const bool identity = group == std::string("model") ? key.find("dropout") == std::string::npos
                                                           : kTaskIdentity.count(key) > 0;
-      const auto after = now.contains(key) ? now.at(key) : nlohmann::json();
-      if (!identity || after == value) continue;
-      throw ConfigError("config error: " + option + ": " + std::string(group) + "." + key + " is " + value.dump() +
-                        " in '" + (fs::path(dir) / "config.json").string() + "' but " +
-                        (after.is_null() ? std::string("unset") : after.dump()) +
-                        " now; the checkpoint was made for the run's model and data" +
-                        (option == "--resume" ? " (start a new run in another --run-dir)" : ""));
+      if (!identity || (skip_unset && !is.contains(key))) continue;
+      const auto after = is.contains(key) ? is.at(key) : nlohmann::json();
+      if (after != value) return KeyDifference{std::string(group) + "." + key, value, after};
     }
   }
+  return std::nullopt;
+}
+
+std::string shown(const nlohmann::json& value) { return value.is_null() ? "unset" : value.dump(); }
+
+}  // namespace
+
+void check_config_fits_checkpoint(const std::string& dir, const nlohmann::json& config, const std::string& option) {
+  const auto d = first_identity_difference(read_run_config(dir), config, /*skip_unset=*/false);
+  if (!d) return;
+  throw ConfigError("config error: " + option + ": " + d->key + " is " + shown(d->before) + " in '" +
+                    (fs::path(dir) / "config.json").string() + "' but " + shown(d->now) +
+                    " now; the checkpoint was made for the run's model and data" +
+                    (option == "--resume" ? " (start a new run in another --run-dir)" : ""));
+}
+
+void check_checkpoint_fits_config(const std::string& checkpoint, const nlohmann::json& meta, const nlohmann::json& config) {
+  if (!meta.contains("config") || !meta.at("config").is_object()) return;
+  const auto d = first_identity_difference(meta.at("config"), config, /*skip_unset=*/true);
+  if (!d) return;
+  throw ConfigError("config error: checkpoint '" + checkpoint + "' was made with " + d->key + " " + shown(d->before) +
+                    ", but the run's config has " + shown(d->now) +
+                    " (its config.json edited since, or a checkpoint of another run)");
 }
 
 void drop_metrics_after(const std::string& dir, int64_t step) {

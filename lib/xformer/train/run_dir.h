@@ -46,6 +46,10 @@ void write_run_config(const std::string& dir, const nlohmann::json& config);
 // checkpoint was made for that model and data. Dropout, batching, evaluation, sampling, training
 // and optimizer keys may differ.
 void check_config_fits_checkpoint(const std::string& dir, const nlohmann::json& config, const std::string& option);
+// The same comparison between the config a checkpoint was trained with (its meta's "config")
+// and the config it is loaded for: ConfigError naming the first key that differs (an edited
+// config.json, or --checkpoint naming another run's file).
+void check_checkpoint_fits_config(const std::string& checkpoint, const nlohmann::json& meta, const nlohmann::json& config);
 
 // Resuming from the checkpoint of `step`: metrics.jsonl loses the lines of later steps (logged
 // before the run stopped, and about to be logged again).

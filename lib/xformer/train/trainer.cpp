@@ -152,6 +152,7 @@ void Trainer::restore() {
   load.device = device_;
   load.average = average_.get();
   auto m = load_checkpoint(path, *model_, load);
+  check_checkpoint_fits_config(path, m, config_);
   if (average_ && !m.at("ema_restored").get<bool>())
     spdlog::info("{} holds no moving average of the weights with decay {} (train.ema_decay): averaging "
                  "starts over from its weights", path, average_->decay());
