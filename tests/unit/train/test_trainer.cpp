@@ -251,6 +251,34 @@ TEST_CASE("a checkpoint that does not fit the model is refused, naming the tenso
   CHECK(torch::equal(same_depth[1]->as<torch::nn::Linear>()->weight, deeper[1]->as<torch::nn::Linear>()->weight));
 }
 
+TEST_CASE("a checkpoint whose weights were damaged on disk is refused, not loaded as another model", "[train]") {
+  TempDir tmp("checkpoint_digest");
+  const std::string path = tmp.str("model.pt");
+  torch::nn::Linear saved(16, 16);
+  {
+    torch::NoGradGuard no_grad;
+    saved->weight.fill_(1.5f);  // 0x3FC00000: a pattern to find in the file
+  }
+  train::save_checkpoint(path, *saved, nullptr, nlohmann::json::object());
+  torch::nn::Linear intact(16, 16);
+  train::load_checkpoint(path, *intact);
+  CHECK(torch::equal(intact->weight, saved->weight));
+  // One weight's bytes changed in place (1.5 -> 2.5): the archive still reads.
+  std::ifstream in(path, std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(in)), {});
+  in.close();
+  const float one_and_half = 1.5f, two_and_half = 2.5f;
+  const std::string pattern(reinterpret_cast<const char*>(&one_and_half), 4);
+  const auto at = bytes.find(pattern + pattern + pattern + pattern);
+  REQUIRE(at != std::string::npos);
+  bytes.replace(at + 4, 4, std::string(reinterpret_cast<const char*>(&two_and_half), 4));
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
+  torch::nn::Linear damaged(16, 16);
+  const auto e = thrown_error([&] { train::load_checkpoint(path, *damaged); });
+  CHECK(std::string(e.what()).find("is corrupt: its model weights differ from the digest written with them") !=
+        std::string::npos);
+}
+
 TEST_CASE("checkpoint average:N loads the mean weights of the last N step checkpoints", "[train]") {
   TempDir tmp("checkpoint_average");
   fs::create_directories(tmp.path() / "checkpoints");
