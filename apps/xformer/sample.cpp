@@ -123,7 +123,16 @@ void add_sample(CLI::App& app, Action& run) {
                   "Sample among the K most likely tokens (classification: print the K best classes)");
   cmd->add_option("--top-p", o.top_p, "Sample from the smallest set with mass >= P");
   cmd->add_option("-n,--num", o.num, "Samples per input (with --beam: the N best translations)")->capture_default_str();
-  cmd->add_option("--seed", o.seed, "Random seed for sampling")->capture_default_str();
+  // Digits only, within 64 bits: "-1" or 2^64 would otherwise wrap or saturate to another seed.
+  const CLI::Validator seed_range(
+      [](std::string& v) {
+        if (v.empty() || v.find_first_not_of("0123456789") != std::string::npos || v.size() > 20 ||
+            (v.size() == 20 && v > "18446744073709551615"))
+          return std::string("must be an integer in 0..18446744073709551615");
+        return std::string();
+      },
+      "", "SEED");
+  cmd->add_option("--seed", o.seed, "Random seed for sampling")->check(seed_range)->capture_default_str();
   cmd->add_option("-o,--out", o.out, "Output file (default stdout), or folder for tasks that write files");
   cmd->add_option("--length", o.length, "Tokens/events to generate (tasks that generate freely)");
   cmd->add_option("--primer", o.primer, "A prefix to continue, e.g. a .mid file for music");

@@ -52,6 +52,10 @@ TEST_CASE("usage and config errors exit 2 with a one-line reason", "[cli]") {
       {"info --config configs/translation/tiny.json --set model.norm=middle",
        "'model.norm' in --set model.norm must be one of post|pre"},
       {"train", "train needs --config"},
+      {"train --config configs/translation/tiny.json --set task.spm_model=/nonexistent.model --run-dir " + tmp.str("spm"),
+       "task.spm_model '/nonexistent.model' does not exist"},
+      {"train --config configs/translation/tiny.json --set task.train= --run-dir " + tmp.str("empty"),
+       "'task.train' is empty; it names the training data"},
       {"train --config configs/translation/tiny.json --set task.valid=/nonexistent.tsv --run-dir " + tmp.str("v"),
        "'task.valid' names '/nonexistent.tsv', which does not exist"},
       // A decaying schedule without a horizon is refused before training, not after the warmup.
@@ -76,6 +80,8 @@ TEST_CASE("usage and config errors exit 2 with a one-line reason", "[cli]") {
       {"sample --run " + tmp.str() + " --length 0", "--length must be in 1..10000000, got 0"},
       {"sample --run " + tmp.str() + " --attention-layer 1", "give --attention too"},
       {"sample --run " + tmp.str() + " --input /nonexistent.png", "--input '/nonexistent.png' does not exist"},
+      {"sample --run " + tmp.str() + " --temperature 1 --seed -1", "must be an integer in 0..18446744073709551615"},
+      {"sample --run " + tmp.str() + " --temperature 1 --seed 18446744073709551616", "must be an integer in 0.."},
       {"sample --run " + tmp.str() + " --primer /nonexistent.mid", "--primer '/nonexistent.mid' does not exist"},
       {"sample --run " + tmp.str() + " --primer " + tmp.str(), "--primer '" + tmp.str() + "' is not a file"},
       {"train --config configs/translation/tiny.json --run-dir ''", "--run-dir: is empty"},
@@ -109,7 +115,7 @@ TEST_CASE("usage and config errors exit 2 with a one-line reason", "[cli]") {
     CHECK(r.exit_code == 2);
     CHECK(r.output.find(c.expected) != std::string::npos);
   }
-  for (const char* run : {"r", "p", "m", "rf", "typo"}) CHECK(!std::filesystem::exists(tmp.str(run)));
+  for (const char* run : {"r", "p", "m", "rf", "typo", "spm", "empty"}) CHECK(!std::filesystem::exists(tmp.str(run)));
   REQUIRE(std::filesystem::is_directory(tmp.str("existing")));
   for (const auto& e : std::filesystem::directory_iterator(tmp.str("existing"))) CHECK(e.path().filename() == ".lock");
   // A config file with an unknown key names the file.

@@ -113,10 +113,10 @@ void declare_trainer_keys(Schema& s) {
         {"auto", "fp32", "bf16", "fp16"});
   s.add("train.tf32", KeyType::Bool, true, "Let fp32 matrix products on CUDA use TF32.");
   s.add("train.threads", KeyType::Int, 0,
-        "LibTorch intra-op threads; 0 = 1 (see docs/performance.md).").at_least(0);
+        "LibTorch intra-op threads; 0 = 1 (see docs/performance.md).").at_least(0).below(1025);
   s.add("train.blas_threads", KeyType::Int, 0,
         "OpenBLAS threads; 0 = one per core (shared out among the local ranks; see "
-        "docs/performance.md).").at_least(0);
+        "docs/performance.md).").at_least(0).below(1025);
   s.add("train.dist_timeout", KeyType::Int, 1800,
         "Multi-process training: seconds a rank waits in a collective (or at start-up) before it "
         "fails, naming itself; covers rank 0's validation runs (see docs/scaling.md).").at_least(1);

@@ -40,7 +40,8 @@ void declare_detection_keys(Schema& s) {
   s.add("task.batch_size", KeyType::Int, 16, "Images per batch.").at_least(1);
   s.add("task.horizontal_flip", KeyType::Bool, false, "Augmentation: mirror half of the training images.");
   s.add("task.score_threshold", KeyType::Float, 0.05, "Detections below this class probability are dropped.")
-      .at_least(0);
+      .at_least(0)
+      .below(1);
   s.add("task.nms_iou", KeyType::Float, 0.5, "Per-class non-maximum suppression above this IoU.").at_least(0);
   s.add("task.max_detections", KeyType::Int, 100, "Detections kept per image.").at_least(1);
 }

@@ -382,6 +382,9 @@ class TranslationTask : public BatchedTask {
       throw DataError("run directory '" + ctx_.run_dir + "' has no tokenizer.model");
     std::string model_path = t_.at("spm_model");
     if (model_path.empty()) model_path = train_tokenizer();
+    else if (!fs::is_regular_file(model_path))
+      throw ConfigError("config error: task.spm_model '" + model_path + "' " +
+                        (fs::exists(model_path) ? "is not a file" : "does not exist"));
     auto tok = data::Tokenizer::load(model_path);
     // Batches and searches need padding, BOS and EOS pieces of their own (SentencePiece's own
     // default has no padding piece).
