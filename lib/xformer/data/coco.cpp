@@ -30,18 +30,25 @@ CocoSet read_coco(const std::string& json_path, const std::string& image_root) {
   };
   CocoSet set;
   std::map<int64_t, size_t> image_index, category_index;
+  std::string record = "a record";  // the one being read, for a missing or mistyped field
   try {
     std::vector<std::pair<int64_t, std::string>> categories;
-    for (const auto& c : j["categories"]) categories.emplace_back(id_of(c, "id", "a category"), c.at("name").get<std::string>());
+    for (size_t i = 0; i < j["categories"].size(); ++i) {
+      const auto& c = j["categories"][i];
+      record = "category " + std::to_string(i + 1) + " of the list";
+      categories.emplace_back(id_of(c, "id", record), c.at("name").get<std::string>());
+    }
     std::sort(categories.begin(), categories.end());
     for (const auto& [id, name] : categories) {
       if (category_index.count(id)) fail("category id " + std::to_string(id) + " appears twice");
       category_index[id] = set.classes.size();
       set.classes.push_back(name), set.category_ids.push_back(id);
     }
-    for (const auto& im : j["images"]) {
+    for (size_t i = 0; i < j["images"].size(); ++i) {
+      const auto& im = j["images"][i];
+      record = "image " + std::to_string(i + 1) + " of the list";
       CocoImage image;
-      image.id = id_of(im, "id", "an image");
+      image.id = id_of(im, "id", record);
       image.path = (fs::path(root) / im.at("file_name").get<std::string>()).string();
       if (image_index.count(image.id)) fail("image id " + std::to_string(image.id) + " appears twice");
       image_index[image.id] = set.images.size();
@@ -49,6 +56,7 @@ CocoSet read_coco(const std::string& json_path, const std::string& image_root) {
     }
     for (const auto& a : j["annotations"]) {
       const std::string where = "annotation " + (a.contains("id") ? a["id"].dump() : std::string("without id"));
+      record = where;
       const auto image = id_of(a, "image_id", where), category = id_of(a, "category_id", where);
       const auto& box = a.at("bbox");
       if (!image_index.count(image)) fail(where + " refers to unknown image " + std::to_string(image));
@@ -60,7 +68,10 @@ CocoSet read_coco(const std::string& json_path, const std::string& image_root) {
           {x, y, x + w, y + h, static_cast<int64_t>(category_index[category]), a.value("iscrowd", 0) != 0});
     }
   } catch (const nlohmann::json::exception& e) {
-    fail(std::string("missing or mistyped field (") + e.what() + ")");
+    // "[json.exception.type_error.302] type must be number, but is string": the part after the tag.
+    const std::string what = e.what();
+    const auto tag_end = what.find("] ");
+    fail(record + ": missing or mistyped field (" + (tag_end == std::string::npos ? what : what.substr(tag_end + 2)) + ")");
   }
   if (set.classes.empty()) fail("no categories");
   return set;

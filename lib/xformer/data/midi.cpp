@@ -171,7 +171,7 @@ MidiContents parse_midi(const std::vector<uint8_t>& bytes, const std::string& na
   if (out.format > 2) file.fail("unknown format " + std::to_string(out.format));
   if (division == 0) file.fail("time division of 0 ticks");
   if ((division & 0x8000) && (-static_cast<int8_t>(division >> 8) <= 0 || (division & 0xff) == 0))
-    file.fail("invalid SMPTE time division " + hex(division >> 8) + hex(division & 0xff));
+    file.fail("invalid SMPTE time division " + hex(division >> 8) + hex(division & 0xff).substr(2));
 
   std::vector<RawEvent> events;
   uint32_t end_tick = 0;  // where the longest track ends: notes still sounding stop there

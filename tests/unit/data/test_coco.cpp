@@ -46,7 +46,13 @@ TEST_CASE("COCO annotations read, broken ones named", "[data][detection]") {
   std::ofstream(tmp.str("cat.json")) << "{" << base << R"(, "annotations": [{"id": 5, "image_id": 1, "category_id": 2, "bbox": [0, 0, 1, 1]}]})";
   CHECK(coco_error_of(tmp.str("cat.json")).find("unknown category 2") != std::string::npos);
   std::ofstream(tmp.str("missing.json")) << "{" << base << R"(, "annotations": [{"id": 6, "image_id": 1, "bbox": [0, 0, 1, 1]}]})";
-  CHECK(coco_error_of(tmp.str("missing.json")).find("missing or mistyped field") != std::string::npos);
+  CHECK(coco_error_of(tmp.str("missing.json")).find("annotation 6: missing or mistyped field (key 'category_id' not found)") !=
+        std::string::npos);
+  std::ofstream(tmp.str("typed.json")) << "{" << base << R"(, "annotations": [{"id": 9, "image_id": 1, "category_id": 1, "bbox": ["0", 0, 1, 1]}]})";
+  CHECK(coco_error_of(tmp.str("typed.json")).find("annotation 9: missing or mistyped field (type must be number, but is string)") !=
+        std::string::npos);
+  std::ofstream(tmp.str("noname.json")) << R"({"categories": [{"id": 1}], "images": [], "annotations": []})";
+  CHECK(coco_error_of(tmp.str("noname.json")).find("category 1 of the list: missing or mistyped field") != std::string::npos);
   // Ids are whole numbers; a category id is given once.
   std::ofstream(tmp.str("frac.json")) << "{" << base << R"(, "annotations": [{"id": 7, "image_id": 1.5, "category_id": 1, "bbox": [0, 0, 1, 1]}]})";
   CHECK(coco_error_of(tmp.str("frac.json")).find("annotation 7: 'image_id' must be an integer, got 1.5") != std::string::npos);

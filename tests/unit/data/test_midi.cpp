@@ -149,6 +149,7 @@ TEST_CASE("corrupt MIDI files are refused with the file named", "[data][midi]") 
   refused(concat({header(0, 1, 480), chunk("MTrk", {0xff, 0xff, 0xff, 0xff, 0x7f})}), "longer than 4 bytes");
   refused(concat({header(0, 1, 480), chunk("MTrk", {0x00, 0x90, 60, 200})}), "above 127");
   refused(concat({header(0, 1, 0), chunk("MTrk", {})}), "division of 0");
+  refused(concat({header(0, 1, 0x8000), chunk("MTrk", {})}), "invalid SMPTE time division 0x8000");
   refused(concat({header(7, 1, 480), chunk("MTrk", {})}), "unknown format 7");
   // Cut after the first of its two tracks: refused, not read as a piece without its second part.
   refused(concat({header(1, 2, 480), chunk("MTrk", {0x00, 0x90, 60, 100, 0x83, 0x60, 0x80, 60, 0, 0x00, 0xff, 0x2f, 0x00})}),
