@@ -23,8 +23,22 @@ namespace xformer::data {
 namespace {
 
 // stb_image's terse reasons, in words where they are cryptic ("outofdata").
-std::string explain_stb_failure(const char* why) {
-  std::string code = why ? why : "unknown error";
+// The format a file's first bytes announce ("" when none we know): stb_image tries every decoder
+// in turn, so its last reason may come from another format than the file's.
+std::string announced_format(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  unsigned char b[8] = {0};
+  in.read(reinterpret_cast<char*>(b), sizeof(b));
+  const auto n = in.gcount();
+  if (n >= 8 && b[0] == 0x89 && b[1] == 'P' && b[2] == 'N' && b[3] == 'G') return "PNG";
+  if (n >= 3 && b[0] == 0xFF && b[1] == 0xD8 && b[2] == 0xFF) return "JPEG";
+  if (n >= 6 && b[0] == 'G' && b[1] == 'I' && b[2] == 'F' && b[3] == '8') return "GIF";
+  if (n >= 2 && b[0] == 'B' && b[1] == 'M') return "BMP";
+  return "";
+}
+
+std::string explain_stb_failure(const char* why, const std::string& path) {
+  std::string code = why && *why ? why : "no reason given";
   // Some reasons quote bytes of the file (a PNG chunk's type): keep log lines printable.
   for (char& c : code)
     if (static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) >= 0x7f) c = '?';
@@ -32,6 +46,8 @@ std::string explain_stb_failure(const char* why) {
     return "the file ends early, truncated? (" + code + ")";
   if (code == "can't fopen") return "cannot open the file";
   if (code == "outofmem" || code == "too large") return "too large to decode (" + code + ")";
+  const std::string format = announced_format(path);
+  if (!format.empty()) return "a corrupt or truncated " + format + " file (" + code + ")";
   if (code == "unknown image type") return "not a PNG, JPEG, BMP, GIF, TGA, PSD, HDR or PNM image";
   return "corrupt or unsupported image (" + code + ")";
 }
@@ -44,7 +60,7 @@ Image read_image(const std::string& path, int channels) {
   int w = 0, h = 0, in_file = 0;
   std::unique_ptr<stbi_uc, void (*)(void*)> data(stbi_load(path.c_str(), &w, &h, &in_file, channels),
                                                  stbi_image_free);
-  if (!data) throw DataError("cannot read image " + path + ": " + explain_stb_failure(stbi_failure_reason()));
+  if (!data) throw DataError("cannot read image " + path + ": " + explain_stb_failure(stbi_failure_reason(), path));
   Image image;
   image.height = h, image.width = w, image.channels = channels;
   image.pixels.assign(data.get(), data.get() + static_cast<size_t>(w) * h * channels);

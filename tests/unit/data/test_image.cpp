@@ -68,8 +68,18 @@ TEST_CASE("unreadable images are reported by name", "[data][image]") {
   std::ifstream whole(tmp.str("whole.png"), std::ios::binary);
   const std::string bytes((std::istreambuf_iterator<char>(whole)), {});
   std::ofstream(tmp.str("cut.png"), std::ios::binary) << bytes.substr(0, bytes.size() / 2);
+  // Cut right after the header chunk (8-byte signature + 25-byte IHDR), and a JPEG cut short: each
+  // is said to be its own format, damaged, whatever decoder stb_image tried last.
+  std::ofstream(tmp.str("header_only.png"), std::ios::binary) << bytes.substr(0, 33);
+  Image small = gradient_image(16, 16, 3);
+  REQUIRE(stbi_write_jpg(tmp.str("whole.jpg").c_str(), 16, 16, 3, small.pixels.data(), 95) != 0);
+  std::ifstream whole_jpg(tmp.str("whole.jpg"), std::ios::binary);
+  const std::string jpg((std::istreambuf_iterator<char>(whole_jpg)), {});
+  std::ofstream(tmp.str("cut.jpg"), std::ios::binary) << jpg.substr(0, 40);
   const std::pair<std::string, std::string> cases[] = {{"broken.png", "not a PNG, JPEG"},
                                                         {"cut.png", "the file ends early"},
+                                                        {"header_only.png", "a corrupt or truncated PNG file ("},
+                                                        {"cut.jpg", "a corrupt or truncated JPEG file ("},
                                                         {"missing.png", "missing.png"}};
   for (const auto& [name, why] : cases) {
     const std::string message = xformer::testing::thrown_error([&] { read_image(tmp.str(name)); }).what();
