@@ -140,6 +140,12 @@ TEST_CASE("data errors name the file and line", "[cli]") {
   CHECK(r.exit_code == 2);  // a path in the config that names nothing: a config error, before the run exists
   CHECK(r.output.find("'task.train' names 'missing.tsv', which does not exist") != std::string::npos);
   CHECK(!std::filesystem::exists(tmp.str("run2")));
+
+  // Pairs longer than task.max_tokens are batches of their own: said, not silently over budget.
+  r = run_xformer("train " + tiny_args(tmp.str("run3"), tmp.str("spm")) + " --set task.max_tokens=5 --set train.max_steps=1");
+  INFO(r.output);
+  CHECK(r.exit_code == 0);
+  CHECK(r.output.find("pairs are longer than task.max_tokens (5): each of them is a batch of its own") != std::string::npos);
 }
 
 TEST_CASE("train, eval and sample the tiny config end to end", "[cli][e2e]") {

@@ -85,6 +85,13 @@ class TranslationTask : public BatchedTask {
       for (const auto& e : train_)
         lengths_.push_back({static_cast<int64_t>(e.source.size()) + 1,
                             static_cast<int64_t>(e.target.size()) + 1});
+      const int64_t max_tokens = t_.at("max_tokens");
+      const auto over = std::count_if(lengths_.begin(), lengths_.end(), [&](const data::LengthPair& l) {
+        return std::max(l.source, l.target) > max_tokens;
+      });
+      if (over > 0)
+        spdlog::warn("train: {} pairs are longer than task.max_tokens ({}): each of them is a batch of its own, "
+                     "of more tokens than that", over, max_tokens);
       eval_splits_.load_valid();
     }
   }

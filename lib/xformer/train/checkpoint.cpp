@@ -267,7 +267,11 @@ std::vector<std::string> resolve_checkpoints(const std::string& run_dir, const s
   if (!named && !fs::is_regular_file(path, ec))
     throw ConfigError("usage error: --checkpoint '" + which +
                       "': expected last, best, average:N or the path of a checkpoint file");
-  if (!fs::exists(path, ec)) throw DataError("checkpoint '" + path + "' does not exist");
+  if (!fs::exists(path, ec))
+    throw DataError("checkpoint '" + path + "' does not exist" +
+                    (which == "best" && fs::exists(dir / "last.pt", ec)
+                         ? " (no validation has chosen one yet; --checkpoint last loads the latest)"
+                         : ""));
   return {path};
 }
 

@@ -140,6 +140,11 @@ void Trainer::write_checkpoint() {
   const auto steps = step_checkpoints(dir.string());
   const int64_t keep = config_["train"]["keep_last"];
   for (size_t i = 0; i + keep < steps.size(); ++i) fs::remove(steps[i]);
+  // Temporary files of a save that was killed before its rename (the run is locked: no other
+  // process writes here, and this one's are renamed by now).
+  std::error_code ec;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec))
+    if (it->path().filename().string().find(".tmp.") != std::string::npos) fs::remove(it->path(), ec);
 }
 
 void Trainer::restore() {

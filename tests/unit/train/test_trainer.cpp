@@ -349,12 +349,15 @@ TEST_CASE("train.keep_last K keeps the newest K step checkpoints; 0 keeps only l
     // last.pt keeps its data when its step file is pruned, and resumes.
     CHECK(train::load_model_weights({tmp.str("checkpoints/last.pt")}, *task.model())["step"] == 40);
     CHECK(fs::exists(tmp.path() / "checkpoints" / "best.pt"));
+    // A save killed before its rename left a temporary file: the next save removes it.
+    std::ofstream(tmp.str("checkpoints/step_00000050.pt.tmp.otherhost.4242")) << "partial";
     FakeTask again;
     auto longer = fake_config(R"({"train": {"max_steps": 50, "eval_every": 10, "save_every": 10, "keep_last": )" +
                               std::to_string(keep) + "}}");
     train::Trainer resumed(longer, again, {tmp.str(), true});
     CHECK(resumed.run() == 0);
     CHECK(train_losses(tmp.str()).size() == 50);
+    CHECK(!fs::exists(tmp.str("checkpoints/step_00000050.pt.tmp.otherhost.4242")));
     // A resume with nothing to do leaves the run's config.json as it was.
     FakeTask third;
     train::Trainer idle(fake_config(R"({"train": {"max_steps": 30}})"), third, {tmp.str(), true});
