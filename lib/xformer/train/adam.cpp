@@ -116,6 +116,16 @@ void Adam::save(torch::serialize::OutputArchive& archive) const {
   }
 }
 
+std::vector<std::pair<std::string, torch::Tensor>> Adam::state_tensors() const {
+  std::vector<std::pair<std::string, torch::Tensor>> out = {{"steps", torch::tensor(steps_)}};
+  if (!param_steps_.empty()) out.emplace_back("param_steps", torch::tensor(param_steps_));
+  for (size_t i = 0; i < exp_avg_.size(); ++i) {
+    out.emplace_back("exp_avg." + std::to_string(i), exp_avg_[i]);
+    out.emplace_back("exp_avg_sq." + std::to_string(i), exp_avg_sq_[i]);
+  }
+  return out;
+}
+
 void Adam::load(torch::serialize::InputArchive& archive) {
   torch::Tensor steps;
   archive.read("steps", steps);

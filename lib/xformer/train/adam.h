@@ -26,6 +26,8 @@ class Adam : public torch::optim::Optimizer {
   torch::Tensor step(LossClosure closure = nullptr) override;
   void save(torch::serialize::OutputArchive& archive) const override;
   void load(torch::serialize::InputArchive& archive) override;
+  // The state save() writes, by name, in its order (for the checkpoint's digest).
+  std::vector<std::pair<std::string, torch::Tensor>> state_tensors() const;
 
  private:
   AdamConfig config_;

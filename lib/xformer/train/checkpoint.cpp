@@ -10,6 +10,7 @@
 
 #include "xformer/core/atomic_file.h"
 #include "xformer/core/error.h"
+#include "xformer/train/adam.h"
 #include "xformer/train/checkpoint_choice.h"
 
 namespace fs = std::filesystem;
@@ -33,11 +34,14 @@ std::vector<std::pair<std::string, torch::Tensor>> named_tensors(const torch::nn
   return all;
 }
 
-// A 64-bit digest of the model's tensors (names, types, shapes and bytes), written into the
-// checkpoint's meta: the archive's own reader does not check its contents, so a damaged byte in
-// the weights would otherwise load as a slightly different model. Four independent lanes of
-// multiply-xorshift mixing: a few GB/s, a fraction of the time spent writing the file.
-std::string model_digest(const torch::nn::Module& model) {
+using NamedTensors = std::vector<std::pair<std::string, torch::Tensor>>;
+
+// A 64-bit digest of named tensors (names, types, shapes and bytes), written into the
+// checkpoint's meta for its model, optimizer state and weight average: the archive's own reader
+// does not check its contents, so a damaged byte would otherwise load as a slightly different
+// model, or resume a slightly different run. Four independent lanes of multiply-xorshift mixing
+// over the bytes: one more pass over the data, as writing or reading the file makes.
+std::string digest_of(const NamedTensors& tensors) {
   constexpr uint64_t kMul = 0x9E3779B97F4A7C15ULL;
   uint64_t lane[4] = {1, 2, 3, 4};
   auto mix = [&](int i, uint64_t w) {
@@ -56,7 +60,7 @@ std::string model_digest(const torch::nn::Module& model) {
     for (; i < n; ++i) tail = tail * 131 + p[i];
     mix(0, tail);
   };
-  for (const auto& [name, t] : named_tensors(model)) {
+  for (const auto& [name, t] : tensors) {
     const std::string header = name + ":" + std::string(c10::toString(t.scalar_type())) + c10::str(t.sizes());
     mix_bytes(reinterpret_cast<const unsigned char*>(header.data()), header.size());
     const auto host = t.detach().to(torch::kCPU).contiguous();
@@ -67,6 +71,28 @@ std::string model_digest(const torch::nn::Module& model) {
   char hex[17];
   std::snprintf(hex, sizeof(hex), "%016llx", static_cast<unsigned long long>(h));
   return hex;
+}
+
+std::string model_digest(const torch::nn::Module& model) { return digest_of(named_tensors(model)); }
+
+std::string average_digest(const WeightAverage& average) {
+  NamedTensors tensors;
+  for (size_t i = 0; i < average.average().size(); ++i) tensors.emplace_back(std::to_string(i), average.average()[i]);
+  return digest_of(tensors);
+}
+
+// The optimizer's state digest: train::Adam's (the trainer's optimizer); "" for another one.
+std::string optimizer_digest(const torch::optim::Optimizer& optimizer) {
+  const auto* adam = dynamic_cast<const Adam*>(&optimizer);
+  return adam ? digest_of(adam->state_tensors()) : "";
+}
+
+// DataError when `meta` holds a digest under `key` and `actual` differs from it.
+void check_digest(const nlohmann::json& meta, const char* key, const std::string& actual, const std::string& path,
+                  const std::string& what) {
+  if (meta.contains(key) && meta.at(key) != actual)
+    throw DataError("checkpoint '" + path + "' is corrupt: the digest of its " + what +
+                    " does not match the one written into it");
 }
 }  // namespace
 
@@ -88,8 +114,10 @@ void save_checkpoint(const std::string& path, const torch::nn::Module& model,
     average->save(average_archive);
     archive.write("ema", average_archive);
     full["ema"] = average->state();
+    full["ema_digest"] = average_digest(*average);
   }
   full["model_digest"] = model_digest(model);
+  if (optimizer) full["optimizer_digest"] = optimizer_digest(*optimizer);
   full["format"] = kCheckpointFormat;
   full["libtorch"] = TORCH_VERSION;
   archive.write("meta", c10::IValue(full.dump()));
@@ -174,12 +202,12 @@ nlohmann::json load_checkpoint(const std::string& path, torch::nn::Module& model
         throw DataError("checkpoint '" + path + "' does not fit this model: '" + name + "' is " +
                         c10::str(t.sizes()) + " in the checkpoint but " + c10::str(c10::IntArrayRef(shapes.at(name))) +
                         " in the model built from the config");
-    if (meta.contains("model_digest") && meta["model_digest"] != model_digest(model))
-      throw DataError("checkpoint '" + path + "' is corrupt: its model weights differ from the digest written with them");
+    check_digest(meta, "model_digest", model_digest(model), path, "model weights");
     if (options.optimizer) {
       torch::serialize::InputArchive optim_archive;
       archive.read("optimizer", optim_archive);
       options.optimizer->load(optim_archive);
+      check_digest(meta, "optimizer_digest", optimizer_digest(*options.optimizer), path, "optimizer state");
     }
     torch::serialize::InputArchive average_archive;
     const bool has_average = meta.contains("ema") && archive.try_read("ema", average_archive);
@@ -187,12 +215,16 @@ nlohmann::json load_checkpoint(const std::string& path, torch::nn::Module& model
       // An average kept with another decay is not continued: its past weights were weighed
       // differently. It starts over, as when averaging is turned on at resume.
       const bool same = has_average && meta.at("ema").at("decay").get<double>() == options.average->decay();
-      if (same) options.average->load(average_archive, meta.at("ema"), path);
+      if (same) {
+        options.average->load(average_archive, meta.at("ema"), path);
+        check_digest(meta, "ema_digest", average_digest(*options.average), path, "averaged weights");
+      }
       else options.average->restart();
       meta["ema_restored"] = same;
     } else if (options.averaged_weights && has_average) {
       WeightAverage average(model, meta.at("ema").at("decay").get<double>());
       average.load(average_archive, meta.at("ema"), path);
+      check_digest(meta, "ema_digest", average_digest(average), path, "averaged weights");
       average.swap();  // the model now holds the averaged weights
       meta["ema_loaded"] = true;
     }

@@ -11,6 +11,7 @@
 #include "xformer/core/registry.h"
 #include "xformer/core/remove_tree.h"
 #include "xformer/tasks/task.h"
+#include "xformer/train/adam.h"
 #include "xformer/train/checkpoint.h"
 #include "xformer/train/run_dir.h"
 #include "xformer/train/trainer.h"
@@ -275,8 +276,39 @@ TEST_CASE("a checkpoint whose weights were damaged on disk is refused, not loade
   std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
   torch::nn::Linear damaged(16, 16);
   const auto e = thrown_error([&] { train::load_checkpoint(path, *damaged); });
-  CHECK(std::string(e.what()).find("is corrupt: its model weights differ from the digest written with them") !=
+  CHECK(std::string(e.what()).find("is corrupt: the digest of its model weights does not match the one written into it") !=
         std::string::npos);
+
+  // The optimizer's state too: Adam's first moments after one step on a constant gradient are one
+  // value repeated, a pattern to find and change.
+  torch::nn::Linear model(16, 16);
+  train::Adam adam(model->parameters(), train::AdamConfig{});
+  for (auto& p : model->parameters()) p.mutable_grad() = torch::ones_like(p);
+  adam.step();
+  train::save_checkpoint(path, *model, &adam, nlohmann::json::object());
+  {
+    torch::nn::Linear again(16, 16);
+    train::Adam restored(again->parameters(), train::AdamConfig{});
+    train::LoadOptions load;
+    load.optimizer = &restored;
+    train::load_checkpoint(path, *again, load);  // intact: loads
+  }
+  const float moment = adam.state_tensors().at(2).second.flatten()[0].item<float>();  // exp_avg.0
+  std::ifstream in2(path, std::ios::binary);
+  std::string state((std::istreambuf_iterator<char>(in2)), {});
+  in2.close();
+  const std::string m4(reinterpret_cast<const char*>(&moment), 4);
+  const auto where = state.find(m4 + m4 + m4 + m4);
+  REQUIRE(where != std::string::npos);
+  const float other = moment * 3;
+  state.replace(where + 4, 4, std::string(reinterpret_cast<const char*>(&other), 4));
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << state;
+  torch::nn::Linear again(16, 16);
+  train::Adam restored(again->parameters(), train::AdamConfig{});
+  train::LoadOptions load;
+  load.optimizer = &restored;
+  const auto e2 = thrown_error([&] { train::load_checkpoint(path, *again, load); });
+  CHECK(std::string(e2.what()).find("is corrupt: the digest of its optimizer state does not match") != std::string::npos);
 }
 
 TEST_CASE("checkpoint average:N loads the mean weights of the last N step checkpoints", "[train]") {
