@@ -779,6 +779,9 @@ TEST_CASE("SIGINT saves a checkpoint and exits 130", "[cli][signal]") {
   REQUIRE(std::regex_search(r.output, m, std::regex("pid=([0-9]+)")));
   CHECK(r.output.find("is in use by another xformer train (pid " + m[1].str() + ")") != std::string::npos);
   CHECK(fs::exists(fs::path(run) / "checkpoints" / "last.pt"));
+  // The interrupt was acknowledged at once, with what a second one would do.
+  CHECK(read_text(tmp.str("log.txt")).find("interrupt: stopping after the current update with a checkpoint "
+                                           "(interrupt again to quit at once, without one)") != std::string::npos);
   // And the run continues from there.
   auto resumed = run_xformer("train --resume --run-dir '" + run + "' --set train.max_steps=" +
                              std::to_string(read_metrics(run, "train").back()["step"].get<int>() + 2));

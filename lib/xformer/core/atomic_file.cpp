@@ -20,6 +20,11 @@ std::string temp_path_for(const std::string& path) {
   return path + ".tmp." + host + "." + std::to_string(::getpid());
 }
 
+std::string temporary_target(const std::string& name) {
+  const auto tmp = name.find(".tmp.");
+  return tmp == std::string::npos ? "" : name.substr(0, tmp);
+}
+
 void write_file_atomically(const std::string& path, const std::string& text) {
   const fs::path target(path);
   std::error_code ec;

@@ -8,6 +8,10 @@ namespace xformer {
 // host sharing the filesystem (Slurm array tasks, parallel trials).
 std::string temp_path_for(const std::string& path);
 
+// The file name a temporary file name of temp_path_for stands for ("last.pt.tmp.host.42" ->
+// "last.pt"), or "" when `name` is no such name: what an interrupted write left behind.
+std::string temporary_target(const std::string& name);
+
 // Gives the finished temporary file `tmp` its real name `path`: its data reaches the disk
 // first (fsync), then the rename, then the folder's entry; so after a power cut or an OS crash
 // `path` holds the old file or the new one, never a file without its data. Removes `tmp` and

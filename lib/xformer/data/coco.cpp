@@ -55,8 +55,8 @@ CocoSet read_coco(const std::string& json_path, const std::string& image_root) {
       set.images.push_back(std::move(image));
     }
     for (const auto& a : j["annotations"]) {
-      const std::string where = "annotation " + (a.contains("id") ? a["id"].dump() : std::string("without id"));
-      record = where;
+      record = "annotation " + (a.contains("id") ? a["id"].dump() : std::string("without id"));
+      const std::string& where = record;
       const auto image = id_of(a, "image_id", where), category = id_of(a, "category_id", where);
       const auto& box = a.at("bbox");
       if (!image_index.count(image)) fail(where + " refers to unknown image " + std::to_string(image));

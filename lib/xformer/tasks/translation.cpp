@@ -111,7 +111,7 @@ class TranslationTask : public BatchedTask {
   }
 
   Metrics evaluate(Split split, const std::string& out_prefix) override {
-    const auto& [examples, raw] = eval_splits_.get(split);
+    const auto& [examples, references] = eval_splits_.get(split);
     std::vector<data::LengthPair> lengths;
     for (const auto& e : examples)
       lengths.push_back({static_cast<int64_t>(e.source.size()) + 1, static_cast<int64_t>(e.target.size()) + 1});
@@ -128,16 +128,17 @@ class TranslationTask : public BatchedTask {
     m["nll"] = nll / std::max(tokens, 1.0);
     m["ppl"] = std::exp(m["nll"]);
     if (t_.at("eval_bleu").get<bool>()) {
-      int64_t n = static_cast<int64_t>(raw.source.size());
+      int64_t n = static_cast<int64_t>(examples.size());
       const int64_t cap = t_.at("eval_bleu_sentences");  // a quicker look while training
       if (cap > 0 && ctx_.for_training) n = std::min(n, cap);
-      std::vector<std::string> sources(raw.source.begin(), raw.source.begin() + n);
-      std::vector<std::string> refs(raw.target.begin(), raw.target.begin() + n);
+      std::vector<std::vector<int32_t>> sources;  // the pieces already encoded for the loss
+      for (int64_t i = 0; i < n; ++i) sources.push_back(examples[i].source);
+      std::vector<std::string> refs(references.begin(), references.begin() + n);
       decode::SearchOptions o = search_options();
       o.beam = t_.at("beam");
       o.lenpen = t_.at("lenpen");
       std::vector<std::string> hyps;
-      for (auto& t : translate(tokenizer_->encode_batch(sources), o)) hyps.push_back(std::move(t.text));
+      for (auto& t : translate(std::move(sources), o)) hyps.push_back(std::move(t.text));
       auto bleu = metrics::corpus_bleu(hyps, refs);
       m["bleu"] = bleu.score;
       m["chrf"] = metrics::corpus_chrf(hyps, refs).score;
@@ -447,10 +448,10 @@ class TranslationTask : public BatchedTask {
     return model.string();
   }
 
-  // A split's pairs as pieces, and their raw text (the references for BLEU).
+  // A split's pairs as pieces, and the raw text of their targets (the references for BLEU).
   struct EncodedSplit {
     std::vector<Example> examples;
-    data::ParallelCorpus raw;
+    std::vector<std::string> references;
   };
 
   EncodedSplit encode_split(Split split, bool skip_long) {
@@ -474,8 +475,7 @@ class TranslationTask : public BatchedTask {
         e.target.resize(std::min<size_t>(e.target.size(), max_len_ - 1));
       }
       out.examples.push_back(std::move(e));
-      out.raw.source.push_back(corpus.source[i]);
-      out.raw.target.push_back(corpus.target[i]);
+      out.references.push_back(corpus.target[i]);
     }
     spdlog::info("{}: {} pairs from {}{}{}", key, out.examples.size(), corpus.description,
                  corpus.skipped_empty ? ", skipped " + std::to_string(corpus.skipped_empty) + " with an empty side" : "",

@@ -25,16 +25,16 @@ RngState current_rng_state(const torch::Device& device) {
 }
 
 namespace {
+using NamedTensors = std::vector<std::pair<std::string, torch::Tensor>>;
+
 // The module's parameters and buffers by dotted name, in the module's order. Queried afresh after
 // each load: LibTorch's load may rebind them to new tensors.
-std::vector<std::pair<std::string, torch::Tensor>> named_tensors(const torch::nn::Module& model) {
-  std::vector<std::pair<std::string, torch::Tensor>> all;
+NamedTensors named_tensors(const torch::nn::Module& model) {
+  NamedTensors all;
   for (const auto& item : model.named_parameters()) all.emplace_back(item.key(), item.value());
   for (const auto& item : model.named_buffers()) all.emplace_back(item.key(), item.value());
   return all;
 }
-
-using NamedTensors = std::vector<std::pair<std::string, torch::Tensor>>;
 
 // A 64-bit digest of named tensors (names, types, shapes and bytes), written into the
 // checkpoint's meta for its model, optimizer state and weight average: the archive's own reader

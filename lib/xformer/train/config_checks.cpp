@@ -12,12 +12,13 @@ namespace xformer::train {
 
 void check_data_paths_exist(const nlohmann::json& config, const std::vector<std::string>& splits) {
   const auto& task = config.at("task");
-  auto check = [&](const std::string& key) {
-    const auto& value = task.at(key);
+  for (const std::string& split : splits) {
+    if (!task.contains(split)) continue;
+    const auto& value = task.at(split);
     for (const auto& entry : value.is_array() ? value : nlohmann::json::array({value})) {
       if (!entry.is_string()) continue;
       if (entry.get<std::string>().empty()) {
-        if (key == "train") throw ConfigError("config error: 'task.train' is empty; it names the training data");
+        if (split == "train") throw ConfigError("config error: 'task.train' is empty; it names the training data");
         continue;
       }
       fs::path path = entry.get<std::string>();
@@ -25,13 +26,11 @@ void check_data_paths_exist(const nlohmann::json& config, const std::vector<std:
       if (path.filename().string().find_first_of("*?[") != std::string::npos) path = path.parent_path();
       std::error_code ec;
       if (!path.empty() && !fs::exists(path, ec))
-        throw ConfigError("config error: 'task." + key + "' names '" + path.string() +
+        throw ConfigError("config error: 'task." + split + "' names '" + path.string() +
                           "', which does not exist" +
                           (path.is_relative() ? " in " + fs::current_path().string() : ""));
     }
-  };
-  for (const std::string& split : splits)
-    if (task.contains(split)) check(split);
+  }
 }
 
 void check_training_config(const nlohmann::json& config) {

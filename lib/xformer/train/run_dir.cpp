@@ -24,8 +24,8 @@ namespace {
 constexpr const char* kLockFile = ".lock";
 
 bool is_temporary_of(const std::string& name, const std::function<bool(const std::string&)>& kept) {
-  const auto tmp = name.find(".tmp.");  // NAME.tmp.HOST.PID, a file an interrupted write left (core/atomic_file)
-  return tmp != std::string::npos && kept(name.substr(0, tmp));
+  const std::string target = temporary_target(name);
+  return !target.empty() && kept(target);
 }
 
 bool starts_with(const std::string& s, const std::string& prefix) { return s.rfind(prefix, 0) == 0; }

@@ -11,6 +11,7 @@
 #include <iomanip>
 #include <sstream>
 
+#include "xformer/core/atomic_file.h"
 #include "xformer/core/error.h"
 #include "xformer/core/progress.h"
 #include "xformer/core/runtime.h"
@@ -144,7 +145,7 @@ void Trainer::write_checkpoint() {
   // process writes here, and this one's are renamed by now).
   std::error_code ec;
   for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec))
-    if (it->path().filename().string().find(".tmp.") != std::string::npos) fs::remove(it->path(), ec);
+    if (!temporary_target(it->path().filename().string()).empty()) fs::remove(it->path(), ec);
 }
 
 void Trainer::restore() {
